@@ -1,0 +1,226 @@
+package api
+
+import "encoding/json"
+
+// ProtocolVersion is the version every request carries in "v".
+const ProtocolVersion = 1
+
+// MaxFrameBytes bounds one request or response line, so a hostile or broken
+// client cannot make the daemon buffer without limit.
+const MaxFrameBytes = 1 << 20
+
+// DefaultSocket is where btrfs-vdod listens unless told otherwise.
+const DefaultSocket = "/run/btrfs-vdo/btrfs-vdod.sock"
+
+// SocketEnv names the environment variable that overrides DefaultSocket for
+// the shim and the CLI.
+const SocketEnv = "BTRFS_VDO_SOCKET"
+
+// Op names one operation.
+type Op string
+
+// Operations, each with its argument and result type in Ops.
+const (
+	OpHello               Op = "hello"
+	OpStatus              Op = "status"
+	OpPoolSetup           Op = "pool.setup"
+	OpVolumeCreate        Op = "volume.create"
+	OpVolumeRemove        Op = "volume.remove"
+	OpVolumeVerify        Op = "volume.verify"
+	OpVolumeStart         Op = "volume.start"
+	OpVolumeStop          Op = "volume.stop"
+	OpVolumeInfo          Op = "volume.info"
+	OpVolumeRevert        Op = "volume.revert"
+	OpVolumeResize        Op = "volume.resize"
+	OpVolumeExport        Op = "volume.export"
+	OpVolumeExportEnd     Op = "volume.export_end"
+	OpVolumeImportData    Op = "volume.import_data"
+	OpVolumeImportDataEnd Op = "volume.import_data_end"
+	OpVolumeImportVolume  Op = "volume.import_volume"
+)
+
+// OpTypes pairs an operation with the Go types of its arguments and result.
+type OpTypes struct {
+	Args   any
+	Result any
+}
+
+// Ops lists every operation with zero values of its argument and result
+// types. The daemon's handler table and the schema are both checked
+// against it.
+var Ops = map[Op]OpTypes{
+	OpHello:               {HelloArgs{}, HelloResult{}},
+	OpStatus:              {StatusArgs{}, StatusResult{}},
+	OpPoolSetup:           {PoolSetupArgs{}, PoolSetupResult{}},
+	OpVolumeCreate:        {VolumeArgs{}, VolumeState{}},
+	OpVolumeRemove:        {VolumeArgs{}, VolumeState{}},
+	OpVolumeVerify:        {VolumeArgs{}, VolumeState{}},
+	OpVolumeStart:         {VolumeArgs{}, VolumeState{}},
+	OpVolumeStop:          {VolumeArgs{}, VolumeState{}},
+	OpVolumeInfo:          {VolumeArgs{}, VolumeState{}},
+	OpVolumeRevert:        {RevertArgs{}, VolumeState{}},
+	OpVolumeResize:        {ResizeArgs{}, VolumeState{}},
+	OpVolumeExport:        {VolumeArgs{}, PathResult{}},
+	OpVolumeExportEnd:     {ExportEndArgs{}, VolumeState{}},
+	OpVolumeImportData:    {ImportDataArgs{}, PathResult{}},
+	OpVolumeImportDataEnd: {ImportDataEndArgs{}, VolumeState{}},
+	OpVolumeImportVolume:  {ImportVolumeArgs{}, VolumeState{}},
+}
+
+// Request is one line sent by a client.
+type Request struct {
+	V    int             `json:"v"`
+	Op   Op              `json:"op"`
+	Args json.RawMessage `json:"args"`
+}
+
+// Response is the daemon's one line of answer. Exactly one of Result and
+// Error is set, as OK says.
+type Response struct {
+	OK     bool            `json:"ok"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// Error is a failure with a stable code and a message meant for the user,
+// shaped like "Cannot revert: appvms/work/private is not cleanly stopped".
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// HelloArgs opens a conversation; Client names the caller for the log.
+type HelloArgs struct {
+	Client string `json:"client"`
+}
+
+// HelloResult tells the client what it is talking to.
+type HelloResult struct {
+	Protocol int    `json:"protocol"`
+	Daemon   string `json:"daemon"`
+}
+
+// StatusArgs asks for the daemon's state.
+type StatusArgs struct{}
+
+// StatusResult describes the running daemon.
+type StatusResult struct {
+	Protocol      int          `json:"protocol"`
+	Daemon        string       `json:"daemon"`
+	UptimeSeconds int64        `json:"uptime_seconds"`
+	Requests      uint64       `json:"requests"`
+	Pools         []PoolStatus `json:"pools"`
+}
+
+// PoolStatus describes one pool the daemon has served since it started.
+type PoolStatus struct {
+	Name      string `json:"name"`
+	DirPath   string `json:"dir_path"`
+	SizeBytes int64  `json:"size_bytes"`
+	UsedBytes int64  `json:"used_bytes"`
+	Commits   uint64 `json:"commits"`
+}
+
+// Pool identifies a pool. DirPath is absolute.
+type Pool struct {
+	Name    string `json:"name"`
+	DirPath string `json:"dir_path"`
+}
+
+// PoolSetupArgs asks the daemon to create a pool's directories and check
+// that its filesystem supports reflinks (unless SetupCheck is false).
+type PoolSetupArgs struct {
+	Pool       Pool `json:"pool"`
+	SetupCheck bool `json:"setup_check"`
+}
+
+// PoolSetupResult reports what setup found.
+type PoolSetupResult struct {
+	Btrfs    bool `json:"btrfs"`
+	Reflinks bool `json:"reflinks"`
+}
+
+// Volume is a volume's configuration as qubesd holds it right now.
+// Source is the vid of the volume a snapshot is taken from, in the same
+// pool, or "" when there is none.
+type Volume struct {
+	VID             string `json:"vid"`
+	RW              bool   `json:"rw"`
+	SaveOnStop      bool   `json:"save_on_stop"`
+	SnapOnStart     bool   `json:"snap_on_start"`
+	RevisionsToKeep int    `json:"revisions_to_keep"`
+	Size            int64  `json:"size"`
+	Source          string `json:"source"`
+}
+
+// VolumeArgs names a volume in a pool; most operations need nothing else.
+type VolumeArgs struct {
+	Pool   Pool   `json:"pool"`
+	Volume Volume `json:"volume"`
+}
+
+// RevertArgs reverts to Revision, or to the newest revision when it is "".
+type RevertArgs struct {
+	Pool     Pool   `json:"pool"`
+	Volume   Volume `json:"volume"`
+	Revision string `json:"revision"`
+}
+
+// ResizeArgs sets a volume's size in bytes.
+type ResizeArgs struct {
+	Pool   Pool   `json:"pool"`
+	Volume Volume `json:"volume"`
+	Size   int64  `json:"size"`
+}
+
+// ExportEndArgs releases a path returned by volume.export.
+type ExportEndArgs struct {
+	Pool   Pool   `json:"pool"`
+	Volume Volume `json:"volume"`
+	Path   string `json:"path"`
+}
+
+// ImportDataArgs asks for a zero-filled file of Size bytes to write into.
+type ImportDataArgs struct {
+	Pool   Pool   `json:"pool"`
+	Volume Volume `json:"volume"`
+	Size   int64  `json:"size"`
+}
+
+// ImportDataEndArgs commits (Success) or discards a pending import.
+type ImportDataEndArgs struct {
+	Pool    Pool   `json:"pool"`
+	Volume  Volume `json:"volume"`
+	Success bool   `json:"success"`
+}
+
+// ImportVolumeArgs copies the committed data found at SourcePath (the
+// result of the source volume's export, from any driver) into the volume
+// and commits it.
+type ImportVolumeArgs struct {
+	Pool       Pool   `json:"pool"`
+	Volume     Volume `json:"volume"`
+	SourcePath string `json:"source_path"`
+}
+
+// PathResult carries a path handed to qubesd.
+type PathResult struct {
+	Path string `json:"path"`
+}
+
+// Revision is one saved state of a volume. ID is the decimal revision
+// number; Timestamp is UTC "YYYY-MM-DDTHH:MM:SS".
+type Revision struct {
+	ID        string `json:"id"`
+	Timestamp string `json:"timestamp"`
+}
+
+// VolumeState is what the daemon saw of a volume after an operation.
+type VolumeState struct {
+	Size      int64      `json:"size"`
+	Usage     int64      `json:"usage"`
+	Dirty     bool       `json:"dirty"`
+	Revisions []Revision `json:"revisions"`
+}
