@@ -1,0 +1,49 @@
+package btrfs
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Inode flags as seen by FS_IOC_GETFLAGS and chattr.
+const (
+	FlagCompress   = 0x4      // FS_COMPR_FL, chattr +c: compress new writes
+	FlagNoCompress = 0x400    // FS_NOCOMP_FL, chattr +m: set by the kernel when data looked incompressible
+	FlagNoCOW      = 0x800000 // FS_NOCOW_FL, chattr +C: no COW, no checksums, no compression; only on empty files
+)
+
+// Flags returns f's inode flags (FS_IOC_GETFLAGS).
+func Flags(f *os.File) (uint32, error) {
+	flags, err := iocGetFlags(f)
+	if err != nil {
+		return 0, fmt.Errorf("get inode flags of %s: %w", f.Name(), err)
+	}
+	return flags, nil
+}
+
+// SetFlags replaces f's inode flags (FS_IOC_SETFLAGS). Read them with Flags
+// first and change only the bits you mean to.
+func SetFlags(f *os.File, flags uint32) error {
+	if err := iocSetFlags(f, flags); err != nil {
+		return fmt.Errorf("set inode flags of %s to %#x: %w", f.Name(), flags, err)
+	}
+	return nil
+}
+
+// compressionXattr is the xattr behind `btrfs property set FILE compression`.
+const compressionXattr = "btrfs.compression"
+
+// SetCompressionProperty sets f's compression property: "zstd", "lzo" or
+// "zlib" compress new writes with that algorithm (at its default level),
+// "none" disables compression, and "" removes the setting.
+func SetCompressionProperty(f *os.File, algo string) error {
+	err := unix.Fsetxattr(int(f.Fd()), compressionXattr, []byte(algo), 0)
+	runtime.KeepAlive(f)
+	if err != nil {
+		return fmt.Errorf("set %s=%q on %s: %w", compressionXattr, algo, f.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || riscv64 || s390x)
+
+// The ioctl numbers below use the generic _IOC encoding
+// (dir<<30 | size<<16 | type<<8 | nr). powerpc, mips and sparc encode the
+// direction differently, so the build stops there instead of issuing the
+// wrong ioctl.
+
+package btrfs
+
+import "encoding/binary"
+
+// Raw kernel interface, mirroring include/uapi/linux/btrfs.h and
+// btrfs_tree.h. Type and field names keep the kernel's spelling so they can
+// be checked against the header line by line; size_test.go pins every size
+// and offset.
+
+const btrfsIoctlMagic = 0x94
+
+// Ioctl request numbers not provided by golang.org/x/sys/unix.
+const (
+	btrfsIocSync         = 0x00009408 // _IO(0x94, 8)
+	btrfsIocDefragRange  = 0x40309410 // _IOW(0x94, 16, struct btrfs_ioctl_defrag_range_args)
+	btrfsIocTreeSearchV2 = 0xC0709411 // _IOWR(0x94, 17, struct btrfs_ioctl_search_args_v2)
+	btrfsIocFsInfo       = 0x8400941F // _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args)
+)
+
+// btrfs_ioctl_defrag_range_args.flags.
+const (
+	btrfsDefragRangeCompress      = 1 << 0
+	btrfsDefragRangeStartIO       = 1 << 1
+	btrfsDefragRangeCompressLevel = 1 << 2 // kernel 6.15+: use compress_type as {type u8, level s8}
+)
+
+// btrfs_ioctl_fs_info_args.flags.
+const (
+	btrfsFsInfoFlagCsumInfo     = 1 << 0
+	btrfsFsInfoFlagGeneration   = 1 << 1
+	btrfsFsInfoFlagMetadataUUID = 1 << 2
+)
+
+// Item key type of a file extent item (btrfs_tree.h BTRFS_EXTENT_DATA_KEY).
+const btrfsExtentDataKey = 108
+
+// struct btrfs_ioctl_defrag_range_args (48 bytes).
+type btrfs_ioctl_defrag_range_args struct {
+	start         uint64
+	len           uint64
+	flags         uint64
+	extent_thresh uint32
+	// compress_type is a union with struct { u8 type; s8 level; } when
+	// flags has btrfsDefragRangeCompressLevel; see setCompress.
+	compress_type uint32
+	unused        [4]uint32
+}
+
+// setCompress fills the compress_type union. With a level it writes the
+// {type, level} byte pair in memory order, which the kernel reads as
+// compress.type and compress.level regardless of endianness.
+func (a *btrfs_ioctl_defrag_range_args) setCompress(typ uint8, level int8, withLevel bool) {
+	if !withLevel {
+		a.compress_type = uint32(typ)
+		return
+	}
+	a.compress_type = binary.NativeEndian.Uint32([]byte{typ, byte(level), 0, 0})
+}
+
+// struct btrfs_ioctl_search_key (104 bytes).
+type btrfs_ioctl_search_key struct {
+	tree_id      uint64
+	min_objectid uint64
+	max_objectid uint64
+	min_offset   uint64
+	max_offset   uint64
+	min_transid  uint64 // filters on the transid of the leaf, not of the item
+	max_transid  uint64
+	min_type     uint32
+	max_type     uint32
+	nr_items     uint32 // in: maximum wanted, out: number returned
+	unused       uint32
+	unused1      uint64
+	unused2      uint64
+	unused3      uint64
+	unused4      uint64
+}
+
+// struct btrfs_ioctl_search_args_v2 without its flexible buf[] tail
+// (112 bytes); the result buffer follows it directly in memory.
+type btrfs_ioctl_search_args_v2 struct {
+	key      btrfs_ioctl_search_key
+	buf_size uint64 // in: size of buf, out on EOVERFLOW: size needed
+}
+
+// struct btrfs_ioctl_search_header (32 bytes), written by the kernel in
+// host byte order before each item in the result buffer.
+type btrfs_ioctl_search_header struct {
+	transid  uint64
+	objectid uint64
+	offset   uint64
+	typ      uint32 // "type" in the kernel
+	len      uint32
+}
+
+// struct btrfs_ioctl_fs_info_args (1024 bytes).
+type btrfs_ioctl_fs_info_args struct {
+	max_id          uint64
+	num_devices     uint64
+	fsid            [16]uint8
+	nodesize        uint32
+	sectorsize      uint32
+	clone_alignment uint32
+	csum_type       uint16
+	csum_size       uint16
+	flags           uint64 // in: which optional fields to fill; out: which were
+	generation      uint64
+	metadata_uuid   [16]uint8
+	reserved        [944]uint8
+}
+
+// struct btrfs_file_extent_item is packed and stored little-endian on disk;
+// the search ioctl copies it out as is, so it is decoded by offset rather
+// than through a Go struct.
+const (
+	fileExtentGenerationOff    = 0
+	fileExtentRAMBytesOff      = 8
+	fileExtentCompressionOff   = 16
+	fileExtentEncryptionOff    = 17
+	fileExtentOtherEncodingOff = 18
+	fileExtentTypeOff          = 20
+	fileExtentInlineDataOff    = 21 // inline extents: data starts here
+	fileExtentDiskBytenrOff    = 21
+	fileExtentDiskNumBytesOff  = 29
+	fileExtentOffsetOff        = 37
+	fileExtentNumBytesOff      = 45
+	fileExtentItemSize         = 53
+)

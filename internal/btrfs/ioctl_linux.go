@@ -1,0 +1,104 @@
+package btrfs
+
+import (
+	"os"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// One small function per ioctl. Each takes the *os.File rather than a raw
+// descriptor and keeps it alive until the call returns, so a finalizer
+// cannot close the descriptor while the kernel still uses it. Errors are
+// returned bare (a unix.Errno); the exported API adds context.
+
+// ioctlPtr issues an ioctl whose argument is a pointer to a kernel struct.
+// The uintptr conversion sits in the Syscall argument list, as the unsafe
+// rules require for the pointer to stay valid during the call.
+func ioctlPtr(f *os.File, req uintptr, arg unsafe.Pointer) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(arg))
+	runtime.KeepAlive(f)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// iocClone is FICLONE: reflink all of src into dst.
+func iocClone(dst, src *os.File) error {
+	err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+	runtime.KeepAlive(dst)
+	runtime.KeepAlive(src)
+	return err
+}
+
+// iocDedupeRange is FIDEDUPERANGE. The destination files must be kept alive
+// by the caller, since only their descriptors are in arg.
+func iocDedupeRange(src *os.File, arg *unix.FileDedupeRange) error {
+	err := unix.IoctlFileDedupeRange(int(src.Fd()), arg)
+	runtime.KeepAlive(src)
+	return err
+}
+
+// iocSync is BTRFS_IOC_SYNC: flush delalloc and commit the transaction.
+func iocSync(f *os.File) error {
+	_, err := unix.IoctlRetInt(int(f.Fd()), btrfsIocSync)
+	runtime.KeepAlive(f)
+	return err
+}
+
+// iocFsInfo is BTRFS_IOC_FS_INFO.
+func iocFsInfo(f *os.File, args *btrfs_ioctl_fs_info_args) error {
+	return ioctlPtr(f, btrfsIocFsInfo, unsafe.Pointer(args))
+}
+
+// iocDefragRange is BTRFS_IOC_DEFRAG_RANGE.
+func iocDefragRange(f *os.File, args *btrfs_ioctl_defrag_range_args) error {
+	return ioctlPtr(f, btrfsIocDefragRange, unsafe.Pointer(args))
+}
+
+// iocTreeSearchV2 is BTRFS_IOC_TREE_SEARCH_V2 on a buffer laid out as
+// struct btrfs_ioctl_search_args_v2 followed by buf_size result bytes.
+func iocTreeSearchV2(f *os.File, args *searchBuf) error {
+	return ioctlPtr(f, btrfsIocTreeSearchV2, unsafe.Pointer(&args.words[0]))
+}
+
+// iocGetFlags is FS_IOC_GETFLAGS. The kernel writes an int although the
+// request number is declared with a long.
+func iocGetFlags(f *os.File) (uint32, error) {
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	runtime.KeepAlive(f)
+	return flags, err
+}
+
+// iocSetFlags is FS_IOC_SETFLAGS; the kernel reads an int.
+func iocSetFlags(f *os.File, flags uint32) error {
+	err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(int32(flags)))
+	runtime.KeepAlive(f)
+	return err
+}
+
+// searchBuf is the argument of BTRFS_IOC_TREE_SEARCH_V2: the 112-byte
+// header followed by the result area. It is backed by uint64 words so the
+// header is 8-byte aligned.
+type searchBuf struct {
+	words []uint64
+}
+
+func newSearchBuf(resultSize int) *searchBuf {
+	n := (int(unsafe.Sizeof(btrfs_ioctl_search_args_v2{})) + resultSize + 7) / 8
+	return &searchBuf{words: make([]uint64, n)}
+}
+
+// args is the fixed header of the buffer.
+func (b *searchBuf) args() *btrfs_ioctl_search_args_v2 {
+	return (*btrfs_ioctl_search_args_v2)(unsafe.Pointer(&b.words[0]))
+}
+
+// results is the area after the header that the kernel fills with
+// (search header, item) pairs.
+func (b *searchBuf) results() []byte {
+	all := unsafe.Slice((*byte)(unsafe.Pointer(&b.words[0])), len(b.words)*8)
+	return all[unsafe.Sizeof(btrfs_ioctl_search_args_v2{}):]
+}
