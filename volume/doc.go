@@ -1,0 +1,27 @@
+// Package volume keeps Qubes VM images in the file-reflink layout and moves
+// them through their lifecycle: create, start, stop (commit), revert,
+// resize, import, export and remove.
+//
+// Nouns, for a volume whose vid is appvms/work/private in a pool directory:
+//
+//   - clean image: appvms/work/private.img, the committed state.
+//   - dirty image: private-dirty.img, the file attached to the running VM.
+//   - precache: private-precache.img, a reflink of the clean image with the
+//     same mtime, renamed to the dirty image at start so a start costs a
+//     rename instead of a clone.
+//   - import image: private-import.img, the target of a pending import.
+//   - revision: private.img.N@YYYY-MM-DDTHH:MM:SSZ, an earlier clean image;
+//     N increases by one per revision, the time is the clean image's mtime
+//     when it was demoted.
+//   - temp file: <name>~<random>, a file being written before it is renamed
+//     into place; left-overs are removed at start and create.
+//
+// Every file is opened beneath the pool directory through an os.Root, so a
+// name or a planted symlink can never reach outside it, and every file that
+// becomes visible does so by write, fsync, rename, fsync of the directory:
+// a crash leaves either the old state or the new one.
+//
+// The package knows files and reflinks only. It calls a CommitHook after a
+// commit lands so that the pool can schedule background work on the new
+// data; it knows nothing of sockets, pools or optimisers.
+package volume

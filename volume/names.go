@@ -1,0 +1,124 @@
+package volume
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Directory prefixes of a vid, as file-reflink and dom0's udev rules know them.
+var vidPrefixes = []string{"appvms", "vm-templates"}
+
+var (
+	componentPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
+	revisionPattern  = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+	// revisionFile matches "<vol>.img.<N>@<timestamp>Z" after the volume name.
+	revisionFile = regexp.MustCompile(`^\.img\.([1-9][0-9]{0,18})@([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})Z$`)
+)
+
+// Paths holds every file name of one volume, relative to the pool directory.
+type Paths struct {
+	Dir      string // appvms/work
+	Name     string // private
+	Clean    string // appvms/work/private.img
+	Dirty    string // appvms/work/private-dirty.img
+	Precache string // appvms/work/private-precache.img
+	Import   string // appvms/work/private-import.img
+}
+
+// PathsFor validates vid and derives the volume's file names from it.
+func PathsFor(vid string) (Paths, error) {
+	if err := ValidateVID(vid); err != nil {
+		return Paths{}, err
+	}
+	dir, name := path.Split(vid)
+	dir = strings.TrimSuffix(dir, "/")
+	base := dir + "/" + name
+	return Paths{
+		Dir:      dir,
+		Name:     name,
+		Clean:    base + ".img",
+		Dirty:    base + "-dirty.img",
+		Precache: base + "-precache.img",
+		Import:   base + "-import.img",
+	}, nil
+}
+
+// Revision is the file name of revision id taken at timestamp.
+func (p Paths) Revision(id, timestamp string) string {
+	return p.Clean + "." + id + "@" + timestamp + "Z"
+}
+
+// ownsFile reports whether name, a file in p.Dir, belongs to this volume,
+// either as one of its images or as a temp file of one. Matching exact
+// names keeps volume "private" from claiming "private2.img~x".
+func (p Paths) ownsFile(name string) bool {
+	base, _, _ := strings.Cut(name, "~")
+	for _, own := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {
+		if base == path.Base(own) {
+			return true
+		}
+	}
+	rest, ok := strings.CutPrefix(base, p.Name)
+	return ok && revisionFile.MatchString(rest)
+}
+
+// parseRevision returns the revision id and timestamp encoded in name, a
+// file in p.Dir.
+func (p Paths) parseRevision(name string) (id, timestamp string, ok bool) {
+	rest, found := strings.CutPrefix(name, p.Name)
+	if !found {
+		return "", "", false
+	}
+	m := revisionFile.FindStringSubmatch(rest)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// ValidateVID refuses any vid that is not exactly
+// "appvms|vm-templates/<vm>/<volume>" with safe components.
+func ValidateVID(vid string) error {
+	parts := strings.Split(vid, "/")
+	if len(parts) != 3 {
+		return invalidName("vid %q: want <appvms|vm-templates>/<vm>/<volume>", vid)
+	}
+	if !contains(vidPrefixes, parts[0]) {
+		return invalidName("vid %q: first component must be one of %v", vid, vidPrefixes)
+	}
+	for _, part := range parts[1:] {
+		if strings.Contains(part, "..") || !componentPattern.MatchString(part) {
+			return invalidName("vid %q: component %q is not allowed", vid, part)
+		}
+	}
+	return nil
+}
+
+// ValidateRevision refuses a revision id that is not a decimal number.
+func ValidateRevision(id string) error {
+	if !revisionPattern.MatchString(id) {
+		return invalidName("revision %q: want a decimal revision number", id)
+	}
+	return nil
+}
+
+func revisionNumber(id string) uint64 {
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, item := range list {
+		if item == s {
+			return true
+		}
+	}
+	return false
+}
+
+func invalidName(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidName}, args...)...)
+}

@@ -1,0 +1,269 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// timestampLayout is how revision names and qubesd write times: UTC, no zone.
+const timestampLayout = "2006-01-02T15:04:05"
+
+// revisions lists the volume's revisions, oldest first.
+func (s *Store) revisions(p Paths) ([]Revision, error) {
+	revs := []Revision{}
+	entries, err := s.files.readDir(p.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return revs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if id, ts, ok := p.parseRevision(e.Name()); ok {
+			revs = append(revs, Revision{ID: id, Timestamp: ts})
+		}
+	}
+	sort.Slice(revs, func(i, j int) bool {
+		return revisionNumber(revs[i].ID) < revisionNumber(revs[j].ID)
+	})
+	return revs, nil
+}
+
+// pruneRevisions keeps the newest keep revisions; keep <= 0 removes all.
+func (s *Store) pruneRevisions(p Paths, keep int) error {
+	revs, err := s.revisions(p)
+	if err != nil {
+		return err
+	}
+	if keep < 0 {
+		keep = 0
+	}
+	for _, rev := range revs[:max(len(revs)-keep, 0)] {
+		if _, err := s.files.remove(p.Revision(rev.ID, rev.Timestamp)); err != nil {
+			return err
+		}
+		s.log.Info("pruned revision", "vid", p.Dir+"/"+p.Name, "revision", rev.ID, "timestamp", rev.Timestamp)
+	}
+	return nil
+}
+
+// addRevision saves the clean image as the next revision, named after the
+// clean image's mtime. With revisions_to_keep 0 nothing is kept.
+func (s *Store) addRevision(p Paths, spec Spec) error {
+	if spec.RevisionsToKeep == 0 {
+		return nil
+	}
+	info, err := s.files.stat(p.Clean)
+	if err != nil {
+		return err
+	}
+	revs, err := s.revisions(p)
+	if err != nil {
+		return err
+	}
+	next := uint64(1)
+	if len(revs) > 0 {
+		next = revisionNumber(revs[len(revs)-1].ID) + 1
+	}
+	rev := Revision{
+		ID:        fmt.Sprint(next),
+		Timestamp: info.ModTime().UTC().Format(timestampLayout),
+	}
+	if err := s.copyFile(p.Clean, p.Revision(rev.ID, rev.Timestamp), copyOptions{}); err != nil {
+		return err
+	}
+	s.log.Info("saved revision", "vid", spec.VID, "revision", rev.ID, "timestamp", rev.Timestamp)
+	return nil
+}
+
+// commit makes from (the dirty or the import image) the new clean image:
+// the old clean image becomes a revision, old revisions are pruned, from is
+// synced and renamed over the clean image, and a new precache is made.
+// Until the rename, the old state is whole; after it, the new one is.
+func (s *Store) commit(p Paths, spec Spec, from string) error {
+	hasClean, err := s.files.exists(p.Clean)
+	if err != nil {
+		return err
+	}
+	if hasClean && !spec.SnapshotsDisabled() {
+		if err := s.addRevision(p, spec); err != nil {
+			return err
+		}
+	}
+	if err := s.pruneRevisions(p, spec.RevisionsToKeep); err != nil {
+		return err
+	}
+	if err := s.syncFile(from); err != nil {
+		return err
+	}
+	err = s.refreshPrecache(p, spec, func() error {
+		return s.files.rename(from, p.Clean)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
+	s.hook(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
+	return nil
+}
+
+// Revert makes revision id (the newest when id is "") the clean image. The
+// current clean image is kept as a new revision first, unless
+// revisions_to_keep is 0; nothing is pruned, so reverting twice undoes it.
+func (s *Store) Revert(spec Spec, id string) (State, error) {
+	var st State
+	err := s.volumeOp("revert", spec, func(p Paths) error {
+		if spec.Kind() != Origin {
+			return fmt.Errorf("%w: only save_on_stop volumes have revisions", ErrNotSupported)
+		}
+		if id != "" {
+			if err := ValidateRevision(id); err != nil {
+				return err
+			}
+		}
+		dirty, err := s.isDirty(p, spec)
+		if err != nil {
+			return err
+		}
+		if dirty {
+			return ErrNotStopped
+		}
+		rev, err := s.findRevision(p, id)
+		if err != nil {
+			return err
+		}
+		if err := s.addRevision(p, spec); err != nil {
+			return err
+		}
+		err = s.refreshPrecache(p, spec, func() error {
+			return s.files.rename(p.Revision(rev.ID, rev.Timestamp), p.Clean)
+		})
+		if err != nil {
+			return err
+		}
+		s.log.Info("reverted volume", "vid", spec.VID, "revision", rev.ID, "timestamp", rev.Timestamp)
+		st, err = s.state(p, spec)
+		return err
+	})
+	return st, err
+}
+
+func (s *Store) findRevision(p Paths, id string) (Revision, error) {
+	revs, err := s.revisions(p)
+	if err != nil {
+		return Revision{}, err
+	}
+	if len(revs) == 0 {
+		return Revision{}, fmt.Errorf("no revisions: %w", fs.ErrNotExist)
+	}
+	if id == "" {
+		return revs[len(revs)-1], nil
+	}
+	for _, rev := range revs {
+		if rev.ID == id {
+			return rev, nil
+		}
+	}
+	return Revision{}, fmt.Errorf("no revision %q: %w", id, fs.ErrNotExist)
+}
+
+// refreshPrecache drops the precache, runs change (which replaces the
+// clean image), then reflinks the new clean image to the precache with the
+// same mtime. Volumes with snapshots disabled get no precache.
+func (s *Store) refreshPrecache(p Paths, spec Spec, change func() error) error {
+	if _, err := s.files.remove(p.Precache); err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	if spec.SnapshotsDisabled() {
+		return nil
+	}
+	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
+}
+
+// removeStalePrecache drops a precache whose mtime or size no longer match
+// the clean image, e.g. after the image was changed by hand.
+func (s *Store) removeStalePrecache(p Paths) error {
+	clean, err := s.files.stat(p.Clean)
+	if err != nil {
+		return err
+	}
+	pre, err := s.files.stat(p.Precache)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if pre.ModTime().Equal(clean.ModTime()) && pre.Size() == clean.Size() {
+		return nil
+	}
+	if _, err := s.files.remove(p.Precache); err != nil {
+		return err
+	}
+	s.log.Warn("removed stale precache", "path", s.files.abs(p.Precache))
+	return nil
+}
+
+type copyOptions struct {
+	keepMtime bool   // give dst src's mtime
+	size      *int64 // truncate dst to this size
+}
+
+// copyFile makes dst a new inode holding src's data, reflinked when
+// possible, atomically.
+func (s *Store) copyFile(src, dst string, opts copyOptions) error {
+	in, err := s.files.root.OpenFile(src, os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.files.abs(src), err)
+	}
+	defer in.Close()
+	var mtime time.Time
+	if opts.keepMtime {
+		info, err := in.Stat()
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", s.files.abs(src), err)
+		}
+		mtime = info.ModTime()
+	}
+	return s.files.replace(dst, mtime, func(tmp *os.File) error {
+		if opts.size == nil || *opts.size != 0 {
+			if _, err := cloneOrCopy(tmp, in); err != nil {
+				return fmt.Errorf("copy %s to %s: %w", s.files.abs(src), tmp.Name(), err)
+			}
+		}
+		if opts.size != nil {
+			if err := tmp.Truncate(*opts.size); err != nil {
+				return fmt.Errorf("truncate %s to %d: %w", tmp.Name(), *opts.size, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) syncFile(name string) error {
+	f, err := s.files.root.OpenFile(name, os.O_RDONLY|noFollow, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.files.abs(name), err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", s.files.abs(name), err)
+	}
+	return nil
+}
+
+// allocated is the space a file takes on disk, as st_blocks counts it.
+func allocated(info fs.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return 0
+}

@@ -1,0 +1,109 @@
+package volume
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Committed describes a commit that has landed: Clean is the absolute path
+// of the new clean image.
+type Committed struct {
+	VID   string
+	Clean string
+}
+
+// CommitHook is called after each durable commit, with the volume's lock
+// still held, so it must only record or queue work, never wait for it.
+type CommitHook func(Committed)
+
+// Store manages the volumes of one pool directory.
+type Store struct {
+	files files
+	log   *slog.Logger
+	hook  CommitHook
+	locks keyedMutex
+}
+
+// Open opens the pool directory dir, which must be an existing absolute
+// path. hook may be nil.
+func Open(dir string, log *slog.Logger, hook CommitHook) (*Store, error) {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return nil, fmt.Errorf("%w: pool directory %q must be a clean absolute path", ErrInvalidName, dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open pool directory: %w", err)
+	}
+	if hook == nil {
+		hook = func(Committed) {}
+	}
+	return &Store{files: files{root: root}, log: log, hook: hook}, nil
+}
+
+// Dir is the pool directory.
+func (s *Store) Dir() string { return s.files.root.Name() }
+
+// Close releases the pool directory.
+func (s *Store) Close() error { return s.files.root.Close() }
+
+// Path is the absolute path of a volume file name returned in Paths.
+func (s *Store) Path(name string) string { return s.files.abs(name) }
+
+// volumeOp runs fn for spec's volume under the volume's lock, with the
+// volume's paths, and wraps any failure as an OpError for op.
+func (s *Store) volumeOp(op string, spec Spec, fn func(p Paths) error) error {
+	p, err := PathsFor(spec.VID)
+	if err == nil && spec.SaveOnStop && spec.SnapOnStart {
+		err = fmt.Errorf("%w: save_on_stop volumes that snapshot on start", ErrNotSupported)
+	}
+	if err == nil && spec.Source != "" {
+		err = ValidateVID(spec.Source)
+	}
+	if err == nil && spec.Size < 0 {
+		err = fmt.Errorf("%w: negative size %d", ErrInvalidName, spec.Size)
+	}
+	if err != nil {
+		return opError(op, spec.VID, err)
+	}
+	unlock := s.locks.lock(spec.VID)
+	defer unlock()
+	return opError(op, spec.VID, fn(p))
+}
+
+// keyedMutex serialises work per key and forgets keys nobody holds.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	m := k.locks[key]
+	if m == nil {
+		m = &refMutex{}
+		k.locks[key] = m
+	}
+	m.refs++
+	k.mu.Unlock()
+
+	m.Lock()
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
