@@ -1,0 +1,187 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+)
+
+// defaultReadTimeout bounds how long a client may take to send its
+// request, so a slow or stuck client holds a goroutine and a descriptor
+// only briefly.
+const defaultReadTimeout = 30 * time.Second
+
+// Server answers requests for the pools in its registry.
+type Server struct {
+	Pools   *pool.Registry
+	Log     *slog.Logger
+	Version string
+	// AllowUID is the only peer uid served; qubesd runs as root.
+	AllowUID uint32
+	// ReadTimeout overrides defaultReadTimeout when set.
+	ReadTimeout time.Duration
+
+	started  time.Time
+	requests atomic.Uint64
+	conns    sync.WaitGroup
+}
+
+// Serve accepts connections on ln until ctx is done, then waits for the
+// requests in flight to finish: a commit is never cut short by a shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.started = time.Now()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.conns.Wait()
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.conns.Add(1)
+		go func() {
+			defer s.conns.Done()
+			s.serveConn(conn)
+		}()
+	}
+}
+
+func (s *Server) serveConn(conn net.Conn) {
+	defer conn.Close()
+	resp := s.answer(conn)
+	line, err := json.Marshal(resp)
+	if err != nil {
+		s.Log.Error("encode response", "err", err)
+		return
+	}
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		s.Log.Debug("write response", "err", err)
+	}
+}
+
+// answer reads and runs one request and returns its response.
+func (s *Server) answer(conn net.Conn) api.Response {
+	if err := s.checkPeer(conn); err != nil {
+		s.Log.Warn("refused client", "err", err)
+		return failure(&api.Error{Code: api.CodePermissionDenied, Message: err.Error()})
+	}
+	timeout := s.ReadTimeout
+	if timeout == 0 {
+		timeout = defaultReadTimeout
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	frame, err := readFrame(conn)
+	if err != nil {
+		return failure(&api.Error{Code: api.CodeBadRequest, Message: err.Error()})
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	s.requests.Add(1)
+	req, apiErr := decodeRequest(frame)
+	if apiErr != nil {
+		return failure(apiErr)
+	}
+	began := time.Now()
+	result, err := s.dispatch(req)
+	if err != nil {
+		e := toAPIError(err)
+		s.Log.Warn("request failed", "op", req.Op, "code", e.Code, "err", e.Message)
+		return failure(e)
+	}
+	s.Log.Debug("request done", "op", req.Op, "ms", time.Since(began).Milliseconds())
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return failure(&api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("encode %s result: %v", req.Op, err)})
+	}
+	return api.Response{OK: true, Result: raw}
+}
+
+func (s *Server) checkPeer(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("not a unix socket connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var credErr error
+	err = raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err == nil {
+		err = credErr
+	}
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if cred.Uid != s.AllowUID {
+		return fmt.Errorf("peer uid %d (pid %d) is not allowed; only uid %d is served", cred.Uid, cred.Pid, s.AllowUID)
+	}
+	return nil
+}
+
+// readFrame reads one line of at most api.MaxFrameBytes.
+func readFrame(conn net.Conn) ([]byte, error) {
+	r := bufio.NewReaderSize(conn, 64*1024)
+	var frame []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		frame = append(frame, chunk...)
+		if len(frame) > api.MaxFrameBytes {
+			return nil, fmt.Errorf("request exceeds %d bytes", api.MaxFrameBytes)
+		}
+		switch {
+		case err == nil:
+			return frame, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return nil, fmt.Errorf("read request: %w", err)
+		}
+	}
+}
+
+func decodeRequest(frame []byte) (api.Request, *api.Error) {
+	var req api.Request
+	if err := decodeStrict(frame, &req); err != nil {
+		return req, &api.Error{Code: api.CodeBadRequest, Message: "malformed request: " + err.Error()}
+	}
+	if req.V != api.ProtocolVersion {
+		return req, &api.Error{Code: api.CodeUnsupportedProtocol, Message: fmt.Sprintf(
+			"protocol version %d is not supported; this daemon speaks version %d", req.V, api.ProtocolVersion)}
+	}
+	return req, nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func failure(e *api.Error) api.Response {
+	return api.Response{OK: false, Error: e}
+}

@@ -1,0 +1,91 @@
+package pool_test
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// noReflinkDir returns a fresh tmpfs, which has no reflinks.
+func noReflinkDir(t *testing.T) string {
+	t.Helper()
+	btrfstest.RequireRoot(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
+}
+
+func TestSetup(t *testing.T) {
+	onBtrfs := btrfstest.Mount(t, 256<<20)
+	plain := noReflinkDir(t)
+	tests := []struct {
+		name      string
+		dir       string
+		check     bool
+		wantErr   error
+		wantDirs  bool
+		wantBtrfs bool
+	}{
+		{"btrfs", filepath.Join(onBtrfs, "vdo"), true, nil, true, true},
+		{"no reflinks, checked", filepath.Join(plain, "vdo"), true, pool.ErrNoReflinks, false, false},
+		{"no reflinks, unchecked", filepath.Join(plain, "vdo2"), false, nil, true, false},
+		{"relative", "var/lib/vdo", true, volume.ErrInvalidName, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := pool.Setup(tt.dir, tt.check)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Setup: %v, want %v", err, tt.wantErr)
+			}
+			for _, top := range pool.TopDirs {
+				_, statErr := os.Stat(filepath.Join(tt.dir, top))
+				if (statErr == nil) != tt.wantDirs {
+					t.Errorf("%s exists: %v, want %v", top, statErr == nil, tt.wantDirs)
+				}
+			}
+			if tt.wantErr != nil && filepath.IsAbs(tt.dir) {
+				if _, err := os.Stat(tt.dir); !os.IsNotExist(err) {
+					t.Error("a refused setup left the directory it created")
+				}
+			}
+			if err == nil && res.Btrfs != tt.wantBtrfs {
+				t.Errorf("Btrfs = %v, want %v", res.Btrfs, tt.wantBtrfs)
+			}
+		})
+	}
+}
+
+func TestRegistryOpensEachDirectoryOnce(t *testing.T) {
+	mnt := btrfstest.Mount(t, 256<<20)
+	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { reg.Close() })
+	a, err := reg.Open("vdo", mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := reg.Open("vdo", mnt)
+	if err != nil || a != b {
+		t.Fatalf("second open: %v, same pool %v", err, a == b)
+	}
+	if _, err := reg.Open("gone", filepath.Join(mnt, "missing")); err == nil {
+		t.Fatal("opened a missing directory")
+	}
+	if len(reg.List()) != 1 {
+		t.Fatalf("pools = %d", len(reg.List()))
+	}
+	size, used, err := a.Usage()
+	if err != nil || size <= 0 || used <= 0 || used > size {
+		t.Fatalf("usage %d/%d: %v", used, size, err)
+	}
+}
