@@ -1,0 +1,1 @@
+"""Test helpers of the qubes stand-in (upstream's qubes.tests is larger)."""
