@@ -1,0 +1,3 @@
+"""Integration tests: the real daemon on a real loop-mounted btrfs, driven
+through the real shim by qubesd's own call sequences (python-stub's
+Storage)."""
