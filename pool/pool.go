@@ -54,11 +54,14 @@ type Registry struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	pools map[string]*Pool // by directory
+	// writing is passed to every store as volume.Hooks.Writing.
+	writing func(op, vid string) (done func())
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry(log *slog.Logger) *Registry {
-	return &Registry{log: log, pools: map[string]*Pool{}}
+// NewRegistry returns an empty registry. writing, which may be nil, is
+// told when each file-changing volume operation begins and ends.
+func NewRegistry(log *slog.Logger, writing func(op, vid string) (done func())) *Registry {
+	return &Registry{log: log, pools: map[string]*Pool{}, writing: writing}
 }
 
 // Open returns the pool at dir, opening it on first use. qubesd never
@@ -74,7 +77,7 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 		return p, nil
 	}
 	p := &Pool{Name: name, log: r.log}
-	store, err := volume.Open(dir, r.log, p.committed)
+	store, err := volume.Open(dir, r.log, volume.Hooks{Committed: p.committed, Writing: r.writing})
 	if err != nil {
 		return nil, err
 	}

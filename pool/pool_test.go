@@ -68,7 +68,7 @@ func TestSetup(t *testing.T) {
 
 func TestRegistryOpensEachDirectoryOnce(t *testing.T) {
 	mnt := btrfstest.Mount(t, 256<<20)
-	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	t.Cleanup(func() { reg.Close() })
 	a, err := reg.Open("vdo", mnt)
 	if err != nil {

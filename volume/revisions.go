@@ -108,7 +108,7 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 		return err
 	}
 	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
-	s.hook(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
+	s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
 	return nil
 }
 

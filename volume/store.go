@@ -15,21 +15,29 @@ type Committed struct {
 	Clean string
 }
 
-// CommitHook is called after each durable commit, with the volume's lock
-// still held, so it must only record or queue work, never wait for it.
-type CommitHook func(Committed)
+// Hooks let the pool follow what the store does. Both run with the
+// volume's lock held, so they must only record or queue work, never wait
+// for it. Either may be nil.
+type Hooks struct {
+	// Committed is called after each durable commit.
+	Committed func(Committed)
+	// Writing is called when an operation that changes files begins; the
+	// function it returns is called when the operation ends. It lets the
+	// daemon hold off a shutdown while image files are being written.
+	Writing func(op, vid string) (done func())
+}
 
 // Store manages the volumes of one pool directory.
 type Store struct {
 	files files
 	log   *slog.Logger
-	hook  CommitHook
+	hooks Hooks
 	locks keyedMutex
 }
 
 // Open opens the pool directory dir, which must be an existing absolute
-// path. hook may be nil.
-func Open(dir string, log *slog.Logger, hook CommitHook) (*Store, error) {
+// path.
+func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
 		return nil, fmt.Errorf("%w: pool directory %q must be a clean absolute path", ErrInvalidName, dir)
 	}
@@ -37,10 +45,13 @@ func Open(dir string, log *slog.Logger, hook CommitHook) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pool directory: %w", err)
 	}
-	if hook == nil {
-		hook = func(Committed) {}
+	if hooks.Committed == nil {
+		hooks.Committed = func(Committed) {}
 	}
-	return &Store{files: files{root: root}, log: log, hook: hook}, nil
+	if hooks.Writing == nil {
+		hooks.Writing = func(string, string) func() { return func() {} }
+	}
+	return &Store{files: files{root: root}, log: log, hooks: hooks}, nil
 }
 
 // Dir is the pool directory.
@@ -51,6 +62,9 @@ func (s *Store) Close() error { return s.files.root.Close() }
 
 // Path is the absolute path of a volume file name returned in Paths.
 func (s *Store) Path(name string) string { return s.files.abs(name) }
+
+// readOnlyOps change no file; every other op is reported to Hooks.Writing.
+var readOnlyOps = map[string]bool{"query": true, "verify": true, "export": true}
 
 // volumeOp runs fn for spec's volume under the volume's lock, with the
 // volume's paths, and wraps any failure as an OpError for op.
@@ -70,6 +84,9 @@ func (s *Store) volumeOp(op string, spec Spec, fn func(p Paths) error) error {
 	}
 	unlock := s.locks.lock(spec.VID)
 	defer unlock()
+	if !readOnlyOps[op] {
+		defer s.hooks.Writing(op, spec.VID)()
+	}
 	return opError(op, spec.VID, fn(p))
 }
 

@@ -29,6 +29,8 @@ type harness struct {
 	dir     string
 	store   *volume.Store
 	commits []volume.Committed
+	writing int      // operations between Writing and its done
+	writes  []string // finished writing operations, in order
 	mu      sync.Mutex
 }
 
@@ -43,10 +45,23 @@ func newHarness(t *testing.T) *harness {
 	}
 	h := &harness{t: t, dir: dir}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := volume.Open(dir, log, func(c volume.Committed) {
-		h.mu.Lock()
-		h.commits = append(h.commits, c)
-		h.mu.Unlock()
+	store, err := volume.Open(dir, log, volume.Hooks{
+		Committed: func(c volume.Committed) {
+			h.mu.Lock()
+			h.commits = append(h.commits, c)
+			h.mu.Unlock()
+		},
+		Writing: func(op, vid string) func() {
+			h.mu.Lock()
+			h.writing++
+			h.mu.Unlock()
+			return func() {
+				h.mu.Lock()
+				h.writing--
+				h.writes = append(h.writes, op+" "+vid)
+				h.mu.Unlock()
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -159,6 +174,16 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 	}
 	if len(h.commits) != 2 || h.commits[1].Clean != h.path("appvms/work/private.img") {
 		t.Errorf("commit hook calls = %+v", h.commits)
+	}
+	h.must(h.store.Info(spec))
+	wantWrites := []string{"create", "start", "stop", "start", "stop"}
+	if h.writing != 0 || len(h.writes) != len(wantWrites) {
+		t.Fatalf("writing hook: %d open, calls %v, want %v", h.writing, h.writes, wantWrites)
+	}
+	for i, w := range wantWrites {
+		if h.writes[i] != w+" appvms/work/private" {
+			t.Errorf("write %d = %q, want %q", i, h.writes[i], w)
+		}
 	}
 }
 

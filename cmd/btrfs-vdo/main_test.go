@@ -21,7 +21,7 @@ func startDaemon(t *testing.T) string {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := &server.Server{Pools: pool.NewRegistry(log), Log: log, Version: "9.9.9"}
+	srv := &server.Server{Pools: pool.NewRegistry(log, nil), Log: log, Version: "9.9.9"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()

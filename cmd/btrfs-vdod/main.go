@@ -59,7 +59,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	pools := pool.NewRegistry(log)
+	pools := pool.NewRegistry(log, nil)
 	defer pools.Close()
 	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0}
 

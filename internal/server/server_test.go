@@ -70,7 +70,7 @@ func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listen
 		srv.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if srv.Pools == nil {
-		srv.Pools = pool.NewRegistry(srv.Log)
+		srv.Pools = pool.NewRegistry(srv.Log, nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
