@@ -44,9 +44,10 @@ func (p *Pool) Usage() (size, used int64, err error) {
 }
 
 // committed is the volume store's commit hook.
-func (p *Pool) committed(c volume.Committed) {
+func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	p.log.Debug("commit handed to optimiser", "pool", p.Name, "vid", c.VID, "image", c.Clean)
+	return false
 }
 
 // Registry opens each pool directory once and keeps it open.

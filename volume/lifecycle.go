@@ -97,6 +97,7 @@ func (s *Store) Start(spec Spec) (State, error) {
 		switch {
 		case dirty:
 			s.log.Info("reusing dirty image", "vid", spec.VID)
+			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty), Reused: true})
 		case spec.SnapshotsDisabled() && spec.Kind() == Origin:
 			err = s.startWithoutSnapshots(p, spec)
 		case spec.Kind() == Origin:
@@ -111,6 +112,9 @@ func (s *Store) Start(spec Spec) (State, error) {
 		}
 		if err != nil {
 			return err
+		}
+		if !dirty && spec.Kind() == Origin {
+			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty)})
 		}
 		s.log.Info("started volume", "vid", spec.VID, "kind", spec.Kind())
 		st, err = s.state(p, spec)

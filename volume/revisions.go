@@ -101,15 +101,18 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 	if err := s.syncFile(from); err != nil {
 		return err
 	}
-	err = s.refreshPrecache(p, spec, func() error {
-		return s.files.rename(from, p.Clean)
-	})
-	if err != nil {
+	if _, err := s.files.remove(p.Precache); err != nil {
+		return err
+	}
+	if err := s.files.rename(from, p.Clean); err != nil {
 		return err
 	}
 	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
-	s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
-	return nil
+	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean), Precache: !spec.SnapshotsDisabled()})
+	if later || spec.SnapshotsDisabled() {
+		return nil
+	}
+	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
 }
 
 // Revert makes revision id (the newest when id is "") the clean image. The

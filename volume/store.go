@@ -8,19 +8,36 @@ import (
 	"sync"
 )
 
+// Started describes an origin volume whose dirty image the VM is about to
+// use. Reused is set when the dirty image was left by an earlier start
+// that was never stopped.
+type Started struct {
+	VID    string
+	Dirty  string // absolute path
+	Reused bool
+}
+
 // Committed describes a commit that has landed: Clean is the absolute path
 // of the new clean image.
 type Committed struct {
 	VID   string
 	Clean string
+	// Precache is false when the volume keeps no precache (snapshots
+	// disabled), so nothing must make one later.
+	Precache bool
 }
 
-// Hooks let the pool follow what the store does. Both run with the
+// Hooks let the pool follow what the store does. They run with the
 // volume's lock held, so they must only record or queue work, never wait
-// for it. Either may be nil.
+// for it. Any may be nil.
 type Hooks struct {
-	// Committed is called after each durable commit.
-	Committed func(Committed)
+	// Started is called when an origin volume has started.
+	Started func(Started)
+	// Committed is called after each durable commit. It returns true when
+	// the pool will optimise the new data and make the precache itself
+	// afterwards (MakePrecache): a precache made now would pin the
+	// commit's extents as they are.
+	Committed func(Committed) (precacheLater bool)
 	// Writing is called when an operation that changes files begins; the
 	// function it returns is called when the operation ends. It lets the
 	// daemon hold off a shutdown while image files are being written.
@@ -45,8 +62,11 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pool directory: %w", err)
 	}
+	if hooks.Started == nil {
+		hooks.Started = func(Started) {}
+	}
 	if hooks.Committed == nil {
-		hooks.Committed = func(Committed) {}
+		hooks.Committed = func(Committed) bool { return false }
 	}
 	if hooks.Writing == nil {
 		hooks.Writing = func(string, string) func() { return func() {} }

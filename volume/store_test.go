@@ -29,6 +29,9 @@ type harness struct {
 	dir     string
 	store   *volume.Store
 	commits []volume.Committed
+	starts  []volume.Started
+	// precacheLater is what the commit hook answers.
+	precacheLater bool
 	writing int      // operations between Writing and its done
 	writes  []string // finished writing operations, in order
 	mu      sync.Mutex
@@ -46,10 +49,16 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, dir: dir}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := volume.Open(dir, log, volume.Hooks{
-		Committed: func(c volume.Committed) {
+		Started: func(st volume.Started) {
 			h.mu.Lock()
-			h.commits = append(h.commits, c)
+			h.starts = append(h.starts, st)
 			h.mu.Unlock()
+		},
+		Committed: func(c volume.Committed) bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.commits = append(h.commits, c)
+			return h.precacheLater
 		},
 		Writing: func(op, vid string) func() {
 			h.mu.Lock()
@@ -175,6 +184,9 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 	if len(h.commits) != 2 || h.commits[1].Clean != h.path("appvms/work/private.img") {
 		t.Errorf("commit hook calls = %+v", h.commits)
 	}
+	if len(h.starts) != 2 || h.starts[0].Reused || h.starts[0].Dirty != h.path("appvms/work/private-dirty.img") {
+		t.Errorf("start hook calls = %+v", h.starts)
+	}
 	h.must(h.store.Info(spec))
 	wantWrites := []string{"create", "start", "stop", "start", "stop"}
 	if h.writing != 0 || len(h.writes) != len(wantWrites) {
@@ -185,6 +197,68 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 			t.Errorf("write %d = %q, want %q", i, h.writes[i], w)
 		}
 	}
+}
+
+func TestPrecacheLaterAndLockedAccess(t *testing.T) {
+	h := newHarness(t)
+	h.precacheLater = true
+	spec := origin("appvms/work/private", 1)
+	h.must(h.store.Create(spec))
+	h.must(h.store.Start(spec))
+	h.write("appvms/work/private-dirty.img", 0, pattern(2, mib))
+	want := h.sum("appvms/work/private-dirty.img")
+
+	err := h.store.Locked(spec.VID, "optimise", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || !running {
+			t.Errorf("Running = %v, %v while started", running, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.must(h.store.Stop(spec))
+	h.assertFiles(map[string]bool{"appvms/work/private-precache.img": false})
+
+	err = h.store.Locked(spec.VID, "optimise", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			t.Errorf("Running = %v, %v after stop", running, err)
+		}
+		revs, err := l.Revisions()
+		if err != nil || len(revs) != 1 {
+			t.Errorf("Revisions = %v, %v", revs, err)
+		}
+		f, err := l.Open(l.Clean(), os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if _, err := l.Open("appvms/other/private.img", os.O_RDONLY); !errors.Is(err, volume.ErrInvalidName) {
+			t.Errorf("opened another volume's file: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.MakePrecache(spec.VID); err != nil {
+		t.Fatal(err)
+	}
+	assertSameMtime(t, h.path("appvms/work/private.img"), h.path("appvms/work/private-precache.img"))
+
+	// Without a precache, start falls back to a reflink of the image.
+	if _, err := os.Stat(h.path("appvms/work/private-precache.img")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(h.path("appvms/work/private-precache.img"))
+	h.must(h.store.Start(spec))
+	if h.sum("appvms/work/private-dirty.img") != want {
+		t.Fatal("start without a precache lost data")
+	}
+	if err := h.store.MakePrecache(spec.VID); err != nil {
+		t.Fatal(err)
+	}
+	h.assertFiles(map[string]bool{"appvms/work/private-precache.img": false})
 }
 
 func TestRevisionTimestampIsDemotedImageMtime(t *testing.T) {

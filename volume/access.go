@@ -1,0 +1,93 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// Locked is a stopped-or-running volume's files, reached under the
+// volume's lock, for work that rewrites extents without changing data
+// (compression, deduplication). It is valid only inside Store.Locked.
+type Locked struct {
+	s *Store
+	p Paths
+}
+
+// Locked runs fn with vid's lock held, reporting the work to
+// Hooks.Writing as op. fn must be short: a start of the same volume waits
+// for it.
+func (s *Store) Locked(vid, op string, fn func(*Locked) error) error {
+	p, err := PathsFor(vid)
+	if err != nil {
+		return err
+	}
+	unlock := s.locks.lock(vid)
+	defer unlock()
+	defer s.hooks.Writing(op, vid)()
+	return fn(&Locked{s: s, p: p})
+}
+
+// Running reports whether the volume has a dirty image: the VM runs, or
+// stopped without a commit. Its extents are then shared with the dirty
+// image and must be left alone.
+func (l *Locked) Running() (bool, error) {
+	return l.s.files.exists(l.p.Dirty)
+}
+
+// Clean is the clean image's name.
+func (l *Locked) Clean() string { return l.p.Clean }
+
+// Path is the absolute path of a name from this volume.
+func (l *Locked) Path(name string) string { return l.s.files.abs(name) }
+
+// Revisions lists the names of the volume's revision files, oldest first.
+func (l *Locked) Revisions() ([]string, error) {
+	revs, err := l.s.revisions(l.p)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(revs))
+	for i, r := range revs {
+		names[i] = l.p.Revision(r.ID, r.Timestamp)
+	}
+	return names, nil
+}
+
+// Open opens one of the volume's files, never through a symlink.
+func (l *Locked) Open(name string, flag int) (*os.File, error) {
+	if name != l.p.Clean && name != l.p.Precache && !strings.HasPrefix(name, l.p.Clean+".") {
+		return nil, fmt.Errorf("%w: %s is not a file of %s", ErrInvalidName, name, l.p.Dir+"/"+l.p.Name)
+	}
+	f, err := l.s.files.root.OpenFile(name, flag|noFollow, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", l.s.files.abs(name), err)
+	}
+	return f, nil
+}
+
+// MakePrecache reflinks the clean image of a stopped origin volume to its
+// precache, with the same mtime, unless a valid precache exists. It is
+// what a commit leaves for later when Hooks.Committed asked for it.
+func (s *Store) MakePrecache(vid string) error {
+	return s.Locked(vid, "precache", func(l *Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return err // a started volume has used or dropped its precache
+		}
+		if err := s.removeStalePrecache(l.p); errors.Is(err, fs.ErrNotExist) {
+			return nil // no clean image: removed, or snapshots disabled and running
+		} else if err != nil {
+			return err
+		}
+		if ok, err := s.files.exists(l.p.Precache); err != nil || ok {
+			return err
+		}
+		if err := s.copyFile(l.p.Clean, l.p.Precache, copyOptions{keepMtime: true}); err != nil {
+			return opError("make precache", vid, err)
+		}
+		s.log.Info("made precache", "vid", vid)
+		return nil
+	})
+}
