@@ -22,7 +22,12 @@ const (
 	btrfsIocDefragRange  = 0x40309410 // _IOW(0x94, 16, struct btrfs_ioctl_defrag_range_args)
 	btrfsIocTreeSearchV2 = 0xC0709411 // _IOWR(0x94, 17, struct btrfs_ioctl_search_args_v2)
 	btrfsIocFsInfo       = 0x8400941F // _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args)
+	btrfsIocLogicalInoV2 = 0xC038943B // _IOWR(0x94, 59, struct btrfs_ioctl_logical_ino_args)
 )
+
+// btrfs_ioctl_logical_ino_args.flags (V2 only): return every reference to
+// the data extent instead of only those covering the given address.
+const btrfsLogicalInoArgsIgnoreOffset = 1 << 0
 
 // btrfs_ioctl_defrag_range_args.flags.
 const (
@@ -38,8 +43,12 @@ const (
 	btrfsFsInfoFlagMetadataUUID = 1 << 2
 )
 
-// Item key type of a file extent item (btrfs_tree.h BTRFS_EXTENT_DATA_KEY).
-const btrfsExtentDataKey = 108
+// Item key types and tree ids (btrfs_tree.h).
+const (
+	btrfsExtentDataKey      = 108 // file extent item, in a subvolume tree
+	btrfsExtentItemKey      = 168 // data extent item, keyed (bytenr, 168, length)
+	btrfsExtentTreeObjectid = 2
+)
 
 // struct btrfs_ioctl_defrag_range_args (48 bytes).
 type btrfs_ioctl_defrag_range_args struct {
@@ -115,6 +124,31 @@ type btrfs_ioctl_fs_info_args struct {
 	metadata_uuid   [16]uint8
 	reserved        [944]uint8
 }
+
+// struct btrfs_ioctl_logical_ino_args (56 bytes).
+type btrfs_ioctl_logical_ino_args struct {
+	logical  uint64
+	size     uint64 // size of the buffer at inodes; the kernel uses at most 16 MiB
+	reserved [3]uint64
+	flags    uint64
+	inodes   uint64 // user address of a struct btrfs_data_container
+}
+
+// struct btrfs_data_container without its val[] tail (16 bytes), filled by
+// the kernel in host byte order. val[] follows as elem_cnt u64 values.
+type btrfs_data_container struct {
+	bytes_left    uint32
+	bytes_missing uint32 // how much larger the buffer must be to hold everything
+	elem_cnt      uint32 // u64 values in val[]
+	elem_missed   uint32 // u64 values that did not fit
+}
+
+// struct btrfs_extent_item (24 bytes, on disk, little-endian): the head of
+// a data extent's item in the extent tree; inline back references follow.
+const (
+	extentItemRefsOff = 0
+	extentItemSize    = 24
+)
 
 // struct btrfs_file_extent_item is packed and stored little-endian on disk;
 // the search ioctl copies it out as is, so it is decoded by offset rather

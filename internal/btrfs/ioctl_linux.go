@@ -64,6 +64,23 @@ func iocTreeSearchV2(f *os.File, args *searchBuf) error {
 	return ioctlPtr(f, btrfsIocTreeSearchV2, unsafe.Pointer(&args.words[0]))
 }
 
+// iocLogicalInoV2 is BTRFS_IOC_LOGICAL_INO_V2 with buf as the result
+// container (struct btrfs_data_container). The kernel gets buf's address
+// inside the argument struct, where the runtime cannot see it, so buf is
+// pinned for the call.
+func iocLogicalInoV2(f *os.File, logical, flags uint64, buf []uint64) error {
+	var pin runtime.Pinner
+	pin.Pin(&buf[0])
+	defer pin.Unpin()
+	args := btrfs_ioctl_logical_ino_args{
+		logical: logical,
+		size:    uint64(len(buf)) * 8,
+		flags:   flags,
+		inodes:  uint64(uintptr(unsafe.Pointer(&buf[0]))),
+	}
+	return ioctlPtr(f, btrfsIocLogicalInoV2, unsafe.Pointer(&args))
+}
+
 // iocGetFlags is FS_IOC_GETFLAGS. The kernel writes an int although the
 // request number is declared with a long.
 func iocGetFlags(f *os.File) (uint32, error) {

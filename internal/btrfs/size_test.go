@@ -22,6 +22,8 @@ func TestStructSizes(t *testing.T) {
 		{"btrfs_ioctl_search_args_v2 header", unsafe.Sizeof(btrfs_ioctl_search_args_v2{}), 112},
 		{"btrfs_ioctl_search_header", unsafe.Sizeof(btrfs_ioctl_search_header{}), 32},
 		{"btrfs_ioctl_fs_info_args", unsafe.Sizeof(btrfs_ioctl_fs_info_args{}), 1024},
+		{"btrfs_ioctl_logical_ino_args", unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}), 56},
+		{"btrfs_data_container header", unsafe.Sizeof(btrfs_data_container{}), 16},
 		// Declared by x/sys; the dedupe batch size depends on them.
 		{"file_dedupe_range", unix.SizeofRawFileDedupeRange, 24},
 		{"file_dedupe_range_info", unix.SizeofRawFileDedupeRangeInfo, 32},
@@ -39,6 +41,8 @@ func TestFieldOffsets(t *testing.T) {
 	var s btrfs_ioctl_search_args_v2
 	var h btrfs_ioctl_search_header
 	var fi btrfs_ioctl_fs_info_args
+	var li btrfs_ioctl_logical_ino_args
+	var dc btrfs_data_container
 	tests := []struct {
 		name string
 		got  uintptr
@@ -68,6 +72,16 @@ func TestFieldOffsets(t *testing.T) {
 		{"fs_info.generation", unsafe.Offsetof(fi.generation), 56},
 		{"fs_info.metadata_uuid", unsafe.Offsetof(fi.metadata_uuid), 64},
 		{"fs_info.reserved", unsafe.Offsetof(fi.reserved), 80},
+		{"logical_ino.size", unsafe.Offsetof(li.size), 8},
+		{"logical_ino.reserved", unsafe.Offsetof(li.reserved), 16},
+		{"logical_ino.flags", unsafe.Offsetof(li.flags), 40},
+		{"logical_ino.inodes", unsafe.Offsetof(li.inodes), 48},
+		{"data_container.bytes_missing", unsafe.Offsetof(dc.bytes_missing), 4},
+		{"data_container.elem_cnt", unsafe.Offsetof(dc.elem_cnt), 8},
+		{"data_container.elem_missed", unsafe.Offsetof(dc.elem_missed), 12},
+		// btrfs_extent_item is decoded by hand (on-disk).
+		{"extent_item.refs", extentItemRefsOff, 0},
+		{"sizeof(extent_item)", extentItemSize, 24},
 		// btrfs_file_extent_item is decoded by hand (packed, on-disk).
 		{"file_extent_item.ram_bytes", fileExtentRAMBytesOff, 8},
 		{"file_extent_item.compression", fileExtentCompressionOff, 16},
@@ -111,6 +125,8 @@ func TestIoctlNumbers(t *testing.T) {
 			ioc(read|write, 17, unsafe.Sizeof(btrfs_ioctl_search_args_v2{}))},
 		{"BTRFS_IOC_FS_INFO", btrfsIocFsInfo,
 			ioc(read, 31, unsafe.Sizeof(btrfs_ioctl_fs_info_args{}))},
+		{"BTRFS_IOC_LOGICAL_INO_V2", btrfsIocLogicalInoV2,
+			ioc(read|write, 59, unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}))},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -165,6 +181,9 @@ func TestUapiConstants(t *testing.T) {
 		{"BTRFS_DEFRAG_RANGE_START_IO", btrfsDefragRangeStartIO, 2},
 		{"BTRFS_DEFRAG_RANGE_COMPRESS_LEVEL", btrfsDefragRangeCompressLevel, 4},
 		{"BTRFS_EXTENT_DATA_KEY", btrfsExtentDataKey, 108},
+		{"BTRFS_EXTENT_ITEM_KEY", btrfsExtentItemKey, 168},
+		{"BTRFS_EXTENT_TREE_OBJECTID", btrfsExtentTreeObjectid, 2},
+		{"BTRFS_LOGICAL_INO_ARGS_IGNORE_OFFSET", btrfsLogicalInoArgsIgnoreOffset, 1},
 		{"BTRFS_COMPRESS_ZSTD", CompressZstd, 3},
 		{"BTRFS_FILE_EXTENT_PREALLOC", ExtentPrealloc, 2},
 		{"FS_COMPR_FL", FlagCompress, 0x4},

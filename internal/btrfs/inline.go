@@ -1,0 +1,55 @@
+package btrfs
+
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// InlineDataSize returns how many bytes f's inline extent takes inside its
+// metadata item: the compressed size when it is compressed, else its
+// length. Extents reports an inline extent with its uncompressed length
+// only. A file has at most one inline extent, at offset 0; a file without
+// one fails with ENODATA. Needs CAP_SYS_ADMIN.
+func InlineDataSize(f *os.File) (uint64, error) {
+	ino, err := inodeNumber(f)
+	if err != nil {
+		return 0, err
+	}
+	errorf := func(format string, args ...any) error {
+		return fmt.Errorf("read inline extent of %s (inode %d): "+format,
+			append([]any{f.Name(), ino}, args...)...)
+	}
+	key := btrfs_ioctl_search_key{
+		tree_id:      0, // the subvolume f is in
+		min_objectid: ino,
+		max_objectid: ino,
+		min_type:     btrfsExtentDataKey,
+		max_type:     btrfsExtentDataKey,
+		min_offset:   0,
+		max_offset:   0,
+		max_transid:  math.MaxUint64,
+		nr_items:     1,
+	}
+	buf := newSearchBuf(extentItemBufSize)
+	n, err := treeSearch(f, buf, &key)
+	if err != nil {
+		return 0, errorf("%w", err)
+	}
+	if n == 0 {
+		return 0, errorf("no extent at offset 0: %w", unix.ENODATA)
+	}
+	h, item, err := firstSearchItem(buf.results())
+	if err != nil {
+		return 0, errorf("%w", err)
+	}
+	if h.objectid != ino || h.typ != btrfsExtentDataKey || len(item) < fileExtentInlineDataOff {
+		return 0, errorf("kernel returned item (%d, %d) of %d bytes", h.objectid, h.typ, len(item))
+	}
+	if item[fileExtentTypeOff] != ExtentInline {
+		return 0, errorf("extent at offset 0 is not inline: %w", unix.ENODATA)
+	}
+	return uint64(len(item) - fileExtentInlineDataOff), nil
+}
