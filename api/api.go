@@ -37,6 +37,9 @@ const (
 	OpVolumeImportData    Op = "volume.import_data"
 	OpVolumeImportDataEnd Op = "volume.import_data_end"
 	OpVolumeImportVolume  Op = "volume.import_volume"
+	OpOptimize            Op = "optimize"
+	OpJobs                Op = "jobs"
+	OpStats               Op = "stats"
 )
 
 // OpTypes pairs an operation with the Go types of its arguments and result.
@@ -65,6 +68,9 @@ var Ops = map[Op]OpTypes{
 	OpVolumeImportData:    {ImportDataArgs{}, PathResult{}},
 	OpVolumeImportDataEnd: {ImportDataEndArgs{}, VolumeState{}},
 	OpVolumeImportVolume:  {ImportVolumeArgs{}, VolumeState{}},
+	OpOptimize:            {OptimizeArgs{}, OptimizeResult{}},
+	OpJobs:                {JobsArgs{}, JobsResult{}},
+	OpStats:               {StatsArgs{}, StatsResult{}},
 }
 
 // Request is one line sent by a client.
@@ -223,4 +229,105 @@ type VolumeState struct {
 	Usage     int64      `json:"usage"`
 	Dirty     bool       `json:"dirty"`
 	Revisions []Revision `json:"revisions"`
+}
+
+// Target names what optimize and stats work on: a pool (its name, or its
+// directory), a VM (its name, in every pool), or one volume ("POOL:VID").
+// A pool name is known to the daemon once the pool has been used.
+
+// OptimizeArgs queues optimisation of every origin volume in Target. Full
+// also rewrites extents shared with revisions and precaches, and the
+// revisions themselves; otherwise only what is new since the last
+// optimisation is examined.
+type OptimizeArgs struct {
+	Target string `json:"target"`
+	Full   bool   `json:"full"`
+}
+
+// OptimizeResult lists the volumes queued.
+type OptimizeResult struct {
+	Queued []VolumeRef `json:"queued"`
+}
+
+// VolumeRef names a volume in a pool.
+type VolumeRef struct {
+	Pool    string `json:"pool"`
+	DirPath string `json:"dir_path"`
+	VID     string `json:"vid"`
+}
+
+// JobsArgs asks for the optimiser's jobs.
+type JobsArgs struct{}
+
+// JobsResult lists pending jobs, recently finished ones and the totals.
+type JobsResult struct {
+	Paused   bool              `json:"paused"`
+	Jobs     []JobInfo         `json:"jobs"`
+	Recent   []JobOutcome      `json:"recent"`
+	Counters OptimiserCounters `json:"counters"`
+}
+
+// JobInfo is a pending job. State is queued, running, held (its volume
+// started; it waits for the next commit) or paused.
+type JobInfo struct {
+	VolumeRef
+	State      string `json:"state"`
+	DoneBytes  uint64 `json:"done_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+	Queued     string `json:"queued"`
+}
+
+// JobOutcome is a finished job.
+type JobOutcome struct {
+	VolumeRef
+	Finished        string `json:"finished"`
+	BytesExamined   uint64 `json:"bytes_examined"`
+	BytesCompressed uint64 `json:"bytes_compressed"`
+	BytesSaved      int64  `json:"bytes_saved"`
+	SkippedShared   uint64 `json:"skipped_shared"`
+	Error           string `json:"error"`
+}
+
+// OptimiserCounters are totals since the daemon started.
+type OptimiserCounters struct {
+	JobsDone        uint64 `json:"jobs_done"`
+	JobsFailed      uint64 `json:"jobs_failed"`
+	BytesExamined   uint64 `json:"bytes_examined"`
+	BytesCompressed uint64 `json:"bytes_compressed"`
+	BytesSaved      int64  `json:"bytes_saved"`
+	SkippedShared   uint64 `json:"skipped_shared"`
+}
+
+// StatsArgs asks for space figures of Target ("" for every known pool).
+type StatsArgs struct {
+	Target string `json:"target"`
+}
+
+// StatsResult has one row per volume, per VM and per pool, each measured
+// as a set: an extent shared inside the set counts once.
+type StatsResult struct {
+	Volumes []UsageRow `json:"volumes"`
+	VMs     []UsageRow `json:"vms"`
+	Pools   []UsageRow `json:"pools"`
+}
+
+// UsageRow is compsize's view of a set of files plus what the set shares
+// with files outside it.
+type UsageRow struct {
+	Name              string      `json:"name"`
+	Files             uint64      `json:"files"`
+	DiskBytes         uint64      `json:"disk_bytes"`
+	UncompressedBytes uint64      `json:"uncompressed_bytes"`
+	ReferencedBytes   uint64      `json:"referenced_bytes"`
+	SharedBytes       uint64      `json:"shared_bytes"`
+	ExclusiveBytes    uint64      `json:"exclusive_bytes"`
+	ByType            []TypeUsage `json:"by_type"`
+}
+
+// TypeUsage is one compression type's share of a UsageRow.
+type TypeUsage struct {
+	Type              string `json:"type"`
+	DiskBytes         uint64 `json:"disk_bytes"`
+	UncompressedBytes uint64 `json:"uncompressed_bytes"`
+	ReferencedBytes   uint64 `json:"referenced_bytes"`
 }

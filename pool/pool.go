@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +29,9 @@ type Pool struct {
 	Volumes *volume.Store
 	commits atomic.Uint64
 	log     *slog.Logger
+	state   *stateStore
+	sched   *Scheduler // nil: commits are not optimised
+	index   poolIndex
 }
 
 // Commits counts the commits that landed in this pool since the daemon
@@ -43,11 +47,151 @@ func (p *Pool) Usage() (size, used int64, err error) {
 	return int64(st.Frsize) * int64(st.Blocks), int64(st.Frsize) * int64(st.Blocks-st.Bfree), nil
 }
 
-// committed is the volume store's commit hook.
+// started is the volume store's start hook: it records the filesystem
+// generation, from which the VM's writes will be told from old data, and
+// holds the volume's optimiser job, whose extents the VM now shares.
+func (p *Pool) started(st volume.Started) {
+	gen, err := generationOf(st.Dirty)
+	err = errors.Join(err, p.state.update(func(s *state) {
+		if _, known := s.Started[st.VID]; !(st.Reused && known) && gen != 0 {
+			s.Started[st.VID] = gen
+		}
+		for i := range s.Jobs {
+			if s.Jobs[i].VID == st.VID {
+				s.Jobs[i].Held = true
+			}
+		}
+	}))
+	if err != nil {
+		// Only optimisation is at stake: the next commit falls back to
+		// comparing with the newest revision.
+		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
+	}
+	if p.sched != nil {
+		p.sched.hold(p, st.VID)
+	}
+}
+
+// committed is the volume store's commit hook: it queues optimisation of
+// what the VM wrote and asks the store to leave the precache to the job.
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
-	p.log.Debug("commit handed to optimiser", "pool", p.Name, "vid", c.VID, "image", c.Clean)
-	return false
+	if p.sched == nil {
+		return false
+	}
+	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
+	err := p.state.update(func(s *state) {
+		if gen, ok := s.Started[c.VID]; ok {
+			job.Since = gen
+		} else {
+			job.DiffRevision = true
+		}
+		delete(s.Started, c.VID)
+		s.Jobs = putJob(s.Jobs, job)
+	})
+	if err != nil {
+		p.log.Warn("cannot queue optimisation", "vid", c.VID, "err", err)
+		return false
+	}
+	p.log.Debug("queued optimisation", "pool", p.Name, "vid", c.VID, "since", job.Since)
+	p.sched.enqueue(p, c.VID)
+	return true
+}
+
+// putJob adds job, merging it into a pending job of the same volume.
+func putJob(jobs []Job, job Job) []Job {
+	for i := range jobs {
+		if jobs[i].VID == job.VID {
+			jobs[i] = jobs[i].merge(job)
+			return jobs
+		}
+	}
+	return append(jobs, job)
+}
+
+// Optimise queues a pass over the volume vid, of every uncompressed extent
+// when full, including those shared with its revisions.
+func (p *Pool) Optimise(vid string, full bool) error {
+	if p.sched == nil {
+		return errors.New("optimisation is disabled")
+	}
+	job := Job{VID: vid, Full: full, Queued: time.Now().UTC()}
+	if err := p.state.update(func(s *state) { s.Jobs = putJob(s.Jobs, job) }); err != nil {
+		return err
+	}
+	p.sched.enqueue(p, vid)
+	return nil
+}
+
+func (p *Pool) job(vid string) (Job, bool) {
+	for _, j := range p.state.read().Jobs {
+		if j.VID == vid {
+			return j, true
+		}
+	}
+	return Job{}, false
+}
+
+func (p *Pool) jobs() []Job { return p.state.read().Jobs }
+
+// holdIfRunning holds vid's job if the volume is running, deciding under
+// the volume's lock so that a commit cannot slip in between and be
+// forgotten. It reports whether it held the job.
+func (p *Pool) holdIfRunning(vid string) bool {
+	held := false
+	err := p.Volumes.Locked(vid, "hold", func(l *volume.Locked) error {
+		running, err := l.Running()
+		if err == nil && running {
+			p.holdJob(vid)
+			held = true
+		}
+		return err
+	})
+	if err != nil {
+		p.log.Warn("cannot tell whether the volume runs", "vid", vid, "err", err)
+	}
+	return held
+}
+
+func (p *Pool) holdJob(vid string) {
+	p.updateJobs(func(jobs []Job) []Job {
+		for i := range jobs {
+			if jobs[i].VID == vid {
+				jobs[i].Held = true
+			}
+		}
+		return jobs
+	})
+}
+
+func (p *Pool) finishJob(vid string) {
+	p.updateJobs(func(jobs []Job) []Job {
+		out := jobs[:0]
+		for _, j := range jobs {
+			if j.VID != vid {
+				out = append(out, j)
+			}
+		}
+		return out
+	})
+}
+
+func (p *Pool) updateJobs(fn func([]Job) []Job) {
+	if err := p.state.update(func(s *state) { s.Jobs = fn(s.Jobs) }); err != nil {
+		p.log.Warn("cannot save optimiser jobs", "pool", p.Name, "err", err)
+	}
+}
+
+// tmpDir holds compressed copies while they are deduplicated into images.
+func (p *Pool) tmpDir() string { return filepath.Join(p.Volumes.Dir(), StateDir, "tmp") }
+
+func generationOf(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return btrfs.Generation(f)
 }
 
 // Registry opens each pool directory once and keeps it open.
@@ -57,12 +201,21 @@ type Registry struct {
 	pools map[string]*Pool // by directory
 	// writing is passed to every store as volume.Hooks.Writing.
 	writing func(op, vid string) (done func())
+	sched   *Scheduler
 }
 
 // NewRegistry returns an empty registry. writing, which may be nil, is
 // told when each file-changing volume operation begins and ends.
 func NewRegistry(log *slog.Logger, writing func(op, vid string) (done func())) *Registry {
 	return &Registry{log: log, pools: map[string]*Pool{}, writing: writing}
+}
+
+// SetScheduler makes every pool opened from now on optimise its commits
+// with sched.
+func (r *Registry) SetScheduler(sched *Scheduler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sched = sched
 }
 
 // Open returns the pool at dir, opening it on first use. qubesd never
@@ -77,14 +230,31 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	if p, ok := r.pools[dir]; ok {
 		return p, nil
 	}
-	p := &Pool{Name: name, log: r.log}
-	store, err := volume.Open(dir, r.log, volume.Hooks{Committed: p.committed, Writing: r.writing})
+	st, err := openState(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", dir, err)
+	}
+	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched}
+	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Writing: r.writing})
 	if err != nil {
 		return nil, err
 	}
 	p.Volumes = store
+	// Compressed copies left by a job the daemon died in are of no use
+	// (the job starts over on what is still uncompressed) and only take
+	// space.
+	if err := os.RemoveAll(p.tmpDir()); err != nil {
+		r.log.Warn("cannot remove leftover compressed copies", "pool", name, "err", err)
+	}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
+	if p.sched != nil {
+		for _, job := range p.jobs() {
+			if !job.Held {
+				p.sched.enqueue(p, job.VID) // unfinished before a restart
+			}
+		}
+	}
 	return p, nil
 }
 
@@ -105,7 +275,7 @@ func (r *Registry) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for dir, p := range r.pools {
-		errs = append(errs, p.Volumes.Close())
+		errs = append(errs, p.closeIndex(), p.Volumes.Close())
 		delete(r.pools, dir)
 	}
 	return errors.Join(errs...)

@@ -84,6 +84,11 @@ class IntegrationCase(unittest.TestCase):
         vm.running = False
         self.run_async(vm.storage.stop())
 
+    def wait_jobs(self):
+        """Wait for the optimiser's background jobs (and the precaches they
+        make) to finish."""
+        harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket, "jobs", "--wait")
+
     def path(self, *parts):
         return os.path.join(self.dir_path, *parts)
 

@@ -54,6 +54,7 @@ class TemplateAndAppVM(IntegrationCase):
         self.assertNotEqual(self.read_volume(work, "root", 0, 4096), b"x" * 4096)
         self.assertFalse(work.volumes["root"].is_outdated())
         self.stop(work)
+        self.wait_jobs()
         (rev, stamp), = work.volumes["private"].revisions.items()
         self.assertEqual(sorted(glob.glob(self.path("appvms", "work", "private*"))),
                          [self.path("appvms", "work", name) for name in
@@ -183,6 +184,7 @@ class Revisions(IntegrationCase):
         self.start(vm)
         self.write_volume(vm, "private", 8 * MiB, harness.pattern("new", MiB))
         self.stop(vm)
+        self.wait_jobs()
         files = sorted(glob.glob(self.path("appvms", "work", "private*")))
         self.assertEqual(len(files), 3, files)  # image, precache, revision
         total, exclusive, shared = du(files)

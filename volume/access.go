@@ -40,6 +40,9 @@ func (l *Locked) Running() (bool, error) {
 // Clean is the clean image's name.
 func (l *Locked) Clean() string { return l.p.Clean }
 
+// Precache is the precache's name.
+func (l *Locked) Precache() string { return l.p.Precache }
+
 // Path is the absolute path of a name from this volume.
 func (l *Locked) Path(name string) string { return l.s.files.abs(name) }
 
@@ -68,6 +71,16 @@ func (l *Locked) Open(name string, flag int) (*os.File, error) {
 	return f, nil
 }
 
+// OpenDir opens the volume's directory, to set properties that files
+// created in it later inherit.
+func (l *Locked) OpenDir() (*os.File, error) {
+	d, err := l.s.files.root.Open(l.p.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", l.s.files.abs(l.p.Dir), err)
+	}
+	return d, nil
+}
+
 // MakePrecache reflinks the clean image of a stopped origin volume to its
 // precache, with the same mtime, unless a valid precache exists. It is
 // what a commit leaves for later when Hooks.Committed asked for it.
@@ -90,4 +103,74 @@ func (s *Store) MakePrecache(vid string) error {
 		s.log.Info("made precache", "vid", vid)
 		return nil
 	})
+}
+
+// List returns the vids of the volumes that have a clean or a dirty image
+// in the pool: templates first, so that their data is optimised before
+// the AppVMs' that shares it.
+func (s *Store) List() ([]string, error) {
+	var vids []string
+	for _, prefix := range []string{"vm-templates", "appvms"} {
+		vms, err := s.files.readDir(prefix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, vm := range vms {
+			if !vm.IsDir() {
+				continue
+			}
+			names, err := s.files.readDir(prefix + "/" + vm.Name())
+			if err != nil {
+				return nil, err
+			}
+			seen := map[string]bool{}
+			for _, n := range names {
+				vol, ok := volumeOfImage(n.Name())
+				vid := prefix + "/" + vm.Name() + "/" + vol
+				if ok && !seen[vid] && ValidateVID(vid) == nil {
+					seen[vid] = true
+					vids = append(vids, vid)
+				}
+			}
+		}
+	}
+	return vids, nil
+}
+
+// Files returns the absolute paths of every image file of vid that
+// exists: clean, dirty, precache and revisions.
+func (s *Store) Files(vid string) ([]string, error) {
+	p, err := PathsFor(vid)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := s.files.readDir(p.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if p.ownsFile(e.Name()) && !strings.Contains(e.Name(), "~") && e.Type().IsRegular() {
+			out = append(out, s.files.abs(p.Dir+"/"+e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// volumeOfImage returns the volume whose clean or dirty image name is.
+func volumeOfImage(name string) (string, bool) {
+	if vol, ok := strings.CutSuffix(name, "-dirty.img"); ok {
+		return vol, true
+	}
+	vol, ok := strings.CutSuffix(name, ".img")
+	if !ok || strings.HasSuffix(vol, "-precache") || strings.HasSuffix(vol, "-import") {
+		return "", false
+	}
+	return vol, true
 }

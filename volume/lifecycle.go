@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 )
 
 // Create lays out a new volume: an empty sparse clean image and its
@@ -43,6 +45,7 @@ func (s *Store) Remove(spec Spec) (State, error) {
 		if err := s.removeAll(p); err != nil {
 			return err
 		}
+		failpoint.Hit("remove.after-files")
 		if err := s.files.removeEmptyDir(p.Dir); err != nil {
 			return err
 		}
@@ -129,10 +132,12 @@ func (s *Store) startOrigin(p Paths, spec Spec) error {
 	if err := s.removeStalePrecache(p); err != nil {
 		return err
 	}
+	failpoint.Hit("start.after-precache-check")
 	err := s.files.rename(p.Precache, p.Dirty)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = s.copyFile(p.Clean, p.Dirty, copyOptions{})
 	}
+	failpoint.Hit("start.after-dirty")
 	return err
 }
 
@@ -165,6 +170,7 @@ func (s *Store) startSnapshot(p Paths, spec Spec) error {
 	if err := s.files.link(src.Clean, p.Clean); err != nil {
 		return err
 	}
+	failpoint.Hit("start.after-snapshot-link")
 	return s.copyFile(p.Clean, p.Dirty, copyOptions{})
 }
 
@@ -277,6 +283,7 @@ func (s *Store) removeAll(p Paths) error {
 	if err := s.pruneRevisions(p, 0); err != nil {
 		return err
 	}
+	failpoint.Hit("remove.after-revisions")
 	for _, name := range []string{p.Clean, p.Precache, p.Dirty} {
 		if _, err := s.files.remove(name); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 )
 
 // timestampLayout is how revision names and qubesd write times: UTC, no zone.
@@ -95,23 +97,29 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 			return err
 		}
 	}
+	failpoint.Hit("commit.after-revision")
 	if err := s.pruneRevisions(p, spec.RevisionsToKeep); err != nil {
 		return err
 	}
+	failpoint.Hit("commit.after-prune")
 	if err := s.syncFile(from); err != nil {
 		return err
 	}
+	failpoint.Hit("commit.after-fsync")
 	if _, err := s.files.remove(p.Precache); err != nil {
 		return err
 	}
+	failpoint.Hit("commit.after-precache-removal")
 	if err := s.files.rename(from, p.Clean); err != nil {
 		return err
 	}
+	failpoint.Hit("commit.after-rename")
 	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
 	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean), Precache: !spec.SnapshotsDisabled()})
 	if later || spec.SnapshotsDisabled() {
 		return nil
 	}
+	defer failpoint.Hit("commit.after-precache-copy")
 	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
 }
 
@@ -143,12 +151,16 @@ func (s *Store) Revert(spec Spec, id string) (State, error) {
 		if err := s.addRevision(p, spec); err != nil {
 			return err
 		}
+		failpoint.Hit("revert.after-revision")
 		err = s.refreshPrecache(p, spec, func() error {
+			failpoint.Hit("revert.after-precache-removal")
+			defer failpoint.Hit("revert.after-rename")
 			return s.files.rename(p.Revision(rev.ID, rev.Timestamp), p.Clean)
 		})
 		if err != nil {
 			return err
 		}
+		failpoint.Hit("revert.after-precache-copy")
 		s.log.Info("reverted volume", "vid", spec.VID, "revision", rev.ID, "timestamp", rev.Timestamp)
 		st, err = s.state(p, spec)
 		return err

@@ -32,9 +32,9 @@ type harness struct {
 	starts  []volume.Started
 	// precacheLater is what the commit hook answers.
 	precacheLater bool
-	writing int      // operations between Writing and its done
-	writes  []string // finished writing operations, in order
-	mu      sync.Mutex
+	writing       int      // operations between Writing and its done
+	writes        []string // finished writing operations, in order
+	mu            sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/loopdev"
 )
 
@@ -26,6 +27,7 @@ func (s *Store) Resize(spec Spec, size int64) (State, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && spec.Kind() == Origin:
 			err = s.refreshPrecache(p, spec, func() error {
+				defer failpoint.Hit("resize.stopped-after-reflink")
 				return s.copyFile(p.Clean, p.Clean, copyOptions{size: &size})
 			})
 		case errors.Is(err, fs.ErrNotExist):
@@ -51,6 +53,7 @@ func (s *Store) resizeDirty(p Paths, size int64) error {
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %s to %d: %w", f.Name(), size, err)
 	}
+	failpoint.Hit("resize.running-after-truncate")
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", f.Name(), err)
 	}
@@ -149,6 +152,7 @@ func (s *Store) ImportVolume(spec Spec, source string) (State, error) {
 				_, _ = s.files.remove(p.Import)
 				return err
 			}
+			failpoint.Hit("import-volume.before-commit")
 			if err := s.commit(p, spec, p.Import); err != nil {
 				return err
 			}
@@ -176,6 +180,7 @@ func (s *Store) importFrom(p Paths, source string) error {
 		if err != nil {
 			return fmt.Errorf("copy %s to %s: %w", source, tmp.Name(), err)
 		}
+		failpoint.Hit("import-volume.after-copy")
 		return nil
 	})
 	if err == nil {

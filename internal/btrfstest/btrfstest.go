@@ -185,3 +185,13 @@ func waitLoopReleased(t testing.TB, img string) {
 		time.Sleep(unmountPause)
 	}
 }
+
+// Reflink makes dst a reflinked copy of src with src's timestamps, as
+// Qubes' file-reflink driver leaves revisions and precaches.
+func Reflink(t testing.TB, src, dst string) {
+	t.Helper()
+	out, err := exec.Command("cp", "--reflink=always", "--preserve=timestamps", src, dst).CombinedOutput()
+	if err != nil {
+		t.Fatalf("reflink %s to %s: %v: %s", src, dst, err, out)
+	}
+}

@@ -36,6 +36,9 @@ var handlers = map[api.Op]handler{
 	api.OpVolumeImportData:    handleImportData,
 	api.OpVolumeImportDataEnd: handleImportDataEnd,
 	api.OpVolumeImportVolume:  handleImportVolume,
+	api.OpOptimize:            handleOptimize,
+	api.OpJobs:                handleJobs,
+	api.OpStats:               handleStats,
 }
 
 func (s *Server) dispatch(req api.Request) (any, error) {

@@ -145,8 +145,9 @@ DRIVERS = {
     "volume.import_volume": drive_import_volume,
 }
 
-# Ops the shim never sends: status is for the btrfs-vdo CLI.
-NOT_SENT_BY_SHIM = {"status"}
+# Ops the shim never sends: they are for the btrfs-vdo CLI.
+# Administration ops, sent by the btrfs-vdo CLI only.
+NOT_SENT_BY_SHIM = {"status", "optimize", "jobs", "stats"}
 
 # Error files of ops qubesd never calls directly are driven through the
 # method that sends them.

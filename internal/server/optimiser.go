@@ -1,0 +1,116 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+)
+
+var errNoOptimiser = &api.Error{Code: api.CodeNotSupported, Message: "the optimiser is not running in this daemon"}
+
+func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
+	args, err := decodeArgs[api.OptimizeArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	if s.Jobs == nil {
+		return nil, errNoOptimiser
+	}
+	vols, err := s.Pools.Resolve(args.Target)
+	if err != nil {
+		return nil, err
+	}
+	res := api.OptimizeResult{Queued: []api.VolumeRef{}}
+	var errs []error
+	for _, v := range vols {
+		if err := v.Pool.Optimise(v.VID, args.Full); err != nil {
+			errs = append(errs, fmt.Errorf("Cannot optimise %s:%s: %w", v.Pool.Name, v.VID, err))
+			continue
+		}
+		res.Queued = append(res.Queued, volumeRef(v.Pool.Name, v.Pool.Volumes.Dir(), v.VID))
+	}
+	s.Log.Info("queued optimisation", "target", args.Target, "full", args.Full, "volumes", len(res.Queued))
+	return res, errors.Join(errs...)
+}
+
+func handleJobs(s *Server, raw json.RawMessage) (any, error) {
+	if _, err := decodeArgs[api.JobsArgs](raw); err != nil {
+		return nil, err
+	}
+	if s.Jobs == nil {
+		return nil, errNoOptimiser
+	}
+	res := api.JobsResult{Paused: s.Jobs.Paused(), Jobs: []api.JobInfo{}, Recent: []api.JobOutcome{}}
+	for _, j := range s.Jobs.Jobs() {
+		res.Jobs = append(res.Jobs, api.JobInfo{
+			VolumeRef: volumeRef(j.Pool, j.Dir, j.VID), State: j.State,
+			DoneBytes: j.DoneBytes, TotalBytes: j.Total, Queued: j.Queued.Format(time.RFC3339),
+		})
+	}
+	for _, d := range s.Jobs.Recent() {
+		out := api.JobOutcome{
+			VolumeRef: volumeRef(d.Pool, d.Dir, d.VID), Finished: d.Finished.Format(time.RFC3339),
+			BytesExamined: d.Result.BytesExamined, BytesCompressed: d.Result.BytesCompressed,
+			BytesSaved: d.Result.Saved(), SkippedShared: d.Result.SkippedShared,
+		}
+		if d.Err != nil {
+			out.Error = d.Err.Error()
+		}
+		res.Recent = append(res.Recent, out)
+	}
+	c := s.Jobs.Counters()
+	res.Counters = api.OptimiserCounters{
+		JobsDone: c.JobsDone, JobsFailed: c.JobsFailed, BytesExamined: c.BytesExamined,
+		BytesCompressed: c.BytesCompressed, BytesSaved: c.BytesSaved, SkippedShared: c.SkippedShared,
+	}
+	return res, nil
+}
+
+func volumeRef(name, dir, vid string) api.VolumeRef {
+	return api.VolumeRef{Pool: name, DirPath: dir, VID: vid}
+}
+
+// usageRow converts a pool.Usage into its wire form.
+func usageRow(name string, u pool.Usage) api.UsageRow {
+	row := api.UsageRow{
+		Name: name, Files: u.Files, DiskBytes: u.DiskBytes, UncompressedBytes: u.UncompressedBytes,
+		ReferencedBytes: u.ReferencedBytes, SharedBytes: u.SharedBytes, ExclusiveBytes: u.ExclusiveBytes,
+		ByType: []api.TypeUsage{},
+	}
+	for _, t := range u.ByType {
+		row.ByType = append(row.ByType, api.TypeUsage{
+			Type: t.Type, DiskBytes: t.DiskBytes, UncompressedBytes: t.UncompressedBytes, ReferencedBytes: t.ReferencedBytes,
+		})
+	}
+	return row
+}
+
+func handleStats(s *Server, raw json.RawMessage) (any, error) {
+	args, err := decodeArgs[api.StatsArgs](raw)
+	if err != nil {
+		return nil, err
+	}
+	vols, err := s.Pools.Resolve(args.Target)
+	if err != nil {
+		return nil, err
+	}
+	res := api.StatsResult{Volumes: []api.UsageRow{}, VMs: []api.UsageRow{}, Pools: []api.UsageRow{}}
+	sets, err := pool.MeasureSets(vols)
+	if err != nil {
+		return nil, err
+	}
+	for _, set := range sets.Volumes {
+		res.Volumes = append(res.Volumes, usageRow(set.Name, set.Usage))
+	}
+	for _, set := range sets.VMs {
+		res.VMs = append(res.VMs, usageRow(set.Name, set.Usage))
+	}
+	for _, set := range sets.Pools {
+		res.Pools = append(res.Pools, usageRow(set.Name, set.Usage))
+	}
+	return res, nil
+}

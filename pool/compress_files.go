@@ -1,0 +1,126 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+)
+
+// FileProgress reports CompressFiles' progress: the file being worked on
+// and the logical bytes of uncompressed extents examined so far.
+type FileProgress func(path string, examined uint64)
+
+// CompressFiles compresses dom0's own files in place, the way the
+// optimiser compresses images: every uncompressed extent that only its
+// file references is rewritten with zstd by a range defrag; shared
+// extents (reflinks, snapshots) are left alone, so nothing is unshared.
+// Each file also loses the NOCOMPRESS flag and gains the zstd property,
+// so its later writes are compressed too. Directories are walked without
+// following symlinks or leaving their filesystem. Files not on btrfs are
+// skipped. Running it again only examines what is still uncompressed, so
+// an interrupted run is resumed by running it again.
+func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (Result, error) {
+	o := newOptimiser(level, "", func(error) {})
+	var res Result
+	for _, root := range paths {
+		rootDev, err := deviceOf(root)
+		if err != nil {
+			return res, err
+		}
+		if err := syncFilesystem(root); err != nil {
+			return res, err
+		}
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if d.IsDir() {
+				if dev, err := deviceOf(path); err != nil || dev != rootDev {
+					return errors.Join(err, fs.SkipDir)
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			r, err := o.compressFile(path)
+			res.add(r)
+			progress(path, res.BytesExamined)
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("compress %s: %w", root, err)
+		}
+	}
+	return res, nil
+}
+
+// syncFilesystem writes delalloc out, so that freshly written data has
+// extents to examine.
+func syncFilesystem(path string) error {
+	if ok, err := btrfs.IsBtrfs(path); err != nil || !ok {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	return btrfs.Sync(f)
+}
+
+func deviceOf(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Dev, nil
+}
+
+// compressFile compresses one file's exclusive uncompressed extents.
+func (o *optimiser) compressFile(path string) (Result, error) {
+	if ok, err := btrfs.IsBtrfs(path); err != nil || !ok {
+		return Result{}, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.ETXTBSY) || errors.Is(err, fs.ErrPermission) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := clearNoCompress(f); err != nil {
+		return Result{}, err
+	}
+	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
+		return Result{}, err
+	}
+	info, err := f.Stat()
+	if err != nil || info.Size() == 0 {
+		return Result{}, err
+	}
+	// Shared extents are left alone: who else references them is unknown.
+	return o.compressPieces(f, workItem{length: uint64(info.Size())}, func(pc btrfs.Extent) (Result, error) {
+		return Result{SkippedShared: pc.Length}, nil
+	})
+}
+
+// clearNoCompress drops the flag btrfs sets after one poor sample, which
+// would otherwise keep the file from ever being compressed again.
+func clearNoCompress(f *os.File) error {
+	flags, err := btrfs.Flags(f)
+	if err != nil || flags&btrfs.FlagNoCompress == 0 {
+		return err
+	}
+	return btrfs.SetFlags(f, flags&^btrfs.FlagNoCompress)
+}

@@ -1,0 +1,490 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// Tunables of the optimiser.
+const (
+	// chunkBytes bounds the work done under a volume's lock at a time, and
+	// so how long a VM start can wait for the optimiser: one range defrag
+	// of 2 MiB takes about 20 ms (bench/start).
+	chunkBytes = 2 << 20
+	// defragPasses retries pieces the kernel skipped: range defrag is best
+	// effort (it gives up on pages busy with I/O and when a signal is
+	// pending), so the result is checked and the rest asked for again.
+	defragPasses = 3
+	// copyBuffer is the read size when writing a compressed copy.
+	copyBuffer = 1 << 20
+)
+
+// errHeld means the volume started while its job ran: the job waits for
+// the next commit, which finds everything still left to do.
+var errHeld = errors.New("volume started; optimisation held until its next commit")
+
+// Result is what one job achieved.
+type Result struct {
+	BytesExamined   uint64 // logical bytes of the extents considered
+	BytesCompressed uint64 // logical bytes rewritten compressed
+	SkippedShared   uint64 // logical bytes left alone: shared beyond the volume
+	// DiskBefore is the disk space of the extents the job replaced and
+	// that are now free; DiskAfter that of the extents it made and that
+	// are in use: the space really freed, not bytes rewritten.
+	DiskBefore, DiskAfter uint64
+	Dedup                 DedupStats
+}
+
+// Saved is the disk space the job freed.
+func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) }
+
+func (r *Result) add(o Result) {
+	r.BytesExamined += o.BytesExamined
+	r.BytesCompressed += o.BytesCompressed
+	r.SkippedShared += o.SkippedShared
+}
+
+// optimiser rewrites a volume's new extents compressed, without ever
+// unsharing an extent: an extent only this file references is rewritten in
+// place by a range defrag; one shared among the volume's own files
+// (image, revisions, precache) at the same range gets a compressed copy
+// deduplicated into every one of them; anything else is left alone.
+type optimiser struct {
+	level   int
+	tmpDir  string // beneath the pool, on the same filesystem
+	onLevel func(error)
+	// refs maps a disk extent to the volume's items that reference it,
+	// read once per job on the first shared extent met, and kept current
+	// as extents are replaced, so each chunk costs what it rewrites.
+	refs map[uint64][]refLoc
+	// replaced and created record the disk extents the job rewrote and
+	// the ones it made (bytenr -> disk bytes), so that what it freed is
+	// measured from the extents it touched: the job's cost stays
+	// proportional to the new data, not to the image.
+	replaced, created map[uint64]uint64
+	dedup             *deduper // nil: compression only
+}
+
+func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
+	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
+		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}}
+}
+
+// settle commits the transaction and counts, among the extents the job
+// replaced, those now freed, and among those it made, those still in use.
+func (o *optimiser) settle(f *os.File, res *Result) error {
+	if err := btrfs.Sync(f); err != nil {
+		return err
+	}
+	for bytenr, n := range o.replaced {
+		if _, err := btrfs.ExtentRefCount(f, bytenr); errors.Is(err, fs.ErrNotExist) {
+			res.DiskBefore += n
+		} else if err != nil {
+			return err
+		}
+	}
+	for bytenr, n := range o.created {
+		if _, err := btrfs.ExtentRefCount(f, bytenr); err == nil {
+			res.DiskAfter += n
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// optimiseVolume runs job on the volume's clean image and, for a full
+// job, its revisions. progress is told the logical bytes done.
+func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) (res Result, err error) {
+	targets, err := p.jobTargets(job)
+	if err != nil {
+		return res, err
+	}
+	var plan []workItem
+	var total uint64
+	for _, target := range targets {
+		items, err := p.findWork(job, target)
+		if err != nil {
+			return res, err
+		}
+		for _, it := range items {
+			total += it.length
+		}
+		plan = append(plan, items...)
+	}
+	failpoint.Hit("optimise.after-plan")
+	defer func() {
+		if settleErr := p.settle(o, &res); err == nil {
+			err = settleErr
+		}
+	}()
+	// Dedup first, so that compression rewrites only what stays unique.
+	if err := o.dedupStage(ctx, p, job, plan, &res); err != nil {
+		return res, err
+	}
+	var done uint64
+	for _, it := range plan {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var r Result
+		err := p.Volumes.Locked(job.VID, "optimise", func(l *volume.Locked) error {
+			if running, err := l.Running(); err != nil || running {
+				return errors.Join(err, errHeld)
+			}
+			var err error
+			r, err = o.compressRange(l, it)
+			return err
+		})
+		res.add(r)
+		if err != nil {
+			return res, err
+		}
+		done += it.length
+		progress(done, total)
+		failpoint.Hit("optimise.between-chunks")
+	}
+	return res, o.indexStage(ctx, p, job, plan)
+}
+
+// jobTargets names the files a job works on: the clean image, and for a
+// full pass the revisions too (they may hold extents nothing else does).
+func (p *Pool) jobTargets(job Job) ([]string, error) {
+	var targets []string
+	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		targets = append(targets, l.Clean())
+		if job.Full {
+			revs, err := l.Revisions()
+			if err != nil {
+				return err
+			}
+			targets = append(targets, revs...)
+		}
+		return nil
+	})
+	return targets, err
+}
+
+// workItem is one contiguous file range of target to compress.
+type workItem struct {
+	target         string
+	offset, length uint64
+	// since and until bound the generations of the extents to work on:
+	// new since the VM started, and older than the job, whose own
+	// rewrites must not be taken for work again.
+	since, until uint64
+}
+
+// findWork lists target's uncompressed extents that job covers, cut into
+// chunks. Cost grows with the number of new extents: the search visits
+// only the file's items newer than job.Since.
+func (p *Pool) findWork(job Job, target string) ([]workItem, error) {
+	var exts []btrfs.Extent
+	var until uint64
+	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+		f, err := l.Open(target, os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// Commit the transaction first: extent reference counts, which
+		// decide whether an extent is shared, lag until it is committed.
+		if err := btrfs.Sync(f); err != nil {
+			return err
+		}
+		if target == l.Clean() {
+			if err := markCompressible(l, f); err != nil {
+				return err
+			}
+		}
+		if until, err = btrfs.Generation(f); err != nil {
+			return err
+		}
+		if exts, err = btrfs.Extents(f, job.Since); err != nil {
+			return err
+		}
+		if job.DiffRevision && target == l.Clean() {
+			exts, err = notInNewestRevision(l, exts)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var items []workItem
+	for _, e := range exts {
+		if !compressible(e, job) {
+			continue
+		}
+		for off := e.Offset; off < e.Offset+e.Length; off += chunkBytes {
+			n := min(chunkBytes, e.Offset+e.Length-off)
+			if k := len(items) - 1; k >= 0 && items[k].offset+items[k].length == off && items[k].length+n <= chunkBytes {
+				items[k].length += n
+				continue
+			}
+			items = append(items, workItem{target: target, offset: off, length: n, since: job.Since, until: until})
+		}
+	}
+	return items, nil
+}
+
+// markCompressible clears the NOCOMPRESS flag btrfs sets on a file after
+// one poorly compressing sample, and gives the image and its directory
+// the zstd compression property, so that the guest's next writes (to a
+// dirty image made in that directory) are compressed as they are written.
+func markCompressible(l *volume.Locked, img *os.File) error {
+	if err := clearNoCompress(img); err != nil {
+		return err
+	}
+	if err := btrfs.SetCompressionProperty(img, "zstd"); err != nil {
+		return err
+	}
+	dir, err := l.OpenDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return btrfs.SetCompressionProperty(dir, "zstd")
+}
+
+// compressible: regular, written, not yet compressed, and new for this job.
+func compressible(e btrfs.Extent, job Job) bool {
+	return e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone &&
+		e.Generation >= job.Since
+}
+
+// notInNewestRevision keeps the extents the newest revision does not
+// reference: what changed since it was taken, when no start generation
+// was recorded (a commit made by another driver, say).
+func notInNewestRevision(l *volume.Locked, exts []btrfs.Extent) ([]btrfs.Extent, error) {
+	revs, err := l.Revisions()
+	if err != nil || len(revs) == 0 {
+		return exts, err
+	}
+	f, err := l.Open(revs[len(revs)-1], os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	old, err := btrfs.Extents(f, 0)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[uint64]bool{}
+	for _, e := range old {
+		seen[e.DiskBytenr] = true
+	}
+	fresh := exts[:0]
+	for _, e := range exts {
+		if !seen[e.DiskBytenr] {
+			fresh = append(fresh, e)
+		}
+	}
+	return fresh, nil
+}
+
+// compressRange compresses the still-uncompressed extents of it.
+func (o *optimiser) compressRange(l *volume.Locked, it workItem) (Result, error) {
+	f, err := l.Open(it.target, os.O_RDWR)
+	if err != nil {
+		return Result{}, err
+	}
+	defer f.Close()
+	return o.compressPieces(f, it, func(pc btrfs.Extent) (Result, error) {
+		return o.compressShared(l, f, pc)
+	})
+}
+
+// compressPieces rewrites f's uncompressed extents in it compressed: the
+// ones only f references by a range defrag, the shared ones by onShared.
+func (o *optimiser) compressPieces(f *os.File, it workItem, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
+	pieces, err := piecesIn(f, it)
+	if err != nil || len(pieces) == 0 {
+		return Result{}, err
+	}
+	ino, err := inodeOf(f)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	var exclusive []btrfs.Extent
+	for _, pc := range pieces {
+		res.BytesExamined += pc.Length
+		only, err := referencedOnlyBy(f, ino, pc)
+		if err != nil {
+			return res, err
+		}
+		if only {
+			exclusive = append(exclusive, pc)
+			continue
+		}
+		r, err := onShared(pc)
+		res.add(r)
+		if err != nil {
+			return res, err
+		}
+	}
+	r, err := o.defragExclusive(f, it, exclusive)
+	res.add(r)
+	return res, err
+}
+
+// piecesIn returns f's uncompressed regular extent items within it,
+// clipped to it.
+func piecesIn(f *os.File, it workItem) ([]btrfs.Extent, error) {
+	exts, err := btrfs.Extents(f, it.since)
+	if err != nil {
+		return nil, err
+	}
+	var out []btrfs.Extent
+	end := it.offset + it.length
+	for _, e := range exts {
+		if e.Offset >= end || e.Offset+e.Length <= it.offset || (it.until != 0 && e.Generation > it.until) ||
+			e.Type != btrfs.ExtentRegular || e.IsHole() || e.Compression != btrfs.CompressNone {
+			continue
+		}
+		lo, hi := max(e.Offset, it.offset), min(e.Offset+e.Length, end)
+		e.ExtentOffset += lo - e.Offset
+		e.Offset, e.Length = lo, hi-lo
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// referencedOnlyBy reports whether every reference to pc's disk extent,
+// from any subvolume or snapshot, is an item of the file f (inode ino).
+// FIEMAP's shared flag is not used: merged extent maps make it misreport
+// at extent boundaries. An extent not yet in a committed transaction has
+// no back references to ask about, and counts as not exclusive.
+func referencedOnlyBy(f *os.File, ino uint64, pc btrfs.Extent) (bool, error) {
+	refs, err := btrfs.LogicalInodes(f, pc.DiskBytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range refs {
+		if r.Inode != ino || r.Root != refs[0].Root {
+			return false, nil
+		}
+	}
+	return len(refs) > 0, nil
+}
+
+func inodeOf(f *os.File) (uint64, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino, nil
+}
+
+// defragExclusive rewrites extents only f references, compressed, with a
+// range defrag per contiguous run, and retries what the kernel skipped.
+func (o *optimiser) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent) (Result, error) {
+	var res Result
+	if len(pieces) == 0 {
+		return res, nil
+	}
+	before := map[uint64]uint64{} // disk bytenr -> disk bytes, of extents being replaced
+	for _, pc := range pieces {
+		before[pc.DiskBytenr] = pc.DiskNumBytes
+		o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
+	}
+	todo := pieces
+	for pass := 0; pass < defragPasses && len(todo) > 0; pass++ {
+		for _, run := range contiguous(todo) {
+			if err := o.defrag(f, run.Offset, run.Length); err != nil {
+				return res, err
+			}
+		}
+		after, err := piecesIn(f, it)
+		if err != nil {
+			return res, err
+		}
+		todo = todo[:0]
+		for _, pc := range after {
+			if _, old := before[pc.DiskBytenr]; old {
+				todo = append(todo, pc)
+			}
+		}
+	}
+	exts, err := piecesAfter(f, it)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range exts {
+		if _, old := before[e.DiskBytenr]; old || e.Generation <= it.until {
+			continue
+		}
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+		if e.Compression != btrfs.CompressNone {
+			res.BytesCompressed += e.Length
+		}
+	}
+	return res, nil
+}
+
+// piecesAfter lists the written extent items overlapping it that are at
+// least as new as the job's generation, which rewritten ones are.
+func piecesAfter(f *os.File, it workItem) ([]btrfs.Extent, error) {
+	exts, err := btrfs.Extents(f, it.since)
+	if err != nil {
+		return nil, err
+	}
+	var out []btrfs.Extent
+	for _, e := range exts {
+		if e.Offset < it.offset+it.length && it.offset < e.Offset+e.Length && !e.IsHole() {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (o *optimiser) defrag(f *os.File, offset, length uint64) error {
+	err := btrfs.DefragCompress(f, offset, length, o.level)
+	if errors.Is(err, btrfs.ErrLevelUnsupported) {
+		o.onLevel(err)
+		o.level = 0
+		err = btrfs.DefragCompress(f, offset, length, 0)
+	}
+	return err
+}
+
+// contiguous merges pieces into runs of adjacent file ranges.
+func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
+	sorted := append([]btrfs.Extent(nil), pieces...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Offset < sorted[j].Offset })
+	var runs []btrfs.Extent
+	for _, pc := range sorted {
+		if k := len(runs) - 1; k >= 0 && runs[k].Offset+runs[k].Length == pc.Offset {
+			runs[k].Length += pc.Length
+			continue
+		}
+		runs = append(runs, btrfs.Extent{Offset: pc.Offset, Length: pc.Length})
+	}
+	return runs
+}
+
+// settle measures what the job freed; see optimiser.settle.
+func (p *Pool) settle(o *optimiser, res *Result) error {
+	dir, err := os.Open(p.Volumes.Dir())
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return o.settle(dir, res)
+}

@@ -1,0 +1,203 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// refLoc is one file extent item pointing into a disk extent.
+type refLoc struct {
+	name         string // the volume's file
+	offset       uint64 // in the file
+	extentOffset uint64 // into the disk extent
+	length       uint64
+}
+
+// extentRef is a refLoc with its file open.
+type extentRef struct {
+	refLoc
+	file *os.File
+}
+
+// compressShared replaces a disk extent that several of the volume's own
+// files reference (the image and its revisions or precache) with a
+// compressed copy, deduplicated into every reference, so the old extent
+// is freed whole and no file loses its sharing. When anything outside the
+// volume references the extent too, it is left alone: rewriting only our
+// references would add the copy without freeing the original.
+func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
+	res := Result{}
+	if o.refs == nil {
+		var err error
+		if o.refs, err = volumeRefs(l); err != nil {
+			return res, err
+		}
+	}
+	locs := o.refs[pc.DiskBytenr]
+	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		return res, nil // not committed yet: its references are unknown
+	}
+	if err != nil {
+		return res, err
+	}
+	if len(locs) == 0 || total != uint64(len(locs)) {
+		res.SkippedShared = pc.Length
+		return res, nil
+	}
+	refs, closeAll, err := openRefs(l, locs)
+	if err != nil {
+		return res, err
+	}
+	defer closeAll()
+	lo, hi := refs[0].extentOffset, refs[0].extentOffset+refs[0].length
+	for _, r := range refs {
+		lo, hi = min(lo, r.extentOffset), max(hi, r.extentOffset+r.length)
+	}
+	copyFile, err := o.writeCompressedCopy(refs, lo, hi)
+	if err != nil || copyFile == nil {
+		return res, err
+	}
+	defer func() {
+		copyFile.Close()
+		_ = os.Remove(copyFile.Name())
+	}()
+	copyExts, err := btrfs.Extents(copyFile, 0)
+	if err != nil {
+		return res, err
+	}
+	var copyDisk uint64
+	for _, e := range copyExts {
+		copyDisk += e.DiskNumBytes
+	}
+	if copyDisk+4096 > pc.DiskNumBytes {
+		return res, nil // does not compress: keep the original
+	}
+	failpoint.Hit("optimise.after-compressed-copy")
+	for _, r := range refs {
+		deduped, err := btrfs.Dedupe(copyFile, r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
+		if err != nil {
+			return res, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.file.Name(), r.offset, err)
+		}
+		if deduped[0] == r.length {
+			res.BytesCompressed += r.length
+		}
+	}
+	failpoint.Hit("optimise.after-dedupe")
+	delete(o.refs, pc.DiskBytenr)
+	o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
+	for _, e := range copyExts {
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+	}
+	return res, nil
+}
+
+// volumeRefs maps every disk extent of the volume's image, revisions and
+// precache to the items referencing it.
+func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
+	names, err := l.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	refs := map[uint64][]refLoc{}
+	for _, name := range append(names, l.Clean(), l.Precache()) {
+		f, err := l.Open(name, os.O_RDONLY)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		exts, err := btrfs.Extents(f, 0)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range exts {
+			if e.Type == btrfs.ExtentRegular && !e.IsHole() {
+				refs[e.DiskBytenr] = append(refs[e.DiskBytenr], refLoc{name: name, offset: e.Offset, extentOffset: e.ExtentOffset, length: e.Length})
+			}
+		}
+	}
+	return refs, nil
+}
+
+// openRefs opens the files of locs for writing, each once.
+func openRefs(l *volume.Locked, locs []refLoc) ([]extentRef, func(), error) {
+	open := map[string]*os.File{}
+	closeAll := func() {
+		for _, f := range open {
+			f.Close()
+		}
+	}
+	refs := make([]extentRef, 0, len(locs))
+	for _, loc := range locs {
+		f := open[loc.name]
+		if f == nil {
+			var err error
+			if f, err = l.Open(loc.name, os.O_RDWR); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			open[loc.name] = f
+		}
+		refs = append(refs, extentRef{refLoc: loc, file: f})
+	}
+	return refs, closeAll, nil
+}
+
+// writeCompressedCopy writes bytes [lo, hi) of the disk extent, read
+// through its references, to a new file that btrfs compresses with zstd,
+// and syncs it. It returns nil when the range cannot be read whole from
+// the references (they leave a gap).
+func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*os.File, error) {
+	if err := os.MkdirAll(o.tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", o.tmpDir, err)
+	}
+	f, err := os.CreateTemp(o.tmpDir, "compress-*")
+	if err != nil {
+		return nil, fmt.Errorf("create compressed copy: %w", err)
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
+		return fail(err)
+	}
+	buf := make([]byte, copyBuffer)
+	for pos := lo; pos < hi; {
+		r, ok := refCovering(refs, pos)
+		if !ok {
+			return fail(nil)
+		}
+		n := min(uint64(len(buf)), hi-pos, r.extentOffset+r.length-pos)
+		if _, err := r.file.ReadAt(buf[:n], int64(r.offset+pos-r.extentOffset)); err != nil {
+			return fail(fmt.Errorf("read %s: %w", r.file.Name(), err))
+		}
+		if _, err := f.WriteAt(buf[:n], int64(pos-lo)); err != nil {
+			return fail(fmt.Errorf("write compressed copy: %w", err))
+		}
+		pos += n
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("fsync compressed copy: %w", err))
+	}
+	return f, nil
+}
+
+func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {
+	for _, r := range refs {
+		if r.extentOffset <= pos && pos < r.extentOffset+r.length {
+			return r, true
+		}
+	}
+	return extentRef{}, false
+}

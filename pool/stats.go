@@ -1,0 +1,100 @@
+package pool
+
+import (
+	"sort"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
+)
+
+// Usage is compsize's view of a set of files, plus what the set shares
+// with files outside it.
+type Usage struct {
+	Files                                         uint64
+	DiskBytes, UncompressedBytes, ReferencedBytes uint64
+	SharedBytes, ExclusiveBytes                   uint64
+	ByType                                        []TypeUsage
+}
+
+// TypeUsage is one compression type's part of a Usage.
+type TypeUsage struct {
+	Type                                          string
+	DiskBytes, UncompressedBytes, ReferencedBytes uint64
+}
+
+// MeasuredSet is the usage of a named set of files.
+type MeasuredSet struct {
+	Name  string
+	Usage Usage
+}
+
+// Sets are the measurements of some volumes one by one, grouped by VM and
+// grouped by pool.
+type Sets struct {
+	Volumes, VMs, Pools []MeasuredSet
+}
+
+// MeasureSets measures each volume's files, each VM's and each pool's,
+// each as one set so that extents shared inside a set count once.
+func MeasureSets(vols []VolumeIn) (Sets, error) {
+	var sets Sets
+	byVM := map[string][]string{}
+	byPool := map[string][]string{}
+	for _, v := range vols {
+		files, err := v.Pool.Volumes.Files(v.VID)
+		if err != nil {
+			return Sets{}, err
+		}
+		if len(files) == 0 {
+			continue
+		}
+		m, err := measure(v.Pool.Name+":"+v.VID, files)
+		if err != nil {
+			return Sets{}, err
+		}
+		sets.Volumes = append(sets.Volumes, m)
+		byVM[v.VM()] = append(byVM[v.VM()], files...)
+		byPool[v.Pool.Name] = append(byPool[v.Pool.Name], files...)
+	}
+	var err error
+	if sets.VMs, err = measureGroups(byVM); err != nil {
+		return Sets{}, err
+	}
+	if sets.Pools, err = measureGroups(byPool); err != nil {
+		return Sets{}, err
+	}
+	return sets, nil
+}
+
+func measureGroups(groups map[string][]string) ([]MeasuredSet, error) {
+	names := make([]string, 0, len(groups))
+	for name := range groups {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]MeasuredSet, 0, len(names))
+	for _, name := range names {
+		m, err := measure(name, groups[name])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func measure(name string, files []string) (MeasuredSet, error) {
+	r, err := usage.Measure(files)
+	if err != nil {
+		return MeasuredSet{}, err
+	}
+	u := Usage{
+		Files: r.Files, DiskBytes: r.Total.DiskBytes, UncompressedBytes: r.Total.UncompressedBytes,
+		ReferencedBytes: r.Total.ReferencedBytes, SharedBytes: r.SharedDiskBytes, ExclusiveBytes: r.ExclusiveDiskBytes,
+	}
+	for _, row := range r.ByType {
+		u.ByType = append(u.ByType, TypeUsage{
+			Type: row.Type, DiskBytes: row.DiskBytes, UncompressedBytes: row.UncompressedBytes, ReferencedBytes: row.ReferencedBytes,
+		})
+	}
+	return MeasuredSet{Name: name, Usage: u}, nil
+}

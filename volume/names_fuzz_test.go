@@ -1,0 +1,81 @@
+package volume
+
+import (
+	"errors"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzValidateVID checks the names that decide which files the daemon
+// touches: whatever vid, revision id or directory entry arrives, nothing
+// panics, and anything accepted names files beneath the pool.
+func FuzzValidateVID(f *testing.F) {
+	f.Add("appvms/work/private", "1", "private.img.1@2025-01-01T00:00:00Z")
+	f.Add("vm-templates/fedora-42/root", "18446744073709551615", "private.img.01@2025-01-01T00:00:00Z")
+	f.Add("appvms/../../etc", "../1", "private.img.1@2025-01-01T00:00:00Z~a1b2")
+	f.Fuzz(func(t *testing.T, vid, rev, name string) {
+		p, err := PathsFor(vid)
+		if (err == nil) != (ValidateVID(vid) == nil) {
+			t.Fatalf("PathsFor and ValidateVID disagree on %q: %v", vid, err)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidName) {
+			t.Fatalf("vid %q refused with %v, not ErrInvalidName", vid, err)
+		}
+		revErr := ValidateRevision(rev)
+		if revErr != nil && !errors.Is(revErr, ErrInvalidName) {
+			t.Fatalf("revision %q refused with %v, not ErrInvalidName", rev, revErr)
+		}
+		if err != nil {
+			return
+		}
+		checkBeneathPool(t, vid, p)
+		const timestamp = "2025-01-01T00:00:00"
+		if revErr == nil {
+			file := p.Revision(rev, timestamp)
+			checkBeneathPool(t, vid, Paths{Dir: p.Dir, Clean: file})
+			id, ts, ok := p.parseRevision(path.Base(file))
+			if !ok || id != rev || ts != timestamp || !p.ownsFile(path.Base(file)) {
+				t.Fatalf("revision %q of %q: %s does not parse back (%q %q %v)", rev, vid, file, id, ts, ok)
+			}
+		}
+		// A directory entry taken for a revision names a valid id and is
+		// exactly the file that revision's name leads back to.
+		if id, ts, ok := p.parseRevision(name); ok {
+			if err := ValidateRevision(id); err != nil {
+				t.Fatalf("entry %q of %q parsed as invalid revision %q: %v", name, vid, id, err)
+			}
+			if back := path.Base(p.Revision(id, ts)); back != name {
+				t.Fatalf("entry %q of %q parsed as revision %q@%q, which names %q", name, vid, id, ts, back)
+			}
+		}
+	})
+}
+
+// checkBeneathPool fails unless every name in p is a clean relative path
+// of exactly three components, with no "..", inside the volume's directory.
+func checkBeneathPool(t *testing.T, vid string, p Paths) {
+	t.Helper()
+	if p.Name != "" && p.Dir+"/"+p.Name != vid {
+		t.Fatalf("vid %q does not round-trip: dir %q, name %q", vid, p.Dir, p.Name)
+	}
+	for _, name := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {
+		if name == "" {
+			continue
+		}
+		parts := strings.Split(name, "/")
+		switch {
+		case len(parts) != 3:
+			t.Fatalf("vid %q: %q does not have 3 components", vid, name)
+		case path.Clean(name) != name || strings.HasPrefix(name, "/"):
+			t.Fatalf("vid %q: %q is not a clean relative path", vid, name)
+		case strings.Contains(name, "..") || strings.ContainsAny(name, "\x00\n"):
+			t.Fatalf("vid %q: %q contains .. or a control byte", vid, name)
+		case path.Dir(name) != p.Dir:
+			t.Fatalf("vid %q: %q is outside the volume's directory %q", vid, name, p.Dir)
+		case !strings.HasPrefix(filepath.Join("/pool", name), "/pool/"+p.Dir+"/"):
+			t.Fatalf("vid %q: %q leaves the pool", vid, name)
+		}
+	}
+}
