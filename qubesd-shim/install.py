@@ -11,7 +11,8 @@ qubesd, reads to find the ``qubes.storage`` entry point ``btrfs-vdo``.
 Metadata comes from pyproject.toml, the one place it is written down.
 
 With --root, files go under DESTDIR/TARGET (for packaging) while RECORD
-stays relative to TARGET. Earlier installs of this distribution in TARGET
+stays relative to TARGET. With --uninstall, the package and its dist-info
+are removed from TARGET instead. Earlier installs of this distribution in TARGET
 are removed first: two registrations of one driver name make qubesd fail.
 The test-only qubes stand-in (python-stub) is never installed.
 """
@@ -123,13 +124,25 @@ def install(target, root=None):
     return dest, info
 
 
+def uninstall(target, root=None):
+    project = read_project()
+    dest = os.path.join(root, target.lstrip(os.sep)) if root else target
+    remove_earlier(dest, dist_name(project))
+    return dest
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True,
                         help="site-packages directory qubesd imports from")
     parser.add_argument("--root", default=None,
                         help="staging root prepended to --target")
+    parser.add_argument("--uninstall", action="store_true",
+                        help="remove the driver from --target")
     args = parser.parse_args(argv)
+    if args.uninstall:
+        print(f"removed {PACKAGE} from {uninstall(args.target, args.root)}")
+        return
     dest, info = install(args.target, args.root)
     print(f"installed {PACKAGE} and {info} into {dest}")
 

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,11 +24,20 @@ const (
 	exitUsage   = 2
 )
 
-const usage = `Usage: btrfs-vdo [--socket PATH] COMMAND [flags]
+const usageText = `Usage: btrfs-vdo [--socket PATH] COMMAND [flags]
 
 Commands:
-  status [--json]   show the daemon's version, uptime and pools
-  version           print the CLI's and the daemon's versions
+  status [--json]           show the daemon's version, uptime and pools
+  stats [--json] [TARGET]   space per volume, VM and pool, compsize-style
+  optimize [--full] [--no-wait] [--json] TARGET
+                            compress TARGET's volumes without unsharing, and wait
+  jobs [--json] [--wait]    the optimiser's jobs and totals
+  compress [--level N] [--json] PATH...
+                            compress dom0 files on btrfs without unsharing
+  version                   print the CLI's and the daemon's versions
+
+TARGET is a pool's name or directory, a VM's name, or POOL:VID.
+"btrfs-vdo COMMAND --help" describes each command.
 
 The socket defaults to $BTRFS_VDO_SOCKET, then ` + api.DefaultSocket + `.
 Exit status: 0 success, 1 failure (daemon error or unreachable), 2 usage.
@@ -43,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("btrfs-vdo", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	socket := global.String("socket", "", "daemon socket `path`")
-	global.Usage = func() { fmt.Fprint(stderr, usage) }
+	global.Usage = func() { fmt.Fprint(stderr, usageText) }
 	if err := global.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -57,17 +65,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "status":
 		err = status(c, rest, stdout, stderr)
+	case "stats":
+		err = stats(c, rest, stdout, stderr)
+	case "optimize":
+		err = optimize(c, rest, stdout, stderr)
+	case "jobs":
+		err = jobs(c, rest, stdout, stderr)
+	case "compress":
+		err = compress(rest, stdout, stderr)
 	case "version":
-		err = showVersion(c, stdout)
+		err = showVersion(c, rest, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(rest) > 0 { // help COMMAND is COMMAND --help
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usageText)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "btrfs-vdo: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "btrfs-vdo: unknown command %q\n\n%s", cmd, usageText)
 		return exitUsage
 	}
 	var usageErr usageError
 	switch {
+	case errors.Is(err, flag.ErrHelp): // COMMAND --help printed its usage
+		return exitOK
 	case errors.As(err, &usageErr):
 		fmt.Fprintln(stderr, "btrfs-vdo:", err)
 		return exitUsage
@@ -79,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
@@ -96,9 +119,7 @@ func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return writeJSON(stdout, st)
 	}
 	fmt.Fprintf(stdout, "btrfs-vdod %s (protocol %d), up %s, %d requests\n",
 		st.Daemon, st.Protocol, time.Duration(st.UptimeSeconds)*time.Second, st.Requests)
@@ -114,14 +135,36 @@ func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-func showVersion(c *client.Client, stdout io.Writer) error {
-	fmt.Fprintln(stdout, "btrfs-vdo", version.Version)
+func showVersion(c *client.Client, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: btrfs-vdo version [--json]\n\nPrint the CLI's version, then the daemon's version and protocol.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if !*asJSON {
+		fmt.Fprintln(stdout, "btrfs-vdo", version.Version)
+	}
 	var hello api.HelloResult
 	if err := call(c, api.OpHello, api.HelloArgs{Client: "btrfs-vdo " + version.Version}, &hello); err != nil {
 		return err
 	}
+	if *asJSON {
+		return writeJSON(stdout, versions{CLI: version.Version, Daemon: hello.Daemon, Protocol: hello.Protocol})
+	}
 	fmt.Fprintf(stdout, "btrfs-vdod %s (protocol %d)\n", hello.Daemon, hello.Protocol)
 	return nil
+}
+
+// versions is version --json's output.
+type versions struct {
+	CLI      string `json:"cli"`
+	Daemon   string `json:"daemon"`
+	Protocol int    `json:"protocol"`
 }
 
 func call(c *client.Client, op api.Op, args, result any) error {

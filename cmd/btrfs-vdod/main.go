@@ -1,22 +1,24 @@
 // Command btrfs-vdod is the btrfs-vdo helper daemon: it serves qubesd's
 // btrfs-vdo storage driver on a Unix socket and does all work on the pool's
-// image files. It runs in the foreground and logs to stderr.
+// image files. It runs in the foreground and logs to stderr. Its settings
+// come from /etc/btrfs-vdo/config.toml, then from its flags.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
-	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/config"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/version"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
@@ -30,45 +32,73 @@ func main() {
 }
 
 func run() error {
-	fs := flag.NewFlagSet("btrfs-vdod", flag.ExitOnError)
-	socket := fs.String("socket", api.DefaultSocket, "listen on this Unix socket `path`")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: btrfs-vdod [flags]
-
-Serve the btrfs-vdo Qubes storage driver on a Unix socket. Only root peers
-are served. Logs go to stderr (the journal under systemd).
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	_ = fs.Parse(os.Args[1:])
-	if *showVersion {
+	opts := parseFlags(os.Args[1:])
+	if opts.version {
 		fmt.Println("btrfs-vdod", version.Version)
 		return nil
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	ln, err := listener(*socket, log)
+	cfg, err := opts.load()
 	if err != nil {
 		return err
 	}
-	pools := pool.NewRegistry(log, nil)
+	if opts.checkConfig {
+		fmt.Println(opts.configPath + ": OK")
+		return nil
+	}
+	log, err := newLogger(os.Stderr, cfg.LogLevel, isJournal(os.Stderr, os.Getenv("JOURNAL_STREAM")))
+	if err != nil {
+		return err
+	}
+
+	ln, err := listener(cfg.Socket, log)
+	if err != nil {
+		return err
+	}
+	var writing func(op, vid string) (done func())
+	conn := connectBus(log)
+	if conn != nil {
+		defer conn.Close()
+		writing = bus.NewInhibitor(conn, log).Writing
+	}
+	pools := pool.NewRegistry(log, writing)
 	defer pools.Close()
-	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0}
+	status := newDaemonStatus(pools, log)
+	sched := pool.NewScheduler(pool.SchedulerConfig{
+		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, IdleIO: cfg.IOPriority == config.IOPriorityIdle,
+	}, log, status.jobDone)
+	status.jobs = sched
+	pools.SetScheduler(sched)
+	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
+		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if conn != nil {
+		status.export(conn, version.Version)
+		if cfg.BatteryPolicy == config.BatteryPause {
+			go watchBattery(ctx, conn, log, sched)
+		}
+	}
+	jobsDone := make(chan struct{})
+	go func() {
+		sched.Run(ctx)
+		close(jobsDone)
+	}()
+	// Jobs stop at their next chunk and keep their place for the next start.
+	defer func() {
+		stop()
+		<-jobsDone
+	}()
 	log.Info("listening", "socket", ln.Addr().String(), "version", version.Version)
 	notify(log, daemon.SdNotifyReady)
-	context.AfterFunc(ctx, func() { notify(log, daemon.SdNotifyStopping) })
+	stopping := make(chan struct{})
+	context.AfterFunc(ctx, func() {
+		notify(log, daemon.SdNotifyStopping)
+		close(stopping)
+	})
 	err = srv.Serve(ctx, ln)
+	stop() // Serve may end on its own: systemd still hears STOPPING before the exit
+	<-stopping
 	log.Info("stopped")
 	return err
 }

@@ -31,16 +31,27 @@ type Server struct {
 	Version string
 	// AllowUID is the only peer uid served; qubesd runs as root.
 	AllowUID uint32
+	// Jobs is the optimiser's scheduler; nil when optimisation is off.
+	Jobs *pool.Scheduler
 	// ReadTimeout overrides defaultReadTimeout when set.
 	ReadTimeout time.Duration
+	// StopTimeout bounds how long Serve waits for the requests in flight
+	// once ctx is done; 0 waits for as long as they take.
+	StopTimeout time.Duration
 
 	started  time.Time
 	requests atomic.Uint64
 	conns    sync.WaitGroup
+	inFlight atomic.Int64
 }
 
+// ErrStopTimeout is returned by Serve when requests were still running
+// after StopTimeout.
+var ErrStopTimeout = errors.New("gave up waiting for requests in flight")
+
 // Serve accepts connections on ln until ctx is done, then waits for the
-// requests in flight to finish: a commit is never cut short by a shutdown.
+// requests in flight to finish: a commit is never cut short by a shutdown,
+// unless it outlasts StopTimeout.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -49,16 +60,45 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				s.conns.Wait()
-				return nil
+				return s.drain()
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
 		s.conns.Add(1)
+		s.inFlight.Add(1)
 		go func() {
 			defer s.conns.Done()
+			defer s.inFlight.Add(-1)
 			s.serveConn(conn)
 		}()
+	}
+}
+
+// drain waits for the connections being served, for at most StopTimeout.
+// Files are only ever replaced by rename, so exiting in the middle of a
+// request leaves the old state or the new one.
+func (s *Server) drain() error {
+	n := s.inFlight.Load()
+	if n == 0 {
+		return nil
+	}
+	s.Log.Info("waiting for requests in flight", "requests", n, "timeout", s.StopTimeout)
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	var timeout <-chan time.Time
+	if s.StopTimeout > 0 {
+		timer := time.NewTimer(s.StopTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	select {
+	case <-done:
+		return nil
+	case <-timeout:
+		return fmt.Errorf("%w after %s (%d left)", ErrStopTimeout, s.StopTimeout, s.inFlight.Load())
 	}
 }
 

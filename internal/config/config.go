@@ -1,0 +1,181 @@
+// Package config reads btrfs-vdod's configuration file,
+// /etc/btrfs-vdo/config.toml. Every key is optional: a key left out takes
+// its default, and a file that does not exist at the default path means
+// all defaults. Keys that are not known and values out of range are
+// refused, naming the key and its line, so a typo never silently falls
+// back to a default.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+)
+
+// DefaultPath is where the daemon looks for its configuration.
+const DefaultPath = "/etc/btrfs-vdo/config.toml"
+
+// Config is the daemon's configuration. The README's Configuration
+// section documents each key; packaging/config.toml lists them with their
+// defaults.
+type Config struct {
+	Socket    string `toml:"socket"`
+	LogLevel  string `toml:"log_level"`
+	IndexSize Size   `toml:"index_size"`
+	ZstdLevel int    `toml:"zstd_level"`
+	// JobConcurrency bounds the background jobs running at once, across
+	// all pools.
+	JobConcurrency int      `toml:"job_concurrency"`
+	IOPriority     string   `toml:"io_priority"`
+	BatteryPolicy  string   `toml:"battery_policy"`
+	StopTimeout    Duration `toml:"stop_timeout"`
+	// Pools holds per-pool overrides keyed by the pool's dir_path: the
+	// directory is what identifies a pool to the daemon, while its name
+	// is only qubesd's label and can change.
+	Pools map[string]PoolOverride `toml:"pool"`
+}
+
+// PoolOverride replaces global settings for one pool; a nil field keeps
+// the global value.
+type PoolOverride struct {
+	ZstdLevel *int  `toml:"zstd_level"`
+	IndexSize *Size `toml:"index_size"`
+}
+
+// Values accepted for the keys that take a word.
+const (
+	IOPriorityIdle       = "idle"
+	IOPriorityBestEffort = "best-effort"
+	BatteryPause         = "pause"
+	BatteryRun           = "run"
+)
+
+// Bounds of the numeric keys. btrfs accepts zstd levels 1 to 15; an index
+// below 1 MiB would forget new data faster than one commit writes it.
+const (
+	minZstdLevel      = 1
+	maxZstdLevel      = 15
+	minIndexSize      = 1 << 20
+	maxJobConcurrency = 64
+)
+
+// Default returns the configuration used for keys the file leaves out.
+// Background work defaults to one job at idle I/O priority, paused on
+// battery: a dom0 should not notice it.
+func Default() Config {
+	return Config{
+		Socket:         api.DefaultSocket,
+		LogLevel:       "info",
+		IndexSize:      128 << 20,
+		ZstdLevel:      3,
+		JobConcurrency: 1,
+		IOPriority:     IOPriorityIdle,
+		BatteryPolicy:  BatteryPause,
+		StopTimeout:    Duration(2 * time.Minute),
+		Pools:          map[string]PoolOverride{},
+	}
+}
+
+// Load reads the file at path. A missing file is an error wrapping
+// fs.ErrNotExist, so the caller decides whether that means defaults.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data, read from path, over the defaults and checks every
+// value. All problems are reported at once, each as an *Error.
+func Parse(path string, data []byte) (Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return Config{}, decodeError(path, err)
+	}
+	var errs []*Error
+	for _, key := range unknownKeys(md.Undecoded()) {
+		errs = append(errs, &Error{Path: path, Line: keyLine(data, key), Key: key.String(), Msg: "unknown key"})
+	}
+	for _, p := range cfg.problems() {
+		errs = append(errs, &Error{Path: path, Line: keyLine(data, p.key), Key: p.key.String(), Msg: p.msg})
+	}
+	if err := joinErrors(errs); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+type problem struct {
+	key toml.Key
+	msg string
+}
+
+// problems lists every value out of its range.
+func (c Config) problems() []problem {
+	var ps []problem
+	add := func(msg string, key ...string) { ps = append(ps, problem{key: key, msg: msg}) }
+	if !isCleanAbs(c.Socket) {
+		add(fmt.Sprintf("%q is not a clean absolute path", c.Socket), "socket")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		add(fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel), "log_level")
+	}
+	if msg := checkIndexSize(c.IndexSize); msg != "" {
+		add(msg, "index_size")
+	}
+	if msg := checkZstdLevel(c.ZstdLevel); msg != "" {
+		add(msg, "zstd_level")
+	}
+	if c.JobConcurrency < 1 || c.JobConcurrency > maxJobConcurrency {
+		add(fmt.Sprintf("%d is not between 1 and %d", c.JobConcurrency, maxJobConcurrency), "job_concurrency")
+	}
+	if c.IOPriority != IOPriorityIdle && c.IOPriority != IOPriorityBestEffort {
+		add(fmt.Sprintf("%q is not one of %s, %s", c.IOPriority, IOPriorityIdle, IOPriorityBestEffort), "io_priority")
+	}
+	if c.BatteryPolicy != BatteryPause && c.BatteryPolicy != BatteryRun {
+		add(fmt.Sprintf("%q is not one of %s, %s", c.BatteryPolicy, BatteryPause, BatteryRun), "battery_policy")
+	}
+	if c.StopTimeout <= 0 {
+		add(fmt.Sprintf("%s is not a positive duration", c.StopTimeout), "stop_timeout")
+	}
+	for dir, o := range c.Pools {
+		if !isCleanAbs(dir) || dir == "/" {
+			add(fmt.Sprintf("%q is not a pool's dir_path (a clean absolute path)", dir), "pool", dir)
+		}
+		if o.ZstdLevel != nil {
+			if msg := checkZstdLevel(*o.ZstdLevel); msg != "" {
+				add(msg, "pool", dir, "zstd_level")
+			}
+		}
+		if o.IndexSize != nil {
+			if msg := checkIndexSize(*o.IndexSize); msg != "" {
+				add(msg, "pool", dir, "index_size")
+			}
+		}
+	}
+	return ps
+}
+
+func checkZstdLevel(n int) string {
+	if n < minZstdLevel || n > maxZstdLevel {
+		return fmt.Sprintf("%d is not between %d and %d", n, minZstdLevel, maxZstdLevel)
+	}
+	return ""
+}
+
+func checkIndexSize(s Size) string {
+	if s < minIndexSize {
+		return fmt.Sprintf("%s is below the minimum of %s", s, Size(minIndexSize))
+	}
+	return ""
+}
+
+func isCleanAbs(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }
