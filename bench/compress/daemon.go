@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
+)
+
+// daemonStartWait and daemonStopWait bound how long the daemon may take to
+// listen, and to finish its requests after SIGTERM.
+const (
+	daemonStartWait = 10 * time.Second
+	daemonStopWait  = 60 * time.Second
+)
+
+// jobsPoll is how often the benchmark asks whether the optimiser is done:
+// fine enough not to blur a pass of a fraction of a second (the CLI's
+// --wait polls every 500 ms).
+const jobsPoll = 20 * time.Millisecond
+
+// jobAppearWait bounds how long a commit's job may take to be queued.
+const jobAppearWait = 5 * time.Second
+
+// errNotAvailable marks a command or operation this build of btrfs-vdo lacks.
+var errNotAvailable = errors.New("not available")
+
+// daemon is a btrfs-vdod listening on a socket of its own, as
+// tests/harness.py runs it.
+type daemon struct {
+	cmd    *exec.Cmd
+	bin    string // directory of btrfs-vdod and btrfs-vdo
+	socket string
+	log    string
+	client *client.Client
+}
+
+func startDaemon(e *env, bin string) (*daemon, error) {
+	d := &daemon{
+		bin:    bin,
+		socket: filepath.Join(e.dir, "run", "btrfs-vdod.sock"),
+		log:    filepath.Join(e.dir, "daemon.log"),
+	}
+	d.client = client.New(d.socket)
+	logFile, err := os.Create(d.log)
+	if err != nil {
+		return nil, fmt.Errorf("create daemon log: %w", err)
+	}
+	defer logFile.Close()
+	d.cmd = exec.Command(filepath.Join(bin, "btrfs-vdod"), "--socket", d.socket, "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	// Its own process group: a ^C reaches only the benchmark, which then
+	// stops the daemon in order.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start btrfs-vdod: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- d.cmd.Wait() }()
+	e.onClose("stop btrfs-vdod", true, func() error { return d.stop(exited) })
+	deadline := time.Now().Add(daemonStartWait)
+	for time.Now().Before(deadline) {
+		if conn, err := net.Dial("unix", d.socket); err == nil {
+			conn.Close()
+			return d, nil
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return nil, fmt.Errorf("btrfs-vdod exited at start (%v); log %s:\n%s", err, d.log, d.tail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("btrfs-vdod did not listen on %s within %v; log:\n%s", d.socket, daemonStartWait, d.tail())
+}
+
+// stop sends SIGTERM, so requests in flight finish, and kills the daemon
+// if it does not exit in time.
+func (d *daemon) stop(exited chan error) error {
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop btrfs-vdod: %w", err)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(daemonStopWait):
+		_ = d.cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("btrfs-vdod ignored SIGTERM for %v; killed it", daemonStopWait)
+	}
+}
+
+// cpu is the daemon's CPU time so far plus the benchmark's reaped
+// children (the CLI runs).
+func (d *daemon) cpu() (time.Duration, error) {
+	t, err := processCPU(d.cmd.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	c, err := childrenCPU()
+	return t + c, err
+}
+
+// call sends one request to the daemon.
+func (d *daemon) call(ctx context.Context, op api.Op, args, result any) error {
+	if err := d.client.Call(ctx, op, args, result); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// cli runs btrfs-vdo against the daemon and returns its output. A command
+// this build does not know yields errNotAvailable.
+func (d *daemon) cli(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "btrfs-vdo"), append([]string{"--socket", d.socket}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 2 && strings.Contains(stderr.String(), "unknown command") {
+		return nil, fmt.Errorf("btrfs-vdo %s: %w", args[0], errNotAvailable)
+	}
+	if err != nil {
+		return out, fmt.Errorf("btrfs-vdo %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// tail is the end of the daemon's log, for error messages.
+func (d *daemon) tail() string {
+	data, _ := os.ReadFile(d.log)
+	const keep = 4 << 10
+	if len(data) > keep {
+		data = data[len(data)-keep:]
+	}
+	return string(data)
+}
+
+// waitJobs polls the daemon until no job in the pool at dir is queued or
+// running and, when vid is not "", a job for vid has finished since since;
+// it returns the outcomes of the pool's jobs finished since since (whole
+// seconds, as the daemon reports them). If no job for vid shows up within
+// jobAppearWait, it returns without one.
+func (d *daemon) waitJobs(ctx context.Context, dir, vid string, since time.Time) ([]api.JobOutcome, error) {
+	idleSince := time.Time{}
+	for {
+		var res api.JobsResult
+		err := d.client.Call(ctx, api.OpJobs, api.JobsArgs{}, &res)
+		var apiErr *api.Error
+		if errors.As(err, &apiErr) && apiErr.Code == api.CodeBadRequest {
+			return nil, fmt.Errorf("%s: %w (%v)", api.OpJobs, errNotAvailable, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", api.OpJobs, err)
+		}
+		busy := false
+		for _, j := range res.Jobs {
+			busy = busy || j.DirPath == dir && (j.State == "queued" || j.State == "running")
+		}
+		var out []api.JobOutcome
+		found := vid == ""
+		for _, o := range res.Recent {
+			finished, err := time.Parse(time.RFC3339, o.Finished)
+			if err == nil && o.DirPath == dir && !finished.Before(since.Truncate(time.Second)) {
+				out = append(out, o)
+				found = found || o.VID == vid
+			}
+		}
+		switch {
+		case busy:
+			idleSince = time.Time{}
+		case found:
+			return out, nil
+		case idleSince.IsZero():
+			idleSince = time.Now()
+		case time.Since(idleSince) > jobAppearWait:
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(jobsPoll):
+		}
+	}
+}

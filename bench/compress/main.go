@@ -1,0 +1,154 @@
+// Command compress compares btrfs-vdo's optimiser with the seed recipe's
+// `btrfs filesystem defragment -czstd` on one generated corpus (see
+// bench/corpus), built twice from the same seed on two loop-mounted btrfs
+// filesystems so neither side's writes touch the other's extents, and
+// prints a table against the benchmark targets of issue 3:
+//
+//  1. a first pass over the whole pool (defragment -r; optimize --full);
+//  2. an update round rewriting about 6 % of a template root, committed
+//     (file-reflink's way on the defragment side, through the daemon on
+//     the btrfs-vdo side), then optimised (defragment of the image; the
+//     commit's background job);
+//  3. for btrfs-vdo, optimize --full over a plain copy of the updated
+//     image: the whole-image pass the update pass is compared with.
+//
+// Run as root (needs btrfs-progs, e2fsprogs and compsize):
+//
+//	make bench-compress BENCH_ARGS="-scale 0.25"
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+)
+
+type config struct {
+	scale float64
+	seed  uint64
+	keep  bool
+	bin   string
+}
+
+var started = time.Now()
+
+// logf reports progress on stderr, so stdout holds only the table.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	var cfg config
+	flag.Float64Var(&cfg.scale, "scale", 1, "corpus size; 1 is about 2.2 GiB of images (1.5 GiB of data)")
+	flag.Uint64Var(&cfg.seed, "seed", 1, "corpus seed")
+	flag.BoolVar(&cfg.keep, "keep", false, "leave the filesystems mounted for inspection (undo with tests/cleanup)")
+	flag.StringVar(&cfg.bin, "bin", "./bin", "directory holding btrfs-vdod and btrfs-vdo")
+	flag.Parse()
+	// The first ^C cancels the run and cleans up; a second one kills.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := bench(ctx, cfg, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/compress:", err)
+		os.Exit(1)
+	}
+}
+
+// bench builds both sides, runs them and prints the table to w.
+func bench(ctx context.Context, cfg config, w io.Writer) error {
+	bin, err := filepath.Abs(cfg.bin)
+	if err != nil {
+		return err
+	}
+	if err := checkTools(bin); err != nil {
+		return err
+	}
+	e, err := newEnv(cfg.keep)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+
+	opts := corpus.Options{Scale: cfg.scale, Seed: cfg.seed}
+	var total int64
+	for _, v := range corpus.Plan(opts) {
+		total += v.Size
+	}
+	// Room for the corpus, the staging trees, and defragment unsharing
+	// every image from its revision and precache.
+	fsSize := 3*total + 2<<30
+	var cs [2]*corpus.Corpus
+	var mnts [2]string
+	for i, name := range []string{"defrag", "vdo"} {
+		if mnts[i], err = e.mountBtrfs(ctx, name, fsSize); err != nil {
+			return err
+		}
+		logf("building the corpus (scale %g, seed %d) on %s", cfg.scale, cfg.seed, mnts[i])
+		if cs[i], err = build(ctx, mnts[i], opts); err != nil {
+			return err
+		}
+	}
+	logf("ideal bound of the generated corpus")
+	ideal0, err := cs[1].IdealBound(ctx)
+	if err != nil {
+		return err
+	}
+	target := cs[0].Roots()[0]
+	var rs [2]result
+	if rs[0], err = defragSide(ctx, mnts[0], cs[0], target); err != nil {
+		return fmt.Errorf("defragment side: %w", err)
+	}
+	d, err := startDaemon(e, bin)
+	if err != nil {
+		return err
+	}
+	if rs[1], err = vdoSide(ctx, mnts[1], cs[1], target, d); err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.tail())
+		}
+		return fmt.Errorf("btrfs-vdo side: %w", err)
+	}
+	logf("ideal bound after the update round")
+	ideal1, err := cs[1].IdealBound(ctx)
+	if err != nil {
+		return err
+	}
+	report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
+	return nil
+}
+
+// build makes a corpus in mnt/pool, staging in mnt/scratch.
+func build(ctx context.Context, mnt string, opts corpus.Options) (*corpus.Corpus, error) {
+	opts.Scratch = filepath.Join(mnt, "scratch")
+	if err := os.Mkdir(opts.Scratch, 0o755); err != nil {
+		return nil, fmt.Errorf("create scratch directory: %w", err)
+	}
+	return corpus.Build(ctx, filepath.Join(mnt, "pool"), opts)
+}
+
+// checkTools fails early, naming what is missing.
+func checkTools(bin string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (loop mounts, btrfs ioctls)")
+	}
+	for _, tool := range []string{"mkfs.btrfs", "btrfs", "mkfs.ext4", "mount", "umount", "compsize"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("needs %s (btrfs-progs, e2fsprogs, btrfs-compsize): %w", tool, err)
+		}
+	}
+	for _, b := range []string{"btrfs-vdod", "btrfs-vdo"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			return fmt.Errorf("needs %s from make build (-bin): %w", b, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package corpus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// UpdateFraction is the share of a template root's image size an update
+// round writes as new file data; with ext4's metadata and journal writes
+// about 6–8 % of the image's blocks change.
+const UpdateFraction = 0.06
+
+// minUpdatedFile leaves tiny files alone, so that an update is mostly file
+// data rather than inode and directory blocks.
+const minUpdatedFile = 64 << 10
+
+// Update is what an update round wrote.
+type Update struct {
+	Files int   // files replaced
+	Bytes int64 // bytes of new file data written
+}
+
+// ApplyUpdate changes the template root vid's files inside the ext4 image
+// img (the volume's image, or its dirty image while it runs) as a package
+// upgrade does: each chosen file is written anew next to itself and
+// renamed over the old one, until UpdateFraction of the image is new.
+// round picks which files and what new data, the same for the same corpus.
+func (c *Corpus) ApplyUpdate(ctx context.Context, img, vid string, round int) (u Update, err error) {
+	info, err := os.Stat(img)
+	if err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", img, err)
+	}
+	mnt, err := os.MkdirTemp(c.Opts.Scratch, "update-")
+	if err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", img, err)
+	}
+	defer os.Remove(mnt)
+	unmount, err := mountImage(ctx, img, mnt)
+	if err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", img, err)
+	}
+	defer func() {
+		if uerr := unmount(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("update %s: %w", img, uerr))
+		}
+	}()
+	salt := vid + "/update-" + strconv.Itoa(round)
+	u, err = c.rewriteFiles(mnt, int64(UpdateFraction*float64(info.Size())), salt)
+	if err != nil {
+		return u, fmt.Errorf("update %s: %w", img, err)
+	}
+	return u, nil
+}
+
+// rewriteFiles replaces randomly chosen files under root with new content
+// of the same size until target bytes are written.
+func (c *Corpus) rewriteFiles(root string, target int64, salt string) (Update, error) {
+	var candidates []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil && info.Size() >= minUpdatedFile {
+				candidates = append(candidates, path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Update{}, fmt.Errorf("list files: %w", err)
+	}
+	rng := c.rng(salt)
+	rng.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	g := newGenerator(c.Opts.Seed, salt)
+	var u Update
+	for _, path := range candidates {
+		if u.Bytes >= target {
+			return u, nil
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			return u, fmt.Errorf("replace %s: %w", path, err)
+		}
+		k := binary
+		if strings.Contains(path, "/usr/share/") {
+			k = prose
+		}
+		if err := writeFile(g, path+".dpkg-new", k, info.Size()); err != nil {
+			return u, err
+		}
+		if err := os.Rename(path+".dpkg-new", path); err != nil {
+			return u, fmt.Errorf("replace %s: %w", path, err)
+		}
+		u.Files++
+		u.Bytes += info.Size()
+	}
+	if u.Bytes < target {
+		return u, fmt.Errorf("only %d bytes of files to rewrite, want %d", u.Bytes, target)
+	}
+	return u, nil
+}
+
+// UpdateRound updates the template root vid and commits the change the
+// way file-reflink does, without a daemon: the image becomes the next
+// revision (a reflink named after its mtime), older revisions are pruned
+// to one, the update is written into the image, and a new precache is
+// made. The new data is exactly what ApplyUpdate wrote.
+func (c *Corpus) UpdateRound(ctx context.Context, vid string, round int) (Update, error) {
+	p, err := volume.PathsFor(vid)
+	if err != nil {
+		return Update{}, err
+	}
+	img := c.Path(p.Clean)
+	info, err := os.Stat(img)
+	if err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", vid, err)
+	}
+	old, err := c.Revisions(vid)
+	if err != nil {
+		return Update{}, err
+	}
+	var next uint64 = 1
+	if len(old) > 0 {
+		next = old[len(old)-1].N + 1
+	}
+	mtime := info.ModTime()
+	rev := c.Path(p.Revision(strconv.FormatUint(next, 10), mtime.UTC().Format(timestampLayout)))
+	if err := reflink(img, rev, mtime); err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", vid, err)
+	}
+	stale := []string{c.Path(p.Precache)}
+	for _, r := range old {
+		stale = append(stale, r.Path)
+	}
+	for _, r := range stale {
+		if err := os.Remove(r); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Update{}, fmt.Errorf("update %s: %w", vid, err)
+		}
+	}
+	u, err := c.ApplyUpdate(ctx, img, vid, round)
+	if err != nil {
+		return u, err
+	}
+	info, err = os.Stat(img)
+	if err != nil {
+		return u, fmt.Errorf("update %s: %w", vid, err)
+	}
+	return u, reflink(img, c.Path(p.Precache), info.ModTime())
+}
