@@ -5,48 +5,66 @@ PREFIX     ?= /usr
 BINDIR     ?= $(PREFIX)/bin
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/btrfs-vdo
+DBUSDIR    ?= $(PREFIX)/share/dbus-1/system.d
 PYTHON     ?= python3
 PYTHONDIR  ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib", vars={"base": "$(PREFIX)"}))')
 VERSION    := $(shell sed -n 's/^var Version = "\(.*\)"/\1/p' internal/version/version.go)
 GO_LDFLAGS := -X github.com/btrfs-vdo/btrfs-vdo/internal/version.Version=$(VERSION)
+DIST       := btrfs-vdo-$(VERSION)
+RPMDIR     ?= $(CURDIR)/build/rpm
+# The prerequisite that installs build and test tools; the RPM build sets
+# it empty, as a package build must not run apt-get.
+DEPS       ?= deps
 
 # Tests that need root and btrfs fail instead of skipping under make test.
 export BTRFS_VDO_REQUIRE_BTRFS = 1
 
-.PHONY: all build deps test test-go test-shim test-integration vet demo bench-commit \
-	install shim-install clean
+.PHONY: all build deps test test-go test-shim test-integration vet demo bench-commit bench-compress bench-hash \
+	install shim-install uninstall dist rpm clean
 
 all: build
 
 deps:
 	./scripts/install-deps
 
-build: deps
+build: $(DEPS)
 	go build -ldflags '$(GO_LDFLAGS)' -o bin/ ./cmd/...
 
-vet: deps
+vet: $(DEPS)
 	go vet ./...
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
 test: vet build test-go test-shim test-integration
 
-test-go: deps
+test-go: $(DEPS)
 	go test -count=1 ./...
 
 test-shim:
 	cd qubesd-shim && PYTHONPATH=../python-stub $(PYTHON) -m unittest discover -s tests -t .
 
-# The trap undoes mounts and loop devices even when a test run is killed.
+# Each run makes its files under /var/tmp/<its own prefix>, and the trap
+# undoes its mounts and loop devices even when the run is killed.
+RUN_PREFIX = export BTRFS_VDO_RUN_PREFIX=btrfs-vdo-$$$$-; trap "./tests/cleanup $$BTRFS_VDO_RUN_PREFIX" EXIT INT TERM
+
 test-integration: build
-	trap ./tests/cleanup EXIT INT TERM; \
+	$(RUN_PREFIX); \
 	PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin $(PYTHON) -m unittest discover -s tests -t . -v
 
 demo: build
 	./demo/run
 
 bench-commit: build
-	trap ./tests/cleanup EXIT INT TERM; \
+	$(RUN_PREFIX); \
 	PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin $(PYTHON) bench/commit/bench.py $(BENCH_ARGS)
+
+# The benchmark undoes its own mounts, loop devices and daemon, also on ^C
+# (BENCH_ARGS=-keep leaves the filesystems mounted; tests/cleanup undoes them).
+bench-compress: build
+	go run ./bench/compress -bin $(CURDIR)/bin $(BENCH_ARGS)
+
+# Hashing and dedup-index figures, in memory and under /tmp (no root needed).
+bench-hash: $(DEPS)
+	go run ./bench/hash $(BENCH_ARGS)
 
 install: build
 	install -D -m 0755 bin/btrfs-vdod $(DESTDIR)$(BINDIR)/btrfs-vdod
@@ -54,11 +72,42 @@ install: build
 	install -D -m 0644 systemd/btrfs-vdod.socket $(DESTDIR)$(UNITDIR)/btrfs-vdod.socket
 	install -D -m 0644 systemd/btrfs-vdod.service $(DESTDIR)$(UNITDIR)/btrfs-vdod.service
 	sed -i 's|^ExecStart=.*|ExecStart=$(BINDIR)/btrfs-vdod|' $(DESTDIR)$(UNITDIR)/btrfs-vdod.service
+	install -D -m 0644 dbus/org.qubes_os.BtrfsVdo1.conf $(DESTDIR)$(DBUSDIR)/org.qubes_os.BtrfsVdo1.conf
 	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 0644 packaging/config.toml $(DESTDIR)$(DOCDIR)/config.toml
 	$(MAKE) shim-install PYTHONDIR='$(PYTHONDIR)'
 
 shim-install:
 	$(PYTHON) qubesd-shim/install.py --target '$(DESTDIR)$(PYTHONDIR)'
+
+# Removes what install put, and only that: directories shared with other
+# packages stay.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/btrfs-vdod $(DESTDIR)$(BINDIR)/btrfs-vdo \
+		$(DESTDIR)$(UNITDIR)/btrfs-vdod.socket $(DESTDIR)$(UNITDIR)/btrfs-vdod.service \
+		$(DESTDIR)$(DBUSDIR)/org.qubes_os.BtrfsVdo1.conf \
+		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/config.toml
+	if [ -d $(DESTDIR)$(DOCDIR) ]; then rmdir --ignore-fail-on-non-empty $(DESTDIR)$(DOCDIR); fi
+	$(PYTHON) qubesd-shim/install.py --uninstall --target '$(DESTDIR)$(PYTHONDIR)'
+
+# The source tarball: every file git tracks or would track (so it can be
+# made before a commit; files deleted since are skipped), nothing vendored;
+# building it fetches Go modules.
+dist:
+	mkdir -p build
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null -T - --ignore-failed-read --warning=no-failed-read \
+		--sort=name --owner=0 --group=0 --numeric-owner \
+		--transform 's,^,$(DIST)/,' -czf build/$(DIST).tar.gz
+	@echo build/$(DIST).tar.gz
+
+# Built from the dist tarball, as a distribution would. --nodeps: the build
+# tools come from install-deps, not from packages rpm knows about (on
+# Debian, rpm's database is empty).
+rpm: dist
+	./scripts/install-deps rpm
+	rpmbuild -bb --nodeps --define '_topdir $(RPMDIR)' --define '_sourcedir $(CURDIR)/build' \
+		packaging/btrfs-vdo.spec
 
 clean:
 	rm -rf bin build

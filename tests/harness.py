@@ -15,7 +15,9 @@ import subprocess
 import tempfile
 import time
 
-PREFIX = "btrfs-vdo-"
+# Everything a run makes lives under /var/tmp/PREFIX*; make gives each run
+# its own prefix so tests/cleanup of one run leaves another's alone.
+PREFIX = os.environ.get("BTRFS_VDO_RUN_PREFIX", "btrfs-vdo-")
 BIN = os.environ.get(
     "BTRFS_VDO_BIN",
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin"),
@@ -69,13 +71,15 @@ class LoopBtrfs:
 
 class Daemon:
     """btrfs-vdod listening on a socket of its own; its log is kept for
-    failure messages."""
+    failure messages. env is added to the daemon's environment at each
+    start, and may be changed between starts."""
 
-    def __init__(self, *extra_args):
+    def __init__(self, *extra_args, env=None):
         self.rundir = tempfile.mkdtemp(prefix=PREFIX + "run-", dir="/var/tmp")
         self.socket = os.path.join(self.rundir, "sock", "btrfs-vdod.sock")
         self.log_path = os.path.join(self.rundir, "daemon.log")
         self.extra_args = extra_args
+        self.env = dict(env or {})
         self.proc = None
         self.start()
 
@@ -84,7 +88,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [os.path.join(BIN, "btrfs-vdod"), "--socket", self.socket,
                  "--log-level", "debug", *self.extra_args],
-                stdout=log, stderr=log,
+                stdout=log, stderr=log, env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -161,6 +165,12 @@ def write_at(path, offset, data):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def compressible(seed, size):
+    """size bytes of text that differ per seed, for the optimiser."""
+    line = f"{seed}: the quick brown fox jumps over the lazy dog\n".encode()
+    return (line * (size // len(line) + 1))[:size]
 
 
 def pattern(seed, size):
