@@ -75,6 +75,8 @@ const recentJobs = 64
 type SchedulerConfig struct {
 	Workers   int  // jobs run at once; default 1
 	ZstdLevel int  // 0: the kernel's default level
+	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
+	PoolZstdLevels map[string]int
 	IdleIO    bool // run jobs at idle I/O priority
 	NoDedup   bool // compress only: no dedup stage
 }
@@ -199,7 +201,11 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	s.mu.Unlock()
 
 	began := time.Now()
-	o := newOptimiser(s.cfg.ZstdLevel, p.tmpDir(), func(err error) {
+	level, ok := s.cfg.PoolZstdLevels[key.dir]
+	if !ok {
+		level = s.cfg.ZstdLevel
+	}
+	o := newOptimiser(level, p.tmpDir(), func(err error) {
 		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
 	})
 	o.dedup = s.deduperFor(p, job)

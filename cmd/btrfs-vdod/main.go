@@ -64,7 +64,8 @@ func run() error {
 	defer pools.Close()
 	status := newDaemonStatus(pools, log)
 	sched := pool.NewScheduler(pool.SchedulerConfig{
-		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, IdleIO: cfg.IOPriority == config.IOPriorityIdle,
+		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
+		IdleIO: cfg.IOPriority == config.IOPriorityIdle,
 	}, log, status.jobDone)
 	status.jobs = sched
 	pools.SetScheduler(sched)
@@ -127,4 +128,15 @@ func notify(log *slog.Logger, state string) {
 	if _, err := daemon.SdNotify(false, state); err != nil {
 		log.Warn("notify systemd", "state", state, "err", err)
 	}
+}
+
+// poolZstdLevels collects the per-pool zstd level overrides by directory.
+func poolZstdLevels(cfg config.Config) map[string]int {
+	levels := map[string]int{}
+	for dir, o := range cfg.Pools {
+		if o.ZstdLevel != nil {
+			levels[dir] = *o.ZstdLevel
+		}
+	}
+	return levels
 }

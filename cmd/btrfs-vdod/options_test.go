@@ -97,3 +97,16 @@ func TestNewLogger(t *testing.T) {
 		t.Error("level loud accepted")
 	}
 }
+
+func TestPoolZstdLevels(t *testing.T) {
+	nine := 9
+	cfg := config.Default()
+	cfg.Pools = map[string]config.PoolOverride{
+		"/var/lib/qubes-vdo": {ZstdLevel: &nine},
+		"/srv/other":         {},
+	}
+	got := poolZstdLevels(cfg)
+	if len(got) != 1 || got["/var/lib/qubes-vdo"] != 9 {
+		t.Fatalf("poolZstdLevels = %v", got)
+	}
+}
