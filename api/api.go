@@ -296,6 +296,14 @@ type OptimiserCounters struct {
 	BytesCompressed uint64 `json:"bytes_compressed"`
 	BytesSaved      int64  `json:"bytes_saved"`
 	SkippedShared   uint64 `json:"skipped_shared"`
+	// The dedup stage's counters, documented in docs/counters.md.
+	DedupTries        uint64 `json:"dedup_tries"`
+	DedupHits         uint64 `json:"dedup_hits"`
+	DedupMisses       uint64 `json:"dedup_misses"`
+	DedupBytesHashed  uint64 `json:"dedup_bytes_hashed"`
+	DedupBytesFreed   uint64 `json:"dedup_bytes_freed"`
+	DedupIoctlMs      int64  `json:"dedup_ioctl_ms"`
+	ZeroBlocksPunched uint64 `json:"zero_blocks_punched"`
 }
 
 // StatsArgs asks for space figures of Target ("" for every known pool).

@@ -82,10 +82,18 @@ class Demo:
         if not back:
             raise SystemExit("revert did not restore the data")
 
+        cli = os.path.join(harness.BIN, "btrfs-vdo")
+        say("btrfs-vdo jobs --wait: the optimiser compresses what each shutdown committed, in the background")
+        harness.run(cli, "jobs", "--wait")
+        print(harness.run(cli, "jobs").stdout)
+        say("btrfs-vdo stats vdo: space per pool, VM and volume, counted as compsize counts it")
+        print(harness.run(cli, "stats", "vdo").stdout)
+
         say("btrfs filesystem du: every revision and precache shares its unchanged extents")
         files = sorted(
             os.path.join(root, name)
             for root, _, names in os.walk(self.dir_path) for name in names
+            if not root.startswith(os.path.join(self.dir_path, ".btrfs-vdo"))
         )
         du = harness.run("btrfs", "filesystem", "du", "-s", "--raw", *files).stdout.splitlines()[1:]
         total = sum(int(row.split()[0]) for row in du)
@@ -94,7 +102,7 @@ class Demo:
         used = (st.f_blocks - st.f_bfree) * st.f_frsize
         print(f"   data referenced by the pool's images, revisions and precaches: {total / MiB:8.1f} MiB")
         print(f"   space the whole filesystem uses (data and metadata):            {used / MiB:8.1f} MiB")
-        print(f"   saved by sharing: {(total - used) / MiB:.1f} MiB ({100 * (1 - used / total):.0f} %)")
+        print(f"   saved by sharing and compression: {(total - used) / MiB:.1f} MiB ({100 * (1 - used / total):.0f} %)")
         say("btrfs-vdo status")
         print(harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "status").stdout)
 

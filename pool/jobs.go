@@ -73,12 +73,12 @@ const recentJobs = 64
 
 // SchedulerConfig tunes the scheduler.
 type SchedulerConfig struct {
-	Workers   int  // jobs run at once; default 1
-	ZstdLevel int  // 0: the kernel's default level
+	Workers   int // jobs run at once; default 1
+	ZstdLevel int // 0: the kernel's default level
 	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
 	PoolZstdLevels map[string]int
-	IdleIO    bool // run jobs at idle I/O priority
-	NoDedup   bool // compress only: no dedup stage
+	IdleIO         bool // run jobs at idle I/O priority
+	NoDedup        bool // compress only: no dedup stage
 }
 
 // Scheduler runs optimiser jobs in the background, one volume at a time per

@@ -71,7 +71,9 @@ type optimiser struct {
 	// measured from the extents it touched: the job's cost stays
 	// proportional to the new data, not to the image.
 	replaced, created map[uint64]uint64
-	dedup             *deduper // nil: compression only
+	// made is what settle found the job made: new extents still in use.
+	made  map[uint64]uint64
+	dedup *deduper // nil: compression only
 }
 
 func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
@@ -79,27 +81,55 @@ func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
 		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}}
 }
 
-// settle commits the transaction and counts, among the extents the job
-// replaced, those now freed, and among those it made, those still in use.
-func (o *optimiser) settle(f *os.File, res *Result) error {
-	if err := btrfs.Sync(f); err != nil {
-		return err
-	}
+// settle counts, among the extents the job replaced that existed before
+// it, those now freed, and sums the extents it made that are in use. The
+// caller has committed the transaction, so reference counts are current.
+func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) error {
 	for bytenr, n := range o.replaced {
+		if _, old := initial[bytenr]; !old {
+			continue // made by this job and replaced again: neither freed nor made
+		}
 		if _, err := btrfs.ExtentRefCount(f, bytenr); errors.Is(err, fs.ErrNotExist) {
 			res.DiskBefore += n
 		} else if err != nil {
 			return err
 		}
 	}
-	for bytenr, n := range o.created {
-		if _, err := btrfs.ExtentRefCount(f, bytenr); err == nil {
-			res.DiskAfter += n
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+	for _, n := range o.made {
+		res.DiskAfter += n
 	}
 	return nil
+}
+
+// newExtents returns the disk extents (bytenr -> disk bytes) in targets
+// that are at least as new as since: before the job's work, the VM's
+// data; after it, also what the job wrote. Their difference is what the
+// job made, wherever range defrag chose to write it.
+func (p *Pool) newExtents(vid string, targets []string, since uint64) (map[uint64]uint64, error) {
+	found := map[uint64]uint64{}
+	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
+		for _, name := range targets {
+			f, err := l.Open(name, os.O_RDONLY)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			exts, err := btrfs.Extents(f, since)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			for _, e := range exts {
+				if !e.IsHole() && e.Type == btrfs.ExtentRegular {
+					found[e.DiskBytenr] = e.DiskNumBytes
+				}
+			}
+		}
+		return nil
+	})
+	return found, err
 }
 
 // optimiseVolume runs job on the volume's clean image and, for a full
@@ -122,13 +152,17 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 		plan = append(plan, items...)
 	}
 	failpoint.Hit("optimise.after-plan")
+	initial, err := p.newExtents(job.VID, targets, job.Since)
+	if err != nil {
+		return res, err
+	}
 	defer func() {
-		if settleErr := p.settle(o, &res); err == nil {
+		if settleErr := p.settle(o, job, targets, initial, &res); err == nil {
 			err = settleErr
 		}
 	}()
 	// Dedup first, so that compression rewrites only what stays unique.
-	if err := o.dedupStage(ctx, p, job, plan, &res); err != nil {
+	if err := o.dedupStage(ctx, p, job, &res, false); err != nil {
 		return res, err
 	}
 	var done uint64
@@ -153,7 +187,8 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 		progress(done, total)
 		failpoint.Hit("optimise.between-chunks")
 	}
-	return res, o.indexStage(ctx, p, job, plan)
+	err = o.dedupStage(ctx, p, job, &res, true)
+	return res, err
 }
 
 // jobTargets names the files a job works on: the clean image, and for a
@@ -326,6 +361,13 @@ func (o *optimiser) compressPieces(f *os.File, it workItem, onShared func(btrfs.
 		if err != nil {
 			return res, err
 		}
+		worth, err := worthCompressing(f, pc)
+		if err != nil {
+			return res, err
+		}
+		if !worth {
+			continue
+		}
 		if only {
 			exclusive = append(exclusive, pc)
 			continue
@@ -404,6 +446,16 @@ func (o *optimiser) defragExclusive(f *os.File, it workItem, pieces []btrfs.Exte
 		before[pc.DiskBytenr] = pc.DiskNumBytes
 		o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
 	}
+	// Every extent in the range now, so that the ones defrag makes are
+	// told apart by address: their generation may equal the job's own.
+	existing := map[uint64]bool{}
+	present, err := piecesAfter(f, it)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range present {
+		existing[e.DiskBytenr] = true
+	}
 	todo := pieces
 	for pass := 0; pass < defragPasses && len(todo) > 0; pass++ {
 		for _, run := range contiguous(todo) {
@@ -427,7 +479,7 @@ func (o *optimiser) defragExclusive(f *os.File, it workItem, pieces []btrfs.Exte
 		return res, err
 	}
 	for _, e := range exts {
-		if _, old := before[e.DiskBytenr]; old || e.Generation <= it.until {
+		if existing[e.DiskBytenr] {
 			continue
 		}
 		o.created[e.DiskBytenr] = e.DiskNumBytes
@@ -480,11 +532,24 @@ func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
 }
 
 // settle measures what the job freed; see optimiser.settle.
-func (p *Pool) settle(o *optimiser, res *Result) error {
+func (p *Pool) settle(o *optimiser, job Job, targets []string, initial map[uint64]uint64, res *Result) error {
 	dir, err := os.Open(p.Volumes.Dir())
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	return o.settle(dir, res)
+	if err := btrfs.Sync(dir); err != nil {
+		return err
+	}
+	now, err := p.newExtents(job.VID, targets, job.Since)
+	if err != nil {
+		return err
+	}
+	o.made = map[uint64]uint64{}
+	for bytenr, n := range now {
+		if _, old := initial[bytenr]; !old {
+			o.made[bytenr] = n
+		}
+	}
+	return o.settle(dir, initial, res)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
@@ -309,5 +310,93 @@ func TestExtentsSharedOutsideTheVolumeAreLeftAlone(t *testing.T) {
 	}
 	if c := h.sched.Counters(); c.SkippedShared == 0 {
 		t.Errorf("counters %+v: shared extents not reported as skipped", c)
+	}
+}
+
+// A one-block extent shared by image, revision and precache cannot be
+// stored smaller, and a compressed copy of it would be inline, which the
+// kernel cannot share: it must be left exactly as it is.
+func TestSmallSharedExtentStaysShared(t *testing.T) {
+	h := newOptHarness(t)
+	vdir := h.path("appvms/old")
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(vdir, "private.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		data []byte
+		off  int64
+	}{{text("head", 4096), 0}, {text("body", 4*mib), 4096}} {
+		if _, err := f.WriteAt(w.data, w.off); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil { // a separate extent for each write
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	names := []string{"private.img", "private.img.1@2025-01-01T00:00:00Z", "private-precache.img"}
+	for _, name := range names[1:] {
+		btrfstest.Reflink(t, img, filepath.Join(vdir, name))
+	}
+	if err := h.p.Optimise("appvms/old/private", true); err != nil {
+		t.Fatal(err)
+	}
+	h.wait()
+	heads := map[uint64]bool{}
+	for _, name := range names {
+		g, err := os.Open(filepath.Join(vdir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts, err := btrfs.Extents(g, 0)
+		g.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		heads[exts[0].DiskBytenr] = true
+	}
+	if len(heads) != 1 {
+		t.Fatalf("the first block is no longer shared: %d different extents", len(heads))
+	}
+	r := measure(t, filepath.Join(vdir, names[0]), filepath.Join(vdir, names[1]), filepath.Join(vdir, names[2]))
+	if r.Total.UncompressedBytes != 4*mib+4096 || zstdBytes(r) != 4*mib {
+		t.Fatalf("body not compressed or unshared: %+v", r.Total)
+	}
+}
+
+// The saving a job reports is the space it really freed.
+func TestReportedSavingMatchesUsage(t *testing.T) {
+	random := make([]byte, 16*mib)
+	for i := range random {
+		random[i] = byte(i*2654435761>>13) ^ byte(i>>7)
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{{"compressible", text("saving", 16*mib)}, {"incompressible", random}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			s := spec("appvms/work/private")
+			h.must(h.p.Volumes.Create(s))
+			h.sched.Pause("measure first")
+			h.must(h.p.Volumes.Start(s))
+			writeAt(t, h.path("appvms/work/private-dirty.img"), 0, tt.data)
+			h.must(h.p.Volumes.Stop(s))
+			files, _ := filepath.Glob(h.path("appvms/work/private*"))
+			before := measure(t, files...).Total.DiskBytes
+			h.sched.Resume("measure first")
+			h.wait()
+			files, _ = filepath.Glob(h.path("appvms/work/private*"))
+			after := measure(t, files...).Total.DiskBytes
+			saved := h.sched.Counters().BytesSaved
+			if diff := saved - (int64(before) - int64(after)); diff > 128<<10 || diff < -128<<10 {
+				t.Fatalf("reported %d saved, usage went %d -> %d", saved, before, after)
+			}
+		})
 	}
 }

@@ -185,8 +185,10 @@ func (p *Pool) updateJobs(fn func([]Job) []Job) {
 // tmpDir holds compressed copies while they are deduplicated into images.
 func (p *Pool) tmpDir() string { return filepath.Join(p.Volumes.Dir(), StateDir, "tmp") }
 
+// generationOf opens path without following a symlink: a dirty image
+// planted as one must not lead the daemon outside the pool.
 func generationOf(path string) (uint64, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, err
 	}

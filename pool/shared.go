@@ -39,6 +39,9 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 			return res, err
 		}
 	}
+	if pc.DiskNumBytes <= 4096 {
+		return res, nil // one block cannot be stored smaller
+	}
 	locs := o.refs[pc.DiskBytenr]
 	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -74,20 +77,27 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	}
 	var copyDisk uint64
 	for _, e := range copyExts {
+		if e.Type != btrfs.ExtentRegular {
+			// An inline copy cannot be shared: the kernel would write
+			// a separate extent into every file, unsharing them.
+			return res, nil
+		}
 		copyDisk += e.DiskNumBytes
 	}
 	if copyDisk+4096 > pc.DiskNumBytes {
 		return res, nil // does not compress: keep the original
 	}
 	failpoint.Hit("optimise.after-compressed-copy")
+	all := true
 	for _, r := range refs {
 		deduped, err := btrfs.Dedupe(copyFile, r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
 		if err != nil {
 			return res, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.file.Name(), r.offset, err)
 		}
-		if deduped[0] == r.length {
-			res.BytesCompressed += r.length
-		}
+		all = all && deduped[0] == r.length
+	}
+	if all {
+		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
 	}
 	failpoint.Hit("optimise.after-dedupe")
 	delete(o.refs, pc.DiskBytenr)

@@ -80,7 +80,9 @@ class Optimiser(IntegrationCase):
         self.assertEqual(out[0]["error"], "")
         after = compsize(files)["TOTAL"]
         self.assertEqual({f: harness.sha256(f) for f in files}, sums)
-        self.assertEqual(after[2], before[2], "sharing changed")
-        self.assertEqual(after[1], before[1], "an extent was unshared")
+        # Every file still references all its data; dedup may have found
+        # repeated blocks, so less is stored even uncompressed.
+        self.assertEqual(after[2], before[2], "references changed")
+        self.assertLessEqual(after[1], before[1], "an extent was unshared")
         self.assertLess(after[0] * 4, before[0], "not compressed")
         self.assertEqual(os.stat(img).st_mtime_ns, os.stat(os.path.join(vdir, "private-precache.img")).st_mtime_ns)

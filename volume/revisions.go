@@ -15,7 +15,9 @@ import (
 // timestampLayout is how revision names and qubesd write times: UTC, no zone.
 const timestampLayout = "2006-01-02T15:04:05"
 
-// revisions lists the volume's revisions, oldest first.
+// revisions lists the volume's revisions, oldest first. Only regular
+// files count: anything else with a revision's name (a symlink planted to
+// have a revert rename it over the image) is foreign and left alone.
 func (s *Store) revisions(p Paths) ([]Revision, error) {
 	revs := []Revision{}
 	entries, err := s.files.readDir(p.Dir)
@@ -26,7 +28,7 @@ func (s *Store) revisions(p Paths) ([]Revision, error) {
 		return nil, err
 	}
 	for _, e := range entries {
-		if id, ts, ok := p.parseRevision(e.Name()); ok {
+		if id, ts, ok := p.parseRevision(e.Name()); ok && e.Type().IsRegular() {
 			revs = append(revs, Revision{ID: id, Timestamp: ts})
 		}
 	}

@@ -66,6 +66,9 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 	res.Counters = api.OptimiserCounters{
 		JobsDone: c.JobsDone, JobsFailed: c.JobsFailed, BytesExamined: c.BytesExamined,
 		BytesCompressed: c.BytesCompressed, BytesSaved: c.BytesSaved, SkippedShared: c.SkippedShared,
+		DedupTries: c.Dedup.Tries, DedupHits: c.Dedup.Hits, DedupMisses: c.Dedup.Misses,
+		DedupBytesHashed: c.Dedup.BytesHashed, DedupBytesFreed: c.Dedup.BytesFreed,
+		DedupIoctlMs: c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
 	}
 	return res, nil
 }

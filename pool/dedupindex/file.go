@@ -101,7 +101,11 @@ func create(path string, x *Index) (*os.File, error) {
 		return nil, fmt.Errorf("create dedup index: %w", err)
 	}
 	x.clean()
-	if _, err = x.WriteTo(f); err == nil {
+	sw := &sparseWriter{f: f}
+	if _, err = x.WriteTo(sw); err == nil {
+		err = f.Truncate(sw.off) // the tail may be a hole
+	}
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
@@ -160,4 +164,25 @@ func (f *File) Close() error {
 		f.f = nil
 	}
 	return err
+}
+
+// sparseWriter writes at increasing offsets of f but leaves runs of zeros
+// as holes: a new index is mostly empty buckets, and the pool it lives
+// in should not pay for them until they fill.
+type sparseWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *sparseWriter) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b != 0 {
+			if _, err := w.f.WriteAt(p, w.off); err != nil {
+				return 0, err
+			}
+			break
+		}
+	}
+	w.off += int64(len(p))
+	return len(p), nil
 }

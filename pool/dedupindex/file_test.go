@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 )
 
@@ -135,5 +136,21 @@ func TestOpenRemovesLeftover(t *testing.T) {
 func TestOpenRejectsBadSize(t *testing.T) {
 	if _, _, err := Open(filepath.Join(t.TempDir(), "dedup.idx"), 1000); err == nil {
 		t.Fatal("Open with a size of 1000 succeeded")
+	}
+}
+
+func TestNewFileIsSparse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dedup.idx")
+	f, _, err := Open(path, 32<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size < 32<<20 || st.Blocks*512 > 1<<20 {
+		t.Fatalf("new index: size %d, allocated %d: not sparse", st.Size, st.Blocks*512)
 	}
 }

@@ -1,0 +1,342 @@
+package pool_test
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
+)
+
+// noise is incompressible data that differs per seed, so that only dedup
+// can save space on it.
+func noise(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// poolFiles lists every image, precache and revision of the pool.
+func (h *optHarness) poolFiles() []string {
+	h.t.Helper()
+	vids, err := h.p.Volumes.List()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, vid := range vids {
+		files, err := h.p.Volumes.Files(vid)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, f := range files {
+			if !strings.HasSuffix(f, "-dirty.img") {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// poolDisk is the pool files' disk usage as a set, after a commit.
+func (h *optHarness) poolDisk() uint64 {
+	h.t.Helper()
+	syncFS(h.t, h.dir)
+	files := h.poolFiles()
+	if len(files) == 0 {
+		return 0
+	}
+	return measure(h.t, files...).Total.DiskBytes
+}
+
+func syncFS(t *testing.T, dir string) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := btrfs.Sync(d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// session starts the volume, lets write change its dirty image, and stops
+// it; the commit's job runs while the test measures the pool around it,
+// and fails the test if the job made the pool grow.
+func (h *optHarness) session(vid string, write func(dirty string)) {
+	h.t.Helper()
+	s := spec(vid)
+	if _, err := os.Stat(h.path(vid + ".img")); err != nil {
+		h.must(h.p.Volumes.Create(s))
+	}
+	h.must(h.p.Volumes.Start(s))
+	write(h.path(vid + "-dirty.img"))
+	h.sched.Pause("measure")
+	h.must(h.p.Volumes.Stop(s))
+	before := h.poolDisk()
+	h.sched.Resume("measure")
+	h.wait()
+	if after := h.poolDisk(); after > before {
+		h.t.Fatalf("job of %s grew the pool: %d -> %d", vid, before, after)
+	}
+}
+
+func sums(t *testing.T, files []string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	for _, f := range files {
+		out[f] = sum(t, f)
+	}
+	return out
+}
+
+func TestDedupSharesDataOtherVolumesHold(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+		// maxGrowth bounds the pool's growth from the second copy of data.
+		maxGrowth uint64
+	}{
+		{"incompressible", noise(1, 8*mib), mib},
+		{"compressible", text("shared", 8*mib), 256 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			h.session("vm-templates/fedora/root", func(dirty string) { writeAt(t, dirty, 0, noise(2, 4*mib)) })
+			h.session("appvms/work/private", func(dirty string) { writeAt(t, dirty, 4*mib, tc.data) })
+			h.session("appvms/personal/private", func(dirty string) { writeAt(t, dirty, 0, noise(3, 2*mib)) })
+			base := h.poolDisk()
+
+			// The same 8 MiB at another offset of another volume.
+			h.session("appvms/personal/private", func(dirty string) { writeAt(t, dirty, 16*mib, tc.data) })
+			after := h.poolDisk()
+			t.Logf("pool %d -> %d bytes for a second copy of 8 MiB; counters %+v", base, after, h.sched.Counters().Dedup)
+			if after > base+tc.maxGrowth {
+				t.Errorf("pool grew by %d bytes for data it already held", after-base)
+			}
+			c := h.sched.Counters().Dedup
+			if c.Hits == 0 || c.IoctlTime == 0 || c.BytesHashed < 8*mib {
+				t.Errorf("counters %+v", c)
+			}
+
+			img := h.path("appvms/personal/private.img")
+			revs, _ := filepath.Glob(img + ".*")
+			if len(revs) != 1 {
+				t.Fatalf("revisions %v", revs)
+			}
+			// The revision still shares all but what the session wrote.
+			if pair := measure(t, img, revs[0]); pair.Total.UncompressedBytes > 10*mib+mib {
+				t.Errorf("image and revision share less than before: %+v", pair.Total)
+			}
+			want := sums(t, h.poolFiles())
+			got, _ := os.ReadFile(img)
+			if !slices.Equal(got[16*mib:24*mib], tc.data) || !slices.Equal(got[:2*mib], noise(3, 2*mib)) {
+				t.Fatal("image content changed")
+			}
+			wantRev := want[revs[0]]
+			h.must(h.p.Volumes.Revert(spec("appvms/personal/private"), ""))
+			if sum(t, img) != wantRev {
+				t.Fatal("revert did not restore the revision's bytes")
+			}
+
+			// The index persists: after a restart, a third copy is found.
+			h.close()
+			h.open()
+			base = h.poolDisk()
+			h.session("appvms/work/private", func(dirty string) { writeAt(t, dirty, 32*mib, tc.data) })
+			if after := h.poolDisk(); after > base+tc.maxGrowth {
+				t.Errorf("after a restart the pool grew by %d bytes for data it already held", after-base)
+			}
+			if c := h.sched.Counters().Dedup; c.Hits == 0 {
+				t.Errorf("no dedup after a restart: %+v", c)
+			}
+		})
+	}
+}
+
+func TestDedupPunchesZeroBlocks(t *testing.T) {
+	h := newOptHarness(t)
+	vid := "appvms/zero/private"
+	h.session(vid, func(dirty string) {
+		writeAt(t, dirty, 0, noise(4, 2*mib))
+		writeAt(t, dirty, 2*mib, make([]byte, 8*mib))
+		writeAt(t, dirty, 10*mib, noise(5, 2*mib))
+	})
+	img := h.path(vid + ".img")
+	info, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := info.Sys().(*syscall.Stat_t).Blocks * 512; used > 4*mib+256<<10 {
+		t.Errorf("image allocates %d bytes for 4 MiB of data and 8 MiB of zeros", used)
+	}
+	if info.Size() != 64*mib {
+		t.Errorf("size %d", info.Size())
+	}
+	got, _ := os.ReadFile(img)
+	if !slices.Equal(got[2*mib:10*mib], make([]byte, 8*mib)) || !slices.Equal(got[10*mib:12*mib], noise(5, 2*mib)) {
+		t.Fatal("image content changed")
+	}
+	if c := h.sched.Counters().Dedup; c.ZeroBlocksPunched != 2048 {
+		t.Errorf("counters %+v", c)
+	}
+}
+
+func TestDedupErasesStaleIndexEntry(t *testing.T) {
+	h := newOptHarness(t)
+	other := noise(6, 4*mib)
+	h.session("appvms/a/private", func(dirty string) { writeAt(t, dirty, 0, other) })
+	// An entry claiming that the first block of data lies where a's
+	// first block is: as if a had rewritten it since it was indexed.
+	data := noise(7, 4*mib)
+	f, err := os.Open(h.path("appvms/a/private.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exts, err := btrfs.Extents(f, 0)
+	f.Close()
+	if err != nil || len(exts) == 0 {
+		t.Fatal(exts, err)
+	}
+	stale := exts[0].DiskBytenr + exts[0].ExtentOffset
+	hash := dedupindex.HashBlock(data[:4096])
+	h.close()
+	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
+	idx, _, err := dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx.Insert(hash, stale)
+	if err := idx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	want := sum(t, h.path("appvms/a/private.img"))
+
+	h.session("appvms/b/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+	if c := h.sched.Counters().Dedup; c.Misses != 1 || c.Hits != 0 {
+		t.Errorf("counters %+v", c)
+	}
+	if sum(t, h.path("appvms/a/private.img")) != want {
+		t.Fatal("a's image changed")
+	}
+	got, _ := os.ReadFile(h.path("appvms/b/private.img"))
+	if !slices.Equal(got[:4*mib], data) {
+		t.Fatal("b's image changed")
+	}
+	h.close()
+	idx, _, err = dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	if slices.Contains(idx.Lookup(hash), stale) {
+		t.Error("stale entry kept")
+	}
+	if len(idx.Lookup(hash)) != 1 {
+		t.Error("b's block not indexed")
+	}
+	h.open()
+}
+
+func TestFullPassDedupsExistingData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+		// maxAfter bounds the pool's usage after the pass.
+		maxAfter uint64
+	}{
+		{"incompressible", noise(8, 8*mib), 8*mib + mib},
+		{"compressible", text("full", 8*mib), 512 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			// Images as another driver left them: the same 8 MiB in a
+			// template and in an AppVM, at different offsets, never seen
+			// by the daemon.
+			for _, w := range []struct {
+				vid string
+				off int64
+			}{{"vm-templates/debian/root", 0}, {"appvms/mail/private", 24 * mib}} {
+				if err := os.MkdirAll(filepath.Dir(h.path(w.vid)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				img := h.path(w.vid + ".img")
+				if err := os.WriteFile(img, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				writeAt(t, img, w.off, tc.data)
+			}
+			// The AppVM's image shares every extent with its revision and
+			// precache, as file-reflink leaves them.
+			mail := h.path("appvms/mail/private.img")
+			for _, name := range []string{"private.img.1@2025-01-01T00:00:00Z", "private-precache.img"} {
+				btrfstest.Reflink(t, mail, h.path("appvms/mail/"+name))
+			}
+			files := h.poolFiles()
+			want := sums(t, files)
+			before := h.poolDisk()
+			for _, vid := range []string{"vm-templates/debian/root", "appvms/mail/private"} {
+				if err := h.p.Optimise(vid, true); err != nil {
+					t.Fatal(err)
+				}
+				h.wait()
+			}
+			after := h.poolDisk()
+			c := h.sched.Counters().Dedup
+			t.Logf("pool %d -> %d bytes; counters %+v", before, after, c)
+			if after > tc.maxAfter || c.BytesFreed == 0 {
+				t.Errorf("pool %d -> %d bytes: the duplicate was not freed", before, after)
+			}
+			for f, s := range want {
+				if sum(t, f) != s {
+					t.Fatalf("%s changed", f)
+				}
+			}
+			if len(files) != 4 {
+				t.Fatalf("files %v", files)
+			}
+			if r := measure(t, files[1:]...); r.Total.UncompressedBytes > 8*mib {
+				t.Errorf("the AppVM's image, revision and precache no longer share: %+v", r.Total)
+			}
+		})
+	}
+}
+
+func TestCorruptIndexIsSetAside(t *testing.T) {
+	h := newOptHarness(t)
+	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
+	if err := os.MkdirAll(filepath.Dir(idxPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idxPath, []byte("not an index"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := noise(10, 2*mib)
+	h.session("appvms/c/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+	if _, err := os.Stat(idxPath + ".corrupt"); err != nil {
+		t.Errorf("corrupt index not set aside: %v", err)
+	}
+	if done := h.sched.Recent(); len(done) != 1 || done[0].Err != nil {
+		t.Fatalf("jobs %+v", done)
+	}
+	// The fresh index works: a second copy is found.
+	h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+	if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
+		t.Errorf("counters %+v", c)
+	}
+}
