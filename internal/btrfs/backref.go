@@ -147,22 +147,33 @@ func ExtentRefCount(f *os.File, bytenr uint64) (uint64, error) {
 		max_transid:  math.MaxUint64,
 		nr_items:     1,
 	}
+	item, err := searchFirst(f, key, extentItemSize, fmt.Errorf("no data extent starts there: %w", unix.ENOENT))
+	if err != nil {
+		return 0, errorf("%w", err)
+	}
+	return binary.LittleEndian.Uint64(item[extentItemRefsOff:]), nil
+}
+
+// searchFirst returns the item of the first key matches, which must be of
+// key's minimum objectid and type and at least minLen bytes long, or
+// missing when there is none.
+func searchFirst(f *os.File, key btrfs_ioctl_search_key, minLen int, missing error) ([]byte, error) {
 	buf := newSearchBuf(extentItemBufSize)
 	n, err := treeSearch(f, buf, &key)
 	if err != nil {
-		return 0, errorf("%w", err)
+		return nil, err
 	}
 	if n == 0 {
-		return 0, errorf("no data extent starts there: %w", unix.ENOENT)
+		return nil, missing
 	}
 	h, item, err := firstSearchItem(buf.results())
 	if err != nil {
-		return 0, errorf("%w", err)
+		return nil, err
 	}
-	if h.objectid != bytenr || h.typ != btrfsExtentItemKey || len(item) < extentItemSize {
-		return 0, errorf("kernel returned item (%d, %d) of %d bytes", h.objectid, h.typ, len(item))
+	if h.objectid != key.min_objectid || h.typ != key.min_type || len(item) < minLen {
+		return nil, fmt.Errorf("kernel returned item (%d, %d) of %d bytes", h.objectid, h.typ, len(item))
 	}
-	return binary.LittleEndian.Uint64(item[extentItemRefsOff:]), nil
+	return item, nil
 }
 
 // firstSearchItem decodes the first (search header, item) pair of a tree

@@ -33,20 +33,9 @@ func InlineDataSize(f *os.File) (uint64, error) {
 		max_transid:  math.MaxUint64,
 		nr_items:     1,
 	}
-	buf := newSearchBuf(extentItemBufSize)
-	n, err := treeSearch(f, buf, &key)
+	item, err := searchFirst(f, key, fileExtentInlineDataOff, fmt.Errorf("no extent at offset 0: %w", unix.ENODATA))
 	if err != nil {
 		return 0, errorf("%w", err)
-	}
-	if n == 0 {
-		return 0, errorf("no extent at offset 0: %w", unix.ENODATA)
-	}
-	h, item, err := firstSearchItem(buf.results())
-	if err != nil {
-		return 0, errorf("%w", err)
-	}
-	if h.objectid != ino || h.typ != btrfsExtentDataKey || len(item) < fileExtentInlineDataOff {
-		return 0, errorf("kernel returned item (%d, %d) of %d bytes", h.objectid, h.typ, len(item))
 	}
 	if item[fileExtentTypeOff] != ExtentInline {
 		return 0, errorf("extent at offset 0 is not inline: %w", unix.ENODATA)
