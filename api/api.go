@@ -339,3 +339,25 @@ type TypeUsage struct {
 	UncompressedBytes uint64 `json:"uncompressed_bytes"`
 	ReferencedBytes   uint64 `json:"referenced_bytes"`
 }
+
+// Target names the volume a request is about; every argument type of a
+// volume op has one, so the daemon resolves them all the same way.
+func (a VolumeArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the volume to revert.
+func (a RevertArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the volume to resize.
+func (a ResizeArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the exported volume.
+func (a ExportEndArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the volume imported into.
+func (a ImportDataArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the volume imported into.
+func (a ImportDataEndArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }
+
+// Target names the volume imported into.
+func (a ImportVolumeArgs) Target() (Pool, Volume) { return a.Pool, a.Volume }

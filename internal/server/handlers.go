@@ -112,18 +112,16 @@ func handlePoolSetup(s *Server, raw json.RawMessage) (any, error) {
 
 // volumeArgs is any argument type that names a pool and a volume.
 type volumeArgs interface {
-	api.VolumeArgs | api.RevertArgs | api.ResizeArgs | api.ExportEndArgs |
-		api.ImportDataArgs | api.ImportDataEndArgs | api.ImportVolumeArgs
+	Target() (api.Pool, api.Volume)
 }
 
 // withVolume decodes T, opens its pool and calls fn with the volume spec.
-func withVolume[T volumeArgs](s *Server, raw json.RawMessage, get func(T) (api.Pool, api.Volume),
-	fn func(*volume.Store, volume.Spec, T) (any, error)) (any, error) {
+func withVolume[T volumeArgs](s *Server, raw json.RawMessage, fn func(*volume.Store, volume.Spec, T) (any, error)) (any, error) {
 	args, err := decodeArgs[T](raw)
 	if err != nil {
 		return nil, err
 	}
-	apiPool, apiVol := get(args)
+	apiPool, apiVol := args.Target()
 	p, err := s.Pools.Open(apiPool.Name, apiPool.DirPath)
 	if err != nil {
 		return nil, fmt.Errorf("Cannot use pool %s: %w", apiPool.Name, err)
@@ -133,60 +131,52 @@ func withVolume[T volumeArgs](s *Server, raw json.RawMessage, get func(T) (api.P
 
 func volumeHandler(op func(*volume.Store, volume.Spec) (volume.State, error)) handler {
 	return func(s *Server, raw json.RawMessage) (any, error) {
-		return withVolume(s, raw, func(a api.VolumeArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-			func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
-				return stateResult(op(st, spec))
-			})
+		return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
+			return stateResult(op(st, spec))
+		})
 	}
 }
 
 func handleRevert(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.RevertArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, a api.RevertArgs) (any, error) {
-			return stateResult(st.Revert(spec, a.Revision))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.RevertArgs) (any, error) {
+		return stateResult(st.Revert(spec, a.Revision))
+	})
 }
 
 func handleResize(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.ResizeArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, a api.ResizeArgs) (any, error) {
-			return stateResult(st.Resize(spec, a.Size))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ResizeArgs) (any, error) {
+		return stateResult(st.Resize(spec, a.Size))
+	})
 }
 
 func handleExport(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.VolumeArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
-			return pathResult(st.Export(spec))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
+		return pathResult(st.Export(spec))
+	})
 }
 
 func handleExportEnd(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.ExportEndArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, _ api.ExportEndArgs) (any, error) {
-			return stateResult(st.ExportEnd(spec))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.ExportEndArgs) (any, error) {
+		return stateResult(st.ExportEnd(spec))
+	})
 }
 
 func handleImportData(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.ImportDataArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, a api.ImportDataArgs) (any, error) {
-			return pathResult(st.ImportData(spec, a.Size))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportDataArgs) (any, error) {
+		return pathResult(st.ImportData(spec, a.Size))
+	})
 }
 
 func handleImportDataEnd(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.ImportDataEndArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, a api.ImportDataEndArgs) (any, error) {
-			return stateResult(st.ImportDataEnd(spec, a.Success))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportDataEndArgs) (any, error) {
+		return stateResult(st.ImportDataEnd(spec, a.Success))
+	})
 }
 
 func handleImportVolume(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(a api.ImportVolumeArgs) (api.Pool, api.Volume) { return a.Pool, a.Volume },
-		func(st *volume.Store, spec volume.Spec, a api.ImportVolumeArgs) (any, error) {
-			return stateResult(st.ImportVolume(spec, a.SourcePath))
-		})
+	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportVolumeArgs) (any, error) {
+		return stateResult(st.ImportVolume(spec, a.SourcePath))
+	})
 }
 
 func toSpec(v api.Volume) volume.Spec {
