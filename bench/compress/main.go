@@ -23,13 +23,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 )
 
 type config struct {
@@ -37,13 +36,6 @@ type config struct {
 	seed  uint64
 	keep  bool
 	bin   string
-}
-
-var started = time.Now()
-
-// logf reports progress on stderr, so stdout holds only the table.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 }
 
 func main() {
@@ -69,14 +61,14 @@ func bench(ctx context.Context, cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := checkTools(bin); err != nil {
+	if err := benchenv.CheckTools(bin); err != nil {
 		return err
 	}
-	e, err := newEnv(cfg.keep)
+	e, err := benchenv.New(cfg.keep)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 
 	opts := corpus.Options{Scale: cfg.scale, Seed: cfg.seed}
 	var total int64
@@ -89,15 +81,15 @@ func bench(ctx context.Context, cfg config, w io.Writer) error {
 	var cs [2]*corpus.Corpus
 	var mnts [2]string
 	for i, name := range []string{"defrag", "vdo"} {
-		if mnts[i], err = e.mountBtrfs(ctx, name, fsSize); err != nil {
+		if mnts[i], err = e.MountBtrfs(ctx, name, fsSize); err != nil {
 			return err
 		}
-		logf("building the corpus (scale %g, seed %d) on %s", cfg.scale, cfg.seed, mnts[i])
-		if cs[i], err = build(ctx, mnts[i], opts); err != nil {
+		benchenv.Logf("building the corpus (scale %g, seed %d) on %s", cfg.scale, cfg.seed, mnts[i])
+		if cs[i], err = benchenv.BuildCorpus(ctx, mnts[i], opts); err != nil {
 			return err
 		}
 	}
-	logf("ideal bound of the generated corpus")
+	benchenv.Logf("ideal bound of the generated corpus")
 	ideal0, err := cs[1].IdealBound(ctx)
 	if err != nil {
 		return err
@@ -107,48 +99,21 @@ func bench(ctx context.Context, cfg config, w io.Writer) error {
 	if rs[0], err = defragSide(ctx, mnts[0], cs[0], target); err != nil {
 		return fmt.Errorf("defragment side: %w", err)
 	}
-	d, err := startDaemon(e, bin)
+	d, err := benchenv.StartDaemon(e, bin)
 	if err != nil {
 		return err
 	}
 	if rs[1], err = vdoSide(ctx, mnts[1], cs[1], target, d); err != nil {
 		if ctx.Err() == nil {
-			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.tail())
+			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
 		}
 		return fmt.Errorf("btrfs-vdo side: %w", err)
 	}
-	logf("ideal bound after the update round")
+	benchenv.Logf("ideal bound after the update round")
 	ideal1, err := cs[1].IdealBound(ctx)
 	if err != nil {
 		return err
 	}
 	report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
-	return nil
-}
-
-// build makes a corpus in mnt/pool, staging in mnt/scratch.
-func build(ctx context.Context, mnt string, opts corpus.Options) (*corpus.Corpus, error) {
-	opts.Scratch = filepath.Join(mnt, "scratch")
-	if err := os.Mkdir(opts.Scratch, 0o755); err != nil {
-		return nil, fmt.Errorf("create scratch directory: %w", err)
-	}
-	return corpus.Build(ctx, filepath.Join(mnt, "pool"), opts)
-}
-
-// checkTools fails early, naming what is missing.
-func checkTools(bin string) error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (loop mounts, btrfs ioctls)")
-	}
-	for _, tool := range []string{"mkfs.btrfs", "btrfs", "mkfs.ext4", "mount", "umount", "compsize"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("needs %s (btrfs-progs, e2fsprogs, btrfs-compsize): %w", tool, err)
-		}
-	}
-	for _, b := range []string{"btrfs-vdod", "btrfs-vdo"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return fmt.Errorf("needs %s from make build (-bin): %w", b, err)
-		}
-	}
 	return nil
 }

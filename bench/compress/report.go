@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 )
 
-// Targets of issue 3 (and, for reference, issue 4's usage bound, which
+// Targets of issue 3 (and, for reference, issue 4's benchenv.Usage bound, which
 // needs dedup).
 const (
 	targetSavedShare = 0.95 // of defragment's saving on the new data
@@ -26,12 +27,12 @@ func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs 
 	}
 	a, b := rs[0], rs[1]
 	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
-		cfg.scale, cfg.seed, len(c.Volumes), mib(total))
+		cfg.scale, cfg.seed, len(c.Volumes), benchenv.MiB(total))
 	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
-		target.VID, b.Upd.Files, mib(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size))
+		target.VID, b.Upd.Files, benchenv.MiB(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size))
 	for i, when := range []string{"generated", "after update"} {
 		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
-			when, ideal[i].UniqueBlocks, ideal[i].Blocks, mib(ideal[i].UniqueBytes()), mib(ideal[i].Compressed))
+			when, ideal[i].UniqueBlocks, ideal[i].Blocks, benchenv.MiB(ideal[i].UniqueBytes()), benchenv.MiB(ideal[i].Compressed))
 	}
 	fmt.Fprintln(w)
 
@@ -45,7 +46,7 @@ func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs 
 		}
 		fmt.Fprintln(t, "\t")
 	}
-	cell := func(p phase, s string) string {
+	cell := func(p benchenv.Phase, s string) string {
 		if !p.Ran {
 			return "n/a"
 		}
@@ -53,48 +54,48 @@ func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs 
 	}
 	row("", "defragment -czstd", "btrfs-vdo", "target", "met")
 	row("first pass over the pool", "(-r, whole pool)", "(optimize --full)")
-	row("  wall time", secs(a.Full.Wall), cell(b.Full, secs(b.Full.Wall)))
-	row("  CPU, tool processes", secs(a.Full.CPU), cell(b.Full, secs(b.Full.CPU)))
-	row("  CPU, whole machine", secs(a.Full.MachineCPU), cell(b.Full, secs(b.Full.MachineCPU)))
-	row("  pool data on disk (compsize)", change(a.At[generated].Disk, a.At[afterFull].Disk), cell(b.Full, change(b.At[generated].Disk, b.At[afterFull].Disk)))
-	row("  filesystem used (statvfs)", change(a.At[generated].Used, a.At[afterFull].Used), cell(b.Full, change(b.At[generated].Used, b.At[afterFull].Used)))
-	row("  image/revision shared", change(a.At[generated].Shared, a.At[afterFull].Shared), cell(b.Full, change(b.At[generated].Shared, b.At[afterFull].Shared)))
+	row("  wall time", benchenv.Secs(a.Full.Wall), cell(b.Full, benchenv.Secs(b.Full.Wall)))
+	row("  CPU, tool processes", benchenv.Secs(a.Full.CPU), cell(b.Full, benchenv.Secs(b.Full.CPU)))
+	row("  CPU, whole machine", benchenv.Secs(a.Full.MachineCPU), cell(b.Full, benchenv.Secs(b.Full.MachineCPU)))
+	row("  pool data on disk (compsize)", benchenv.Change(a.At[generated].Disk, a.At[afterFull].Disk), cell(b.Full, benchenv.Change(b.At[generated].Disk, b.At[afterFull].Disk)))
+	row("  filesystem used (statvfs)", benchenv.Change(a.At[generated].Used, a.At[afterFull].Used), cell(b.Full, benchenv.Change(b.At[generated].Used, b.At[afterFull].Used)))
+	row("  image/revision shared", benchenv.Change(a.At[generated].Shared, a.At[afterFull].Shared), cell(b.Full, benchenv.Change(b.At[generated].Shared, b.At[afterFull].Shared)))
 	lostA, lostB := a.At[generated].Shared-a.At[afterFull].Shared, b.At[generated].Shared-b.At[afterFull].Shared
-	row("  shared bytes lost", mib(lostA), cell(b.Full, mib(lostB)), "0", cell(b.Full, met(lostB <= 0)))
-	row("  data on disk / ideal bound", ratio(a.At[afterFull].Disk, ideal[0].Compressed), cell(b.Full, ratio(b.At[afterFull].Disk, ideal[0].Compressed)))
+	row("  shared bytes lost", benchenv.MiB(lostA), cell(b.Full, benchenv.MiB(lostB)), "0", cell(b.Full, benchenv.Met(lostB <= 0)))
+	row("  data on disk / ideal bound", benchenv.Ratio(a.At[afterFull].Disk, ideal[0].Compressed), cell(b.Full, benchenv.Ratio(b.At[afterFull].Disk, ideal[0].Compressed)))
 
 	row("update round, then a pass", "(defragment the image)", "(the commit's job)")
-	row("  new data written", mib(a.NewRaw), mib(b.NewRaw))
-	row("  new data on disk at commit", mib(a.NewAtCommit), mib(b.NewAtCommit))
-	row("  new data on disk after the pass", mib(a.NewStored), mib(b.NewStored))
+	row("  new data written", benchenv.MiB(a.NewRaw), benchenv.MiB(b.NewRaw))
+	row("  new data on disk at commit", benchenv.MiB(a.NewAtCommit), benchenv.MiB(b.NewAtCommit))
+	row("  new data on disk after the pass", benchenv.MiB(a.NewStored), benchenv.MiB(b.NewStored))
 	savedA, savedB := a.NewRaw-a.NewStored, b.NewRaw-b.NewStored
 	savedShare := "n/a"
 	if savedA > 0 {
-		savedShare = fmt.Sprintf("%s (%.1f %% of defragment's)", mib(savedB), 100*float64(savedB)/float64(savedA))
+		savedShare = fmt.Sprintf("%s (%.1f %% of defragment's)", benchenv.MiB(savedB), 100*float64(savedB)/float64(savedA))
 	}
-	row("  saved on the new data", mib(savedA), savedShare, fmt.Sprintf(">= %.0f %% of defragment's", 100*targetSavedShare),
-		met(savedA > 0 && float64(savedB) >= targetSavedShare*float64(savedA)))
-	row("  image/revision shared", change(a.At[afterCommit].Shared, a.At[afterUpdate].Shared), change(b.At[afterCommit].Shared, b.At[afterUpdate].Shared))
+	row("  saved on the new data", benchenv.MiB(savedA), savedShare, fmt.Sprintf(">= %.0f %% of defragment's", 100*targetSavedShare),
+		benchenv.Met(savedA > 0 && float64(savedB) >= targetSavedShare*float64(savedA)))
+	row("  image/revision shared", benchenv.Change(a.At[afterCommit].Shared, a.At[afterUpdate].Shared), benchenv.Change(b.At[afterCommit].Shared, b.At[afterUpdate].Shared))
 	lostA, lostB = a.At[afterCommit].Shared-a.At[afterUpdate].Shared, b.At[afterCommit].Shared-b.At[afterUpdate].Shared
-	row("  shared bytes lost", mib(lostA), mib(lostB), "0", met(lostB <= 0))
-	row("  wall time of the pass", secs(a.Update.Wall), secs(b.Update.Wall))
-	row("  CPU, tool processes", secs(a.Update.CPU), secs(b.Update.CPU))
-	row("  CPU, whole machine", secs(a.Update.MachineCPU), secs(b.Update.MachineCPU))
-	row("  whole-image pass, wall time", secs(a.Whole.Wall), cell(b.Whole, secs(b.Whole.Wall)))
-	row("  whole-image pass, CPU, tool processes", secs(a.Whole.CPU), cell(b.Whole, secs(b.Whole.CPU)))
+	row("  shared bytes lost", benchenv.MiB(lostA), benchenv.MiB(lostB), "0", benchenv.Met(lostB <= 0))
+	row("  wall time of the pass", benchenv.Secs(a.Update.Wall), benchenv.Secs(b.Update.Wall))
+	row("  CPU, tool processes", benchenv.Secs(a.Update.CPU), benchenv.Secs(b.Update.CPU))
+	row("  CPU, whole machine", benchenv.Secs(a.Update.MachineCPU), benchenv.Secs(b.Update.MachineCPU))
+	row("  whole-image pass, wall time", benchenv.Secs(a.Whole.Wall), cell(b.Whole, benchenv.Secs(b.Whole.Wall)))
+	row("  whole-image pass, CPU, tool processes", benchenv.Secs(a.Whole.CPU), cell(b.Whole, benchenv.Secs(b.Whole.CPU)))
 	row("  pass / whole-image pass, wall", share(a.Update.Wall, a.Whole.Wall), cell(b.Whole, share(b.Update.Wall, b.Whole.Wall)),
-		fmt.Sprintf("<= %.0f %%", 100*targetTimeShare), cell(b.Whole, met(b.Update.Wall.Seconds() <= targetTimeShare*b.Whole.Wall.Seconds())))
+		fmt.Sprintf("<= %.0f %%", 100*targetTimeShare), cell(b.Whole, benchenv.Met(b.Update.Wall.Seconds() <= targetTimeShare*b.Whole.Wall.Seconds())))
 	row("  pass / whole-image pass, tool CPU", share(a.Update.CPU, a.Whole.CPU), cell(b.Whole, share(b.Update.CPU, b.Whole.CPU)))
-	row("  pool data on disk (compsize)", change(a.At[afterCommit].Disk, a.At[afterUpdate].Disk), change(b.At[afterCommit].Disk, b.At[afterUpdate].Disk))
-	row("  filesystem used (statvfs)", change(a.At[afterCommit].Used, a.At[afterUpdate].Used), change(b.At[afterCommit].Used, b.At[afterUpdate].Used))
-	row("  data on disk / ideal bound", ratio(a.At[afterUpdate].Disk, ideal[1].Compressed), ratio(b.At[afterUpdate].Disk, ideal[1].Compressed),
-		fmt.Sprintf("<= %.2f (issue 4, with dedup)", targetIdealRatio), met(float64(b.At[afterUpdate].Disk) <= targetIdealRatio*float64(ideal[1].Compressed)))
+	row("  pool data on disk (compsize)", benchenv.Change(a.At[afterCommit].Disk, a.At[afterUpdate].Disk), benchenv.Change(b.At[afterCommit].Disk, b.At[afterUpdate].Disk))
+	row("  filesystem used (statvfs)", benchenv.Change(a.At[afterCommit].Used, a.At[afterUpdate].Used), benchenv.Change(b.At[afterCommit].Used, b.At[afterUpdate].Used))
+	row("  data on disk / ideal bound", benchenv.Ratio(a.At[afterUpdate].Disk, ideal[1].Compressed), benchenv.Ratio(b.At[afterUpdate].Disk, ideal[1].Compressed),
+		fmt.Sprintf("<= %.2f (issue 4, with dedup)", targetIdealRatio), benchenv.Met(float64(b.At[afterUpdate].Disk) <= targetIdealRatio*float64(ideal[1].Compressed)))
 	t.Flush()
 
 	fmt.Fprintln(w)
 	for _, n := range []struct {
 		what string
-		p    phase
+		p    benchenv.Phase
 	}{{"first pass", b.Full}, {"update pass", b.Update}, {"whole-image pass", b.Whole}} {
 		if n.p.Note != "" {
 			fmt.Fprintf(w, "btrfs-vdo %s: %s\n", n.what, n.p.Note)
@@ -111,7 +112,7 @@ func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs 
 
 // lost names the volumes whose image shares less with its revision after
 // a btrfs-vdo pass than before.
-func lost(w io.Writer, what string, before, after usage) {
+func lost(w io.Writer, what string, before, after benchenv.Usage) {
 	for _, v := range slices.Sorted(maps.Keys(before.SharedBy)) {
 		if d := before.SharedBy[v] - after.SharedBy[v]; d > 0 {
 			fmt.Fprintf(w, "btrfs-vdo %s: %s lost %d bytes shared with its revision\n", what, v, d)
@@ -119,29 +120,9 @@ func lost(w io.Writer, what string, before, after usage) {
 	}
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
-func change(from, to int64) string { return fmt.Sprintf("%s -> %s", mib(from), mib(to)) }
-
 func share(part, whole time.Duration) string {
 	if whole <= 0 {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.0f %%", 100*part.Seconds()/whole.Seconds())
-}
-
-func ratio(n, d int64) string {
-	if d <= 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f", float64(n)/float64(d))
-}
-
-func met(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "NO"
 }

@@ -7,24 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
-
-// phase is the cost of one pass.
-type phase struct {
-	Note       string // why it was not measured, or a caveat
-	Ran        bool
-	Wall       time.Duration
-	CPU        time.Duration // the tool's processes (defragment; daemon and CLI)
-	MachineCPU time.Duration // every CPU, kernel compression threads included
-}
 
 // Points at which each side is measured.
 const (
@@ -37,90 +27,23 @@ const (
 
 // result is what one side did to its copy of the corpus.
 type result struct {
-	At          [points]usage
-	Full        phase
-	Update      phase // after the update round's commit
-	Whole       phase // compressing the updated image from scratch
+	At          [points]benchenv.Usage
+	Full        benchenv.Phase
+	Update      benchenv.Phase // after the update round's commit
+	Whole       benchenv.Phase // compressing the updated image from scratch
 	Upd         corpus.Update
 	NewRaw      int64 // bytes of the image the update wrote
 	NewAtCommit int64 // what the new data took on disk when committed
 	NewStored   int64 // what it takes after the pass
 }
 
-// clock reads a CPU time that grows with a side's work.
-type clock func() (time.Duration, error)
-
-// timed runs work and measures its wall and CPU time.
-func timed(cpu clock, work func() error) (phase, error) {
-	m0, err := machineCPU()
-	if err != nil {
-		return phase{}, err
-	}
-	c0, err := cpu()
-	if err != nil {
-		return phase{}, err
-	}
-	start := time.Now()
-	if err := work(); err != nil {
-		return phase{}, err
-	}
-	p := phase{Ran: true, Wall: time.Since(start)}
-	c1, err := cpu()
-	if err != nil {
-		return phase{}, err
-	}
-	m1, err := machineCPU()
-	if err != nil {
-		return phase{}, err
-	}
-	p.CPU, p.MachineCPU = c1-c0, m1-m0
-	return p, nil
-}
-
-// pairs lists each volume's image with its newest revision.
-func pairs(c *corpus.Corpus) ([]pair, error) {
-	var out []pair
-	for _, v := range c.Volumes {
-		p, err := volume.PathsFor(v.VID)
-		if err != nil {
-			return nil, err
-		}
-		revs, err := c.Revisions(v.VID)
-		if err != nil {
-			return nil, err
-		}
-		if len(revs) == 0 {
-			return nil, fmt.Errorf("%s has no revision", v.VID)
-		}
-		out = append(out, pair{v.VID, c.Path(p.Clean), revs[len(revs)-1].Path})
-	}
-	return out, nil
-}
-
-// point measures the side's filesystem mnt. running maps the image of a
-// started volume to its dirty image: that pair is measured instead, since
-// the commit turns the image into the revision and the dirty image into
-// the image.
-func point(ctx context.Context, mnt string, c *corpus.Corpus, running map[string]string) (usage, error) {
-	ps, err := pairs(c)
-	if err != nil {
-		return usage{}, err
-	}
-	for i, p := range ps {
-		if dirty, ok := running[p.image]; ok {
-			ps[i] = pair{p.vid, dirty, p.image}
-		}
-	}
-	return measure(ctx, mnt, c.VolumeDirs(), ps)
-}
-
 // runDefrag runs the seed recipe's defragment and waits until the data it
 // compressed is on disk: defragment returns once writeback is queued.
 func runDefrag(ctx context.Context, mnt string, args ...string) error {
-	if err := run(ctx, "btrfs", append([]string{"filesystem", "defragment", "-czstd"}, args...)...); err != nil {
+	if err := benchenv.Run(ctx, "btrfs", append([]string{"filesystem", "defragment", "-czstd"}, args...)...); err != nil {
 		return err
 	}
-	return syncFS(mnt)
+	return benchenv.SyncFS(mnt)
 }
 
 // defragSide runs the seed recipe on c: defragment -r -czstd over the
@@ -129,23 +52,23 @@ func runDefrag(ctx context.Context, mnt string, args ...string) error {
 func defragSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume) (result, error) {
 	var r result
 	var err error
-	cpu := childrenCPU
-	if r.At[generated], err = point(ctx, mnt, c, nil); err != nil {
+	cpu := benchenv.ChildrenCPU
+	if r.At[generated], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
-	logf("defrag side: defragment -r -czstd %s", c.Dir)
-	if r.Full, err = timed(cpu, func() error { return runDefrag(ctx, mnt, "-r", c.Dir) }); err != nil {
+	benchenv.Logf("defrag side: defragment -r -czstd %s", c.Dir)
+	if r.Full, err = benchenv.Timed(cpu, func() error { return runDefrag(ctx, mnt, "-r", c.Dir) }); err != nil {
 		return r, err
 	}
-	if r.At[afterFull], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[afterFull], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
 
-	logf("defrag side: update round on %s", target.VID)
+	benchenv.Logf("defrag side: update round on %s", target.VID)
 	if r.Upd, err = c.UpdateRound(ctx, target.VID, 1); err != nil {
 		return r, err
 	}
-	if r.At[afterCommit], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[afterCommit], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
 	p, err := volume.PathsFor(target.VID)
@@ -157,24 +80,24 @@ func defragSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus
 	if err != nil {
 		return r, err
 	}
-	spans, raw, err := newData(img, revs[len(revs)-1].Path)
+	spans, raw, err := benchenv.NewData(img, revs[len(revs)-1].Path)
 	if err != nil {
 		return r, err
 	}
 	r.NewRaw = raw
-	if r.NewAtCommit, err = storedBytes(img, spans); err != nil {
+	if r.NewAtCommit, err = benchenv.StoredBytes(img, spans); err != nil {
 		return r, err
 	}
-	logf("defrag side: defragment -czstd %s", img)
-	if r.Update, err = timed(cpu, func() error { return runDefrag(ctx, mnt, img) }); err != nil {
+	benchenv.Logf("defrag side: defragment -czstd %s", img)
+	if r.Update, err = benchenv.Timed(cpu, func() error { return runDefrag(ctx, mnt, img) }); err != nil {
 		return r, err
 	}
 	// A defragment always rewrites the whole file: that is its whole-image pass.
 	r.Whole = r.Update
-	if r.At[afterUpdate], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[afterUpdate], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
-	r.NewStored, err = storedBytes(img, spans)
+	r.NewStored, err = benchenv.StoredBytes(img, spans)
 	return r, err
 }
 
@@ -184,29 +107,29 @@ const benchPool = "bench"
 // vdoSide runs btrfs-vdo on c: optimize --full over the pool, then the
 // update round through the daemon (start, update the dirty image, stop),
 // then waits for the background job the commit queued.
-func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *daemon) (result, error) {
+func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon) (result, error) {
 	var r result
 	var err error
 	pool := api.Pool{Name: benchPool, DirPath: c.Dir}
-	if err := d.call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
+	if err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
 		return r, err
 	}
-	if r.At[generated], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[generated], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
-	logf("btrfs-vdo side: optimize --full %s", c.Dir)
-	if r.Full, err = optimizeFull(ctx, d, c.Dir); err != nil {
+	benchenv.Logf("btrfs-vdo side: optimize --full %s", c.Dir)
+	if r.Full, err = d.OptimizeFull(ctx, c.Dir); err != nil {
 		return r, err
 	}
-	if r.At[afterFull], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[afterFull], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
 
-	logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
+	benchenv.Logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
 	vol := api.VolumeArgs{Pool: pool, Volume: api.Volume{
 		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
 	}}
-	if err := d.call(ctx, api.OpVolumeStart, vol, nil); err != nil {
+	if err := d.Call(ctx, api.OpVolumeStart, vol, nil); err != nil {
 		return r, err
 	}
 	p, err := volume.PathsFor(target.VID)
@@ -217,118 +140,54 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 	if r.Upd, err = c.ApplyUpdate(ctx, dirty, target.VID, 1); err != nil {
 		return r, err
 	}
-	if r.At[afterCommit], err = point(ctx, mnt, c, map[string]string{img: dirty}); err != nil {
+	if r.At[afterCommit], err = benchenv.Point(ctx, mnt, c, map[string]string{img: dirty}); err != nil {
 		return r, err
 	}
-	spans, raw, err := newData(dirty, img)
+	spans, raw, err := benchenv.NewData(dirty, img)
 	if err != nil {
 		return r, err
 	}
 	r.NewRaw = raw
-	if r.NewAtCommit, err = storedBytes(dirty, spans); err != nil {
+	if r.NewAtCommit, err = benchenv.StoredBytes(dirty, spans); err != nil {
 		return r, err
 	}
-	if r.Update, err = commitAndWait(ctx, d, vol); err != nil {
+	if r.Update, err = d.CommitAndWait(ctx, vol); err != nil {
 		return r, err
 	}
-	if r.At[afterUpdate], err = point(ctx, mnt, c, nil); err != nil {
+	if r.At[afterUpdate], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
-	if r.NewStored, err = storedBytes(img, spans); err != nil {
+	if r.NewStored, err = benchenv.StoredBytes(img, spans); err != nil {
 		return r, err
 	}
 	if r.Full.Ran {
 		r.Whole, err = wholeImagePass(ctx, mnt, img, target.VID, d)
 	} else {
-		r.Whole = phase{Note: r.Full.Note}
+		r.Whole = benchenv.Phase{Note: r.Full.Note}
 	}
 	return r, err
 }
 
-// optimizeFull times btrfs-vdo optimize --full over dir: the CLI queues
-// the work, the benchmark waits for it.
-func optimizeFull(ctx context.Context, d *daemon, dir string) (phase, error) {
-	var outcomes []api.JobOutcome
-	began := time.Now()
-	p, err := timed(d.cpu, func() error {
-		if _, err := d.cli(ctx, "optimize", "--full", "--no-wait", "--json", dir); err != nil {
-			return err
-		}
-		var err error
-		outcomes, err = d.waitJobs(ctx, dir, "", began)
-		return err
-	})
-	if errors.Is(err, errNotAvailable) {
-		return phase{Note: "not available yet: " + err.Error()}, nil
-	}
-	p.Note = jobErrors(outcomes, "")
-	return p, err
-}
-
-// commitAndWait stops the volume (the commit) and waits for the
-// background job it queued.
-func commitAndWait(ctx context.Context, d *daemon, vol api.VolumeArgs) (phase, error) {
-	var outcomes []api.JobOutcome
-	var waitErr error
-	began := time.Now()
-	p, err := timed(d.cpu, func() error {
-		if err := d.call(ctx, api.OpVolumeStop, vol, nil); err != nil {
-			return err
-		}
-		outcomes, waitErr = d.waitJobs(ctx, vol.Pool.DirPath, vol.Volume.VID, began)
-		if errors.Is(waitErr, errNotAvailable) {
-			return nil // the commit alone is still worth timing
-		}
-		return waitErr
-	})
-	if err != nil {
-		return p, err
-	}
-	if waitErr != nil {
-		p.Note = "commit only, no background job awaited: " + waitErr.Error()
-		return p, nil
-	}
-	p.Note = jobErrors(outcomes, vol.Volume.VID)
-	return p, nil
-}
-
-// jobErrors describes failed jobs among outcomes, and a missing job for
-// vid when vid is not "".
-func jobErrors(outcomes []api.JobOutcome, vid string) string {
-	var notes []string
-	found := vid == ""
-	for _, o := range outcomes {
-		found = found || o.VID == vid
-		if o.Error != "" {
-			notes = append(notes, fmt.Sprintf("job for %s failed: %s", o.VID, o.Error))
-		}
-	}
-	if !found {
-		notes = append(notes, fmt.Sprintf("no job for %s finished within %v of its commit going idle", vid, jobAppearWait))
-	}
-	return strings.Join(notes, "; ")
-}
-
 // wholeImagePass times optimize --full over a pool holding only a plain
 // copy of img (no revision, nothing shared): compressing the whole image.
-func wholeImagePass(ctx context.Context, mnt, img, vid string, d *daemon) (phase, error) {
+func wholeImagePass(ctx context.Context, mnt, img, vid string, d *benchenv.Daemon) (benchenv.Phase, error) {
 	dir := filepath.Join(mnt, "whole")
 	dst := filepath.Join(dir, vid+".img")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return phase{}, fmt.Errorf("whole-image pool: %w", err)
+		return benchenv.Phase{}, fmt.Errorf("whole-image pool: %w", err)
 	}
 	if err := copyData(img, dst); err != nil {
-		return phase{}, err
+		return benchenv.Phase{}, err
 	}
-	if err := syncFS(mnt); err != nil {
-		return phase{}, err
+	if err := benchenv.SyncFS(mnt); err != nil {
+		return benchenv.Phase{}, err
 	}
 	pool := api.Pool{Name: "whole", DirPath: dir}
-	if err := d.call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
-		return phase{}, err
+	if err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
+		return benchenv.Phase{}, err
 	}
-	logf("btrfs-vdo side: optimize --full over a plain copy of %s", vid)
-	return optimizeFull(ctx, d, dir)
+	benchenv.Logf("btrfs-vdo side: optimize --full over a plain copy of %s", vid)
+	return d.OptimizeFull(ctx, dir)
 }
 
 // copyData copies src's data regions into a new file dst of the same

@@ -1,4 +1,4 @@
-package main
+package benchenv
 
 import (
 	"bufio"
@@ -16,8 +16,8 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
-// usage is one side's space figures at one point.
-type usage struct {
+// Usage is one side's space figures at one point.
+type Usage struct {
 	Used int64 // statvfs: data and metadata of the whole filesystem
 	// compsize over the pool directory: Disk is what the pool's data takes
 	// on disk (each extent once), Uncompressed the same extents before
@@ -36,9 +36,9 @@ type pair struct{ vid, image, revision string }
 
 // measure syncs the filesystem and takes its figures, compsize's over the
 // directories dirs.
-func measure(ctx context.Context, mnt string, dirs []string, pairs []pair) (usage, error) {
-	var u usage
-	if err := syncFS(mnt); err != nil {
+func measure(ctx context.Context, mnt string, dirs []string, pairs []pair) (Usage, error) {
+	var u Usage
+	if err := SyncFS(mnt); err != nil {
 		return u, err
 	}
 	var st unix.Statfs_t
@@ -62,9 +62,9 @@ func measure(ctx context.Context, mnt string, dirs []string, pairs []pair) (usag
 	return u, nil
 }
 
-// syncFS writes back dirty data and commits the transaction, so extents
+// SyncFS writes back dirty data and commits the transaction, so extents
 // and usage are final.
-func syncFS(path string) error {
+func SyncFS(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
@@ -123,7 +123,7 @@ func extents(path string, gen uint64) ([]btrfs.Extent, error) {
 // bytes of revision: the same data extent, the same range inside it.
 func sharedBytes(image, revision string) (int64, error) {
 	var n int64
-	err := splitShared(image, revision, func(s span, shared bool) {
+	err := splitShared(image, revision, func(s Span, shared bool) {
 		if shared {
 			n += s.len()
 		}
@@ -131,13 +131,13 @@ func sharedBytes(image, revision string) (int64, error) {
 	return n, err
 }
 
-// newData returns the ranges of image's data that revision does not hold
+// NewData returns the ranges of image's data that revision does not hold
 // in the same place, and their total size: what was written to image
 // since it was a reflink of revision.
-func newData(image, revision string) ([]span, int64, error) {
-	var spans []span
+func NewData(image, revision string) ([]Span, int64, error) {
+	var spans []Span
 	var n int64
-	err := splitShared(image, revision, func(s span, shared bool) {
+	err := splitShared(image, revision, func(s Span, shared bool) {
 		if !shared {
 			spans = append(spans, s)
 			n += s.len()
@@ -149,7 +149,7 @@ func newData(image, revision string) ([]span, int64, error) {
 // splitShared calls fn for each piece of image's data, in file offsets
 // and in file order, saying whether revision references the same bytes of
 // the same data extent.
-func splitShared(image, revision string, fn func(s span, shared bool)) error {
+func splitShared(image, revision string, fn func(s Span, shared bool)) error {
 	img, err := extents(image, 0)
 	if err != nil {
 		return err
@@ -160,37 +160,37 @@ func splitShared(image, revision string, fn func(s span, shared bool)) error {
 	}
 	// Ranges inside each data extent (uncompressed offsets) that the
 	// revision references.
-	inRev := make(map[uint64][]span)
+	inRev := make(map[uint64][]Span)
 	for _, e := range rev {
-		inRev[e.DiskBytenr] = append(inRev[e.DiskBytenr], span{e.ExtentOffset, e.ExtentOffset + e.Length})
+		inRev[e.DiskBytenr] = append(inRev[e.DiskBytenr], Span{e.ExtentOffset, e.ExtentOffset + e.Length})
 	}
 	for _, e := range img {
-		own := span{e.ExtentOffset, e.ExtentOffset + e.Length}
+		own := Span{e.ExtentOffset, e.ExtentOffset + e.Length}
 		toFile := func(x uint64) uint64 { return e.Offset + x - e.ExtentOffset }
 		at := own.off
 		for _, c := range covered(own, inRev[e.DiskBytenr]) {
 			if c.off > at {
-				fn(span{toFile(at), toFile(c.off)}, false)
+				fn(Span{toFile(at), toFile(c.off)}, false)
 			}
-			fn(span{toFile(c.off), toFile(c.end)}, true)
+			fn(Span{toFile(c.off), toFile(c.end)}, true)
 			at = c.end
 		}
 		if at < own.end {
-			fn(span{toFile(at), toFile(own.end)}, false)
+			fn(Span{toFile(at), toFile(own.end)}, false)
 		}
 	}
 	return nil
 }
 
 // covered returns the parts of own that spans cover, sorted and merged.
-func covered(own span, spans []span) []span {
-	var out []span
+func covered(own Span, spans []Span) []Span {
+	var out []Span
 	for _, s := range spans {
 		if lo, hi := max(own.off, s.off), min(own.end, s.end); lo < hi {
-			out = append(out, span{lo, hi})
+			out = append(out, Span{lo, hi})
 		}
 	}
-	slices.SortFunc(out, func(a, b span) int { return cmp.Compare(a.off, b.off) })
+	slices.SortFunc(out, func(a, b Span) int { return cmp.Compare(a.off, b.off) })
 	merged := out[:0]
 	for _, s := range out {
 		if n := len(merged); n > 0 && s.off <= merged[n-1].end {
@@ -202,12 +202,12 @@ func covered(own span, spans []span) []span {
 	return merged
 }
 
-// span is a byte range [off, end).
-type span struct{ off, end uint64 }
+// Span is a byte range [off, end).
+type Span struct{ off, end uint64 }
 
-func (a span) len() int64 { return int64(a.end - a.off) }
+func (a Span) len() int64 { return int64(a.end - a.off) }
 
-func (a span) overlap(b span) int64 {
+func (a Span) overlap(b Span) int64 {
 	lo, hi := max(a.off, b.off), min(a.end, b.end)
 	if hi <= lo {
 		return 0
@@ -215,17 +215,17 @@ func (a span) overlap(b span) int64 {
 	return int64(hi - lo)
 }
 
-// storedBytes is what the ranges spans of the file at path take on disk
+// StoredBytes is what the ranges spans of the file at path take on disk
 // now: their share of each data extent they lie in, compressed extents
 // counted at their compressed size in proportion.
-func storedBytes(path string, spans []span) (int64, error) {
+func StoredBytes(path string, spans []Span) (int64, error) {
 	ext, err := extents(path, 0)
 	if err != nil {
 		return 0, err
 	}
 	var n float64
 	for _, e := range ext {
-		own := span{e.Offset, e.Offset + e.Length}
+		own := Span{e.Offset, e.Offset + e.Length}
 		var covered int64
 		for _, s := range spans {
 			covered += own.overlap(s)

@@ -1,4 +1,4 @@
-package main
+package benchenv
 
 import (
 	"context"
@@ -34,9 +34,9 @@ const jobAppearWait = 5 * time.Second
 // errNotAvailable marks a command or operation this build of btrfs-vdo lacks.
 var errNotAvailable = errors.New("not available")
 
-// daemon is a btrfs-vdod listening on a socket of its own, as
+// Daemon is a btrfs-vdod listening on a socket of its own, as
 // tests/harness.py runs it.
-type daemon struct {
+type Daemon struct {
 	cmd    *exec.Cmd
 	bin    string // directory of btrfs-vdod and btrfs-vdo
 	socket string
@@ -44,8 +44,8 @@ type daemon struct {
 	client *client.Client
 }
 
-func startDaemon(e *env, bin string) (*daemon, error) {
-	d := &daemon{
+func StartDaemon(e *Env, bin string) (*Daemon, error) {
+	d := &Daemon{
 		bin:    bin,
 		socket: filepath.Join(e.dir, "run", "btrfs-vdod.sock"),
 		log:    filepath.Join(e.dir, "daemon.log"),
@@ -76,16 +76,16 @@ func startDaemon(e *env, bin string) (*daemon, error) {
 		select {
 		case err := <-exited:
 			exited <- err
-			return nil, fmt.Errorf("btrfs-vdod exited at start (%v); log %s:\n%s", err, d.log, d.tail())
+			return nil, fmt.Errorf("btrfs-vdod exited at start (%v); log %s:\n%s", err, d.log, d.Tail())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return nil, fmt.Errorf("btrfs-vdod did not listen on %s within %v; log:\n%s", d.socket, daemonStartWait, d.tail())
+	return nil, fmt.Errorf("btrfs-vdod did not listen on %s within %v; log:\n%s", d.socket, daemonStartWait, d.Tail())
 }
 
 // stop sends SIGTERM, so requests in flight finish, and kills the daemon
 // if it does not exit in time.
-func (d *daemon) stop(exited chan error) error {
+func (d *Daemon) stop(exited chan error) error {
 	select {
 	case <-exited:
 		return nil
@@ -104,19 +104,22 @@ func (d *daemon) stop(exited chan error) error {
 	}
 }
 
-// cpu is the daemon's CPU time so far plus the benchmark's reaped
+// PID is the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// CPU is the daemon's CPU time so far plus the benchmark's reaped
 // children (the CLI runs).
-func (d *daemon) cpu() (time.Duration, error) {
+func (d *Daemon) CPU() (time.Duration, error) {
 	t, err := processCPU(d.cmd.Process.Pid)
 	if err != nil {
 		return 0, err
 	}
-	c, err := childrenCPU()
+	c, err := ChildrenCPU()
 	return t + c, err
 }
 
-// call sends one request to the daemon.
-func (d *daemon) call(ctx context.Context, op api.Op, args, result any) error {
+// Call sends one request to the daemon.
+func (d *Daemon) Call(ctx context.Context, op api.Op, args, result any) error {
 	if err := d.client.Call(ctx, op, args, result); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -125,7 +128,7 @@ func (d *daemon) call(ctx context.Context, op api.Op, args, result any) error {
 
 // cli runs btrfs-vdo against the daemon and returns its output. A command
 // this build does not know yields errNotAvailable.
-func (d *daemon) cli(ctx context.Context, args ...string) ([]byte, error) {
+func (d *Daemon) cli(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "btrfs-vdo"), append([]string{"--socket", d.socket}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -140,8 +143,8 @@ func (d *daemon) cli(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// tail is the end of the daemon's log, for error messages.
-func (d *daemon) tail() string {
+// Tail is the end of the daemon's log, for error messages.
+func (d *Daemon) Tail() string {
 	data, _ := os.ReadFile(d.log)
 	const keep = 4 << 10
 	if len(data) > keep {
@@ -155,7 +158,7 @@ func (d *daemon) tail() string {
 // it returns the outcomes of the pool's jobs finished since since (whole
 // seconds, as the daemon reports them). If no job for vid shows up within
 // jobAppearWait, it returns without one.
-func (d *daemon) waitJobs(ctx context.Context, dir, vid string, since time.Time) ([]api.JobOutcome, error) {
+func (d *Daemon) waitJobs(ctx context.Context, dir, vid string, since time.Time) ([]api.JobOutcome, error) {
 	idleSince := time.Time{}
 	for {
 		var res api.JobsResult

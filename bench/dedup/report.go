@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
+)
+
+// Targets of issue 4.
+const (
+	targetIdealRatio   = 1.25
+	targetSharingKept  = 0.99
+	targetSpeedup      = 10 // update pass against duperemove's rerun
+	targetReadShare    = 2  // update pass reads over changed bytes
+	targetRSSOverIndex = 64 << 20
+)
+
+func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs [2]result, ideal [2]corpus.Ideal) {
+	var total int64
+	for _, v := range c.Volumes {
+		total += v.Size
+	}
+	a, b := rs[0], rs[1]
+	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
+		cfg.scale, cfg.seed, len(c.Volumes), benchenv.MiB(total))
+	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image); changed bytes %s\n",
+		target.VID, b.Upd.Files, benchenv.MiB(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size), benchenv.MiB(b.Changed))
+	for i, when := range []string{"generated", "after update"} {
+		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
+			when, ideal[i].UniqueBlocks, ideal[i].Blocks, benchenv.MiB(ideal[i].UniqueBytes()), benchenv.MiB(ideal[i].Compressed))
+	}
+	fmt.Fprintf(w, "btrfs-vdo dedup index: %s\n\n", benchenv.MiB(b.Index))
+
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// Every row has every column, so that tabwriter aligns the whole table.
+	row := func(cells ...string) {
+		cells = append(cells, make([]string, max(0, 5-len(cells)))...)
+		for i, cell := range cells {
+			if i > 0 {
+				fmt.Fprint(t, "\t")
+			}
+			fmt.Fprint(t, cell)
+		}
+		fmt.Fprintln(t, "\t")
+	}
+	passRows := func(pa, pb pass) {
+		row("  wall time", benchenv.Secs(pa.Wall), benchenv.Secs(pb.Wall))
+		row("  CPU, tool processes", benchenv.Secs(pa.CPU), benchenv.Secs(pb.CPU))
+		row("  CPU, whole machine", benchenv.Secs(pa.MachineCPU), benchenv.Secs(pb.MachineCPU))
+		row("  bytes read from disk", benchenv.MiB(pa.Read), benchenv.MiB(pb.Read))
+		row("  peak RSS", benchenv.MiB(pa.PeakRSS), benchenv.MiB(pb.PeakRSS))
+		row("  pool data usage (compsize)", benchenv.Change(pa.Before.Disk, pa.After.Disk), benchenv.Change(pb.Before.Disk, pb.After.Disk))
+		row("  bytes freed", benchenv.MiB(pa.Freed()), benchenv.MiB(pb.Freed()))
+		row("    daemon's count: freed / by dedup", "", benchenv.MiB(pb.Saved)+" / "+benchenv.MiB(pb.DedupFreed))
+		row("    daemon's count: bytes hashed", "", benchenv.MiB(pb.Hashed))
+		row("  image/revision sharing kept", percent(pa.SharingKept()), percent(pb.SharingKept()))
+	}
+	row("", "duperemove", "btrfs-vdo", "target", "met")
+	row("first pass over the pool", "(-r -d, new hashfile)", "(optimize --full)")
+	passRows(a.First, b.First)
+	row("update round, then a pass", "(rerun, same hashfile)", "(the commit's job)")
+	passRows(a.Update, b.Update)
+	row("  speed-up over duperemove's rerun", "", speedup(a.Update, b.Update), fmt.Sprintf(">= %dx", targetSpeedup),
+		benchenv.Met(b.Update.Wall > 0 && b.Update.Wall*targetSpeedup <= a.Update.Wall))
+	row("  reads / changed bytes", benchenv.Ratio(a.Update.Read, a.Changed), benchenv.Ratio(b.Update.Read, b.Changed),
+		fmt.Sprintf("<= %d", targetReadShare), benchenv.Met(b.Update.Read <= targetReadShare*b.Changed))
+
+	row("both passes")
+	freedA, freedB := a.First.Freed()+a.Update.Freed(), b.First.Freed()+b.Update.Freed()
+	row("  bytes freed", benchenv.MiB(freedA), benchenv.MiB(freedB), ">= duperemove's", benchenv.Met(freedB >= freedA))
+	keptA, keptB := min(a.First.SharingKept(), a.Update.SharingKept()), min(b.First.SharingKept(), b.Update.SharingKept())
+	row("  image/revision sharing kept (worst pass)", percent(keptA), percent(keptB), fmt.Sprintf(">= %.0f %%", 100*targetSharingKept), benchenv.Met(keptB >= targetSharingKept))
+	usageA, usageB := a.Update.After.Disk, b.Update.After.Disk
+	row("  pool data usage after the update", benchenv.MiB(usageA), benchenv.MiB(usageB))
+	row("  usage / ideal bound", benchenv.Ratio(usageA, ideal[1].Compressed), benchenv.Ratio(usageB, ideal[1].Compressed),
+		fmt.Sprintf("<= %.2f, sharing >= %.0f %%", targetIdealRatio, 100*targetSharingKept),
+		benchenv.Met(float64(usageB) <= targetIdealRatio*float64(ideal[1].Compressed) && keptB >= targetSharingKept))
+	rssA, rssB := max(a.First.PeakRSS, a.Update.PeakRSS), max(b.First.PeakRSS, b.Update.PeakRSS)
+	row("  peak RSS", benchenv.MiB(rssA), benchenv.MiB(rssB), fmt.Sprintf("<= index + %s", benchenv.MiB(targetRSSOverIndex)),
+		benchenv.Met(rssB <= b.Index+targetRSSOverIndex))
+	row("  hashing per core", "", "see make bench-hash", ">= 1 GB/s", "n/a")
+	t.Flush()
+
+	fmt.Fprintln(w)
+	for _, n := range []struct {
+		what string
+		p    pass
+	}{{"first pass", b.First}, {"update pass", b.Update}} {
+		if n.p.Note != "" {
+			fmt.Fprintf(w, "btrfs-vdo %s: %s\n", n.what, n.p.Note)
+		}
+	}
+	fmt.Fprintln(w, "Bytes freed: compsize's disk usage of the pool's volume files before the pass minus after it.")
+	fmt.Fprintln(w, "Sharing kept: bytes of each image in the same extents as its newest revision, summed over volumes,")
+	fmt.Fprintln(w, "after the pass over before it. Changed bytes: the updated image's data not shared with its revision.")
+	fmt.Fprintln(w, "Caches are dropped before each pass. duperemove: its own rusage (CPU, maxrss, inblock); btrfs-vdo:")
+	fmt.Fprintln(w, "the daemon's /proc figures (CPU with the CLI's, read_bytes, VmHWM reset at the pass's start).")
+}
+
+func percent(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) }
+
+// speedup is how many times faster b's pass ran than a's.
+func speedup(a, b pass) string {
+	if b.Wall <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fx", a.Wall.Seconds()/b.Wall.Seconds())
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// pass is the cost and effect of one pass of a side.
+type pass struct {
+	benchenv.Phase
+	Read          int64 // bytes the tool read from disk (caches dropped first)
+	PeakRSS       int64
+	Before, After benchenv.Usage
+	// btrfs-vdo's counters over the pass: what its dedup stage freed and
+	// hashed, and what both stages freed, by its own accounting.
+	DedupFreed, Hashed, Saved int64
+}
+
+// Freed is the pool's data usage the pass gave back.
+func (p pass) Freed() int64 { return p.Before.Disk - p.After.Disk }
+
+// SharingKept is the share of the image/revision sharing before the pass
+// still there after it.
+func (p pass) SharingKept() float64 {
+	if p.Before.Shared == 0 {
+		return 1
+	}
+	return float64(p.After.Shared) / float64(p.Before.Shared)
+}
+
+// result is what one side did to its copy of the corpus.
+type result struct {
+	First, Update pass
+	Upd           corpus.Update
+	Changed       int64 // bytes of the updated image not shared with its revision
+	Index         int64 // btrfs-vdo: size of the dedup index file
+}
+
+// dropCaches writes back and drops the page cache, so the next pass reads
+// from disk what it needs.
+func dropCaches(mnt string) error {
+	if err := benchenv.SyncFS(mnt); err != nil {
+		return err
+	}
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	return nil
+}
+
+// dupeSide runs the seed recipe on c: duperemove over the pool, the
+// update round committed as file-reflink does, then duperemove again with
+// the same hashfile.
+func dupeSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, hashfile, log string) (result, error) {
+	var r result
+	var err error
+	benchenv.Logf("duperemove side: first pass over %s", c.Dir)
+	if r.First, err = dupePass(ctx, mnt, c, hashfile, log); err != nil {
+		return r, err
+	}
+	benchenv.Logf("duperemove side: update round on %s", target.VID)
+	if r.Upd, err = c.UpdateRound(ctx, target.VID, 1); err != nil {
+		return r, err
+	}
+	p, err := volume.PathsFor(target.VID)
+	if err != nil {
+		return r, err
+	}
+	revs, err := c.Revisions(target.VID)
+	if err != nil {
+		return r, err
+	}
+	if _, r.Changed, err = benchenv.NewData(c.Path(p.Clean), revs[len(revs)-1].Path); err != nil {
+		return r, err
+	}
+	benchenv.Logf("duperemove side: rerun with the same hashfile")
+	r.Update, err = dupePass(ctx, mnt, c, hashfile, log)
+	return r, err
+}
+
+// dupePass measures the pool, runs duperemove over it with cold caches
+// and measures it again.
+func dupePass(ctx context.Context, mnt string, c *corpus.Corpus, hashfile, log string) (pass, error) {
+	var p pass
+	var err error
+	if p.Before, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
+		return p, err
+	}
+	if err := dropCaches(mnt); err != nil {
+		return p, err
+	}
+	logFile, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return p, fmt.Errorf("duperemove log: %w", err)
+	}
+	defer logFile.Close()
+	cmd := exec.CommandContext(ctx, "duperemove", "-r", "-d", "--hashfile="+hashfile, "--dedupe-options=same,partial", c.Dir)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: a ^C reaches only the benchmark, which kills it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if p.Phase, err = benchenv.Timed(benchenv.ChildrenCPU, cmd.Run); err != nil {
+		return p, fmt.Errorf("duperemove (log %s): %w", log, err)
+	}
+	// The child's own rusage from wait4: maxrss in KiB, inblock in 512-byte
+	// units (its read_bytes).
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	p.Read, p.PeakRSS = ru.Inblock*512, ru.Maxrss<<10
+	p.After, err = benchenv.Point(ctx, mnt, c, nil)
+	return p, err
+}
+
+// benchPool is the name the daemon knows the corpus's pool by.
+const benchPool = "bench"
+
+// vdoSide runs btrfs-vdo on c: optimize --full over the pool, then the
+// update round through the daemon (start, update the dirty image, stop),
+// and the background job the commit queued.
+func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon) (result, error) {
+	var r result
+	var err error
+	pool := api.Pool{Name: benchPool, DirPath: c.Dir}
+	if err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
+		return r, err
+	}
+	if r.First.Before, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
+		return r, err
+	}
+	benchenv.Logf("btrfs-vdo side: optimize --full %s", c.Dir)
+	if err := daemonPass(ctx, mnt, d, &r.First, func() (benchenv.Phase, error) { return d.OptimizeFull(ctx, c.Dir) }); err != nil {
+		return r, err
+	}
+	if r.First.After, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
+		return r, err
+	}
+
+	benchenv.Logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
+	vol := api.VolumeArgs{Pool: pool, Volume: api.Volume{
+		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
+	}}
+	if err := d.Call(ctx, api.OpVolumeStart, vol, nil); err != nil {
+		return r, err
+	}
+	p, err := volume.PathsFor(target.VID)
+	if err != nil {
+		return r, err
+	}
+	dirty, img := c.Path(p.Dirty), c.Path(p.Clean)
+	if r.Upd, err = c.ApplyUpdate(ctx, dirty, target.VID, 1); err != nil {
+		return r, err
+	}
+	if r.Update.Before, err = benchenv.Point(ctx, mnt, c, map[string]string{img: dirty}); err != nil {
+		return r, err
+	}
+	if _, r.Changed, err = benchenv.NewData(dirty, img); err != nil {
+		return r, err
+	}
+	if err := daemonPass(ctx, mnt, d, &r.Update, func() (benchenv.Phase, error) { return d.CommitAndWait(ctx, vol) }); err != nil {
+		return r, err
+	}
+	if r.Update.After, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
+		return r, err
+	}
+	info, err := os.Stat(filepath.Join(c.Dir, ".btrfs-vdo", "dedup.idx"))
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil // no index file: the peak RSS target is then judged against 0
+	}
+	if err != nil {
+		return r, fmt.Errorf("dedup index: %w", err)
+	}
+	r.Index = info.Size()
+	return r, nil
+}
+
+// daemonPass runs work with cold caches and fills p with its phase, the
+// daemon's bytes read and peak RSS during it, and its counters' growth.
+func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, work func() (benchenv.Phase, error)) error {
+	if err := dropCaches(mnt); err != nil {
+		return err
+	}
+	var c0, c1 api.JobsResult
+	if err := d.Call(ctx, api.OpJobs, api.JobsArgs{}, &c0); err != nil {
+		return err
+	}
+	pid := d.PID()
+	if err := benchenv.ResetPeakRSS(pid); err != nil {
+		return err
+	}
+	read0, err := benchenv.ReadBytes(pid)
+	if err != nil {
+		return err
+	}
+	if p.Phase, err = work(); err != nil {
+		return err
+	}
+	read1, err := benchenv.ReadBytes(pid)
+	if err != nil {
+		return err
+	}
+	p.Read = read1 - read0
+	if p.PeakRSS, err = benchenv.PeakRSS(pid); err != nil {
+		return err
+	}
+	if err := d.Call(ctx, api.OpJobs, api.JobsArgs{}, &c1); err != nil {
+		return err
+	}
+	p.DedupFreed = int64(c1.Counters.DedupBytesFreed - c0.Counters.DedupBytesFreed)
+	p.Hashed = int64(c1.Counters.DedupBytesHashed - c0.Counters.DedupBytesHashed)
+	p.Saved = c1.Counters.BytesSaved - c0.Counters.BytesSaved
+	return nil
+}

@@ -1,0 +1,114 @@
+package benchenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+)
+
+// Phase is the cost of one pass.
+type Phase struct {
+	Note       string // why it was not measured, or a caveat
+	Ran        bool
+	Wall       time.Duration
+	CPU        time.Duration // the tool's processes
+	MachineCPU time.Duration // every CPU, kernel compression threads included
+}
+
+// Clock reads a CPU time that grows with a side's work.
+type Clock func() (time.Duration, error)
+
+// Timed runs work and measures its wall and CPU time.
+func Timed(cpu Clock, work func() error) (Phase, error) {
+	m0, err := machineCPU()
+	if err != nil {
+		return Phase{}, err
+	}
+	c0, err := cpu()
+	if err != nil {
+		return Phase{}, err
+	}
+	start := time.Now()
+	if err := work(); err != nil {
+		return Phase{}, err
+	}
+	p := Phase{Ran: true, Wall: time.Since(start)}
+	c1, err := cpu()
+	if err != nil {
+		return Phase{}, err
+	}
+	m1, err := machineCPU()
+	if err != nil {
+		return Phase{}, err
+	}
+	p.CPU, p.MachineCPU = c1-c0, m1-m0
+	return p, nil
+}
+
+// OptimizeFull times btrfs-vdo optimize --full over dir: the CLI queues
+// the work, the benchmark waits for it.
+func (d *Daemon) OptimizeFull(ctx context.Context, dir string) (Phase, error) {
+	var outcomes []api.JobOutcome
+	began := time.Now()
+	p, err := Timed(d.CPU, func() error {
+		if _, err := d.cli(ctx, "optimize", "--full", "--no-wait", "--json", dir); err != nil {
+			return err
+		}
+		var err error
+		outcomes, err = d.waitJobs(ctx, dir, "", began)
+		return err
+	})
+	if errors.Is(err, errNotAvailable) {
+		return Phase{Note: "not available yet: " + err.Error()}, nil
+	}
+	p.Note = jobErrors(outcomes, "")
+	return p, err
+}
+
+// CommitAndWait stops the volume (the commit) and waits for the
+// background job it queued.
+func (d *Daemon) CommitAndWait(ctx context.Context, vol api.VolumeArgs) (Phase, error) {
+	var outcomes []api.JobOutcome
+	var waitErr error
+	began := time.Now()
+	p, err := Timed(d.CPU, func() error {
+		if err := d.Call(ctx, api.OpVolumeStop, vol, nil); err != nil {
+			return err
+		}
+		outcomes, waitErr = d.waitJobs(ctx, vol.Pool.DirPath, vol.Volume.VID, began)
+		if errors.Is(waitErr, errNotAvailable) {
+			return nil // the commit alone is still worth timing
+		}
+		return waitErr
+	})
+	if err != nil {
+		return p, err
+	}
+	if waitErr != nil {
+		p.Note = "commit only, no background job awaited: " + waitErr.Error()
+		return p, nil
+	}
+	p.Note = jobErrors(outcomes, vol.Volume.VID)
+	return p, nil
+}
+
+// jobErrors describes failed jobs among outcomes, and a missing job for
+// vid when vid is not "".
+func jobErrors(outcomes []api.JobOutcome, vid string) string {
+	var notes []string
+	found := vid == ""
+	for _, o := range outcomes {
+		found = found || o.VID == vid
+		if o.Error != "" {
+			notes = append(notes, fmt.Sprintf("job for %s failed: %s", o.VID, o.Error))
+		}
+	}
+	if !found {
+		notes = append(notes, fmt.Sprintf("no job for %s finished within %v of its commit going idle", vid, jobAppearWait))
+	}
+	return strings.Join(notes, "; ")
+}
