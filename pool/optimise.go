@@ -23,7 +23,7 @@ const (
 	// defragPasses retries pieces the kernel skipped: range defrag is best
 	// effort (it gives up on pages busy with I/O and when a signal is
 	// pending), so the result is checked and the rest asked for again.
-	defragPasses = 3
+	defragPasses = 5
 	// copyBuffer is the read size when writing a compressed copy.
 	copyBuffer = 1 << 20
 )
