@@ -19,7 +19,8 @@ DEPS       ?= deps
 # Tests that need root and btrfs fail instead of skipping under make test.
 export BTRFS_VDO_REQUIRE_BTRFS = 1
 
-.PHONY: all build deps test test-go test-shim test-integration vet demo bench-commit bench-compress bench-hash \
+.PHONY: all build deps test test-go test-shim test-fuzz fuzz test-integration vet demo bench-commit bench-compress bench-dedup bench-hash \
+	bench-soak \
 	install shim-install uninstall dist rpm clean
 
 all: build
@@ -34,13 +35,26 @@ vet: $(DEPS)
 	go vet ./...
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
-test: vet build test-go test-shim test-integration
+test: vet build test-go test-fuzz test-shim test-integration
 
 test-go: $(DEPS)
 	go test -count=1 ./...
 
 test-shim:
 	cd qubesd-shim && PYTHONPATH=../python-stub $(PYTHON) -m unittest discover -s tests -t .
+
+# Fuzz targets, as package:Function. make test fuzzes each briefly; make
+# fuzz runs each for FUZZTIME (default 5m). A failing input is saved under
+# the package's testdata/fuzz/, where go test then replays it.
+FUZZ_TARGETS := ./internal/server:FuzzDecodeRequest ./volume:FuzzValidateVID
+fuzz-each = $(foreach t,$(FUZZ_TARGETS),go test -run='^$$' -fuzz='^$(word 2,$(subst :, ,$(t)))$$' \
+	-fuzztime=$(1) $(word 1,$(subst :, ,$(t))) &&) true
+
+test-fuzz: $(DEPS)
+	$(call fuzz-each,10s)
+
+fuzz: $(DEPS)
+	$(call fuzz-each,$(or $(FUZZTIME),5m))
 
 # Each run makes its files under /var/tmp/<its own prefix>, and the trap
 # undoes its mounts and loop devices even when the run is killed.
@@ -62,9 +76,19 @@ bench-commit: build
 bench-compress: build
 	go run ./bench/compress -bin $(CURDIR)/bin $(BENCH_ARGS)
 
+# btrfs-vdo against duperemove on the same corpus; cleans up the same way.
+bench-dedup: build
+	go run ./bench/dedup -bin $(CURDIR)/bin $(BENCH_ARGS)
+
 # Hashing and dedup-index figures, in memory and under /tmp (no root needed).
 bench-hash: $(DEPS)
 	go run ./bench/hash $(BENCH_ARGS)
+
+# Many VMs cycling through the shim while the optimiser runs; prints
+# throughput, latencies and the daemon's memory (BENCH_ARGS="--help").
+bench-soak: build
+	$(RUN_PREFIX); \
+	PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin $(PYTHON) bench/soak/soak.py $(BENCH_ARGS)
 
 install: build
 	install -D -m 0755 bin/btrfs-vdod $(DESTDIR)$(BINDIR)/btrfs-vdod

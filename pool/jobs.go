@@ -179,6 +179,9 @@ func (s *Scheduler) next() (jobKey, *Pool, Job, bool) {
 		return jobKey{}, nil, Job{}, false
 	}
 	for i, key := range s.queue {
+		if _, busy := s.running[key]; busy {
+			continue // queued again while it runs: one job per volume at a time
+		}
 		p := s.pools[key.dir]
 		job, ok := p.job(key.vid)
 		if !ok || job.Held {
@@ -244,7 +247,6 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		s.log.Info("optimisation interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
 		return
 	}
-	p.finishJob(job.VID)
 	done := JobDone{Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
@@ -256,6 +258,11 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if len(s.recent) > recentJobs {
 		s.recent = s.recent[1:]
 	}
+	s.mu.Unlock()
+	// The outcome is recorded before the job leaves the list, so that
+	// whoever sees it gone (jobs --wait, optimize) also sees how it ended.
+	p.finishJob(job)
+	s.mu.Lock()
 	s.notifyLocked()
 	s.mu.Unlock()
 	if err != nil {

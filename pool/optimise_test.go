@@ -400,3 +400,35 @@ func TestReportedSavingMatchesUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestDuringJobRuns: an optimize asked for while the volume's job
+// runs is merged into that job, and must still run once that job is done.
+func TestRequestDuringJobRuns(t *testing.T) {
+	h := newOptHarness(t)
+	s := spec("vm-templates/fedora/root")
+	s.Size = 256 * mib
+	h.must(h.p.Volumes.Create(s))
+	h.must(h.p.Volumes.Start(s))
+	writeAt(t, h.path("vm-templates/fedora/root-dirty.img"), 0, text("root", 200*mib))
+	h.must(h.p.Volumes.Stop(s))
+	deadline := time.Now().Add(30 * time.Second)
+	for !running(h.sched.Jobs()) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h.sched.Pause("test") // the job waits at its next chunk, still running
+	if !running(h.sched.Jobs()) {
+		t.Fatalf("the commit's job is not running: %+v", h.sched.Jobs())
+	}
+	if err := h.p.Optimise(s.VID, true); err != nil {
+		t.Fatal(err)
+	}
+	h.sched.Resume("test")
+	h.wait()
+	if n := h.sched.Counters().JobsDone; n != 2 {
+		t.Fatalf("%d jobs ran, want the commit's and then the optimize's: %+v", n, h.sched.Recent())
+	}
+}
+
+func running(jobs []pool.JobStatus) bool {
+	return len(jobs) == 1 && jobs[0].State == "running"
+}

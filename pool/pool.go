@@ -80,7 +80,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	err := p.state.update(func(s *state) {
+	err := p.state.tryUpdate(func(s *state) {
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
@@ -116,7 +116,7 @@ func (p *Pool) Optimise(vid string, full bool) error {
 		return errors.New("optimisation is disabled")
 	}
 	job := Job{VID: vid, Full: full, Queued: time.Now().UTC()}
-	if err := p.state.update(func(s *state) { s.Jobs = putJob(s.Jobs, job) }); err != nil {
+	if err := p.state.tryUpdate(func(s *state) { s.Jobs = putJob(s.Jobs, job) }); err != nil {
 		return err
 	}
 	p.sched.enqueue(p, vid)
@@ -164,11 +164,14 @@ func (p *Pool) holdJob(vid string) {
 	})
 }
 
-func (p *Pool) finishJob(vid string) {
+// finishJob drops job once it has run, unless a request merged into it
+// while it ran (an optimize, an import's commit): that one is queued
+// again and must run too.
+func (p *Pool) finishJob(job Job) {
 	p.updateJobs(func(jobs []Job) []Job {
 		out := jobs[:0]
 		for _, j := range jobs {
-			if j.VID != vid {
+			if j != job {
 				out = append(out, j)
 			}
 		}

@@ -70,11 +70,31 @@ func emptyState() state {
 }
 
 // update changes the state with fn and writes it durably before
-// returning: temp file, fsync, rename, fsync of the directory.
+// returning: temp file, fsync, rename, fsync of the directory. If the
+// write fails, the change still holds in memory until a restart.
 func (s *stateStore) update(fn func(*state)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fn(&s.st)
+	return s.writeLocked()
+}
+
+// tryUpdate is update for a change the caller acts on only once it is on
+// disk, such as a new job: if the write fails, it is undone in memory
+// too, so that no job is listed that nothing will run.
+func (s *stateStore) tryUpdate(fn func(*state)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.st.clone()
+	fn(&s.st)
+	err := s.writeLocked()
+	if err != nil {
+		s.st = old
+	}
+	return err
+}
+
+func (s *stateStore) writeLocked() error {
 	data, err := json.MarshalIndent(s.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
@@ -86,11 +106,15 @@ func (s *stateStore) update(fn func(*state)) error {
 func (s *stateStore) read() state {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := state{Version: s.st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, s.st.Jobs...)}
-	for k, v := range s.st.Started {
-		st.Started[k] = v
+	return s.st.clone()
+}
+
+func (st state) clone() state {
+	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...)}
+	for k, v := range st.Started {
+		c.Started[k] = v
 	}
-	return st
+	return c
 }
 
 func writeFileDurably(path string, data []byte) error {

@@ -3,6 +3,9 @@ daemon per test class, a fresh pool directory per test, qubesd's fake app
 and VMs from python-stub, and the real shim."""
 
 import asyncio
+import contextlib
+import gc
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +18,18 @@ from qubes_btrfs_vdo.pool import BtrfsVdoPool
 from tests import harness
 
 MiB = 1 << 20
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the log records (the shim's warnings, the stand-in's
+    tracebacks, asyncio's failed tasks) of operations meant to fail."""
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        gc.collect()  # failed tasks complain when collected: do it now
+        logging.disable(logging.NOTSET)
 
 
 class IntegrationCase(unittest.TestCase):
@@ -49,6 +64,15 @@ class IntegrationCase(unittest.TestCase):
         result = getattr(self._outcome, "result", None)
         if result and any(test is self for test, _ in result.failures + result.errors):
             print(f"\n--- daemon log ({self.id()}) ---\n{self.daemon.log()[-6000:]}")
+
+    def use_pool(self, name, **options):
+        """Switch to a fresh pool directory of this test, for tests that
+        need several."""
+        self.dir_path = os.path.join(self.fs.mnt, self.id().rsplit(".", 1)[-1] + "-pools", name)
+        os.makedirs(os.path.dirname(self.dir_path), exist_ok=True)
+        self.pool = self.make_pool(**options)
+        self.run_async(self.pool.setup())
+        self.app = fakes.FakeApp([self.pool], default_pool=self.pool)
 
     def make_pool(self, **options):
         """A pool built the way qubes.xml builds it: every option a string."""

@@ -24,6 +24,9 @@ import (
 // only briefly.
 const defaultReadTimeout = 30 * time.Second
 
+// refusedReadTimeout bounds how long a refused peer's request is read.
+const refusedReadTimeout = time.Second
+
 // Server answers requests for the pools in its registry.
 type Server struct {
 	Pools   *pool.Registry
@@ -119,6 +122,11 @@ func (s *Server) serveConn(conn net.Conn) {
 func (s *Server) answer(conn net.Conn) api.Response {
 	if err := s.checkPeer(conn); err != nil {
 		s.Log.Warn("refused client", "err", err)
+		// Take the request (briefly, at most a frame) before answering: a
+		// client still sending when the connection closes gets a broken
+		// pipe, not this answer.
+		_ = conn.SetReadDeadline(time.Now().Add(refusedReadTimeout))
+		_, _ = readFrame(conn)
 		return failure(&api.Error{Code: api.CodePermissionDenied, Message: err.Error()})
 	}
 	timeout := s.ReadTimeout

@@ -187,6 +187,7 @@ func TestBadFrames(t *testing.T) {
 			t.Fatalf("a silent client was not cut off: %q %v", line, err)
 		}
 	})
+	t.Run("many oversized at once", func(t *testing.T) { floodOversized(t, path) })
 	// The daemon is still serving after all of that.
 	resp := exchange(t, path, []byte(`{"v":1,"op":"hello","args":{"client":"t"}}`+"\n"))
 	if !resp.OK {
