@@ -19,58 +19,34 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 )
 
-type config struct {
-	scale float64
-	seed  uint64
-	keep  bool
-	bin   string
-}
-
 func main() {
-	var cfg config
-	flag.Float64Var(&cfg.scale, "scale", 1, "corpus size; 1 is about 2.2 GiB of images (1.5 GiB of data)")
-	flag.Uint64Var(&cfg.seed, "seed", 1, "corpus seed")
-	flag.BoolVar(&cfg.keep, "keep", false, "leave the filesystems mounted for inspection (undo with tests/cleanup)")
-	flag.StringVar(&cfg.bin, "bin", "./bin", "directory holding btrfs-vdod and btrfs-vdo")
-	flag.Parse()
-	// The first ^C cancels the run and cleans up; a second one kills.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := bench(ctx, cfg, os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/compress:", err)
-		os.Exit(1)
-	}
+	benchenv.Main("bench/compress", bench)
 }
 
 // bench builds both sides, runs them and prints the table to w.
-func bench(ctx context.Context, cfg config, w io.Writer) error {
-	bin, err := filepath.Abs(cfg.bin)
+func bench(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
+	bin, err := filepath.Abs(cfg.Bin)
 	if err != nil {
 		return err
 	}
 	if err := benchenv.CheckTools(bin); err != nil {
 		return err
 	}
-	e, err := benchenv.New(cfg.keep)
+	e, err := benchenv.New(cfg.Keep)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
 
-	opts := corpus.Options{Scale: cfg.scale, Seed: cfg.seed}
+	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}
 	var total int64
 	for _, v := range corpus.Plan(opts) {
 		total += v.Size
@@ -84,7 +60,7 @@ func bench(ctx context.Context, cfg config, w io.Writer) error {
 		if mnts[i], err = e.MountBtrfs(ctx, name, fsSize); err != nil {
 			return err
 		}
-		benchenv.Logf("building the corpus (scale %g, seed %d) on %s", cfg.scale, cfg.seed, mnts[i])
+		benchenv.Logf("building the corpus (scale %g, seed %d) on %s", cfg.Scale, cfg.Seed, mnts[i])
 		if cs[i], err = benchenv.BuildCorpus(ctx, mnts[i], opts); err != nil {
 			return err
 		}

@@ -18,14 +18,14 @@ const (
 	targetRSSOverIndex = 64 << 20
 )
 
-func report(w io.Writer, cfg config, c *corpus.Corpus, target corpus.Volume, rs [2]result, ideal [2]corpus.Ideal) {
+func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Volume, rs [2]result, ideal [2]corpus.Ideal) {
 	var total int64
 	for _, v := range c.Volumes {
 		total += v.Size
 	}
 	a, b := rs[0], rs[1]
 	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
-		cfg.scale, cfg.seed, len(c.Volumes), benchenv.MiB(total))
+		cfg.Scale, cfg.Seed, len(c.Volumes), benchenv.MiB(total))
 	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image); changed bytes %s\n",
 		target.VID, b.Upd.Files, benchenv.MiB(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size), benchenv.MiB(b.Changed))
 	for i, when := range []string{"generated", "after update"} {

@@ -2,8 +2,9 @@
 the shim at once, with queries and backups in between, while the
 optimiser compresses what they commit (tests/load.py, with larger numbers
 than make test's). Checks as the test does: no error, no deadlock (a
-deadline), every byte where it was written, every job done; then prints
-throughput, latency per operation and the daemon's memory.
+deadline), every byte where it was written, every job done, the daemon's
+peak RSS under a bound. Prints throughput, latency per operation and the
+daemon's memory over time.
 
 Run as root:
     make bench-soak [BENCH_ARGS="--vms 64 --duration 600"]
@@ -32,6 +33,8 @@ def parse_args():
     p.add_argument("--write-mib", type=int, default=4, help="compressible MiB each cycle writes (default 4)")
     p.add_argument("--fs-gib", type=int, default=16, help="size of the loop-mounted btrfs (default 16)")
     p.add_argument("--sample-every", type=float, default=10, help="seconds between RSS samples (default 10)")
+    p.add_argument("--max-rss-mib", type=int, default=512,
+                   help="fail if the daemon's peak RSS exceeds this (default 512)")
     p.add_argument("--deadline", type=float, default=3600,
                    help="seconds after which the run counts as deadlocked (default 3600)")
     return p.parse_args()
@@ -85,6 +88,8 @@ def main():
         if jobs["jobs"] or counters["jobs_failed"]:
             sys.exit(f"soak: jobs left or failed: {json.dumps(jobs, indent=2)}")
         rss_end, hwm_end = load.daemon_memory(daemon.proc.pid)
+        if hwm_end > args.max_rss_mib << 20:
+            sys.exit(f"soak: the daemon's RSS peaked at {hwm_end >> 20} MiB, above {args.max_rss_mib} MiB")
 
     print(f"soak: {args.vms} VMs on one template, {work.cycles} start/stop cycles, "
           f"{args.write_mib} MiB written per cycle")
