@@ -46,23 +46,10 @@ func bench(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
 	}
 	defer e.Close()
 
-	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}
-	var total int64
-	for _, v := range corpus.Plan(opts) {
-		total += v.Size
-	}
 	// Room for the corpus, its staging trees and the update round.
-	fsSize := 2*total + 2<<30
-	var cs [2]*corpus.Corpus
-	var mnts [2]string
-	for i, name := range []string{"duperemove", "vdo"} {
-		if mnts[i], err = e.MountBtrfs(ctx, name, fsSize); err != nil {
-			return err
-		}
-		benchenv.Logf("building the corpus (scale %g, seed %d) on %s", cfg.Scale, cfg.Seed, mnts[i])
-		if cs[i], err = benchenv.BuildCorpus(ctx, mnts[i], opts); err != nil {
-			return err
-		}
+	cs, mnts, err := benchenv.TwoCorpora(ctx, e, corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}, [2]string{"duperemove", "vdo"}, 2)
+	if err != nil {
+		return err
 	}
 	benchenv.Logf("ideal bound of the generated corpus")
 	ideal0, err := cs[1].IdealBound(ctx)

@@ -147,17 +147,11 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 	vol := api.VolumeArgs{Pool: pool, Volume: api.Volume{
 		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
 	}}
-	if err := d.Call(ctx, api.OpVolumeStart, vol, nil); err != nil {
-		return r, err
-	}
-	p, err := volume.PathsFor(target.VID)
+	upd, dirty, img, err := d.StartUpdate(ctx, c, vol)
 	if err != nil {
 		return r, err
 	}
-	dirty, img := c.Path(p.Dirty), c.Path(p.Clean)
-	if r.Upd, err = c.ApplyUpdate(ctx, dirty, target.VID, 1); err != nil {
-		return r, err
-	}
+	r.Upd = upd
 	if r.Update.Before, err = benchenv.Point(ctx, mnt, c, map[string]string{img: dirty}); err != nil {
 		return r, err
 	}

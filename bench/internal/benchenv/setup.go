@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // CheckTools fails early, naming what is missing: root, the tools every
@@ -41,4 +43,43 @@ func BuildCorpus(ctx context.Context, mnt string, opts corpus.Options) (*corpus.
 		return nil, fmt.Errorf("create scratch directory: %w", err)
 	}
 	return corpus.Build(ctx, filepath.Join(mnt, "pool"), opts)
+}
+
+// TwoCorpora builds the same corpus (opts) on two loop btrfs filesystems
+// named by names, so that each side of a benchmark measures its own copy.
+// Each filesystem holds room times the corpus' size, plus 2 GiB.
+func TwoCorpora(ctx context.Context, e *Env, opts corpus.Options, names [2]string, room int64) ([2]*corpus.Corpus, [2]string, error) {
+	var cs [2]*corpus.Corpus
+	var mnts [2]string
+	var total int64
+	for _, v := range corpus.Plan(opts) {
+		total += v.Size
+	}
+	for i, name := range names {
+		var err error
+		if mnts[i], err = e.MountBtrfs(ctx, name, room*total+2<<30); err != nil {
+			return cs, mnts, err
+		}
+		Logf("building the corpus (scale %g, seed %d) on %s", opts.Scale, opts.Seed, mnts[i])
+		if cs[i], err = BuildCorpus(ctx, mnts[i], opts); err != nil {
+			return cs, mnts, err
+		}
+	}
+	return cs, mnts, nil
+}
+
+// StartUpdate starts target through the daemon and applies the corpus'
+// update round to its dirty image, as a VM would write it; the caller
+// commits it. It returns the dirty and clean image paths.
+func (d *Daemon) StartUpdate(ctx context.Context, c *corpus.Corpus, vol api.VolumeArgs) (upd corpus.Update, dirty, img string, err error) {
+	if err := d.Call(ctx, api.OpVolumeStart, vol, nil); err != nil {
+		return upd, "", "", err
+	}
+	p, err := volume.PathsFor(vol.Volume.VID)
+	if err != nil {
+		return upd, "", "", err
+	}
+	dirty, img = c.Path(p.Dirty), c.Path(p.Clean)
+	upd, err = c.ApplyUpdate(ctx, dirty, vol.Volume.VID, 1)
+	return upd, dirty, img, err
 }
