@@ -60,9 +60,23 @@ const (
 // so call Sync first. New references to an existing extent (clones,
 // dedupes) are listed at once. Needs CAP_SYS_ADMIN.
 func LogicalInodes(f *os.File, bytenr uint64) ([]InodeRef, error) {
+	return logicalRefs(f, bytenr, btrfsLogicalInoArgsIgnoreOffset)
+}
+
+// LogicalInodesAt is LogicalInodes without IGNORE_OFFSET: for an
+// uncompressed extent it lists only the items that map the byte at the
+// logical address addr, each with Offset the file offset of that byte.
+// Items of a compressed extent (where addr must be the extent's start)
+// are all listed, with their start offsets as in LogicalInodes: a
+// compressed extent has no per-byte logical addresses.
+func LogicalInodesAt(f *os.File, addr uint64) ([]InodeRef, error) {
+	return logicalRefs(f, addr, 0)
+}
+
+func logicalRefs(f *os.File, bytenr, flags uint64) ([]InodeRef, error) {
 	size := logicalInoBufSize
 	for {
-		refs, missing, err := logicalInodes(f, bytenr, size)
+		refs, missing, err := logicalInodes(f, bytenr, flags, size)
 		if err != nil {
 			return nil, fmt.Errorf("list references to data extent at %d via %s (%d byte buffer): %w",
 				bytenr, f.Name(), size, err)
@@ -86,9 +100,9 @@ func LogicalInodes(f *os.File, bytenr uint64) ([]InodeRef, error) {
 
 // logicalInodes runs one LOGICAL_INO_V2 with a buffer of size bytes and
 // returns the references that fit and how many bytes were missing.
-func logicalInodes(f *os.File, bytenr uint64, size int) ([]InodeRef, int, error) {
+func logicalInodes(f *os.File, bytenr, flags uint64, size int) ([]InodeRef, int, error) {
 	buf := make([]uint64, size/8)
-	if err := iocLogicalInoV2(f, bytenr, btrfsLogicalInoArgsIgnoreOffset, buf); err != nil {
+	if err := iocLogicalInoV2(f, bytenr, flags, buf); err != nil {
 		return nil, 0, err
 	}
 	hdr := *(*btrfs_data_container)(unsafe.Pointer(&buf[0]))

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,6 +230,83 @@ func TestLogicalInodesManyRefs(t *testing.T) {
 // References from other subvolumes carry their tree id. A snapshot shares
 // the subvolume's tree blocks, so it sees the extent without adding to
 // its reference count, as ExtentRefCount documents.
+func TestLogicalInodesAt(t *testing.T) {
+	mnt := mountBtrfs(t)
+	fx := newRefFixture(t, mnt)
+	orig, copy1, copy2 := inode(t, fx.orig), inode(t, fx.copy1), inode(t, fx.copy2)
+	packed := create(t, filepath.Join(mnt, "packed"), nil)
+	if err := btrfs.SetCompressionProperty(packed, "zstd"); err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, packed, textData(256*kib, 1), 0)
+	// Expose a compressed extent from its second block on.
+	tail := cloneRange(t, filepath.Join(mnt, "tail"), packed, 4*kib, 124*kib)
+	syncFS(t, packed)
+	comp := extents(t, packed, 0)[0]
+	if comp.Compression == btrfs.CompressNone {
+		t.Fatalf("extent %+v not compressed", comp)
+	}
+
+	tests := []struct {
+		name string
+		addr uint64
+		want []btrfs.InodeRef
+	}{
+		{"only the copies map the overwritten range", fx.shared.DiskBytenr + 300*kib, []btrfs.InodeRef{
+			{Inode: copy1, Offset: 300 * kib, Root: topLevelRoot}, {Inode: copy2, Offset: 300 * kib, Root: topLevelRoot}}},
+		{"every file maps the rest", fx.shared.DiskBytenr + 600*kib, []btrfs.InodeRef{
+			{Inode: orig, Offset: 600 * kib, Root: topLevelRoot}, {Inode: copy1, Offset: 600 * kib, Root: topLevelRoot},
+			{Inode: copy2, Offset: 600 * kib, Root: topLevelRoot}}},
+		{"compressed: every item, by its start", comp.DiskBytenr, []btrfs.InodeRef{
+			{Inode: inode(t, packed), Offset: 0, Root: topLevelRoot}, {Inode: inode(t, tail), Offset: 0, Root: topLevelRoot}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := btrfs.LogicalInodesAt(fx.orig, tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(tt.want, func(a, b btrfs.InodeRef) int {
+				return cmp.Or(cmp.Compare(a.Inode, b.Inode), cmp.Compare(a.Offset, b.Offset))
+			})
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("LogicalInodesAt = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExtentAt(t *testing.T) {
+	mnt := mountBtrfs(t)
+	fx := newRefFixture(t, mnt)
+	got, err := btrfs.ExtentAt(fx.orig, 512*kib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DiskBytenr != fx.shared.DiskBytenr || got.ExtentOffset != 512*kib || got.Length != 512*kib {
+		t.Errorf("ExtentAt(512 KiB) = %+v, want the shared extent from 512 KiB on", got)
+	}
+	if _, err := btrfs.ExtentAt(fx.orig, 100*kib); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), fx.orig.Name()) {
+		t.Errorf("ExtentAt(100 KiB) = %v, want fs.ErrNotExist naming the file", err)
+	}
+}
+
+func TestSubvolumeID(t *testing.T) {
+	btrfstest.RequireCommands(t, "btrfs")
+	mnt := mountBtrfs(t)
+	sub := filepath.Join(mnt, "sub")
+	btrfsCmd(t, "subvolume", "create", sub)
+	for _, tt := range []struct {
+		path string
+		want uint64
+	}{{mnt, topLevelRoot}, {sub, rootID(t, sub)}} {
+		f := create(t, filepath.Join(tt.path, "f"), nil)
+		if got, err := btrfs.SubvolumeID(f); err != nil || got != tt.want {
+			t.Errorf("SubvolumeID(%s) = %d, %v; want %d", f.Name(), got, err, tt.want)
+		}
+	}
+}
+
 func TestBackrefsAcrossSubvolumes(t *testing.T) {
 	btrfstest.RequireCommands(t, "btrfs")
 	mnt := mountBtrfs(t)
@@ -378,4 +456,16 @@ func rootID(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// cloneRange creates name holding a reflink of src's n bytes at off.
+func cloneRange(t *testing.T, name string, src *os.File, off, n uint64) *os.File {
+	t.Helper()
+	f := create(t, name, nil)
+	if err := unix.IoctlFileCloneRange(int(f.Fd()), &unix.FileCloneRange{
+		Src_fd: int64(src.Fd()), Src_offset: off, Src_length: n,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

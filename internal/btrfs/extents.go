@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"runtime"
@@ -113,6 +114,32 @@ func Extents(f *os.File, minGeneration uint64) ([]Extent, error) {
 		}
 		key.min_offset = last + 1
 	}
+}
+
+// ExtentAt returns f's file extent item that starts at file offset off
+// (an Offset LogicalInodes reported), or an error wrapping fs.ErrNotExist
+// when no item starts there.
+func ExtentAt(f *os.File, off uint64) (Extent, error) {
+	ino, err := inodeNumber(f)
+	if err != nil {
+		return Extent{}, err
+	}
+	key := btrfs_ioctl_search_key{
+		tree_id:      0, // the subvolume f is in
+		min_objectid: ino,
+		max_objectid: ino,
+		min_type:     btrfsExtentDataKey,
+		max_type:     btrfsExtentDataKey,
+		min_offset:   off,
+		max_offset:   off,
+		max_transid:  math.MaxUint64,
+		nr_items:     1,
+	}
+	item, err := searchFirst(f, key, fileExtentInlineDataOff, fmt.Errorf("no extent item starts there: %w", fs.ErrNotExist))
+	if err != nil {
+		return Extent{}, fmt.Errorf("read extent item of %s (inode %d) at offset %d: %w", f.Name(), ino, off, err)
+	}
+	return parseFileExtentItem(off, item)
 }
 
 // treeSearch runs one search with key, growing buf when a single item does

@@ -50,6 +50,37 @@ func TestGeneration(t *testing.T) {
 	}
 }
 
+// SyncGeneration divides the writes made before it from those made after
+// it, also on an idle filesystem, and stays put while nothing is written.
+func TestSyncGeneration(t *testing.T) {
+	mnt := mountBtrfs(t)
+	f := create(t, filepath.Join(mnt, "f"), nil)
+	syncGeneration := func() uint64 {
+		t.Helper()
+		g, err := btrfs.SyncGeneration(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+
+	if _, err := f.WriteAt(randomData(64*kib, 4), 0); err != nil { // left to writeback
+		t.Fatal(err)
+	}
+	g := syncGeneration()
+	if again := syncGeneration(); again != g {
+		t.Errorf("with nothing written, SyncGeneration moved from %d to %d", g, again)
+	}
+	writeAt(t, f, randomData(64*kib, 5), 64*kib)
+	ext := extents(t, f, 0)
+	if len(ext) != 2 || ext[0].Generation >= g || ext[1].Generation < g {
+		t.Fatalf("extents %+v around SyncGeneration %d: want the first older, the second not", ext, g)
+	}
+	if got := extents(t, f, g); len(got) != 1 || got[0].Offset != 64*kib {
+		t.Errorf("extents since %d: %+v, want the later write only", g, got)
+	}
+}
+
 // Every btrfs-only call fails cleanly on another filesystem, with an error
 // that names the file and keeps the errno.
 func TestNotBtrfs(t *testing.T) {
@@ -61,6 +92,7 @@ func TestNotBtrfs(t *testing.T) {
 	}{
 		{"Generation", func(f *os.File) error { _, err := btrfs.Generation(f); return err }},
 		{"Sync", btrfs.Sync},
+		{"SyncGeneration", func(f *os.File) error { _, err := btrfs.SyncGeneration(f); return err }},
 		{"Extents", func(f *os.File) error { _, err := btrfs.Extents(f, 0); return err }},
 		{"DefragCompress", func(f *os.File) error { return btrfs.DefragCompress(f, 0, 64*kib, 0) }},
 	}

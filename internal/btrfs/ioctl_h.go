@@ -20,7 +20,10 @@ const btrfsIoctlMagic = 0x94
 const (
 	btrfsIocSync         = 0x00009408 // _IO(0x94, 8)
 	btrfsIocDefragRange  = 0x40309410 // _IOW(0x94, 16, struct btrfs_ioctl_defrag_range_args)
+	btrfsIocInoLookup    = 0xD0009412 // _IOWR(0x94, 18, struct btrfs_ioctl_ino_lookup_args)
 	btrfsIocTreeSearchV2 = 0xC0709411 // _IOWR(0x94, 17, struct btrfs_ioctl_search_args_v2)
+	btrfsIocWaitSync     = 0x40089416 // _IOW(0x94, 22, __u64)
+	btrfsIocStartSync    = 0x80089418 // _IOR(0x94, 24, __u64)
 	btrfsIocFsInfo       = 0x8400941F // _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args)
 	btrfsIocLogicalInoV2 = 0xC038943B // _IOWR(0x94, 59, struct btrfs_ioctl_logical_ino_args)
 )
@@ -49,6 +52,16 @@ const (
 	btrfsExtentItemKey      = 168 // data extent item, keyed (bytenr, 168, length)
 	btrfsExtentTreeObjectid = 2
 )
+
+// btrfsFirstFreeObjectid is a subvolume's root directory's inode number.
+const btrfsFirstFreeObjectid = 256
+
+// struct btrfs_ioctl_ino_lookup_args (4096 bytes).
+type btrfs_ioctl_ino_lookup_args struct {
+	treeid   uint64
+	objectid uint64
+	name     [4080]byte
+}
 
 // struct btrfs_ioctl_defrag_range_args (48 bytes).
 type btrfs_ioctl_defrag_range_args struct {

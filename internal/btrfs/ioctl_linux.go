@@ -48,6 +48,20 @@ func iocSync(f *os.File) error {
 	return err
 }
 
+// iocStartSync is BTRFS_IOC_START_SYNC: start committing the running
+// transaction, and return its id (the last committed one when none runs).
+func iocStartSync(f *os.File) (uint64, error) {
+	var transid uint64
+	err := ioctlPtr(f, btrfsIocStartSync, unsafe.Pointer(&transid))
+	return transid, err
+}
+
+// iocWaitSync is BTRFS_IOC_WAIT_SYNC: wait until transaction transid is
+// committed.
+func iocWaitSync(f *os.File, transid uint64) error {
+	return ioctlPtr(f, btrfsIocWaitSync, unsafe.Pointer(&transid))
+}
+
 // iocFsInfo is BTRFS_IOC_FS_INFO.
 func iocFsInfo(f *os.File, args *btrfs_ioctl_fs_info_args) error {
 	return ioctlPtr(f, btrfsIocFsInfo, unsafe.Pointer(args))
@@ -79,6 +93,11 @@ func iocLogicalInoV2(f *os.File, logical, flags uint64, buf []uint64) error {
 		inodes:  uint64(uintptr(unsafe.Pointer(&buf[0]))),
 	}
 	return ioctlPtr(f, btrfsIocLogicalInoV2, unsafe.Pointer(&args))
+}
+
+// iocInoLookup is BTRFS_IOC_INO_LOOKUP.
+func iocInoLookup(f *os.File, args *btrfs_ioctl_ino_lookup_args) error {
+	return ioctlPtr(f, btrfsIocInoLookup, unsafe.Pointer(args))
 }
 
 // iocGetFlags is FS_IOC_GETFLAGS. The kernel writes an int although the

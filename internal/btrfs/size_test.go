@@ -18,6 +18,7 @@ func TestStructSizes(t *testing.T) {
 		want uintptr
 	}{
 		{"btrfs_ioctl_defrag_range_args", unsafe.Sizeof(btrfs_ioctl_defrag_range_args{}), 48},
+		{"btrfs_ioctl_ino_lookup_args", unsafe.Sizeof(btrfs_ioctl_ino_lookup_args{}), 4096},
 		{"btrfs_ioctl_search_key", unsafe.Sizeof(btrfs_ioctl_search_key{}), 104},
 		{"btrfs_ioctl_search_args_v2 header", unsafe.Sizeof(btrfs_ioctl_search_args_v2{}), 112},
 		{"btrfs_ioctl_search_header", unsafe.Sizeof(btrfs_ioctl_search_header{}), 32},
@@ -123,6 +124,8 @@ func TestIoctlNumbers(t *testing.T) {
 			ioc(write, 16, unsafe.Sizeof(btrfs_ioctl_defrag_range_args{}))},
 		{"BTRFS_IOC_TREE_SEARCH_V2", btrfsIocTreeSearchV2,
 			ioc(read|write, 17, unsafe.Sizeof(btrfs_ioctl_search_args_v2{}))},
+		{"BTRFS_IOC_WAIT_SYNC", btrfsIocWaitSync, ioc(write, 22, 8)},
+		{"BTRFS_IOC_START_SYNC", btrfsIocStartSync, ioc(read, 24, 8)},
 		{"BTRFS_IOC_FS_INFO", btrfsIocFsInfo,
 			ioc(read, 31, unsafe.Sizeof(btrfs_ioctl_fs_info_args{}))},
 		{"BTRFS_IOC_LOGICAL_INO_V2", btrfsIocLogicalInoV2,
