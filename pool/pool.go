@@ -207,6 +207,7 @@ type Registry struct {
 	// writing is passed to every store as volume.Hooks.Writing.
 	writing func(op, vid string) (done func())
 	sched   *Scheduler
+	indexes indexAccount // of every pool's dedup index
 }
 
 // NewRegistry returns an empty registry. writing, which may be nil, is
@@ -240,6 +241,7 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched}
+	p.index.account = &r.indexes
 	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Writing: r.writing})
 	if err != nil {
 		return nil, err

@@ -62,6 +62,8 @@ func run() error {
 	}
 	pools := pool.NewRegistry(log, writing)
 	defer pools.Close()
+	pools.SetIndexSizes(indexSizes(cfg))
+	limitMemory(pools, log)
 	status := newDaemonStatus(pools, log)
 	sched := pool.NewScheduler(pool.SchedulerConfig{
 		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
@@ -139,4 +141,19 @@ func poolZstdLevels(cfg config.Config) map[string]int {
 		}
 	}
 	return levels
+}
+
+// indexSizes collects the configured dedup index sizes, global and per
+// pool by directory; 0 leaves an index sized for its pool's filesystem.
+func indexSizes(cfg config.Config) pool.IndexSizes {
+	s := pool.IndexSizes{Pools: map[string]uint64{}}
+	if cfg.IndexSize != nil {
+		s.Default = uint64(*cfg.IndexSize)
+	}
+	for dir, o := range cfg.Pools {
+		if o.IndexSize != nil {
+			s.Pools[dir] = uint64(*o.IndexSize)
+		}
+	}
+	return s
 }

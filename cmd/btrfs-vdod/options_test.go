@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/config"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -108,5 +110,27 @@ func TestPoolZstdLevels(t *testing.T) {
 	got := poolZstdLevels(cfg)
 	if len(got) != 1 || got["/var/lib/qubes-vdo"] != 9 {
 		t.Fatalf("poolZstdLevels = %v", got)
+	}
+}
+
+func TestIndexSizes(t *testing.T) {
+	global, own := config.Size(256<<20), config.Size(1<<30)
+	for _, tc := range []struct {
+		name   string
+		global *config.Size
+		want   pool.IndexSizes
+	}{
+		{"sized for the filesystem unless overridden", nil, pool.IndexSizes{Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
+		{"global and override", &global, pool.IndexSizes{Default: 256 << 20, Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
+	} {
+		cfg := config.Default()
+		cfg.IndexSize = tc.global
+		cfg.Pools = map[string]config.PoolOverride{
+			"/var/lib/qubes-vdo": {IndexSize: &own},
+			"/srv/other":         {},
+		}
+		if got := indexSizes(cfg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: indexSizes = %+v, want %+v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -25,10 +25,12 @@ const DefaultPath = "/etc/btrfs-vdo/config.toml"
 // section documents each key; packaging/config.toml lists them with their
 // defaults.
 type Config struct {
-	Socket    string `toml:"socket"`
-	LogLevel  string `toml:"log_level"`
-	IndexSize Size   `toml:"index_size"`
-	ZstdLevel int    `toml:"zstd_level"`
+	Socket   string `toml:"socket"`
+	LogLevel string `toml:"log_level"`
+	// IndexSize is every pool's dedup index size; nil sizes each index
+	// for its pool's filesystem.
+	IndexSize *Size `toml:"index_size"`
+	ZstdLevel int   `toml:"zstd_level"`
 	// JobConcurrency bounds the background jobs running at once, across
 	// all pools.
 	JobConcurrency int      `toml:"job_concurrency"`
@@ -57,11 +59,13 @@ const (
 )
 
 // Bounds of the numeric keys. btrfs accepts zstd levels 1 to 15; an index
-// below 1 MiB would forget new data faster than one commit writes it.
+// below 1 MiB would forget new data faster than one commit writes it, and
+// it is made of 4 KiB buckets.
 const (
 	minZstdLevel      = 1
 	maxZstdLevel      = 15
 	minIndexSize      = 1 << 20
+	indexSizeUnit     = 4 << 10
 	maxJobConcurrency = 64
 )
 
@@ -72,7 +76,6 @@ func Default() Config {
 	return Config{
 		Socket:         api.DefaultSocket,
 		LogLevel:       "info",
-		IndexSize:      128 << 20,
 		ZstdLevel:      3,
 		JobConcurrency: 1,
 		IOPriority:     IOPriorityIdle,
@@ -128,8 +131,10 @@ func (c Config) problems() []problem {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		add(fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel), "log_level")
 	}
-	if msg := checkIndexSize(c.IndexSize); msg != "" {
-		add(msg, "index_size")
+	if c.IndexSize != nil {
+		if msg := checkIndexSize(*c.IndexSize); msg != "" {
+			add(msg, "index_size")
+		}
 	}
 	if msg := checkZstdLevel(c.ZstdLevel); msg != "" {
 		add(msg, "zstd_level")
@@ -172,8 +177,11 @@ func checkZstdLevel(n int) string {
 }
 
 func checkIndexSize(s Size) string {
-	if s < minIndexSize {
+	switch {
+	case s < minIndexSize:
 		return fmt.Sprintf("%s is below the minimum of %s", s, Size(minIndexSize))
+	case s%indexSizeUnit != 0:
+		return fmt.Sprintf("%s is not a multiple of %s", s, Size(indexSizeUnit))
 	}
 	return ""
 }

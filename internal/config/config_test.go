@@ -28,16 +28,19 @@ io_priority = "best-effort"
 battery_policy = "run"
 stop_timeout = "90s"
 `, func(c *Config) {
-			c.Socket, c.LogLevel, c.IndexSize, c.ZstdLevel = "/run/x/d.sock", "debug", 1<<30, 9
+			c.Socket, c.LogLevel, c.IndexSize, c.ZstdLevel = "/run/x/d.sock", "debug", ptr(Size(1<<30)), 9
 			c.JobConcurrency, c.IOPriority, c.BatteryPolicy = 2, "best-effort", "run"
 			c.StopTimeout = Duration(90 * time.Second)
 		}},
-		{"size with unit", `index_size = "2048KiB"`, func(c *Config) { c.IndexSize = 2 << 20 }},
-		{"size with space", `index_size = "2 GiB"`, func(c *Config) { c.IndexSize = 2 << 30 }},
+		{"size with unit", `index_size = "2048KiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 20)) }},
+		{"size with space", `index_size = "2 GiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 30)) }},
 		{"pool override", `
 [pool."/var/lib/qubes-vdo"]
 zstd_level = 12
-`, func(c *Config) { c.Pools["/var/lib/qubes-vdo"] = PoolOverride{ZstdLevel: ptr(12)} }},
+index_size = "64MiB"
+`, func(c *Config) {
+			c.Pools["/var/lib/qubes-vdo"] = PoolOverride{ZstdLevel: ptr(12), IndexSize: ptr(Size(64 << 20))}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +72,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad size unit", `index_size = "1MB"`, []string{`c.toml:1: index_size: "1MB" is not a size`}},
 		{"negative size", `index_size = -1`, []string{`c.toml:1: index_size: -1 is negative`}},
 		{"size too small", `index_size = "4KiB"`, []string{`c.toml:1: index_size: 4KiB is below the minimum of 1MiB`}},
+		{"explicit zero size", `index_size = 0`, []string{`c.toml:1: index_size: 0B is below the minimum of 1MiB`}},
+		{"size not whole buckets", `index_size = 1050000`, []string{`c.toml:1: index_size: 1050000B is not a multiple of 4KiB`}},
+		{"pool size", "[pool.\"/p\"]\nindex_size = \"1KiB\"\n", []string{`c.toml:2: pool."/p".index_size: 1KiB is below the minimum of 1MiB`}},
 		{"relative socket", `socket = "run/s.sock"`, []string{`c.toml:1: socket: "run/s.sock" is not a clean absolute path`}},
 		{"log level", `log_level = "verbose"`, []string{`c.toml:1: log_level: "verbose" is not one of`}},
 		{"no jobs", `job_concurrency = 0`, []string{`c.toml:1: job_concurrency: 0 is not between 1 and 64`}},
@@ -122,8 +128,14 @@ func TestExampleFileShowsDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !reflect.DeepEqual(cfg, Default()) {
-			t.Errorf("%s: %+v, want the defaults %+v", name, cfg, Default())
+		want := Default()
+		if name == "uncommented" {
+			// index_size's default follows each pool's size: the example
+			// shows the size for a 1 TB pool instead.
+			want.IndexSize = ptr(Size(128 << 20))
+		}
+		if !reflect.DeepEqual(cfg, want) {
+			t.Errorf("%s: %+v, want %+v", name, cfg, want)
 		}
 	}
 	fields := reflect.TypeFor[Config]().NumField()

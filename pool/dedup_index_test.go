@@ -1,0 +1,145 @@
+package pool
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
+)
+
+const mib = 1 << 20
+
+func TestIndexSize(t *testing.T) {
+	// A filesystem of known size bounds the default: 32 MiB.
+	mnt := btrfstest.Mount(t, 1<<30)
+	for i, tc := range []struct {
+		name               string
+		global, own, other uint64 // configured sizes; own and other override per pool
+		old                uint64 // size of an index file already there; 0: none
+		want               uint64 // 0: the default for the filesystem
+	}{
+		{name: "default: sized for the filesystem"},
+		{name: "global", global: 8 * mib, want: 8 * mib},
+		{name: "pool override", global: 8 * mib, own: 4 * mib, want: 4 * mib},
+		{name: "only the named pool's override", global: 8 * mib, other: 4 * mib, want: 8 * mib},
+		{name: "override without global", own: 4 * mib, want: 4 * mib},
+		{name: "existing index grows", global: 8 * mib, old: 2 * mib, want: 8 * mib},
+		{name: "existing index shrinks", global: 2 * mib, old: 8 * mib, want: 2 * mib},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(mnt, strconv.Itoa(i))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			idxPath := filepath.Join(dir, StateDir, indexName)
+			const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
+			if tc.old != 0 {
+				writeIndex(t, idxPath, tc.old, hash, addr)
+			}
+			reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			defer reg.Close() // on failure: the mount must be let go
+			pools := map[string]uint64{}
+			if tc.own != 0 {
+				pools[dir] = tc.own
+			}
+			if tc.other != 0 {
+				pools["/elsewhere"] = tc.other
+			}
+			reg.SetIndexSizes(IndexSizes{Default: tc.global, Pools: pools})
+			var reported []uint64
+			reg.OnIndexSized(func(total uint64) { reported = append(reported, total) })
+			p, err := reg.Open("p", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			if want == 0 {
+				fs, _, err := p.Usage()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = dedupindex.DefaultSize(uint64(fs))
+			}
+			f, err := p.dedupIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Size() != want {
+				t.Errorf("index of %d bytes, want %d", f.Size(), want)
+			}
+			if tc.old != 0 && !slices.Contains(f.Lookup(hash), addr) {
+				t.Error("the resized index lost its entry")
+			}
+			if !slices.Equal(reported, []uint64{want}) {
+				t.Errorf("reported %v, want [%d]", reported, want)
+			}
+			if err := reg.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The file on disk holds an index of that size: opening it at
+			// that size neither creates nor converts one.
+			f, how, err := dedupindex.Open(idxPath, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if how != (dedupindex.Opened{}) {
+				t.Errorf("file reopened as %+v, want as it was", how)
+			}
+		})
+	}
+}
+
+// TestIndexSizedReportsTotal: the registry reports the bytes of every
+// open index, across pools, and forgets those of closed ones.
+func TestIndexSizedReportsTotal(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	reg.SetIndexSizes(IndexSizes{Default: 2 * mib, Pools: map[string]uint64{b: 3 * mib}})
+	var reported []uint64
+	reg.OnIndexSized(func(total uint64) { reported = append(reported, total) })
+	open := func(dir string) {
+		t.Helper()
+		p, err := reg.Open("p", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second use finds it open
+			if _, err := p.dedupIndex(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	open(a)
+	open(b)
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open(a)
+	defer reg.Close()
+	if want := []uint64{2 * mib, 5 * mib, 2 * mib}; !slices.Equal(reported, want) {
+		t.Errorf("reported %v, want %v", reported, want)
+	}
+}
+
+// writeIndex leaves an index of size bytes at path holding hash at addr.
+func writeIndex(t *testing.T, path string, size, hash, addr uint64) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := dedupindex.Open(path, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Insert(hash, addr)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
