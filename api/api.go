@@ -235,9 +235,10 @@ type VolumeState struct {
 // directory), a VM (its name, in every pool), or one volume ("POOL:VID").
 // A pool name is known to the daemon once the pool has been used.
 
-// OptimizeArgs queues optimisation of every origin volume in Target. Full
-// also rewrites extents shared with revisions and precaches, and the
-// revisions themselves; otherwise only what is new since the last
+// OptimizeArgs queues optimisation of every origin volume in Target,
+// templates first. Full also rewrites extents shared with revisions and
+// precaches, and the revisions themselves, each file from where the last
+// full pass through it stopped; otherwise only what is new since the last
 // optimisation is examined.
 type OptimizeArgs struct {
 	Target string `json:"target"`
@@ -297,13 +298,14 @@ type OptimiserCounters struct {
 	BytesSaved      int64  `json:"bytes_saved"`
 	SkippedShared   uint64 `json:"skipped_shared"`
 	// The dedup stage's counters, documented in docs/counters.md.
-	DedupTries        uint64 `json:"dedup_tries"`
-	DedupHits         uint64 `json:"dedup_hits"`
-	DedupMisses       uint64 `json:"dedup_misses"`
-	DedupBytesHashed  uint64 `json:"dedup_bytes_hashed"`
-	DedupBytesFreed   uint64 `json:"dedup_bytes_freed"`
-	DedupIoctlMs      int64  `json:"dedup_ioctl_ms"`
-	ZeroBlocksPunched uint64 `json:"zero_blocks_punched"`
+	DedupTries          uint64 `json:"dedup_tries"`
+	DedupHits           uint64 `json:"dedup_hits"`
+	DedupMisses         uint64 `json:"dedup_misses"`
+	DedupBytesHashed    uint64 `json:"dedup_bytes_hashed"`
+	DedupBytesFreed     uint64 `json:"dedup_bytes_freed"`
+	DedupBytesRewritten uint64 `json:"dedup_bytes_rewritten"`
+	DedupIoctlMs        int64  `json:"dedup_ioctl_ms"`
+	ZeroBlocksPunched   uint64 `json:"zero_blocks_punched"`
 }
 
 // StatsArgs asks for space figures of Target ("" for every known pool).

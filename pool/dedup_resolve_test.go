@@ -1,46 +1,174 @@
 package pool
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 )
 
-func TestPoolMapResolve(t *testing.T) {
-	const k = 4096
-	// An uncompressed extent of 64 KiB at 1 MiB, referenced from two
-	// files, the second only in part; a compressed extent of 128 KiB data
-	// stored in 8 KiB just before it, whose block addresses alias it.
-	plain := &mappedExtent{bytenr: 1 << 20, ram: 16 * k, gen: 7, refs: []refLoc{
-		{name: "/p/a.img", offset: 100 * k, extentOffset: 0, length: 16 * k},
-		{name: "/p/b.img", offset: 0, extentOffset: 8 * k, length: 8 * k},
-	}}
-	packed := &mappedExtent{bytenr: 1<<20 - 2*k, ram: 32 * k, gen: 9, compressed: true, refs: []refLoc{
-		{name: "/p/c.img", offset: 40 * k, extentOffset: 0, length: 32 * k},
-	}}
-	m := &poolMap{plain: []*mappedExtent{plain}, packed: []*mappedExtent{packed}}
+// TestResolve: index addresses of uncompressed and compressed blocks lead
+// to every pool file holding them, at the right offset, and to nothing
+// outside the pool's volume files.
+func TestResolve(t *testing.T) {
+	mnt := btrfstest.Mount(t, 1<<30)
+	dir := filepath.Join(mnt, "pool")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer reg.Close()
+	p, err := reg.Open("p", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := func(rel string) string { return filepath.Join(dir, rel) }
+	for _, d := range []string{"appvms/a", "appvms/b"} {
+		if err := os.MkdirAll(path(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	plain := make([]byte, mib)
+	for i := range plain {
+		plain[i] = byte(rng.Uint32())
+	}
+	packed := bytes.Repeat([]byte("compressible text, block after block. "), 128<<10/38+1)[:128<<10]
+
+	// a's image holds plain at 1 MiB; its revision is a reflink; its dirty
+	// image and a file outside the volumes reflink it too.
+	img := path("appvms/a/private.img")
+	writeFile(t, img, 1*mib, plain, false)
+	for _, name := range []string{"appvms/a/private.img.1@2025-01-01T00:00:00Z", "appvms/a/private-dirty.img", "other"} {
+		btrfstest.Reflink(t, img, path(name))
+	}
+	// b's image holds packed, compressed, at 64 KiB.
+	bimg := path("appvms/b/private.img")
+	writeFile(t, bimg, 64<<10, packed, true)
+	syncDir(t, dir)
+	pe, ce := onlyExtentOf(t, img), onlyExtentOf(t, bimg)
+	if ce.Compression == btrfs.CompressNone {
+		t.Fatalf("b's extent %+v is not compressed", ce)
+	}
+
+	r, err := p.newResolver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	var opened []*os.File
+	defer func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}()
+	addr := func(bytenr uint64, compressed bool, eo uint64) uint64 {
+		a, ok := blockAddr(bytenr, compressed, eo)
+		if !ok {
+			t.Fatalf("no address for block %d of extent %d", eo, bytenr)
+		}
+		return a
+	}
+	open := func(name string) (*os.File, error) {
+		f, err := os.Open(name)
+		if err == nil {
+			opened = append(opened, f)
+		}
+		return f, err
+	}
 	for _, tc := range []struct {
 		name string
 		addr uint64
 		want []blockSource
+		data []byte
 	}{
-		{"first block of the plain extent, and the aliasing compressed block", 1 << 20, []blockSource{
-			{path: "/p/a.img", offset: 100 * k, bytenr: 1 << 20, gen: 7},
-			{path: "/p/c.img", offset: 42 * k, bytenr: 1<<20 - 2*k, gen: 9},
-		}},
-		{"first reference that maps the block wins", 1<<20 + 9*k, []blockSource{
-			{path: "/p/a.img", offset: 109 * k, bytenr: 1 << 20, gen: 7},
-			{path: "/p/c.img", offset: 51 * k, bytenr: 1<<20 - 2*k, gen: 9},
-		}},
-		{"compressed extent only", 1<<20 - k, []blockSource{
-			{path: "/p/c.img", offset: 41 * k, bytenr: 1<<20 - 2*k, gen: 9},
-		}},
-		{"past both", 1<<20 + 40*k, nil},
-		{"before both", 4 * k, nil},
+		{"uncompressed block", addr(pe.DiskBytenr, false, 5*blockSize),
+			[]blockSource{{img, 1*mib + 5*blockSize}, {path("appvms/a/private.img.1@2025-01-01T00:00:00Z"), 1*mib + 5*blockSize}},
+			plain[5*blockSize : 6*blockSize]},
+		{"compressed block 0", addr(ce.DiskBytenr, true, 0), []blockSource{{bimg, 64 << 10}}, packed[:blockSize]},
+		{"compressed block 9", addr(ce.DiskBytenr, true, 9*blockSize), []blockSource{{bimg, 64<<10 + 9*blockSize}},
+			packed[9*blockSize : 10*blockSize]},
+		{"nothing there", 4096, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := m.resolve(tc.addr); !slices.Equal(got, tc.want) {
-				t.Errorf("resolve(%d) = %+v, want %+v", tc.addr, got, tc.want)
+			got := r.resolve(tc.addr, open)
+			slices.SortFunc(got, func(a, b blockSource) int { return bytes.Compare([]byte(a.path), []byte(b.path)) })
+			slices.SortFunc(tc.want, func(a, b blockSource) int { return bytes.Compare([]byte(a.path), []byte(b.path)) })
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("resolve = %+v, want %+v", got, tc.want)
+			}
+			for _, src := range got {
+				if b := readAt(t, src.path, src.offset, blockSize); !bytes.Equal(b, tc.data) {
+					t.Errorf("%s at %d holds other bytes", src.path, src.offset)
+				}
 			}
 		})
 	}
+}
+
+func writeFile(t *testing.T, name string, off int64, data []byte, compress bool) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if compress {
+		if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func syncDir(t *testing.T, dir string) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := btrfs.Sync(d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func onlyExtentOf(t *testing.T, name string) btrfs.Extent {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	exts, err := btrfs.Extents(f, 0)
+	if err != nil || len(exts) != 1 {
+		t.Fatalf("extents of %s: %+v, %v; want one", name, exts, err)
+	}
+	return exts[0]
+}
+
+func readAt(t *testing.T, name string, off uint64, n int) []byte {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

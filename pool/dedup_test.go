@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
@@ -196,6 +198,46 @@ func TestDedupPunchesZeroBlocks(t *testing.T) {
 	}
 }
 
+// TestDedupPunchesPreallocated: space preallocated in an image (as
+// mkfs.ext4 leaves it, zeroing with FALLOC_FL_ZERO_RANGE) reads as zeros
+// and is freed like zeros written out.
+func TestDedupPunchesPreallocated(t *testing.T) {
+	h := newOptHarness(t)
+	vid := "appvms/prealloc/private"
+	h.session(vid, func(dirty string) {
+		writeAt(t, dirty, 0, noise(13, 2*mib))
+		f, err := os.OpenFile(dirty, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_ZERO_RANGE, 4*mib, 8*mib); err != nil {
+			t.Fatal(err)
+		}
+	})
+	img := h.path(vid + ".img")
+	info, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := info.Sys().(*syscall.Stat_t).Blocks * 512; used > 2*mib+256<<10 {
+		t.Errorf("image allocates %d bytes for 2 MiB of data and 8 MiB preallocated", used)
+	}
+	got, _ := os.ReadFile(img)
+	if !slices.Equal(got[:2*mib], noise(13, 2*mib)) || !isAllZero(got[2*mib:]) {
+		t.Fatal("image content changed")
+	}
+}
+
+func isAllZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func TestDedupErasesStaleIndexEntry(t *testing.T) {
 	h := newOptHarness(t)
 	other := noise(6, 4*mib)
@@ -338,5 +380,46 @@ func TestCorruptIndexIsSetAside(t *testing.T) {
 	h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
 	if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
 		t.Errorf("counters %+v", c)
+	}
+}
+
+// TestDedupTakesExtentsApart writes new extents only part of which is
+// found elsewhere: the matching blocks must be shared and the rest
+// rewritten, so that the new extent is freed whole and the pool grows by
+// the new data alone.
+func TestDedupTakesExtentsApart(t *testing.T) {
+	known := noise(11, 4*mib)
+	fresh := text("fresh", 4*mib)
+	for _, tc := range []struct {
+		name string
+		// write is the second session's data, as one write at offset 0.
+		write []byte
+		// maxGrowth bounds the pool's growth from it.
+		maxGrowth uint64
+	}{
+		{"known then fresh", slices.Concat(known, fresh), 512 << 10},
+		{"fresh then known", slices.Concat(fresh, known), 512 << 10},
+		{"known inside fresh", slices.Concat(fresh[:2*mib], known, fresh[2*mib:]), 512 << 10},
+		{"repeated within the job", slices.Concat(noise(12, 2*mib), fresh[:mib], noise(12, 2*mib)), 2*mib + 256<<10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			h.session("appvms/work/private", func(dirty string) { writeAt(t, dirty, 8*mib, known) })
+			base := h.poolDisk()
+			h.session("appvms/personal/private", func(dirty string) { writeAt(t, dirty, 0, tc.write) })
+			after := h.poolDisk()
+			c := h.sched.Counters().Dedup
+			t.Logf("pool %d -> %d bytes; counters %+v", base, after, c)
+			if after > base+tc.maxGrowth {
+				t.Errorf("pool grew by %d bytes, more than the %d its new data needs", after-base, tc.maxGrowth)
+			}
+			if c.BytesRewritten == 0 || c.BytesFreed < uint64(len(tc.write))/2 {
+				t.Errorf("the new extent was not taken apart: %+v", c)
+			}
+			got, _ := os.ReadFile(h.path("appvms/personal/private.img"))
+			if !slices.Equal(got[:len(tc.write)], tc.write) {
+				t.Fatal("image content changed")
+			}
+		})
 	}
 }

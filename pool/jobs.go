@@ -24,7 +24,9 @@ type Job struct {
 	// those the newest revision does not reference.
 	DiffRevision bool `json:"diff_revision,omitempty"`
 	// Full also rewrites extents shared with the volume's own revisions and
-	// precache, and works on the revisions too (optimize --full).
+	// precache, and works on the revisions too (optimize --full). It takes
+	// each file from where the last full pass through it stopped (see
+	// fileMark).
 	Full bool `json:"full,omitempty"`
 	// Precache: make the precache when done (the commit left it for us).
 	Precache bool `json:"precache,omitempty"`

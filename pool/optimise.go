@@ -101,28 +101,28 @@ func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) e
 	return nil
 }
 
-// newExtents returns the disk extents (bytenr -> disk bytes) in targets
-// that are at least as new as since: before the job's work, the VM's
-// data; after it, also what the job wrote. Their difference is what the
-// job made, wherever range defrag chose to write it.
-func (p *Pool) newExtents(vid string, targets []string, since uint64) (map[uint64]uint64, error) {
+// newExtents returns the disk extents (bytenr -> disk bytes) in the files
+// that are at least as new as each file's since: before the job's work,
+// the data it is to work on; after it, also what the job wrote. Their
+// difference is what the job made, wherever range defrag chose to write it.
+func (p *Pool) newExtents(vid string, files []fileWork) (map[uint64]uint64, error) {
 	found := map[uint64]uint64{}
 	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
-		for _, name := range targets {
-			f, err := l.Open(name, os.O_RDONLY)
+		for _, fw := range files {
+			f, err := l.Open(fw.name, os.O_RDONLY)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			exts, err := btrfs.Extents(f, since)
+			exts, err := btrfs.Extents(f, fw.since)
 			f.Close()
 			if err != nil {
 				return err
 			}
 			for _, e := range exts {
-				if !e.IsHole() && e.Type == btrfs.ExtentRegular {
+				if !e.IsHole() && e.Type != btrfs.ExtentInline {
 					found[e.DiskBytenr] = e.DiskNumBytes
 				}
 			}
@@ -133,62 +133,112 @@ func (p *Pool) newExtents(vid string, targets []string, since uint64) (map[uint6
 }
 
 // optimiseVolume runs job on the volume's clean image and, for a full
-// job, its revisions. progress is told the logical bytes done.
+// job, its revisions, one file after the other. A full job marks each
+// file done as it finishes it, so that, interrupted, it resumes at the
+// next. progress is told the logical bytes done.
 func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) (res Result, err error) {
-	targets, err := p.jobTargets(job)
+	files, err := p.planFiles(job)
 	if err != nil {
 		return res, err
 	}
-	var plan []workItem
-	var total uint64
-	for _, target := range targets {
-		items, err := p.findWork(job, target)
-		if err != nil {
-			return res, err
-		}
-		for _, it := range items {
-			total += it.length
-		}
-		plan = append(plan, items...)
-	}
 	failpoint.Hit("optimise.after-plan")
-	initial, err := p.newExtents(job.VID, targets, job.Since)
+	initial, err := p.newExtents(job.VID, files)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if settleErr := p.settle(o, job, targets, initial, &res); err == nil {
+		if settleErr := p.settle(o, job, files, initial, &res); err == nil {
 			err = settleErr
 		}
 	}()
-	// Dedup first, so that compression rewrites only what stays unique.
-	if err := o.dedupStage(ctx, p, job, &res, false); err != nil {
-		return res, err
+	t := &tally{report: progress}
+	for _, fw := range files {
+		for _, it := range fw.items {
+			t.total += it.length
+		}
 	}
-	var done uint64
-	for _, it := range plan {
-		if err := ctx.Err(); err != nil {
+	for _, fw := range files {
+		if err := p.optimiseFile(ctx, o, job, fw, &res, t); err != nil {
 			return res, err
 		}
-		var r Result
-		err := p.Volumes.Locked(job.VID, "optimise", func(l *volume.Locked) error {
-			if running, err := l.Running(); err != nil || running {
-				return errors.Join(err, errHeld)
+		if job.Full {
+			if err := p.markProcessed(job.VID, fw, files); err != nil {
+				return res, err
 			}
-			var err error
-			r, err = o.compressRange(l, it)
+		}
+	}
+	return res, nil
+}
+
+// tally counts a job's logical bytes done out of those planned.
+type tally struct {
+	done, total uint64
+	report      func(done, total uint64)
+}
+
+func (t *tally) add(n uint64) {
+	t.done += n
+	t.report(t.done, t.total)
+}
+
+// planFiles finds the work in each file the job covers.
+func (p *Pool) planFiles(job Job) ([]fileWork, error) {
+	targets, err := p.jobTargets(job)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]fileWork, len(targets))
+	for i, target := range targets {
+		if files[i], err = p.findWork(job, target); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// optimiseFile works on one file: the clean image goes through dedup,
+// compression and dedup again; a revision through compression only, as
+// the dedup stage reads the clean image alone.
+func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
+	// The dedup stage lists the clean image's extents from job.Since.
+	job.Since = fw.since
+	if fw.clean {
+		// Dedup first, so that compression rewrites only what stays unique.
+		if err := o.dedupStage(ctx, p, job, res, false); err != nil {
 			return err
-		})
+		}
+	}
+	for _, it := range fw.items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := p.compressItem(o, job.VID, it)
 		res.add(r)
 		if err != nil {
-			return res, err
+			return err
 		}
-		done += it.length
-		progress(done, total)
+		t.add(it.length)
 		failpoint.Hit("optimise.between-chunks")
 	}
-	err = o.dedupStage(ctx, p, job, &res, true)
-	return res, err
+	if fw.clean {
+		return o.dedupStage(ctx, p, job, res, true)
+	}
+	return nil
+}
+
+// compressItem compresses one chunk under the volume's lock, unless the
+// volume started.
+func (p *Pool) compressItem(o *optimiser, vid string, it workItem) (Result, error) {
+	var r Result
+	err := p.Volumes.Locked(vid, "optimise", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		var err error
+		r, err = o.compressRange(l, it)
+		return err
+	})
+	return r, err
 }
 
 // jobTargets names the files a job works on: the clean image, and for a
@@ -212,6 +262,17 @@ func (p *Pool) jobTargets(job Job) ([]string, error) {
 	return targets, err
 }
 
+// fileWork is the work a job plans in one of the volume's files.
+type fileWork struct {
+	name  string
+	clean bool   // the clean image, which the dedup stage reads too
+	ino   uint64 // the file planned, so that a replacement is not marked done
+	// since is the generation from which the file's extents are new for
+	// the job: see sinceFor.
+	since uint64
+	items []workItem
+}
+
 // workItem is one contiguous file range of target to compress.
 type workItem struct {
 	target         string
@@ -224,8 +285,9 @@ type workItem struct {
 
 // findWork lists target's uncompressed extents that job covers, cut into
 // chunks. Cost grows with the number of new extents: the search visits
-// only the file's items newer than job.Since.
-func (p *Pool) findWork(job Job, target string) ([]workItem, error) {
+// only the file's items newer than the file's since.
+func (p *Pool) findWork(job Job, target string) (fileWork, error) {
+	fw := fileWork{name: target}
 	var exts []btrfs.Extent
 	var until uint64
 	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
@@ -239,40 +301,44 @@ func (p *Pool) findWork(job Job, target string) ([]workItem, error) {
 		if err := btrfs.Sync(f); err != nil {
 			return err
 		}
-		if target == l.Clean() {
+		fw.clean = target == l.Clean()
+		if fw.clean {
 			if err := markCompressible(l, f); err != nil {
 				return err
 			}
 		}
+		if fw.ino, err = inodeOf(f); err != nil {
+			return err
+		}
+		fw.since = p.sinceFor(job, target, fw.ino)
 		if until, err = btrfs.Generation(f); err != nil {
 			return err
 		}
-		if exts, err = btrfs.Extents(f, job.Since); err != nil {
+		if exts, err = btrfs.Extents(f, fw.since); err != nil {
 			return err
 		}
-		if job.DiffRevision && target == l.Clean() {
+		if job.DiffRevision && fw.clean {
 			exts, err = notInNewestRevision(l, exts)
 		}
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fw, err
 	}
-	var items []workItem
 	for _, e := range exts {
-		if !compressible(e, job) {
+		if !compressible(e) {
 			continue
 		}
 		for off := e.Offset; off < e.Offset+e.Length; off += chunkBytes {
 			n := min(chunkBytes, e.Offset+e.Length-off)
-			if k := len(items) - 1; k >= 0 && items[k].offset+items[k].length == off && items[k].length+n <= chunkBytes {
-				items[k].length += n
+			if k := len(fw.items) - 1; k >= 0 && fw.items[k].offset+fw.items[k].length == off && fw.items[k].length+n <= chunkBytes {
+				fw.items[k].length += n
 				continue
 			}
-			items = append(items, workItem{target: target, offset: off, length: n, since: job.Since, until: until})
+			fw.items = append(fw.items, workItem{target: target, offset: off, length: n, since: fw.since, until: until})
 		}
 	}
-	return items, nil
+	return fw, nil
 }
 
 // markCompressible clears the NOCOMPRESS flag btrfs sets on a file after
@@ -294,10 +360,9 @@ func markCompressible(l *volume.Locked, img *os.File) error {
 	return btrfs.SetCompressionProperty(dir, "zstd")
 }
 
-// compressible: regular, written, not yet compressed, and new for this job.
-func compressible(e btrfs.Extent, job Job) bool {
-	return e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone &&
-		e.Generation >= job.Since
+// compressible: regular, written and not yet compressed.
+func compressible(e btrfs.Extent) bool {
+	return e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone
 }
 
 // notInNewestRevision keeps the extents the newest revision does not
@@ -532,7 +597,7 @@ func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
 }
 
 // settle measures what the job freed; see optimiser.settle.
-func (p *Pool) settle(o *optimiser, job Job, targets []string, initial map[uint64]uint64, res *Result) error {
+func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
 	dir, err := os.Open(p.Volumes.Dir())
 	if err != nil {
 		return err
@@ -541,7 +606,7 @@ func (p *Pool) settle(o *optimiser, job Job, targets []string, initial map[uint6
 	if err := btrfs.Sync(dir); err != nil {
 		return err
 	}
-	now, err := p.newExtents(job.VID, targets, job.Since)
+	now, err := p.newExtents(job.VID, files)
 	if err != nil {
 		return err
 	}

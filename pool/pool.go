@@ -253,6 +253,9 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	if err := os.RemoveAll(p.tmpDir()); err != nil {
 		r.log.Warn("cannot remove leftover compressed copies", "pool", name, "err", err)
 	}
+	if err := p.forgetRemoved(); err != nil {
+		r.log.Warn("cannot drop what full passes did in removed volumes", "pool", name, "err", err)
+	}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
 	if p.sched != nil {

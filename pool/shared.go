@@ -108,8 +108,8 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	return res, nil
 }
 
-// volumeRefs maps every disk extent of the volume's image, revisions and
-// precache to the items referencing it.
+// volumeRefs maps every disk extent (written or preallocated) of the
+// volume's image, revisions and precache to the items referencing it.
 func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
 	names, err := l.Revisions()
 	if err != nil {
@@ -130,7 +130,7 @@ func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
 			return nil, err
 		}
 		for _, e := range exts {
-			if e.Type == btrfs.ExtentRegular && !e.IsHole() {
+			if e.Type != btrfs.ExtentInline && !e.IsHole() {
 				refs[e.DiskBytenr] = append(refs[e.DiskBytenr], refLoc{name: name, offset: e.Offset, extentOffset: e.ExtentOffset, length: e.Length})
 			}
 		}

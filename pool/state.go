@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,11 +25,14 @@ const stateFile = "state.json"
 const stateVersion = 1
 
 // state is what must survive a daemon restart: the generation at which
-// each running origin volume started, and the optimiser jobs not done.
+// each running origin volume started, the optimiser jobs not done, and
+// how far full passes got through each file.
 type state struct {
 	Version int               `json:"version"`
 	Started map[string]uint64 `json:"started"` // vid -> fs generation at start
 	Jobs    []Job             `json:"jobs"`
+	// Processed: vid -> file name -> the full pass's mark on that file.
+	Processed map[string]map[string]fileMark `json:"processed,omitempty"`
 }
 
 // stateStore keeps a pool's state in memory and on disk.
@@ -61,12 +65,16 @@ func openState(poolDir string) (*stateStore, error) {
 	if st.Started == nil {
 		st.Started = map[string]uint64{}
 	}
+	if st.Processed == nil {
+		st.Processed = map[string]map[string]fileMark{}
+	}
 	s.st = st
 	return s, nil
 }
 
 func emptyState() state {
-	return state{Version: stateVersion, Started: map[string]uint64{}, Jobs: []Job{}}
+	return state{Version: stateVersion, Started: map[string]uint64{}, Jobs: []Job{},
+		Processed: map[string]map[string]fileMark{}}
 }
 
 // update changes the state with fn and writes it durably before
@@ -110,9 +118,13 @@ func (s *stateStore) read() state {
 }
 
 func (st state) clone() state {
-	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...)}
+	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
+		Processed: map[string]map[string]fileMark{}}
 	for k, v := range st.Started {
 		c.Started[k] = v
+	}
+	for vid, marks := range st.Processed {
+		c.Processed[vid] = maps.Clone(marks)
 	}
 	return c
 }

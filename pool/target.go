@@ -1,9 +1,11 @@
 package pool
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -61,7 +63,8 @@ func (r *Registry) find(name string) (*Pool, error) {
 	return nil, fmt.Errorf("no pool named %q is known to the daemon (use its directory): %w", name, fs.ErrNotExist)
 }
 
-// volumesOf lists the volumes of pools, only the VM's when vm is set.
+// volumesOf lists the volumes of pools, only the VM's when vm is set, in
+// the order a pass over them should take: see passOrder.
 func volumesOf(pools []*Pool, vm string) ([]VolumeIn, error) {
 	var out []VolumeIn
 	for _, p := range pools {
@@ -76,5 +79,21 @@ func volumesOf(pools []*Pool, vm string) ([]VolumeIn, error) {
 			}
 		}
 	}
+	slices.SortStableFunc(out, func(a, b VolumeIn) int { return cmp.Compare(passRank(a.VID), passRank(b.VID)) })
 	return out, nil
+}
+
+// passOrder is the order of a pass over many volumes, by vid prefix and
+// across pools: templates first, so that the AppVMs' copies of template
+// data find the templates' blocks in the dedup index; then AppVMs; then
+// anything else.
+var passOrder = []string{"vm-templates/", "appvms/"}
+
+func passRank(vid string) int {
+	for i, prefix := range passOrder {
+		if strings.HasPrefix(vid, prefix) {
+			return i
+		}
+	}
+	return len(passOrder)
 }

@@ -173,6 +173,19 @@ def compressible(seed, size):
     return (line * (size // len(line) + 1))[:size]
 
 
+def numbered_text(seed, size):
+    """size bytes of text in numbered lines: it compresses well, and no
+    4 KiB block repeats, so dedup finds nothing in it."""
+    out, i = [], 0
+    total = 0
+    while total < size:
+        line = f"{seed} line {i}: the quick brown fox jumps over the lazy dog\n".encode()
+        out.append(line)
+        total += len(line)
+        i += 1
+    return b"".join(out)[:size]
+
+
 def pattern(seed, size):
     """size bytes that compress poorly and differ per seed."""
     out = bytearray()

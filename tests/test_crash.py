@@ -74,6 +74,8 @@ SCENARIOS = [
     Scenario("optimise.before-precache", "compressible", "stop"),
     Scenario("optimise.after-compressed-copy", "legacy", "optimize"),
     Scenario("optimise.after-dedupe", "legacy", "optimize"),
+    Scenario("dedup.after-rewrite-copy", "legacy-repeats", "optimize"),
+    Scenario("dedup.after-take-apart", "legacy-repeats", "optimize"),
     Scenario("state.after-temp-write", "running", "stop"),
     Scenario("state.after-rename", "running", "stop"),
 ]
@@ -254,15 +256,16 @@ class Crash(IntegrationCase):
         world.allowed["appvms/clone/private"] = {harness.sha256(self.clean("appvms/clone/private")),
                                                  harness.sha256(self.clean("appvms/work/private"))}
 
-    def arm_legacy(self, world):
+    def arm_legacy(self, world, data=None):
         """A volume as another driver left it: image, revision and precache
-        sharing uncompressed extents, which only the shared path compresses."""
+        sharing uncompressed extents of distinct blocks, which only the
+        shared path compresses."""
         vdir = self.path("appvms", "old")
         os.makedirs(vdir)
         img = os.path.join(vdir, "private.img")
         with open(img, "wb") as f:
             f.truncate(64 * MiB)
-            f.write(harness.compressible("old", 16 * MiB))
+            f.write(data or harness.numbered_text("old", 16 * MiB))
         for name in ("private.img.1@2025-01-01T00:00:00Z", "private-precache.img"):
             harness.run("cp", "--reflink=always", "--preserve=timestamps", img, os.path.join(vdir, name))
         old = fakes.FakeVM(self.app, "old", template=world.vms["fedora"], volume_config=fakes.APPVM_VOLUMES,
@@ -271,6 +274,11 @@ class Crash(IntegrationCase):
         old.init_storage()
         world.vms["old"] = old
         world.target = "old"
+
+    def arm_legacy_repeats(self, world):
+        """The same, holding blocks repeated within it: the dedup stage
+        takes those extents apart, rewriting what does not repeat."""
+        self.arm_legacy(world, harness.compressible("old", 16 * MiB))
 
     # -- operations that meet the failpoint ---------------------------------
 

@@ -95,7 +95,9 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	}
 	fmt.Fprintln(w, "Bytes freed: compsize's disk usage of the pool's volume files before the pass minus after it.")
 	fmt.Fprintln(w, "Sharing kept: bytes of each image in the same extents as its newest revision, summed over volumes,")
-	fmt.Fprintln(w, "after the pass over before it. Changed bytes: the updated image's data not shared with its revision.")
+	fmt.Fprintln(w, "after the pass over before it; preallocated ranges hold no data and are not counted (punched from")
+	fmt.Fprintln(w, "image and revision alike, they stay identical). Changed bytes: the updated image's data not shared")
+	fmt.Fprintln(w, "with its revision.")
 	fmt.Fprintln(w, "Caches are dropped before each pass. duperemove: its own rusage (CPU, maxrss, inblock); btrfs-vdo:")
 	fmt.Fprintln(w, "the daemon's /proc figures (CPU with the CLI's, read_bytes, VmHWM reset at the pass's start).")
 }

@@ -32,8 +32,12 @@ func optimize(c *client.Client, args []string, stdout, stderr io.Writer) error {
 Compress the volumes of TARGET in the background without unsharing any
 extent, and wait until it is done (a progress bar on a terminal, progress
 lines otherwise). TARGET is a pool's name or directory, a VM's name, or
-POOL:VID. Without --full only data not yet optimised is examined.
-Interrupted work resumes when the daemon restarts.
+POOL:VID; templates go first. Without --full only data not yet optimised
+is examined. Interrupted work resumes when the daemon restarts. --full
+remembers how far it got in each file: interrupted, it resumes at the
+file it was working on, and run again it reads only what was written
+into each file since; a file replaced since (a commit, a revert) is read
+whole.
 
 `)
 		fs.PrintDefaults()
@@ -192,9 +196,9 @@ recently finished ones and the totals since the daemon started.
 	fmt.Fprintf(stdout, "\nsince start: %d jobs done, %d failed; examined %s, compressed %s, saved %s, left shared %s\n",
 		k.JobsDone, k.JobsFailed, humanBytes(int64(k.BytesExamined)), humanBytes(int64(k.BytesCompressed)),
 		humanBytes(k.BytesSaved), humanBytes(int64(k.SkippedShared)))
-	fmt.Fprintf(stdout, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, %d ms in dedupe, %d zero blocks punched\n",
+	fmt.Fprintf(stdout, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, %d ms in dedupe, %d zero blocks punched\n",
 		k.DedupTries, k.DedupHits, k.DedupMisses, humanBytes(int64(k.DedupBytesHashed)),
-		humanBytes(int64(k.DedupBytesFreed)), k.DedupIoctlMs, k.ZeroBlocksPunched)
+		humanBytes(int64(k.DedupBytesFreed)), humanBytes(int64(k.DedupBytesRewritten)), k.DedupIoctlMs, k.ZeroBlocksPunched)
 	return nil
 }
 

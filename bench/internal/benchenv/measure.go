@@ -99,7 +99,9 @@ func compsize(ctx context.Context, dirs []string) (disk, uncompressed, reference
 }
 
 // extents lists the data extents of the file at path written at or after
-// generation gen (0: all), leaving out holes and inline data.
+// generation gen (0: all), leaving out holes, inline data and
+// preallocated ranges: those hold no data, so sharing them or punching
+// them from every file alike changes nothing a revert would read.
 func extents(path string, gen uint64) ([]btrfs.Extent, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -112,7 +114,7 @@ func extents(path string, gen uint64) ([]btrfs.Extent, error) {
 	}
 	out := all[:0]
 	for _, e := range all {
-		if e.DiskBytenr != 0 && e.Type != btrfs.ExtentInline {
+		if e.DiskBytenr != 0 && e.Type == btrfs.ExtentRegular {
 			out = append(out, e)
 		}
 	}

@@ -1,0 +1,495 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// extentPlan is the first pass's verdict on one new extent of the image.
+type extentPlan struct {
+	dataExtent
+	pieces []int // into deduper.pieces, in file order
+	// saved counts the bytes matched elsewhere or zero; rest those to
+	// rewrite so that the extent is freed whole.
+	saved, rest uint64
+	// forced: a later block of the job was matched to this extent's data,
+	// so it must be rewritten (before that block is deduplicated) or the
+	// extent would stay pinned by the match.
+	forced bool
+	// hashes of the extent's blocks, to index if it is kept, when index.
+	hashes []indexEntry
+	index  bool
+	// dests are the volume's files referencing the extent, all changed
+	// together; nil when the extent is kept.
+	dests   []string
+	decided bool
+}
+
+type indexEntry struct{ hash, addr uint64 }
+
+// remember keeps the hash of the block at offset eo into the extent, to
+// index it if the extent is kept.
+func (pl *extentPlan) remember(hash, eo uint64) {
+	if !pl.index {
+		return
+	}
+	if addr, ok := blockAddr(pl.bytenr, pl.compressed, eo); ok {
+		pl.hashes = append(pl.hashes, indexEntry{hash, addr})
+	}
+}
+
+// piece is a window of at most chunkBytes of one item of an extent: what
+// is read, and later changed, under the volume's lock at a time.
+type piece struct {
+	plan  int
+	item  btrfs.Extent // clipped to the window
+	runs  []run
+	zeros []span
+	rest  []span
+}
+
+// runPass takes apart those of exts that hold data found elsewhere, in
+// two walks over them under the volume's lock a window at a time: one
+// reads and matches every block, the other deduplicates, punches and
+// rewrites. Reading everything first lets a block be matched to an
+// earlier block of the job, whose extent is then rewritten too. It
+// returns the plans, whose dests tell which extents were taken apart.
+func (d *deduper) runPass(ctx context.Context, o *optimiser, job Job, exts []dataExtent, index func(*extentPlan) bool) ([]extentPlan, error) {
+	d.cut(exts, index)
+	d.local = map[uint64]localBlock{}
+	defer func() { d.local, d.pieces, d.spans = nil, nil, nil }()
+	var ino uint64
+	for _, batch := range d.batches() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
+			for _, i := range batch {
+				if err := d.scan(img, i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, batch := range d.batches() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
+			return d.apply(l, img, o, batch)
+		})
+		if errors.Is(err, errImageReplaced) {
+			d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	plans := d.plans
+	d.plans = nil
+	return plans, nil
+}
+
+// firstPass runs on the data the VM wrote. Of the extents it keeps, it
+// indexes the compressed ones and leaves the others to the final pass:
+// compression is to rewrite them, which changes their addresses.
+func (d *deduper) firstPass(ctx context.Context, o *optimiser, job Job) error {
+	exts, err := d.imageExtents(job)
+	if err != nil {
+		return err
+	}
+	plans, err := d.runPass(ctx, o, job, exts, func(pl *extentPlan) bool { return pl.compressed })
+	for i := range plans {
+		pl := &plans[i]
+		switch {
+		case pl.dests != nil:
+		case pl.compressed:
+			d.insert(pl.hashes)
+		default:
+			d.unindexed[pl.bytenr] = true
+		}
+	}
+	return err
+}
+
+// finalPass runs on what the compression stage wrote and on what the
+// first pass left unindexed, and indexes every extent it keeps. The
+// first pass's rewrites are indexed already.
+func (d *deduper) finalPass(ctx context.Context, o *optimiser, job Job) error {
+	all, err := d.imageExtents(job)
+	if err != nil {
+		return err
+	}
+	var exts []dataExtent
+	for _, de := range all {
+		if _, made := o.created[de.bytenr]; (made && !d.rewritten[de.bytenr]) || d.unindexed[de.bytenr] {
+			exts = append(exts, de)
+		}
+	}
+	plans, err := d.runPass(ctx, o, job, exts, func(*extentPlan) bool { return true })
+	for i := range plans {
+		if plans[i].dests == nil {
+			d.insert(plans[i].hashes)
+		}
+	}
+	return err
+}
+
+// errImageReplaced: the clean image is another file than when the job
+// read it (a revert or an import): what was read no longer applies.
+var errImageReplaced = errors.New("clean image replaced")
+
+// onImage runs fn under the volume's lock with the clean image open for
+// writing, unless the volume started. ino is the image's inode, set on
+// the first call and checked on the next.
+func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDest) error) error {
+	return d.p.Volumes.Locked(job.VID, "dedup", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		f, err := l.Open(l.Clean(), os.O_RDWR)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, err := inodeOf(f)
+		if err != nil {
+			return err
+		}
+		if *ino == 0 {
+			*ino = n
+		} else if *ino != n {
+			return errImageReplaced
+		}
+		return fn(l, dedupDest{f: f, path: l.Path(l.Clean())})
+	})
+}
+
+// cut makes a plan for each extent and cuts its items into pieces.
+// index tells which plans keep their blocks' hashes, to index them if
+// the extent is kept.
+func (d *deduper) cut(exts []dataExtent, index func(*extentPlan) bool) {
+	d.plans = make([]extentPlan, len(exts))
+	d.spans = make([]diskSpan, 0, len(exts))
+	d.pieces = nil
+	for i, de := range exts {
+		d.plans[i].dataExtent = de
+		d.plans[i].index = index(&d.plans[i])
+		d.spans = append(d.spans, diskSpan{de.bytenr, de.bytenr + max(de.diskBytes, blockSize)})
+		for _, it := range de.items {
+			for off := uint64(0); off < it.Length; off += chunkBytes {
+				pc := it
+				pc.Offset += off
+				pc.ExtentOffset += off
+				pc.Length = min(chunkBytes, it.Length-off)
+				d.plans[i].pieces = append(d.plans[i].pieces, len(d.pieces))
+				d.pieces = append(d.pieces, piece{plan: i, item: pc})
+			}
+		}
+	}
+	slices.SortFunc(d.spans, func(a, b diskSpan) int { return cmp.Compare(a.start, b.start) })
+}
+
+// batches groups the pieces, in order, into batches of about chunkBytes.
+func (d *deduper) batches() [][]int {
+	var out [][]int
+	var size uint64
+	for i, pc := range d.pieces {
+		if len(out) == 0 || size+pc.item.Length > chunkBytes {
+			out, size = append(out, nil), 0
+		}
+		out[len(out)-1] = append(out[len(out)-1], i)
+		size += pc.item.Length
+	}
+	return out
+}
+
+// scan reads piece i from the image, hashes its blocks and sorts them into
+// runs found elsewhere, zeros, and the rest.
+func (d *deduper) scan(img dedupDest, i int) error {
+	pc := &d.pieces[i]
+	pl := &d.plans[pc.plan]
+	it := pc.item
+	data := make([]byte, it.Length)
+	if n, err := img.f.ReadAt(data, int64(it.Offset)); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
+		return fmt.Errorf("read %s at %d: %w", img.path, it.Offset, err)
+	}
+	for b := 0; b < len(data); {
+		off := it.Offset + uint64(b)
+		if b+blockSize > len(data) {
+			// A partial block ends the file: it is only kept.
+			pc.rest = addSpan(pc.rest, off, uint64(len(data)-b))
+			pl.rest += uint64(len(data) - b)
+			break
+		}
+		blk := data[b : b+blockSize]
+		if isZero(blk) {
+			pc.zeros = addSpan(pc.zeros, off, blockSize)
+			pl.saved += blockSize
+			b += blockSize
+			continue
+		}
+		h := dedupindex.HashBlock(blk)
+		d.stats.BytesHashed += blockSize
+		eo := it.ExtentOffset + uint64(b)
+		r, err := d.findRun(img, h, off, data[b:])
+		if err != nil {
+			return err
+		}
+		if r.length == 0 {
+			pc.rest = addSpan(pc.rest, off, blockSize)
+			pl.rest += blockSize
+			pl.remember(h, eo)
+			if _, ok := d.local[h]; !ok && len(d.local) < maxLocalBlocks {
+				d.local[h] = localBlock{offset: off, plan: pc.plan}
+			}
+			b += blockSize
+			continue
+		}
+		pc.runs = append(pc.runs, r)
+		pl.saved += uint64(r.length)
+		pl.remember(h, eo)
+		for k := blockSize; pl.index && k < r.length; k += blockSize {
+			d.stats.BytesHashed += blockSize
+			pl.remember(dedupindex.HashBlock(data[b+k:b+k+blockSize]), eo+uint64(k))
+		}
+		b += r.length
+	}
+	return nil
+}
+
+// apply carries out the batch's pieces of the extents worth taking apart:
+// for each, the rest is rewritten compressed first, then the runs are
+// deduplicated and the zeros punched, in every file referencing the
+// extent. A run's source within the job lies in an earlier piece, or in
+// this piece's rest, so it has been rewritten by then.
+func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []int) error {
+	ino, err := inodeOf(img.f)
+	if err != nil {
+		return err
+	}
+	open := map[string]dedupDest{l.Clean(): img}
+	defer func() {
+		for name, dst := range open {
+			if name != l.Clean() {
+				dst.f.Close()
+			}
+		}
+	}()
+	for _, i := range batch {
+		pc := &d.pieces[i]
+		pl := &d.plans[pc.plan]
+		if !pl.decided {
+			if err := d.decide(l, img, ino, pl); err != nil {
+				return err
+			}
+		}
+		if pl.dests == nil {
+			continue
+		}
+		dests := make([]dedupDest, 0, len(pl.dests))
+		for _, name := range pl.dests {
+			dst, ok := open[name]
+			if !ok {
+				f, err := l.Open(name, os.O_RDWR)
+				if err != nil {
+					return err
+				}
+				dst = dedupDest{f: f, path: l.Path(name)}
+				open[name] = dst
+			}
+			dests = append(dests, dst)
+		}
+		if err := d.rewrite(img, dests, pc.rest, o); err != nil {
+			return err
+		}
+		for _, r := range pc.runs {
+			d.dedupe(r, dests)
+		}
+		for _, dst := range dests {
+			if err := d.punch(dst, pc.zeros); err != nil {
+				return err
+			}
+		}
+		d.touched[pl.bytenr] = pl.diskBytes
+		failpoint.Hit("dedup.after-take-apart")
+	}
+	return nil
+}
+
+// decide settles whether pl is taken apart, and if so which files
+// reference it: when some of it is saved and that frees it. It then frees
+// at least as much as it rewrites (the extent holds the rest and more),
+// so the pool never grows.
+func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extentPlan) error {
+	pl.decided = true
+	if pl.saved == 0 && !pl.forced {
+		return nil
+	}
+	dests, err := d.targets(l, img, ino, pl.dataExtent)
+	pl.dests = dests
+	return err
+}
+
+func (d *deduper) insert(entries []indexEntry) {
+	for _, e := range entries {
+		d.idx.Insert(e.hash, e.addr)
+	}
+}
+
+// rewrite writes the image's bytes in spans to a new file that btrfs
+// compresses with zstd, and deduplicates that copy into every one of
+// dests at the spans' offsets. The copy starts one block into its file,
+// so that btrfs never stores it inline, where it could not be shared.
+func (d *deduper) rewrite(img dedupDest, dests []dedupDest, spans []span, o *optimiser) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(d.tmpDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", d.tmpDir, err)
+	}
+	cp, err := os.CreateTemp(d.tmpDir, "rewrite-*")
+	if err != nil {
+		return fmt.Errorf("create compressed copy: %w", err)
+	}
+	defer func() {
+		cp.Close()
+		_ = os.Remove(cp.Name())
+	}()
+	if err := btrfs.SetCompressionProperty(cp, "zstd"); err != nil {
+		return err
+	}
+	var total uint64
+	for _, s := range spans {
+		total += s.length
+	}
+	buf := make([]byte, total)
+	pos := uint64(0)
+	for _, s := range spans {
+		if _, err := img.f.ReadAt(buf[pos:pos+s.length], int64(s.offset)); err != nil {
+			return fmt.Errorf("read %s at %d: %w", img.path, s.offset, err)
+		}
+		pos += s.length
+	}
+	if _, err := cp.WriteAt(buf, blockSize); err != nil {
+		return fmt.Errorf("write compressed copy: %w", err)
+	}
+	failpoint.Hit("dedup.after-rewrite-copy")
+	pos = blockSize
+	for _, s := range spans {
+		targets := make([]btrfs.DedupeDest, len(dests))
+		for i, dst := range dests {
+			targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
+		}
+		if _, err := d.dedupeTimed(cp, pos, s.length, targets); err != nil {
+			return fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
+		}
+		pos += s.length
+	}
+	d.stats.BytesRewritten += total
+	exts, err := btrfs.Extents(cp, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		if e.Type != btrfs.ExtentRegular || e.IsHole() {
+			continue
+		}
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+		d.rewritten[e.DiskBytenr] = true
+		if e.Compression != btrfs.CompressNone {
+			d.compressed += e.Length
+		}
+		// Index the copy's whole blocks where they now lie.
+		for p := e.Offset; p+blockSize <= e.Offset+e.Length && p+blockSize <= blockSize+total; p += blockSize {
+			blk := buf[p-blockSize : p]
+			addr, ok := blockAddr(e.DiskBytenr, e.Compression != btrfs.CompressNone, e.ExtentOffset+p-e.Offset)
+			if ok && !isZero(blk) {
+				d.idx.Insert(dedupindex.HashBlock(blk), addr)
+			}
+		}
+	}
+	return nil
+}
+
+func (d *deduper) dedupeTimed(src *os.File, off, n uint64, dests []btrfs.DedupeDest) ([]uint64, error) {
+	began := time.Now()
+	done, err := btrfs.Dedupe(src, off, n, dests)
+	d.stats.IoctlTime += time.Since(began)
+	return done, err
+}
+
+// dedupe shares the run's source into dests. The kernel compares the
+// bytes again; a refusal (the files' checksum modes differ, a send runs,
+// the source changed) only leaves the extent in place.
+func (d *deduper) dedupe(r run, dests []dedupDest) {
+	src, err := d.source(r.src.path)
+	if err != nil || src == nil {
+		d.p.log.Debug("dedupe source gone", "pool", d.p.Name, "path", r.src.path, "err", err)
+		return
+	}
+	targets := make([]btrfs.DedupeDest, len(dests))
+	for i, dst := range dests {
+		targets[i] = btrfs.DedupeDest{File: dst.f, Offset: r.offset}
+	}
+	done, err := d.dedupeTimed(src, r.src.offset, uint64(r.length), targets)
+	switch {
+	case err != nil:
+		d.p.log.Debug("dedupe refused", "pool", d.p.Name, "err", err)
+	case !r.fromIndex:
+	case slices.Contains(done, 0):
+		d.idx.Erase(r.hash, r.addr)
+	default:
+		d.idx.MarkUseful(r.hash, r.addr)
+	}
+}
+
+// punch turns the zero ranges of dst into holes, keeping its times (the
+// volume's precache and revisions are told apart by mtime). Each range is
+// read again first: only what is still zero is punched.
+func (d *deduper) punch(dst dedupDest, zeros []span) error {
+	if len(zeros) == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dst.f.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", dst.path, err)
+	}
+	buf := make([]byte, chunkBytes)
+	for _, z := range zeros {
+		data := buf[:z.length]
+		if _, err := dst.f.ReadAt(data, int64(z.offset)); err != nil {
+			return fmt.Errorf("read %s at %d: %w", dst.path, z.offset, err)
+		}
+		if !isZero(data) {
+			continue
+		}
+		if err := unix.Fallocate(int(dst.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(z.offset), int64(z.length)); err != nil {
+			return fmt.Errorf("punch hole in %s at %d+%d: %w", dst.path, z.offset, z.length, err)
+		}
+		d.stats.ZeroBlocksPunched += z.length / blockSize
+	}
+	times := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("restore times of %s: %w", dst.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+)
+
+// layOutTakenOver writes a volume as file-reflink leaves it, never seen
+// by the daemon: a clean image of incompressible and compressible data,
+// and a revision sharing all of it but its first 2 MiB. It returns the
+// two files.
+func (h *optHarness) layOutTakenOver(vid string, size int) (img, rev string) {
+	h.t.Helper()
+	if err := os.MkdirAll(filepath.Dir(h.path(vid)), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	img, rev = h.path(vid+".img"), h.path(vid+".img.1@2025-01-01T00:00:00Z")
+	f, err := os.Create(img)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	// Apart, so that the text's extents are whole in both files and can
+	// be compressed without unsharing.
+	for i, data := range [][]byte{noise(1, size/2), text(vid, size/2)} {
+		if _, err := f.WriteAt(data, int64(i*size/2)); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	btrfstest.Reflink(h.t, img, rev)
+	writeAt(h.t, img, 0, noise(2, 2*mib))
+	return img, rev
+}
+
+// fullPass runs optimize --full on vid and returns the job's result.
+func (h *optHarness) fullPass(vid string) pool.Result {
+	h.t.Helper()
+	if err := h.p.Optimise(vid, true); err != nil {
+		h.t.Fatal(err)
+	}
+	h.wait()
+	recent := h.sched.Recent()
+	done := recent[len(recent)-1]
+	if done.VID != vid || done.Err != nil {
+		h.t.Fatalf("last job %+v, want %s done", done, vid)
+	}
+	return done.Result
+}
+
+// rewriteKeepingMtime overwrites part of path in place and puts its mtime
+// back, as a writer outside the daemon may.
+func rewriteKeepingMtime(t *testing.T, path string, off int64, data []byte) {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, path, off, data)
+	if err := os.Chtimes(path, time.Time{}, info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceByCopy puts a reflinked copy, another inode, in place of path.
+func replaceByCopy(t *testing.T, path string) {
+	t.Helper()
+	btrfstest.Reflink(t, path, path+"~")
+	if err := os.Rename(path+"~", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each full pass starts every file where the last one left it: it reads
+// only what was written since, unless the file was replaced.
+func TestFullPassReadsOnlyNewData(t *testing.T) {
+	h := newOptHarness(t)
+	const vid = "appvms/old/private"
+	img, rev := h.layOutTakenOver(vid, 16*mib)
+	steps := []struct {
+		name   string
+		change func()
+		// The bytes the pass's compression stage examines, and at most
+		// those its dedup stage hashes (it reads new data in each of its
+		// two passes).
+		minExamined, maxExamined, maxHashed uint64
+	}{
+		{"first", func() {}, 16 * mib, 32 * mib, 64 * mib},
+		{"nothing new", func() {}, 0, 0, 0},
+		{"written in place", func() { rewriteKeepingMtime(t, img, 4*mib, noise(3, 3*mib)) }, 3 * mib, 3 * mib, 6 * mib},
+		{"image replaced", func() { replaceByCopy(t, img) }, 8 * mib, 32 * mib, 64 * mib},
+		{"nothing new after that", func() {}, 0, 0, 0},
+	}
+	for _, step := range steps {
+		step.change()
+		want := sums(t, []string{img, rev})
+		res := h.fullPass(vid)
+		t.Logf("%s: examined %d, hashed %d", step.name, res.BytesExamined, res.Dedup.BytesHashed)
+		if res.BytesExamined < step.minExamined || res.BytesExamined > step.maxExamined {
+			t.Errorf("%s pass examined %d bytes, want %d to %d", step.name, res.BytesExamined, step.minExamined, step.maxExamined)
+		}
+		if res.Dedup.BytesHashed > step.maxHashed {
+			t.Errorf("%s pass hashed %d bytes, want at most %d", step.name, res.Dedup.BytesHashed, step.maxHashed)
+		}
+		if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
+			t.Fatalf("%s pass changed the volume's content", step.name)
+		}
+	}
+	if z := zstdBytes(measure(t, img)); z < 7*mib {
+		t.Errorf("only %d bytes of the image compressed", z)
+	}
+}
+
+// A full pass cut short resumes at the file it was working on.
+func TestInterruptedFullPassSkipsFinishedFiles(t *testing.T) {
+	// What a finished pass leaves of the revision uncompressed: its 32 MiB
+	// of noise, and what range defrag, best effort, may skip.
+	const leftAlone = 48 * mib
+	h := newOptHarness(t)
+	const vid = "appvms/old/private"
+	img, rev := h.layOutTakenOver(vid, 64*mib)
+	// The revision's own 128 MiB take the pass long enough to stop it there.
+	writeAt(t, rev, 64*mib, text("revision", 128*mib))
+	want := sums(t, []string{img, rev})
+	if err := h.p.Optimise(vid, true); err != nil {
+		t.Fatal(err)
+	}
+	// Past the image's 64 MiB, the pass works on the revision.
+	deadline := time.Now().Add(time.Minute)
+	for !doneBeyond(h.sched.Jobs(), 65*mib) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h.sched.Pause("test")
+	h.close() // the daemon stops mid-revision
+
+	left := uncompressed(t, rev)
+	if left <= leftAlone {
+		t.Fatal("the pass finished before it could be stopped")
+	}
+	h.open()
+	h.wait()
+	recent := h.sched.Recent()
+	if len(recent) != 1 || recent[0].Err != nil {
+		t.Fatalf("resumed jobs %+v", recent)
+	}
+	// Reading the image again would add its 32 MiB that do not compress.
+	// Examined bytes can exceed what was left by a chunk or two, counted
+	// twice when writeback of the chunk before splits its extent while
+	// the chunk's extents are listed.
+	res := recent[0].Result
+	if res.BytesExamined < left || res.BytesExamined > left+16*mib || res.Dedup.BytesHashed != 0 {
+		t.Errorf("resumed pass examined %d bytes and hashed %d, want the %d the revision had left, and nothing of the image",
+			res.BytesExamined, res.Dedup.BytesHashed, left)
+	}
+	if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
+		t.Fatal("the passes changed the volume's content")
+	}
+	if left := uncompressed(t, rev); left > leftAlone {
+		t.Errorf("%d bytes of the revision left uncompressed", left)
+	}
+}
+
+// Marks go with the files and volumes they are about.
+func TestMarksOfRemovedFilesAreDropped(t *testing.T) {
+	h := newOptHarness(t)
+	_, rev := h.layOutTakenOver("appvms/a/private", 4*mib)
+	h.layOutTakenOver("appvms/b/private", 4*mib)
+	h.fullPass("appvms/a/private")
+	h.fullPass("appvms/b/private")
+	want := map[string][]string{
+		"appvms/a/private": {"appvms/a/private.img", "appvms/a/private.img.1@2025-01-01T00:00:00Z"},
+		"appvms/b/private": {"appvms/b/private.img", "appvms/b/private.img.1@2025-01-01T00:00:00Z"},
+	}
+	h.checkMarks(want)
+
+	if err := os.Remove(rev); err != nil {
+		t.Fatal(err)
+	}
+	h.fullPass("appvms/a/private")
+	want["appvms/a/private"] = want["appvms/a/private"][:1]
+	h.checkMarks(want)
+
+	if err := os.RemoveAll(h.path("appvms/b")); err != nil {
+		t.Fatal(err)
+	}
+	h.close()
+	h.open()
+	delete(want, "appvms/b/private")
+	h.checkMarks(want)
+}
+
+// checkMarks compares the files with marks in the pool's state to want.
+func (h *optHarness) checkMarks(want map[string][]string) {
+	h.t.Helper()
+	data, err := os.ReadFile(filepath.Join(h.dir, pool.StateDir, "state.json"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var st struct {
+		Processed map[string]map[string]json.RawMessage `json:"processed"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		h.t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for vid, marks := range st.Processed {
+		for name := range marks {
+			got[vid] = append(got[vid], name)
+		}
+		slices.Sort(got[vid])
+	}
+	if len(got) != len(want) {
+		h.t.Fatalf("marks %v, want %v", got, want)
+	}
+	for vid, names := range want {
+		if !slices.Equal(got[vid], names) {
+			h.t.Fatalf("marks %v, want %v", got, want)
+		}
+	}
+}
+
+func doneBeyond(jobs []pool.JobStatus, n uint64) bool {
+	return len(jobs) == 1 && jobs[0].DoneBytes >= n
+}
+
+// uncompressed sums the logical bytes of path's uncompressed extents.
+func uncompressed(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	exts, err := btrfs.Extents(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, e := range exts {
+		if e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone {
+			n += e.Length
+		}
+	}
+	return n
+}

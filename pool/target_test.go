@@ -1,0 +1,47 @@
+package pool_test
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+)
+
+// A pass over many volumes takes the templates first, across pools.
+func TestResolveOrdersTemplatesFirst(t *testing.T) {
+	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	t.Cleanup(func() { reg.Close() })
+	for _, name := range []string{"a", "b"} {
+		p, err := reg.Open(name, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vid := range []string{"appvms/work/private", "vm-templates/fedora/root"} {
+			if _, err := p.Volumes.Create(spec(vid)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tt := range []struct {
+		target string
+		want   []string
+	}{
+		{"", []string{"vm-templates", "vm-templates", "appvms", "appvms"}},
+		{"a", []string{"vm-templates", "appvms"}},
+	} {
+		vols, err := reg.Resolve(tt.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vols {
+			got = append(got, strings.Split(v.VID, "/")[0])
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Resolve(%q) = %v, want %v", tt.target, got, tt.want)
+		}
+	}
+}
