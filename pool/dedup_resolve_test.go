@@ -52,7 +52,7 @@ func TestResolve(t *testing.T) {
 	// b's image holds packed, compressed, at 64 KiB.
 	bimg := path("appvms/b/private.img")
 	writeFile(t, bimg, 64<<10, packed, true)
-	syncDir(t, dir)
+	btrfstest.Sync(t, dir)
 	pe, ce := onlyExtentOf(t, img), onlyExtentOf(t, bimg)
 	if ce.Compression == btrfs.CompressNone {
 		t.Fatalf("b's extent %+v is not compressed", ce)
@@ -129,18 +129,6 @@ func writeFile(t *testing.T, name string, off int64, data []byte, compress bool)
 		t.Fatal(err)
 	}
 	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func syncDir(t *testing.T, dir string) {
-	t.Helper()
-	d, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := btrfs.Sync(d); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -32,7 +32,7 @@ func inode(t *testing.T, f *os.File) uint64 {
 	return st.Ino
 }
 
-// cloneNew creates name as a reflink of src. Call syncFS before counting
+// cloneNew creates name as a reflink of src. Call btrfstest.Sync before counting
 // references: the extent tree catches up at commit.
 func cloneNew(t *testing.T, name string, src *os.File) *os.File {
 	t.Helper()
@@ -69,7 +69,7 @@ func newRefFixture(t *testing.T, dir string) refFixture {
 	fx.copy1 = cloneNew(t, filepath.Join(dir, "copy1"), fx.orig)
 	fx.copy2 = cloneNew(t, filepath.Join(dir, "copy2"), fx.orig)
 	writeAt(t, fx.orig, randomData(256*kib, 41), 256*kib)
-	syncFS(t, fx.orig)
+	btrfstest.Sync(t, fx.orig.Name())
 	fx.shared = onlyExtent(t, fx.copy1)
 	for _, e := range extents(t, fx.orig, 0) {
 		if e.DiskBytenr != fx.shared.DiskBytenr {
@@ -152,7 +152,7 @@ func TestExtentRefCount(t *testing.T) {
 					t.Fatal(err)
 				}
 				fx.copy2.Close()
-				syncFS(t, fx.orig)
+				btrfstest.Sync(t, fx.orig.Name())
 			},
 			bytenr: fx.shared.DiskBytenr, want: 3,
 		},
@@ -161,7 +161,7 @@ func TestExtentRefCount(t *testing.T) {
 			setup: func(t *testing.T) {
 				writeAt(t, fx.orig, randomData(256*kib, 42), 0)
 				writeAt(t, fx.orig, randomData(512*kib, 43), 512*kib)
-				syncFS(t, fx.orig)
+				btrfstest.Sync(t, fx.orig.Name())
 			},
 			bytenr: fx.shared.DiskBytenr, want: 1,
 		},
@@ -207,7 +207,7 @@ func TestLogicalInodesManyRefs(t *testing.T) {
 		want = append(want, inode(t, f))
 		f.Close()
 	}
-	syncFS(t, src)
+	btrfstest.Sync(t, src.Name())
 	e := onlyExtent(t, src)
 
 	refs, err := btrfs.LogicalInodes(src, e.DiskBytenr)
@@ -241,7 +241,7 @@ func TestLogicalInodesAt(t *testing.T) {
 	writeAt(t, packed, textData(256*kib, 1), 0)
 	// Expose a compressed extent from its second block on.
 	tail := cloneRange(t, filepath.Join(mnt, "tail"), packed, 4*kib, 124*kib)
-	syncFS(t, packed)
+	btrfstest.Sync(t, packed.Name())
 	comp := extents(t, packed, 0)[0]
 	if comp.Compression == btrfs.CompressNone {
 		t.Fatalf("extent %+v not compressed", comp)
@@ -314,7 +314,7 @@ func TestBackrefsAcrossSubvolumes(t *testing.T) {
 	btrfsCmd(t, "subvolume", "create", sub)
 	src := create(t, filepath.Join(mnt, "src"), randomData(mib, 45))
 	dst := cloneNew(t, filepath.Join(sub, "dst"), src)
-	syncFS(t, src)
+	btrfstest.Sync(t, src.Name())
 	e := onlyExtent(t, src)
 	subRoot := rootID(t, sub)
 
@@ -337,7 +337,7 @@ func TestBackrefsAcrossSubvolumes(t *testing.T) {
 	}
 	snap := filepath.Join(mnt, "snap")
 	btrfsCmd(t, "subvolume", "snapshot", sub, snap)
-	syncFS(t, src)
+	btrfstest.Sync(t, src.Name())
 	refs, err = btrfs.LogicalInodes(src, e.DiskBytenr)
 	if err != nil {
 		t.Fatal(err)
@@ -413,30 +413,6 @@ func TestFilesystemID(t *testing.T) {
 }
 
 // The new calls fail cleanly on another filesystem, naming the file.
-func TestBackrefsNotBtrfs(t *testing.T) {
-	tmp := btrfstest.Tmpfs(t)
-	f := create(t, filepath.Join(tmp, "f"), randomData(64*kib, 49))
-	tests := []struct {
-		name string
-		call func(*os.File) error
-	}{
-		{"LogicalInodes", func(f *os.File) error { _, err := btrfs.LogicalInodes(f, mib); return err }},
-		{"ExtentRefCount", func(f *os.File) error { _, err := btrfs.ExtentRefCount(f, mib); return err }},
-		{"InlineDataSize", func(f *os.File) error { _, err := btrfs.InlineDataSize(f); return err }},
-		{"FilesystemID", func(f *os.File) error { _, err := btrfs.FilesystemID(f); return err }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.call(f)
-			if !errors.Is(err, unix.ENOTTY) {
-				t.Fatalf("%s on tmpfs = %v, want ENOTTY", tt.name, err)
-			}
-			if !strings.Contains(err.Error(), f.Name()) {
-				t.Errorf("error %q does not name the file", err)
-			}
-		})
-	}
-}
 
 // btrfsCmd runs the btrfs tool.
 func btrfsCmd(t *testing.T, args ...string) string {

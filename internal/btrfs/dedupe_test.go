@@ -105,7 +105,7 @@ func TestDedupe(t *testing.T) {
 			}
 			c := tt.setup(t, dir)
 			src := openFile(t, c.src)
-			syncFS(t, src)
+			btrfstest.Sync(t, src.Name())
 			sums := make(map[string][32]byte)
 			for _, d := range append(c.dests, btrfs.DedupeDest{File: src}) {
 				sums[d.File.Name()] = checksum(t, d.File)
@@ -143,7 +143,7 @@ func TestDedupe(t *testing.T) {
 			for _, n := range got {
 				saved += n
 			}
-			syncFS(t, src)
+			btrfstest.Sync(t, src.Name())
 			after := usage(t, src, c.dests)
 			if after > before || (saved > 0 && !c.keepsSpace && after >= before) {
 				t.Errorf("disk usage %d -> %d after deduplicating %d bytes", before, after, saved)
@@ -174,7 +174,7 @@ func TestDedupeFreesSpace(t *testing.T) {
 	data := randomData(size, 42)
 	a := create(t, filepath.Join(mnt, "a"), data)
 	b := create(t, filepath.Join(mnt, "b"), data)
-	syncFS(t, a)
+	btrfstest.Sync(t, a.Name())
 	free := func() uint64 {
 		var st unix.Statfs_t
 		if err := unix.Statfs(mnt, &st); err != nil {
@@ -190,7 +190,7 @@ func TestDedupeFreesSpace(t *testing.T) {
 	if !slices.Equal(got, []uint64{size}) {
 		t.Fatalf("deduped %v, want [%d]", got, size)
 	}
-	syncFS(t, a)
+	btrfstest.Sync(t, a.Name())
 	if after := free(); after < before+size*3/4 {
 		t.Errorf("free space %d -> %d, want about %d more", before, after, size)
 	}

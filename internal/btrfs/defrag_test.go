@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 )
 
 // Compressing a range of a reflinked image rewrites that range only: it
@@ -38,7 +39,7 @@ func TestDefragCompress(t *testing.T) {
 			if err := btrfs.Clone(rev, img); err != nil {
 				t.Fatal(err)
 			}
-			syncFS(t, img)
+			btrfstest.Sync(t, img.Name())
 			before := uniqueDiskBytes(extents(t, img, 0), extents(t, rev, 0))
 
 			if !compressRange(t, img, diskAddrs(extents(t, rev, 0)), off, n, tt.level) {

@@ -81,16 +81,8 @@ func Extents(f *os.File, minGeneration uint64) ([]Extent, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := btrfs_ioctl_search_key{
-		tree_id:      0, // the subvolume f is in
-		min_objectid: ino,
-		max_objectid: ino,
-		min_type:     btrfsExtentDataKey,
-		max_type:     btrfsExtentDataKey,
-		max_offset:   math.MaxUint64,
-		min_transid:  minGeneration,
-		max_transid:  math.MaxUint64,
-	}
+	key := fileExtentsKey(ino, 0, math.MaxUint64)
+	key.min_transid = minGeneration
 	buf := newSearchBuf(searchBufSize)
 	var out []Extent
 	for {
@@ -124,22 +116,29 @@ func ExtentAt(f *os.File, off uint64) (Extent, error) {
 	if err != nil {
 		return Extent{}, err
 	}
-	key := btrfs_ioctl_search_key{
-		tree_id:      0, // the subvolume f is in
-		min_objectid: ino,
-		max_objectid: ino,
-		min_type:     btrfsExtentDataKey,
-		max_type:     btrfsExtentDataKey,
-		min_offset:   off,
-		max_offset:   off,
-		max_transid:  math.MaxUint64,
-		nr_items:     1,
-	}
+	key := fileExtentsKey(ino, off, off)
+	key.nr_items = 1
 	item, err := searchFirst(f, key, fileExtentInlineDataOff, fmt.Errorf("no extent item starts there: %w", fs.ErrNotExist))
 	if err != nil {
 		return Extent{}, fmt.Errorf("read extent item of %s (inode %d) at offset %d: %w", f.Name(), ino, off, err)
 	}
 	return parseFileExtentItem(off, item)
+}
+
+// fileExtentsKey searches the file extent items of inode ino, in the
+// subvolume of the file searched through, that start in [lo, hi].
+func fileExtentsKey(ino, lo, hi uint64) btrfs_ioctl_search_key {
+	return btrfs_ioctl_search_key{
+		tree_id:      0, // the subvolume of the file searched through
+		min_objectid: ino,
+		max_objectid: ino,
+		min_type:     btrfsExtentDataKey,
+		max_type:     btrfsExtentDataKey,
+		min_offset:   lo,
+		max_offset:   hi,
+		max_transid:  math.MaxUint64,
+		nr_items:     math.MaxUint32,
+	}
 }
 
 // treeSearch runs one search with key, growing buf when a single item does

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 )
 
 func TestExtentsKinds(t *testing.T) {
@@ -176,7 +177,7 @@ func TestExtentsSinceGeneration(t *testing.T) {
 
 	data := textData(size, 20)
 	img := create(t, filepath.Join(mnt, "img"), data)
-	syncFS(t, img)
+	btrfstest.Sync(t, img.Name())
 	rev := create(t, filepath.Join(mnt, "rev"), nil)
 	if err := btrfs.Clone(rev, img); err != nil {
 		t.Fatal(err)

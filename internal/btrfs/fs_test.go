@@ -32,7 +32,7 @@ func TestGeneration(t *testing.T) {
 		t.Fatal("Generation = 0 on a mounted filesystem")
 	}
 	writeAt(t, f, randomData(64*kib, 2), 0)
-	syncFS(t, f)
+	btrfstest.Sync(t, f.Name())
 	writeAt(t, f, randomData(64*kib, 3), 64*kib)
 	g1 := generation()
 
@@ -95,6 +95,13 @@ func TestNotBtrfs(t *testing.T) {
 		{"SyncGeneration", func(f *os.File) error { _, err := btrfs.SyncGeneration(f); return err }},
 		{"Extents", func(f *os.File) error { _, err := btrfs.Extents(f, 0); return err }},
 		{"DefragCompress", func(f *os.File) error { return btrfs.DefragCompress(f, 0, 64*kib, 0) }},
+		{"ExtentAt", func(f *os.File) error { _, err := btrfs.ExtentAt(f, 0); return err }},
+		{"LogicalInodes", func(f *os.File) error { _, err := btrfs.LogicalInodes(f, mib); return err }},
+		{"LogicalInodesAt", func(f *os.File) error { _, err := btrfs.LogicalInodesAt(f, mib); return err }},
+		{"ExtentRefCount", func(f *os.File) error { _, err := btrfs.ExtentRefCount(f, mib); return err }},
+		{"InlineDataSize", func(f *os.File) error { _, err := btrfs.InlineDataSize(f); return err }},
+		{"FilesystemID", func(f *os.File) error { _, err := btrfs.FilesystemID(f); return err }},
+		{"SubvolumeID", func(f *os.File) error { _, err := btrfs.SubvolumeID(f); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

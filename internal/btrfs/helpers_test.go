@@ -127,14 +127,6 @@ func uniqueDiskBytes(lists ...[]btrfs.Extent) uint64 {
 	return n
 }
 
-// syncFS commits the filesystem holding f.
-func syncFS(t *testing.T, f *os.File) {
-	t.Helper()
-	if err := btrfs.Sync(f); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // mountBtrfs returns a fresh btrfs mount point.
 func mountBtrfs(t *testing.T, opts ...string) string {
 	t.Helper()

@@ -2,7 +2,6 @@ package btrfs
 
 import (
 	"fmt"
-	"math"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -22,17 +21,8 @@ func InlineDataSize(f *os.File) (uint64, error) {
 		return fmt.Errorf("read inline extent of %s (inode %d): "+format,
 			append([]any{f.Name(), ino}, args...)...)
 	}
-	key := btrfs_ioctl_search_key{
-		tree_id:      0, // the subvolume f is in
-		min_objectid: ino,
-		max_objectid: ino,
-		min_type:     btrfsExtentDataKey,
-		max_type:     btrfsExtentDataKey,
-		min_offset:   0,
-		max_offset:   0,
-		max_transid:  math.MaxUint64,
-		nr_items:     1,
-	}
+	key := fileExtentsKey(ino, 0, 0)
+	key.nr_items = 1
 	item, err := searchFirst(f, key, fileExtentInlineDataOff, fmt.Errorf("no extent at offset 0: %w", unix.ENODATA))
 	if err != nil {
 		return 0, errorf("%w", err)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/loopdev"
 )
 
@@ -193,5 +194,19 @@ func Reflink(t testing.TB, src, dst string) {
 	out, err := exec.Command("cp", "--reflink=always", "--preserve=timestamps", src, dst).CombinedOutput()
 	if err != nil {
 		t.Fatalf("reflink %s to %s: %v: %s", src, dst, err, out)
+	}
+}
+
+// Sync commits the transaction of the btrfs holding path, so that extent
+// reference counts and back references are current.
+func Sync(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := btrfs.Sync(f); err != nil {
+		t.Fatal(err)
 	}
 }

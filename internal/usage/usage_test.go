@@ -98,16 +98,6 @@ func (fs files) truncate(name string, n int64) {
 	}
 }
 
-// sync commits the filesystem so reference counts are current.
-func (fs files) sync() {
-	fs.t.Helper()
-	f := fs.open(".", os.O_RDONLY)
-	defer f.Close()
-	if err := btrfs.Sync(f); err != nil {
-		fs.t.Fatal(err)
-	}
-}
-
 // populate makes one file of every kind Measure has to handle.
 func populate(t *testing.T, dir string) files {
 	fs := files{t, dir}
@@ -136,7 +126,7 @@ func populate(t *testing.T, dir string) files {
 	if err := os.Symlink("../random", fs.path("sub/link")); err != nil {
 		t.Fatal(err)
 	}
-	fs.sync()
+	btrfstest.Sync(fs.t, fs.dir)
 	return fs
 }
 
