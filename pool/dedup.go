@@ -3,6 +3,8 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -46,15 +48,16 @@ func (d *DedupStats) add(o DedupStats) {
 // deduper is one job's dedup stage. It runs twice around the compression
 // stage, on the extents of the clean image the job covers:
 //
-//   - before it, on the data the VM wrote (see plan): each extent some of
-//     whose blocks are found elsewhere, or are zero, is taken apart. The
-//     matching blocks are deduplicated against the older copy, the zero
-//     ones punched, and the rest rewritten compressed, so that the extent
-//     loses every reference and is freed: btrfs frees nothing of an
-//     extent while any part of it is referenced. Extents with nothing to
-//     gain are left to the compression stage;
-//   - after it, on what the job wrote: those extents are indexed, or
-//     deduplicated when an older copy holds all of one.
+//   - before it, on the data the VM wrote (apartPass): each extent some
+//     of whose blocks are found elsewhere, or are zero, is taken apart.
+//     The matching blocks are deduplicated against the older copy, the
+//     zero ones punched, and the rest rewritten compressed, so that the
+//     extent loses every reference and is freed: btrfs frees nothing of
+//     an extent while any part of it is referenced. Extents with nothing
+//     to gain are left to the compression stage;
+//   - after it, on what the job wrote and kept (indexPass): those blocks
+//     are indexed. They hold the data the first pass matched already, so
+//     this pass looks nothing up.
 //
 // Only extents referenced by the clean image alone, or also by the
 // volume's revisions and precache at the same ranges (all of which are
@@ -63,31 +66,33 @@ func (d *DedupStats) add(o DedupStats) {
 type deduper struct {
 	p    *Pool
 	idx  *dedupindex.File
-	res  *resolver           // made on the first index hit of a pass
+	res  *resolver           // made on the first index hit
 	srcs map[string]*os.File // sources, opened read-only
 	// touched are the disk extents (bytenr -> disk bytes) the stage
 	// deduplicated, rewrote or punched.
 	touched map[uint64]uint64
 	// own maps disk extents to the volume's items referencing them, read
-	// in each pass on the first extent the image shares.
+	// on the first extent the image shares.
 	own map[uint64][]refLoc
 	// unindexed are extents the first pass left uncompressed and did not
-	// index, for the final pass: compression was to rewrite them.
+	// index, for the index pass: compression was to rewrite them.
 	unindexed map[uint64]bool
 	// rewritten are the extents the stage wrote (indexed as written).
 	rewritten map[uint64]bool
 	tmpDir    string
 	stats     DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
-	// for the job's bytes_compressed; taken by each pass.
+	// for the job's bytes_compressed.
 	compressed uint64
 
-	// The pass under way: its extents, their pieces, and the table of
-	// blocks it met first.
+	// The first pass's extents, their pieces, and the table of blocks it
+	// met first.
 	plans  []extentPlan
 	spans  []diskSpan // the plans' extents, by address
 	pieces []piece
 	local  map[uint64]localBlock
+	// cmpBuf holds a candidate source's bytes while they are compared.
+	cmpBuf []byte
 }
 
 // deduperFor returns the dedup stage for a job on p, or nil when dedup is
@@ -128,52 +133,30 @@ type dataExtent struct {
 	items             []btrfs.Extent
 }
 
-func (de dataExtent) logicalBytes() uint64 {
-	var n uint64
-	for _, it := range de.items {
-		n += it.Length
-	}
-	return n
-}
-
-// dedupStage runs a pass of the dedup stage and accounts for what it
-// freed: the first pass (final false) before compression, the final
-// pass after it.
-func (o *optimiser) dedupStage(ctx context.Context, p *Pool, job Job, res *Result, final bool) error {
+// dedupStage runs a pass of the dedup stage: the first (final false)
+// before compression, the index pass after it. What it freed is counted
+// with the rest of the job's work, at its end (see settle).
+func (o *optimiser) dedupStage(ctx context.Context, job Job, final bool) error {
 	d := o.dedup
 	if d == nil {
 		return nil
 	}
-	// The previous stage replaced extents and files: forget the maps.
-	d.own = nil
-	if d.res != nil {
-		d.res.close()
-		d.res = nil
-	}
-	defer func() {
-		res.Dedup = d.stats
-		res.BytesCompressed += d.compressed
-		d.compressed = 0
-	}()
 	began := time.Now()
 	var err error
 	if final {
-		err = d.finalPass(ctx, o, job)
+		err = d.indexPass(ctx, o, job)
 	} else {
-		err = d.firstPass(ctx, o, job)
-	}
-	if err == nil {
-		err = d.settle(o)
+		err = d.apartPass(ctx, o, job)
 	}
 	d.p.log.Debug("dedup pass done", "pool", d.p.Name, "vid", job.VID, "final", final,
-		"ms", time.Since(began).Milliseconds(), "hashed", d.stats.BytesHashed, "freed", d.stats.BytesFreed)
+		"ms", time.Since(began).Milliseconds(), "hashed", d.stats.BytesHashed)
 	return err
 }
 
 // imageExtents lists the clean image's data extents the job covers,
-// found as by the compression stage's new-data finder, grouped by disk
-// extent in file order, after committing the transaction so that
-// reference counts are current.
+// found as by the compression stage's new-data finder (which committed
+// the transaction, so that reference counts are current), grouped by
+// disk extent in file order.
 func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 	var exts []btrfs.Extent
 	err := d.p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
@@ -182,9 +165,6 @@ func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 			return err
 		}
 		defer f.Close()
-		if err := btrfs.Sync(f); err != nil {
-			return err
-		}
 		if exts, err = btrfs.Extents(f, job.Since); err != nil {
 			return err
 		}
@@ -216,20 +196,77 @@ func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 	return all, nil
 }
 
-// settle commits the transaction, counts the touched extents now free,
-// and hands them to the job's accounting of replaced and created extents.
-func (d *deduper) settle(o *optimiser) error {
-	if len(d.touched) == 0 {
-		return nil
-	}
-	dir, err := os.Open(d.p.Volumes.Dir())
+// indexPass indexes the blocks of what the compression stage wrote and of
+// what the first pass kept uncompressed; the first pass's rewrites were
+// indexed as they were written.
+func (d *deduper) indexPass(ctx context.Context, o *optimiser, job Job) error {
+	all, err := d.imageExtents(job)
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
-	if err := btrfs.Sync(dir); err != nil {
+	var exts []dataExtent
+	for _, de := range all {
+		if _, made := o.created[de.bytenr]; (made && !d.rewritten[de.bytenr]) || d.unindexed[de.bytenr] {
+			exts = append(exts, de)
+		}
+	}
+	d.cut(exts)
+	defer func() { d.plans, d.pieces, d.spans = nil, nil, nil }()
+	var ino uint64
+	for _, batch := range d.batches() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := d.onImage(job, &ino, func(_ *volume.Locked, img dedupDest) error {
+			for _, i := range batch {
+				if err := d.indexPiece(img, d.pieces[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, errImageReplaced) {
+			return nil // the new image's data is another job's
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexPiece inserts the hashes of pc's non-zero blocks, read from img.
+func (d *deduper) indexPiece(img dedupDest, pc piece) error {
+	pl := &d.plans[pc.plan]
+	data, err := readPiece(img, pc.item)
+	if err != nil {
 		return err
 	}
+	for b := 0; b+blockSize <= len(data); b += blockSize {
+		blk := data[b : b+blockSize]
+		addr, ok := blockAddr(pl.bytenr, pl.compressed, pc.item.ExtentOffset+uint64(b))
+		if !ok || isZero(blk) {
+			continue
+		}
+		d.stats.BytesHashed += blockSize
+		d.idx.Insert(dedupindex.HashBlock(blk), addr)
+	}
+	return nil
+}
+
+// readPiece reads the image's bytes of item.
+func readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
+	data := make([]byte, item.Length)
+	if n, err := img.f.ReadAt(data, int64(item.Offset)); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
+		return nil, fmt.Errorf("read %s at %d: %w", img.path, item.Offset, err)
+	}
+	return data, nil
+}
+
+// settle counts the touched extents now free (the caller committed the
+// transaction through dir) and hands them to the job's accounting of
+// replaced and created extents.
+func (d *deduper) settle(dir *os.File, o *optimiser, res *Result) error {
 	for bytenr, n := range d.touched {
 		_, err := btrfs.ExtentRefCount(dir, bytenr)
 		freed := errors.Is(err, fs.ErrNotExist)
@@ -247,6 +284,9 @@ func (d *deduper) settle(o *optimiser) error {
 		}
 		delete(d.touched, bytenr)
 	}
+	res.Dedup = d.stats
+	res.BytesCompressed += d.compressed
+	d.compressed = 0
 	return nil
 }
 

@@ -114,7 +114,10 @@ func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []b
 		// Same-file ranges must not overlap.
 		n = int(max(src.offset, off) - min(src.offset, off))
 	}
-	have := make([]byte, n)
+	if cap(d.cmpBuf) < n {
+		d.cmpBuf = make([]byte, n)
+	}
+	have := d.cmpBuf[:n]
 	got, err := f.ReadAt(have, int64(src.offset))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, fmt.Errorf("read %s at %d: %w", src.path, src.offset, err)

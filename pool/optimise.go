@@ -197,14 +197,15 @@ func (p *Pool) planFiles(job Job) ([]fileWork, error) {
 }
 
 // optimiseFile works on one file: the clean image goes through dedup,
-// compression and dedup again; a revision through compression only, as
-// the dedup stage reads the clean image alone.
+// compression, and the indexing of what compression wrote; a revision
+// through compression only, as the dedup stage reads the clean image
+// alone.
 func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
 	// The dedup stage lists the clean image's extents from job.Since.
 	job.Since = fw.since
 	if fw.clean {
 		// Dedup first, so that compression rewrites only what stays unique.
-		if err := o.dedupStage(ctx, p, job, res, false); err != nil {
+		if err := o.dedupStage(ctx, job, false); err != nil {
 			return err
 		}
 	}
@@ -221,7 +222,7 @@ func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileW
 		failpoint.Hit("optimise.between-chunks")
 	}
 	if fw.clean {
-		return o.dedupStage(ctx, p, job, res, true)
+		return o.dedupStage(ctx, job, true)
 	}
 	return nil
 }
@@ -614,6 +615,11 @@ func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint6
 	for bytenr, n := range now {
 		if _, old := initial[bytenr]; !old {
 			o.made[bytenr] = n
+		}
+	}
+	if o.dedup != nil {
+		if err := o.dedup.settle(dir, o, res); err != nil {
+			return err
 		}
 	}
 	return o.settle(dir, initial, res)

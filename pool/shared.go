@@ -63,25 +63,17 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	for _, r := range refs {
 		lo, hi = min(lo, r.extentOffset), max(hi, r.extentOffset+r.length)
 	}
-	copyFile, err := o.writeCompressedCopy(refs, lo, hi)
-	if err != nil || copyFile == nil {
+	cp, err := o.writeCompressedCopy(refs, lo, hi)
+	if err != nil || cp == nil {
 		return res, err
 	}
-	defer func() {
-		copyFile.Close()
-		_ = os.Remove(copyFile.Name())
-	}()
-	copyExts, err := btrfs.Extents(copyFile, 0)
+	defer cp.remove()
+	copyExts, err := cp.extents()
 	if err != nil {
 		return res, err
 	}
 	var copyDisk uint64
 	for _, e := range copyExts {
-		if e.Type != btrfs.ExtentRegular {
-			// An inline copy cannot be shared: the kernel would write
-			// a separate extent into every file, unsharing them.
-			return res, nil
-		}
 		copyDisk += e.DiskNumBytes
 	}
 	if copyDisk+4096 > pc.DiskNumBytes {
@@ -90,7 +82,7 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	failpoint.Hit("optimise.after-compressed-copy")
 	all := true
 	for _, r := range refs {
-		deduped, err := btrfs.Dedupe(copyFile, r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
+		deduped, err := btrfs.Dedupe(cp.File, copyBase+r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
 		if err != nil {
 			return res, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.file.Name(), r.offset, err)
 		}
@@ -162,45 +154,78 @@ func openRefs(l *volume.Locked, locs []refLoc) ([]extentRef, func(), error) {
 	return refs, closeAll, nil
 }
 
-// writeCompressedCopy writes bytes [lo, hi) of the disk extent, read
-// through its references, to a new file that btrfs compresses with zstd,
-// and syncs it. It returns nil when the range cannot be read whole from
-// the references (they leave a gap).
-func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*os.File, error) {
-	if err := os.MkdirAll(o.tmpDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", o.tmpDir, err)
+// copyBase is where data starts in a compressed copy: btrfs stores a
+// file's only block inline, in its metadata, where it could not be shared.
+const copyBase = blockSize
+
+// compressedCopy is a temporary file beneath the pool that btrfs
+// compresses with zstd, from which data is deduplicated into the volume's
+// files. FIDEDUPERANGE writes the copy's data back and waits for it, and
+// the copy's extents are committed with the dedupe, so it is not synced.
+type compressedCopy struct{ *os.File }
+
+func newCompressedCopy(dir string) (compressedCopy, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return compressedCopy{}, fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(o.tmpDir, "compress-*")
+	f, err := os.CreateTemp(dir, "copy-*")
 	if err != nil {
-		return nil, fmt.Errorf("create compressed copy: %w", err)
+		return compressedCopy{}, fmt.Errorf("create compressed copy: %w", err)
 	}
-	fail := func(err error) (*os.File, error) {
-		f.Close()
-		_ = os.Remove(f.Name())
-		return nil, err
-	}
+	c := compressedCopy{f}
 	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
-		return fail(err)
+		c.remove()
+		return compressedCopy{}, err
+	}
+	return c, nil
+}
+
+// remove closes and removes the copy; what was deduplicated from it stays.
+func (c compressedCopy) remove() {
+	c.Close()
+	_ = os.Remove(c.Name())
+}
+
+// extents lists the copy's data extents.
+func (c compressedCopy) extents() ([]btrfs.Extent, error) {
+	all, err := btrfs.Extents(c.File, 0)
+	out := all[:0]
+	for _, e := range all {
+		if e.Type == btrfs.ExtentRegular && !e.IsHole() {
+			out = append(out, e)
+		}
+	}
+	return out, err
+}
+
+// writeCompressedCopy writes bytes [lo, hi) of the disk extent, read
+// through its references, to a new compressed copy at copyBase. It returns
+// no copy when the range cannot be read whole from the references (they
+// leave a gap).
+func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
+	c, err := newCompressedCopy(o.tmpDir)
+	if err != nil {
+		return nil, err
 	}
 	buf := make([]byte, copyBuffer)
 	for pos := lo; pos < hi; {
 		r, ok := refCovering(refs, pos)
 		if !ok {
-			return fail(nil)
+			c.remove()
+			return nil, nil
 		}
 		n := min(uint64(len(buf)), hi-pos, r.extentOffset+r.length-pos)
 		if _, err := r.file.ReadAt(buf[:n], int64(r.offset+pos-r.extentOffset)); err != nil {
-			return fail(fmt.Errorf("read %s: %w", r.file.Name(), err))
+			c.remove()
+			return nil, fmt.Errorf("read %s: %w", r.file.Name(), err)
 		}
-		if _, err := f.WriteAt(buf[:n], int64(pos-lo)); err != nil {
-			return fail(fmt.Errorf("write compressed copy: %w", err))
+		if _, err := c.WriteAt(buf[:n], int64(copyBase+pos-lo)); err != nil {
+			c.remove()
+			return nil, fmt.Errorf("write compressed copy: %w", err)
 		}
 		pos += n
 	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync compressed copy: %w", err))
-	}
-	return f, nil
+	return &c, nil
 }
 
 func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {

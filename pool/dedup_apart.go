@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"time"
@@ -29,9 +28,9 @@ type extentPlan struct {
 	// so it must be rewritten (before that block is deduplicated) or the
 	// extent would stay pinned by the match.
 	forced bool
-	// hashes of the extent's blocks, to index if it is kept, when index.
+	// hashes of a compressed extent's blocks, indexed if it is kept: its
+	// addresses are final.
 	hashes []indexEntry
-	index  bool
 	// dests are the volume's files referencing the extent, all changed
 	// together; nil when the extent is kept.
 	dests   []string
@@ -40,10 +39,10 @@ type extentPlan struct {
 
 type indexEntry struct{ hash, addr uint64 }
 
-// remember keeps the hash of the block at offset eo into the extent, to
-// index it if the extent is kept.
+// remember keeps the hash of the block at offset eo into a compressed
+// extent, to index it if the extent is kept.
 func (pl *extentPlan) remember(hash, eo uint64) {
-	if !pl.index {
+	if !pl.compressed {
 		return
 	}
 	if addr, ok := blockAddr(pl.bytenr, pl.compressed, eo); ok {
@@ -61,20 +60,32 @@ type piece struct {
 	rest  []span
 }
 
-// runPass takes apart those of exts that hold data found elsewhere, in
-// two walks over them under the volume's lock a window at a time: one
-// reads and matches every block, the other deduplicates, punches and
-// rewrites. Reading everything first lets a block be matched to an
-// earlier block of the job, whose extent is then rewritten too. It
-// returns the plans, whose dests tell which extents were taken apart.
-func (d *deduper) runPass(ctx context.Context, o *optimiser, job Job, exts []dataExtent, index func(*extentPlan) bool) ([]extentPlan, error) {
-	d.cut(exts, index)
+// apartPass runs before compression, on the data the VM wrote. It takes
+// apart the new extents holding data found elsewhere, in two walks over
+// them under the volume's lock a window at a time: one reads and matches
+// every block, the other deduplicates, punches and rewrites. Reading
+// everything first lets a block be matched to an earlier block of the
+// job, whose extent is then rewritten too. Of the extents it keeps, it
+// indexes the compressed ones and leaves the others to the index pass:
+// compression is to rewrite them, which changes their addresses.
+func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job) error {
+	exts, err := d.imageExtents(job)
+	if err != nil {
+		return err
+	}
+	d.cut(exts)
 	d.local = map[uint64]localBlock{}
-	defer func() { d.local, d.pieces, d.spans = nil, nil, nil }()
+	defer func() {
+		d.plans, d.pieces, d.spans, d.local, d.own = nil, nil, nil, nil, nil
+		if d.res != nil {
+			d.res.close()
+			d.res = nil
+		}
+	}()
 	var ino uint64
 	for _, batch := range d.batches() {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
 			for _, i := range batch {
@@ -85,72 +96,36 @@ func (d *deduper) runPass(ctx context.Context, o *optimiser, job Job, exts []dat
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for _, batch := range d.batches() {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
 			return d.apply(l, img, o, batch)
 		})
 		if errors.Is(err, errImageReplaced) {
 			d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
-			return nil, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	plans := d.plans
-	d.plans = nil
-	return plans, nil
-}
-
-// firstPass runs on the data the VM wrote. Of the extents it keeps, it
-// indexes the compressed ones and leaves the others to the final pass:
-// compression is to rewrite them, which changes their addresses.
-func (d *deduper) firstPass(ctx context.Context, o *optimiser, job Job) error {
-	exts, err := d.imageExtents(job)
-	if err != nil {
-		return err
-	}
-	plans, err := d.runPass(ctx, o, job, exts, func(pl *extentPlan) bool { return pl.compressed })
-	for i := range plans {
-		pl := &plans[i]
-		switch {
+	for i := range d.plans {
+		switch pl := &d.plans[i]; {
 		case pl.dests != nil:
 		case pl.compressed:
-			d.insert(pl.hashes)
+			for _, e := range pl.hashes {
+				d.idx.Insert(e.hash, e.addr)
+			}
 		default:
 			d.unindexed[pl.bytenr] = true
 		}
 	}
-	return err
-}
-
-// finalPass runs on what the compression stage wrote and on what the
-// first pass left unindexed, and indexes every extent it keeps. The
-// first pass's rewrites are indexed already.
-func (d *deduper) finalPass(ctx context.Context, o *optimiser, job Job) error {
-	all, err := d.imageExtents(job)
-	if err != nil {
-		return err
-	}
-	var exts []dataExtent
-	for _, de := range all {
-		if _, made := o.created[de.bytenr]; (made && !d.rewritten[de.bytenr]) || d.unindexed[de.bytenr] {
-			exts = append(exts, de)
-		}
-	}
-	plans, err := d.runPass(ctx, o, job, exts, func(*extentPlan) bool { return true })
-	for i := range plans {
-		if plans[i].dests == nil {
-			d.insert(plans[i].hashes)
-		}
-	}
-	return err
+	return nil
 }
 
 // errImageReplaced: the clean image is another file than when the job
@@ -184,15 +159,12 @@ func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDes
 }
 
 // cut makes a plan for each extent and cuts its items into pieces.
-// index tells which plans keep their blocks' hashes, to index them if
-// the extent is kept.
-func (d *deduper) cut(exts []dataExtent, index func(*extentPlan) bool) {
+func (d *deduper) cut(exts []dataExtent) {
 	d.plans = make([]extentPlan, len(exts))
 	d.spans = make([]diskSpan, 0, len(exts))
 	d.pieces = nil
 	for i, de := range exts {
 		d.plans[i].dataExtent = de
-		d.plans[i].index = index(&d.plans[i])
 		d.spans = append(d.spans, diskSpan{de.bytenr, de.bytenr + max(de.diskBytes, blockSize)})
 		for _, it := range de.items {
 			for off := uint64(0); off < it.Length; off += chunkBytes {
@@ -228,9 +200,9 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	pc := &d.pieces[i]
 	pl := &d.plans[pc.plan]
 	it := pc.item
-	data := make([]byte, it.Length)
-	if n, err := img.f.ReadAt(data, int64(it.Offset)); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
-		return fmt.Errorf("read %s at %d: %w", img.path, it.Offset, err)
+	data, err := readPiece(img, it)
+	if err != nil {
+		return err
 	}
 	for b := 0; b < len(data); {
 		off := it.Offset + uint64(b)
@@ -267,7 +239,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 		pc.runs = append(pc.runs, r)
 		pl.saved += uint64(r.length)
 		pl.remember(h, eo)
-		for k := blockSize; pl.index && k < r.length; k += blockSize {
+		for k := blockSize; pl.compressed && k < r.length; k += blockSize {
 			d.stats.BytesHashed += blockSize
 			pl.remember(dedupindex.HashBlock(data[b+k:b+k+blockSize]), eo+uint64(k))
 		}
@@ -349,33 +321,12 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 	return err
 }
 
-func (d *deduper) insert(entries []indexEntry) {
-	for _, e := range entries {
-		d.idx.Insert(e.hash, e.addr)
-	}
-}
-
-// rewrite writes the image's bytes in spans to a new file that btrfs
-// compresses with zstd, and deduplicates that copy into every one of
-// dests at the spans' offsets. The copy starts one block into its file,
-// so that btrfs never stores it inline, where it could not be shared.
+// rewrite writes the image's bytes in spans to a compressed copy and
+// deduplicates it into every one of dests at the spans' offsets, then
+// indexes the copy's blocks where they now lie.
 func (d *deduper) rewrite(img dedupDest, dests []dedupDest, spans []span, o *optimiser) error {
 	if len(spans) == 0 {
 		return nil
-	}
-	if err := os.MkdirAll(d.tmpDir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", d.tmpDir, err)
-	}
-	cp, err := os.CreateTemp(d.tmpDir, "rewrite-*")
-	if err != nil {
-		return fmt.Errorf("create compressed copy: %w", err)
-	}
-	defer func() {
-		cp.Close()
-		_ = os.Remove(cp.Name())
-	}()
-	if err := btrfs.SetCompressionProperty(cp, "zstd"); err != nil {
-		return err
 	}
 	var total uint64
 	for _, s := range spans {
@@ -389,40 +340,41 @@ func (d *deduper) rewrite(img dedupDest, dests []dedupDest, spans []span, o *opt
 		}
 		pos += s.length
 	}
-	if _, err := cp.WriteAt(buf, blockSize); err != nil {
+	cp, err := newCompressedCopy(d.tmpDir)
+	if err != nil {
+		return err
+	}
+	defer cp.remove()
+	if _, err := cp.WriteAt(buf, copyBase); err != nil {
 		return fmt.Errorf("write compressed copy: %w", err)
 	}
 	failpoint.Hit("dedup.after-rewrite-copy")
-	pos = blockSize
+	pos = copyBase
 	for _, s := range spans {
 		targets := make([]btrfs.DedupeDest, len(dests))
 		for i, dst := range dests {
 			targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
 		}
-		if _, err := d.dedupeTimed(cp, pos, s.length, targets); err != nil {
+		if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
 			return fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
 		}
 		pos += s.length
 	}
 	d.stats.BytesRewritten += total
-	exts, err := btrfs.Extents(cp, 0)
+	exts, err := cp.extents()
 	if err != nil {
 		return err
 	}
 	for _, e := range exts {
-		if e.Type != btrfs.ExtentRegular || e.IsHole() {
-			continue
-		}
+		compressed := e.Compression != btrfs.CompressNone
 		o.created[e.DiskBytenr] = e.DiskNumBytes
 		d.rewritten[e.DiskBytenr] = true
-		if e.Compression != btrfs.CompressNone {
+		if compressed {
 			d.compressed += e.Length
 		}
-		// Index the copy's whole blocks where they now lie.
-		for p := e.Offset; p+blockSize <= e.Offset+e.Length && p+blockSize <= blockSize+total; p += blockSize {
-			blk := buf[p-blockSize : p]
-			addr, ok := blockAddr(e.DiskBytenr, e.Compression != btrfs.CompressNone, e.ExtentOffset+p-e.Offset)
-			if ok && !isZero(blk) {
+		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, copyBase+total); p += blockSize {
+			blk := buf[p-copyBase : p-copyBase+blockSize]
+			if addr, ok := blockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {
 				d.idx.Insert(dedupindex.HashBlock(blk), addr)
 			}
 		}
