@@ -242,7 +242,7 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	}
 	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched}
 	p.index.account = &r.indexes
-	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Writing: r.writing})
+	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
 	if err != nil {
 		return nil, err
 	}
@@ -252,9 +252,6 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	// space.
 	if err := os.RemoveAll(p.tmpDir()); err != nil {
 		r.log.Warn("cannot remove leftover compressed copies", "pool", name, "err", err)
-	}
-	if err := p.forgetRemoved(); err != nil {
-		r.log.Warn("cannot drop what full passes did in removed volumes", "pool", name, "err", err)
 	}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)

@@ -81,28 +81,16 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 	return nil
 }
 
-// forgetRemoved drops the marks of volumes no longer in the pool.
-func (p *Pool) forgetRemoved() error {
-	vids, err := p.Volumes.List()
-	if err != nil {
-		return err
-	}
-	exists := map[string]bool{}
-	for _, vid := range vids {
-		exists[vid] = true
-	}
-	gone := false
-	for vid := range p.state.read().Processed {
-		gone = gone || !exists[vid]
-	}
-	if !gone {
-		return nil
-	}
-	return p.state.update(func(s *state) {
-		for vid := range s.Processed {
-			if !exists[vid] {
-				delete(s.Processed, vid)
-			}
-		}
+// removed forgets what the pool's state says of a removed volume: the
+// full passes' marks and its start generation.
+func (p *Pool) removed(vid string) {
+	err := p.state.update(func(s *state) {
+		delete(s.Processed, vid)
+		delete(s.Started, vid)
 	})
+	if err != nil {
+		// Harmless when kept: marks name inodes, which a new volume of
+		// the same name does not reuse; a start records its generation.
+		p.log.Warn("cannot drop the state of a removed volume", "pool", p.Name, "vid", vid, "err", err)
+	}
 }

@@ -50,6 +50,7 @@ func (s *Store) Remove(spec Spec) (State, error) {
 			return err
 		}
 		s.log.Info("removed volume", "vid", spec.VID)
+		s.hooks.Removed(spec.VID)
 		st = State{Size: spec.Size, Revisions: []Revision{}}
 		return nil
 	})

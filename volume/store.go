@@ -42,6 +42,8 @@ type Hooks struct {
 	// function it returns is called when the operation ends. It lets the
 	// daemon hold off a shutdown while image files are being written.
 	Writing func(op, vid string) (done func())
+	// Removed is called when a volume's files are gone.
+	Removed func(vid string)
 }
 
 // Store manages the volumes of one pool directory.
@@ -67,6 +69,9 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	}
 	if hooks.Committed == nil {
 		hooks.Committed = func(Committed) bool { return false }
+	}
+	if hooks.Removed == nil {
+		hooks.Removed = func(string) {}
 	}
 	if hooks.Writing == nil {
 		hooks.Writing = func(string, string) func() { return func() {} }
