@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -19,12 +18,7 @@ import (
 // compress runs in the CLI itself: dom0's own files belong to no pool and
 // need no daemon, only the optimiser's machinery.
 func compress(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("compress", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	level := fs.Int("level", 0, "zstd `level` (kernel 6.15+; 0: the kernel's default)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: btrfs-vdo compress [--level N] [--json] PATH...
+	fs := newFlags("compress", `Usage: btrfs-vdo compress [--level N] [--json] PATH...
 
 Compress files and directory trees on btrfs in place with zstd, without
 unsharing anything: extents shared with reflinked copies or snapshots are
@@ -35,11 +29,11 @@ each PATH's filesystem and follows no symlinks. Prints usage before and
 after, as compsize does. Interrupted, it resumes where it stopped when run
 again: compressed data is not examined twice.
 
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+`, stderr)
+	level := fs.Int("level", 0, "zstd `level` (kernel 6.15+; 0: the kernel's default)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

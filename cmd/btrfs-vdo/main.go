@@ -30,7 +30,7 @@ Commands:
   status [--json]           show the daemon's version, uptime and pools
   stats [--json] [TARGET]   space per volume, VM and pool, compsize-style
   optimize [--full] [--no-wait] [--json] TARGET
-                            compress TARGET's volumes without unsharing, and wait
+                            dedup and compress TARGET's volumes, unsharing nothing, and wait
   jobs [--json] [--wait]    the optimiser's jobs and totals
   compress [--level N] [--json] PATH...
                             compress dom0 files on btrfs without unsharing
@@ -103,16 +103,31 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
-func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// newFlags returns the flag set of command name, which prints usage and
+// then the flags on --help and on a bad flag.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: btrfs-vdo status [--json]\n\nShow the daemon's version, uptime, requests served and pools.")
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// parseFlags parses args with fs; a bad flag is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	return nil
+}
+
+func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", "Usage: btrfs-vdo status [--json]\n\nShow the daemon's version, uptime, requests served and pools.\n", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var st api.StatusResult
 	if err := call(c, api.OpStatus, api.StatusArgs{}, &st); err != nil {
@@ -136,15 +151,10 @@ func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
 }
 
 func showVersion(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("version", "Usage: btrfs-vdo version [--json]\n\nPrint the CLI's version, then the daemon's version and protocol.\n", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: btrfs-vdo version [--json]\n\nPrint the CLI's version, then the daemon's version and protocol.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if !*asJSON {
 		fmt.Fprintln(stdout, "btrfs-vdo", version.Version)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,16 +20,10 @@ import (
 const pollInterval = 500 * time.Millisecond
 
 func optimize(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("optimize", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	full := fs.Bool("full", false, "rewrite every uncompressed extent, also those shared with revisions and precaches, and the revisions")
-	noWait := fs.Bool("no-wait", false, "queue the work and return at once")
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: btrfs-vdo optimize [--full] [--no-wait] [--json] TARGET
+	fs := newFlags("optimize", `Usage: btrfs-vdo optimize [--full] [--no-wait] [--json] TARGET
 
-Compress the volumes of TARGET in the background without unsharing any
-extent, and wait until it is done (a progress bar on a terminal, progress
+Deduplicate and compress the volumes of TARGET in the background without
+unsharing any extent, and wait until it is done (a progress bar on a terminal, progress
 lines otherwise). TARGET is a pool's name or directory, a VM's name, or
 POOL:VID; templates go first. Without --full only data not yet optimised
 is examined. Interrupted work resumes when the daemon restarts. --full
@@ -39,11 +32,12 @@ file it was working on, and run again it reads only what was written
 into each file since; a file replaced since (a commit, a revert) is read
 whole.
 
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+`, stderr)
+	full := fs.Bool("full", false, "rewrite every uncompressed extent, also those shared with revisions and precaches, and the revisions")
+	noWait := fs.Bool("no-wait", false, "queue the work and return at once")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -148,22 +142,17 @@ func printOutcomes(w io.Writer, outcomes []api.JobOutcome) error {
 }
 
 func jobs(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	wait := fs.Bool("wait", false, "wait until no job is queued or running")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: btrfs-vdo jobs [--json] [--wait]
+	fs := newFlags("jobs", `Usage: btrfs-vdo jobs [--json] [--wait]
 
 List the optimiser's jobs: queued, running, held (the volume started before
 its job finished; it continues after the next commit) or paused, then the
 recently finished ones and the totals since the daemon started.
 
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+`, stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	wait := fs.Bool("wait", false, "wait until no job is queued or running")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *wait {
 		if err := waitIdle(c); err != nil {
@@ -221,11 +210,7 @@ func waitIdle(c *client.Client) error {
 }
 
 func stats(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: btrfs-vdo stats [--json] [POOL | VM | POOL:VID]
+	fs := newFlags("stats", `Usage: btrfs-vdo stats [--json] [POOL | VM | POOL:VID]
 
 Space used per volume, per VM and per pool, counted as compsize counts it:
 each physical extent once within a row. DISK is the space on disk,
@@ -234,11 +219,10 @@ reference (more than UNCOMPRESSED when extents are shared, as between an
 image and its revisions). SHARED is disk space the row shares with files
 outside it, EXCLUSIVE what would be freed if the row's files went.
 
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+`, stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 1 {
 		return usageError{fmt.Errorf("stats takes at most one target")}
