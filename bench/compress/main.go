@@ -19,64 +19,24 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 )
 
 func main() {
-	benchenv.Main("bench/compress", bench)
-}
-
-// bench builds both sides, runs them and prints the table to w.
-func bench(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
-	bin, err := filepath.Abs(cfg.Bin)
-	if err != nil {
-		return err
-	}
-	if err := benchenv.CheckTools(bin); err != nil {
-		return err
-	}
-	e, err := benchenv.New(cfg.Keep)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-
-	// Room for the corpus, the staging trees, and defragment unsharing
-	// every image from its revision and precache.
-	cs, mnts, err := benchenv.TwoCorpora(ctx, e, corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}, [2]string{"defrag", "vdo"}, 3)
-	if err != nil {
-		return err
-	}
-	benchenv.Logf("ideal bound of the generated corpus")
-	ideal0, err := cs[1].IdealBound(ctx)
-	if err != nil {
-		return err
-	}
-	target := cs[0].Roots()[0]
-	var rs [2]result
-	if rs[0], err = defragSide(ctx, mnts[0], cs[0], target); err != nil {
-		return fmt.Errorf("defragment side: %w", err)
-	}
-	d, err := benchenv.StartDaemon(e, bin)
-	if err != nil {
-		return err
-	}
-	if rs[1], err = vdoSide(ctx, mnts[1], cs[1], target, d); err != nil {
-		if ctx.Err() == nil {
-			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
-		}
-		return fmt.Errorf("btrfs-vdo side: %w", err)
-	}
-	benchenv.Logf("ideal bound after the update round")
-	ideal1, err := cs[1].IdealBound(ctx)
-	if err != nil {
-		return err
-	}
-	report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
-	return nil
+	benchenv.Main("bench/compress", func(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
+		return benchenv.Compare(ctx, cfg, w, benchenv.Comparison[result]{
+			Baseline: "defrag",
+			// Room for the corpus, the staging trees, and defragment
+			// unsharing every image from its revision and precache.
+			Room: 3,
+			RunBaseline: func(ctx context.Context, _, mnt string, c *corpus.Corpus, target corpus.Volume) (result, error) {
+				return defragSide(ctx, mnt, c, target)
+			},
+			RunVDO: vdoSide,
+			Report: report,
+		})
+	})
 }

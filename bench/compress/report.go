@@ -21,19 +21,8 @@ const (
 )
 
 func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Volume, rs [2]result, ideal [2]corpus.Ideal) {
-	var total int64
-	for _, v := range c.Volumes {
-		total += v.Size
-	}
 	a, b := rs[0], rs[1]
-	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
-		cfg.Scale, cfg.Seed, len(c.Volumes), benchenv.MiB(total))
-	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
-		target.VID, b.Upd.Files, benchenv.MiB(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size))
-	for i, when := range []string{"generated", "after update"} {
-		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
-			when, ideal[i].UniqueBlocks, ideal[i].Blocks, benchenv.MiB(ideal[i].UniqueBytes()), benchenv.MiB(ideal[i].Compressed))
-	}
+	benchenv.ReportHeader(w, cfg, c, target, b.Upd, ideal)
 	fmt.Fprintln(w)
 
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -60,7 +49,7 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	row("  pool data on disk (compsize)", benchenv.Change(a.At[generated].Disk, a.At[afterFull].Disk), cell(b.Full, benchenv.Change(b.At[generated].Disk, b.At[afterFull].Disk)))
 	row("  filesystem used (statvfs)", benchenv.Change(a.At[generated].Used, a.At[afterFull].Used), cell(b.Full, benchenv.Change(b.At[generated].Used, b.At[afterFull].Used)))
 	row("  image/revision shared", benchenv.Change(a.At[generated].Shared, a.At[afterFull].Shared), cell(b.Full, benchenv.Change(b.At[generated].Shared, b.At[afterFull].Shared)))
-	lostA, lostB := a.At[generated].Shared-a.At[afterFull].Shared, b.At[generated].Shared-b.At[afterFull].Shared
+	lostA, lostB := a.At[generated].SharingLost(a.At[afterFull]), b.At[generated].SharingLost(b.At[afterFull])
 	row("  shared bytes lost", benchenv.MiB(lostA), cell(b.Full, benchenv.MiB(lostB)), "0", cell(b.Full, benchenv.Met(lostB <= 0)))
 	row("  data on disk / ideal bound", benchenv.Ratio(a.At[afterFull].Disk, ideal[0].Compressed), cell(b.Full, benchenv.Ratio(b.At[afterFull].Disk, ideal[0].Compressed)))
 
@@ -76,7 +65,7 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	row("  saved on the new data", benchenv.MiB(savedA), savedShare, fmt.Sprintf(">= %.0f %% of defragment's", 100*targetSavedShare),
 		benchenv.Met(savedA > 0 && float64(savedB) >= targetSavedShare*float64(savedA)))
 	row("  image/revision shared", benchenv.Change(a.At[afterCommit].Shared, a.At[afterUpdate].Shared), benchenv.Change(b.At[afterCommit].Shared, b.At[afterUpdate].Shared))
-	lostA, lostB = a.At[afterCommit].Shared-a.At[afterUpdate].Shared, b.At[afterCommit].Shared-b.At[afterUpdate].Shared
+	lostA, lostB = a.At[afterCommit].SharingLost(a.At[afterUpdate]), b.At[afterCommit].SharingLost(b.At[afterUpdate])
 	row("  shared bytes lost", benchenv.MiB(lostA), benchenv.MiB(lostB), "0", benchenv.Met(lostB <= 0))
 	row("  wall time of the pass", benchenv.Secs(a.Update.Wall), benchenv.Secs(b.Update.Wall))
 	row("  CPU, tool processes", benchenv.Secs(a.Update.CPU), benchenv.Secs(b.Update.CPU))
@@ -104,17 +93,19 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	lost(w, "first pass", b.At[generated], b.At[afterFull])
 	lost(w, "update pass", b.At[afterCommit], b.At[afterUpdate])
 	fmt.Fprintln(w, "Shared: bytes of each image in the same extents as its newest revision, summed over volumes.")
+	fmt.Fprintln(w, "Shared bytes lost: growth of the revisions' data stored apart from their images' (a range punched")
+	fmt.Fprintln(w, "from, or rewritten into, image and revision alike is no loss).")
 	fmt.Fprintln(w, "New data: the ranges of the updated image not stored where its new revision's bytes are; on disk")
 	fmt.Fprintln(w, "in proportion to each extent's compressed size. Tool CPU: defragment, or the daemon and the CLI;")
 	fmt.Fprintln(w, "it leaves out the kernel threads that compress during writeback, which whole-machine CPU includes")
 	fmt.Fprintln(w, "(with anything else running on the machine).")
 }
 
-// lost names the volumes whose image shares less with its revision after
+// lost names the volumes whose revision shares less with its image after
 // a btrfs-vdo pass than before.
 func lost(w io.Writer, what string, before, after benchenv.Usage) {
-	for _, v := range slices.Sorted(maps.Keys(before.SharedBy)) {
-		if d := before.SharedBy[v] - after.SharedBy[v]; d > 0 {
+	for _, v := range slices.Sorted(maps.Keys(before.AloneBy)) {
+		if d := after.AloneBy[v] - before.AloneBy[v]; d > 0 {
 			fmt.Fprintf(w, "btrfs-vdo %s: %s lost %d bytes shared with its revision\n", what, v, d)
 		}
 	}

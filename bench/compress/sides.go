@@ -101,17 +101,13 @@ func defragSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus
 	return r, err
 }
 
-// benchPool is the name the daemon knows the corpus's pool by.
-const benchPool = "bench"
-
 // vdoSide runs btrfs-vdo on c: optimize --full over the pool, then the
 // update round through the daemon (start, update the dirty image, stop),
 // then waits for the background job the commit queued.
 func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon) (result, error) {
 	var r result
-	var err error
-	pool := api.Pool{Name: benchPool, DirPath: c.Dir}
-	if err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
+	pool, err := d.SetupPool(ctx, c)
+	if err != nil {
 		return r, err
 	}
 	if r.At[generated], err = benchenv.Point(ctx, mnt, c, nil); err != nil {
@@ -125,11 +121,7 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 		return r, err
 	}
 
-	benchenv.Logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
-	vol := api.VolumeArgs{Pool: pool, Volume: api.Volume{
-		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
-	}}
-	upd, dirty, img, err := d.StartUpdate(ctx, c, vol)
+	vol, upd, dirty, img, err := d.StartUpdate(ctx, c, pool, target)
 	if err != nil {
 		return r, err
 	}

@@ -19,7 +19,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"path/filepath"
 
@@ -28,55 +27,16 @@ import (
 )
 
 func main() {
-	benchenv.Main("bench/dedup", bench)
-}
-
-// bench builds both sides, runs them and prints the table to w.
-func bench(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
-	bin, err := filepath.Abs(cfg.Bin)
-	if err != nil {
-		return err
-	}
-	if err := benchenv.CheckTools(bin, [2]string{"duperemove", "duperemove"}); err != nil {
-		return err
-	}
-	e, err := benchenv.New(cfg.Keep)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-
-	// Room for the corpus, its staging trees and the update round.
-	cs, mnts, err := benchenv.TwoCorpora(ctx, e, corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}, [2]string{"duperemove", "vdo"}, 2)
-	if err != nil {
-		return err
-	}
-	benchenv.Logf("ideal bound of the generated corpus")
-	ideal0, err := cs[1].IdealBound(ctx)
-	if err != nil {
-		return err
-	}
-	target := cs[0].Roots()[0]
-	var rs [2]result
-	hashfile := filepath.Join(e.Dir(), "duperemove.hash")
-	if rs[0], err = dupeSide(ctx, mnts[0], cs[0], target, hashfile, filepath.Join(e.Dir(), "duperemove.log")); err != nil {
-		return fmt.Errorf("duperemove side: %w", err)
-	}
-	d, err := benchenv.StartDaemon(e, bin)
-	if err != nil {
-		return err
-	}
-	if rs[1], err = vdoSide(ctx, mnts[1], cs[1], target, d); err != nil {
-		if ctx.Err() == nil {
-			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
-		}
-		return fmt.Errorf("btrfs-vdo side: %w", err)
-	}
-	benchenv.Logf("ideal bound after the update round")
-	ideal1, err := cs[1].IdealBound(ctx)
-	if err != nil {
-		return err
-	}
-	report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
-	return nil
+	benchenv.Main("bench/dedup", func(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
+		return benchenv.Compare(ctx, cfg, w, benchenv.Comparison[result]{
+			Baseline: "duperemove",
+			Tools:    [][2]string{{"duperemove", "duperemove"}},
+			Room:     2, // the corpus, its staging trees and the update round
+			RunBaseline: func(ctx context.Context, dir, mnt string, c *corpus.Corpus, target corpus.Volume) (result, error) {
+				return dupeSide(ctx, mnt, c, target, filepath.Join(dir, "duperemove.hash"), filepath.Join(dir, "duperemove.log"))
+			},
+			RunVDO: vdoSide,
+			Report: report,
+		})
+	})
 }

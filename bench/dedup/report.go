@@ -19,20 +19,9 @@ const (
 )
 
 func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Volume, rs [2]result, ideal [2]corpus.Ideal) {
-	var total int64
-	for _, v := range c.Volumes {
-		total += v.Size
-	}
 	a, b := rs[0], rs[1]
-	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
-		cfg.Scale, cfg.Seed, len(c.Volumes), benchenv.MiB(total))
-	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image); changed bytes %s\n",
-		target.VID, b.Upd.Files, benchenv.MiB(b.Upd.Bytes), 100*float64(b.Upd.Bytes)/float64(target.Size), benchenv.MiB(b.Changed))
-	for i, when := range []string{"generated", "after update"} {
-		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
-			when, ideal[i].UniqueBlocks, ideal[i].Blocks, benchenv.MiB(ideal[i].UniqueBytes()), benchenv.MiB(ideal[i].Compressed))
-	}
-	fmt.Fprintf(w, "btrfs-vdo dedup index: %s\n\n", benchenv.MiB(b.Index))
+	benchenv.ReportHeader(w, cfg, c, target, b.Upd, ideal)
+	fmt.Fprintf(w, "changed bytes of the updated image: %s\nbtrfs-vdo dedup index: %s\n\n", benchenv.MiB(b.Changed), benchenv.MiB(b.Index))
 
 	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	// Every row has every column, so that tabwriter aligns the whole table.
@@ -94,10 +83,10 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 		}
 	}
 	fmt.Fprintln(w, "Bytes freed: compsize's disk usage of the pool's volume files before the pass minus after it.")
-	fmt.Fprintln(w, "Sharing kept: bytes of each image in the same extents as its newest revision, summed over volumes,")
-	fmt.Fprintln(w, "after the pass over before it; preallocated ranges hold no data and are not counted (punched from")
-	fmt.Fprintln(w, "image and revision alike, they stay identical). Changed bytes: the updated image's data not shared")
-	fmt.Fprintln(w, "with its revision.")
+	fmt.Fprintln(w, "Sharing kept: 1 - sharing lost / bytes of the images in the same extents as their newest revisions")
+	fmt.Fprintln(w, "before the pass. Sharing lost: growth of the revisions' data stored apart from their images' (a range")
+	fmt.Fprintln(w, "punched from, or rewritten into, image and revision alike is no loss). Changed bytes: the updated")
+	fmt.Fprintln(w, "image's data not shared with its revision.")
 	fmt.Fprintln(w, "Caches are dropped before each pass. duperemove: its own rusage (CPU, maxrss, inblock); btrfs-vdo:")
 	fmt.Fprintln(w, "the daemon's /proc figures (CPU with the CLI's, read_bytes, VmHWM reset at the pass's start).")
 }

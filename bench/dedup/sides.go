@@ -30,12 +30,12 @@ type pass struct {
 func (p pass) Freed() int64 { return p.Before.Disk - p.After.Disk }
 
 // SharingKept is the share of the image/revision sharing before the pass
-// still there after it.
+// not lost by it.
 func (p pass) SharingKept() float64 {
 	if p.Before.Shared == 0 {
 		return 1
 	}
-	return float64(p.After.Shared) / float64(p.Before.Shared)
+	return 1 - float64(p.Before.SharingLost(p.After))/float64(p.Before.Shared)
 }
 
 // result is what one side did to its copy of the corpus.
@@ -119,17 +119,13 @@ func dupePass(ctx context.Context, mnt string, c *corpus.Corpus, hashfile, log s
 	return p, err
 }
 
-// benchPool is the name the daemon knows the corpus's pool by.
-const benchPool = "bench"
-
 // vdoSide runs btrfs-vdo on c: optimize --full over the pool, then the
 // update round through the daemon (start, update the dirty image, stop),
 // and the background job the commit queued.
 func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon) (result, error) {
 	var r result
-	var err error
-	pool := api.Pool{Name: benchPool, DirPath: c.Dir}
-	if err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil); err != nil {
+	pool, err := d.SetupPool(ctx, c)
+	if err != nil {
 		return r, err
 	}
 	if r.First.Before, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
@@ -143,11 +139,7 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 		return r, err
 	}
 
-	benchenv.Logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
-	vol := api.VolumeArgs{Pool: pool, Volume: api.Volume{
-		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
-	}}
-	upd, dirty, img, err := d.StartUpdate(ctx, c, vol)
+	vol, upd, dirty, img, err := d.StartUpdate(ctx, c, pool, target)
 	if err != nil {
 		return r, err
 	}

@@ -24,11 +24,19 @@ type Usage struct {
 	// compression, Referenced what the files address.
 	Disk, Uncompressed, Referenced int64
 	// Shared is how many bytes of each image are stored in the same
-	// extents as its newest revision, summed over the pool's volumes;
-	// SharedBy has it per vid.
-	Shared   int64
-	SharedBy map[string]int64
+	// extents as its newest revision, summed over the pool's volumes.
+	Shared int64
+	// Alone is how many bytes of the revisions' data are stored apart
+	// from their images' at the same offsets, what a revision pins for
+	// itself; AloneBy has it per vid. Its growth is sharing lost: a range
+	// punched from both files alike, or rewritten into both, is no loss.
+	Alone   int64
+	AloneBy map[string]int64
 }
+
+// SharingLost is how many bytes of the revisions' data were stored with
+// their images at u and are not at later.
+func (u Usage) SharingLost(later Usage) int64 { return max(0, later.Alone-u.Alone) }
 
 // pair is a volume's image and the revision it should share unchanged
 // data with.
@@ -50,14 +58,19 @@ func measure(ctx context.Context, mnt string, dirs []string, pairs []pair) (Usag
 	if u.Disk, u.Uncompressed, u.Referenced, err = compsize(ctx, dirs); err != nil {
 		return u, err
 	}
-	u.SharedBy = make(map[string]int64)
+	u.AloneBy = make(map[string]int64)
 	for _, p := range pairs {
 		n, err := sharedBytes(p.image, p.revision)
 		if err != nil {
 			return u, err
 		}
 		u.Shared += n
-		u.SharedBy[p.vid] = n
+		_, alone, err := NewData(p.revision, p.image)
+		if err != nil {
+			return u, err
+		}
+		u.Alone += alone
+		u.AloneBy[p.vid] = alone
 	}
 	return u, nil
 }
@@ -99,9 +112,7 @@ func compsize(ctx context.Context, dirs []string) (disk, uncompressed, reference
 }
 
 // extents lists the data extents of the file at path written at or after
-// generation gen (0: all), leaving out holes, inline data and
-// preallocated ranges: those hold no data, so sharing them or punching
-// them from every file alike changes nothing a revert would read.
+// generation gen (0: all), leaving out holes and inline data.
 func extents(path string, gen uint64) ([]btrfs.Extent, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -114,7 +125,7 @@ func extents(path string, gen uint64) ([]btrfs.Extent, error) {
 	}
 	out := all[:0]
 	for _, e := range all {
-		if e.DiskBytenr != 0 && e.Type == btrfs.ExtentRegular {
+		if e.DiskBytenr != 0 && e.Type != btrfs.ExtentInline {
 			out = append(out, e)
 		}
 	}

@@ -68,18 +68,23 @@ func TwoCorpora(ctx context.Context, e *Env, opts corpus.Options, names [2]strin
 	return cs, mnts, nil
 }
 
-// StartUpdate starts target through the daemon and applies the corpus'
-// update round to its dirty image, as a VM would write it; the caller
-// commits it. It returns the dirty and clean image paths.
-func (d *Daemon) StartUpdate(ctx context.Context, c *corpus.Corpus, vol api.VolumeArgs) (upd corpus.Update, dirty, img string, err error) {
+// StartUpdate starts target, a volume of the pool the corpus c is, through
+// the daemon and applies the corpus' update round to its dirty image, as
+// a VM would write it; the caller commits vol. It returns the dirty and
+// clean image paths.
+func (d *Daemon) StartUpdate(ctx context.Context, c *corpus.Corpus, pool api.Pool, target corpus.Volume) (vol api.VolumeArgs, upd corpus.Update, dirty, img string, err error) {
+	Logf("btrfs-vdo side: update round on %s through the daemon", target.VID)
+	vol = api.VolumeArgs{Pool: pool, Volume: api.Volume{
+		VID: target.VID, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: target.Size,
+	}}
 	if err := d.Call(ctx, api.OpVolumeStart, vol, nil); err != nil {
-		return upd, "", "", err
+		return vol, upd, "", "", err
 	}
 	p, err := volume.PathsFor(vol.Volume.VID)
 	if err != nil {
-		return upd, "", "", err
+		return vol, upd, "", "", err
 	}
 	dirty, img = c.Path(p.Dirty), c.Path(p.Clean)
 	upd, err = c.ApplyUpdate(ctx, dirty, vol.Volume.VID, 1)
-	return upd, dirty, img, err
+	return vol, upd, dirty, img, err
 }

@@ -1,0 +1,103 @@
+package benchenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+)
+
+// Comparison is a benchmark of btrfs-vdo against a baseline tool on one
+// corpus, built twice from the same seed so that neither side's writes
+// touch the other's extents. R is what one side measured.
+type Comparison[R any] struct {
+	Baseline string      // the baseline's name, also its filesystem's
+	Tools    [][2]string // commands the baseline needs, with their Debian packages
+	Room     int64       // filesystem size over the corpus size, for TwoCorpora
+	// RunBaseline and RunVDO run one side on its corpus c, whose volume
+	// target gets the update round. dir is the run's scratch directory.
+	RunBaseline func(ctx context.Context, dir, mnt string, c *corpus.Corpus, target corpus.Volume) (R, error)
+	RunVDO      func(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *Daemon) (R, error)
+	// Report prints the table, given the ideal bound of the corpus as
+	// generated and after the update round.
+	Report func(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volume, rs [2]R, ideal [2]corpus.Ideal)
+}
+
+// Compare runs cmp: both corpora, the baseline side, the daemon and its
+// side, the ideal bounds, and the report to w.
+func Compare[R any](ctx context.Context, cfg Config, w io.Writer, cmp Comparison[R]) error {
+	bin, err := filepath.Abs(cfg.Bin)
+	if err != nil {
+		return err
+	}
+	if err := CheckTools(bin, cmp.Tools...); err != nil {
+		return err
+	}
+	e, err := New(cfg.Keep)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}
+	cs, mnts, err := TwoCorpora(ctx, e, opts, [2]string{cmp.Baseline, "vdo"}, cmp.Room)
+	if err != nil {
+		return err
+	}
+	Logf("ideal bound of the generated corpus")
+	ideal0, err := cs[1].IdealBound(ctx)
+	if err != nil {
+		return err
+	}
+	target := cs[0].Roots()[0]
+	var rs [2]R
+	if rs[0], err = cmp.RunBaseline(ctx, e.Dir(), mnts[0], cs[0], target); err != nil {
+		return fmt.Errorf("%s side: %w", cmp.Baseline, err)
+	}
+	d, err := StartDaemon(e, bin)
+	if err != nil {
+		return err
+	}
+	if rs[1], err = cmp.RunVDO(ctx, mnts[1], cs[1], target, d); err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
+		}
+		return fmt.Errorf("btrfs-vdo side: %w", err)
+	}
+	Logf("ideal bound after the update round")
+	ideal1, err := cs[1].IdealBound(ctx)
+	if err != nil {
+		return err
+	}
+	cmp.Report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
+	return nil
+}
+
+// benchPool is the name the daemon knows a corpus's pool by.
+const benchPool = "bench"
+
+// SetupPool hands the corpus c to the daemon as a pool.
+func (d *Daemon) SetupPool(ctx context.Context, c *corpus.Corpus) (api.Pool, error) {
+	pool := api.Pool{Name: benchPool, DirPath: c.Dir}
+	err := d.Call(ctx, api.OpPoolSetup, api.PoolSetupArgs{Pool: pool, SetupCheck: true}, nil)
+	return pool, err
+}
+
+// ReportHeader prints what every comparison's table starts with: the
+// corpus, the update round and the ideal bounds.
+func ReportHeader(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volume, upd corpus.Update, ideal [2]corpus.Ideal) {
+	var total int64
+	for _, v := range c.Volumes {
+		total += v.Size
+	}
+	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
+		cfg.Scale, cfg.Seed, len(c.Volumes), MiB(total))
+	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
+		target.VID, upd.Files, MiB(upd.Bytes), 100*float64(upd.Bytes)/float64(target.Size))
+	for i, when := range []string{"generated", "after update"} {
+		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
+			when, ideal[i].UniqueBlocks, ideal[i].Blocks, MiB(ideal[i].UniqueBytes()), MiB(ideal[i].Compressed))
+	}
+}
