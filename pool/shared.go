@@ -180,8 +180,13 @@ func newCompressedCopy(dir string) (compressedCopy, error) {
 	return c, nil
 }
 
-// remove closes and removes the copy; what was deduplicated from it stays.
+// remove empties, closes and removes the copy; what was deduplicated
+// from it stays. Emptying it first hands its extents back in the running
+// transaction: once writeback has taken an inode reference (as when a
+// write fails for lack of space), unlinking leaves the file's last put,
+// and with it the freeing of its extents, to btrfs' cleaner thread.
 func (c compressedCopy) remove() {
+	_ = c.Truncate(0)
 	c.Close()
 	_ = os.Remove(c.Name())
 }
