@@ -7,7 +7,10 @@
 
 package btrfs
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 // Raw kernel interface, mirroring include/uapi/linux/btrfs.h and
 // btrfs_tree.h. Type and field names keep the kernel's spelling so they can
@@ -26,7 +29,15 @@ const (
 	btrfsIocStartSync    = 0x80089418 // _IOR(0x94, 24, __u64)
 	btrfsIocFsInfo       = 0x8400941F // _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args)
 	btrfsIocLogicalInoV2 = 0xC038943B // _IOWR(0x94, 59, struct btrfs_ioctl_logical_ino_args)
+	// _IOW(0x94, 64, struct btrfs_ioctl_encoded_io_args): the struct holds a
+	// pointer and an unsigned long, so its size, and the number, follow the
+	// word size (128 bytes on 64-bit).
+	btrfsIocEncodedWrite = 1<<30 | uintptr(unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}))<<16 | btrfsIoctlMagic<<8 | 64
 )
+
+// btrfs_ioctl_encoded_io_args.compression: one zstd frame whose window is
+// at most 128 KiB (windowLog 17).
+const btrfsEncodedIOCompressionZstd = 2
 
 // btrfs_ioctl_logical_ino_args.flags (V2 only): return every reference to
 // the data extent instead of only those covering the given address.
@@ -84,6 +95,20 @@ func (a *btrfs_ioctl_defrag_range_args) setCompress(typ uint8, level int8, withL
 		return
 	}
 	a.compress_type = binary.NativeEndian.Uint32([]byte{typ, byte(level), 0, 0})
+}
+
+// struct btrfs_ioctl_encoded_io_args (128 bytes on 64-bit).
+type btrfs_ioctl_encoded_io_args struct {
+	iov              uintptr // const struct iovec *
+	iovcnt           uintptr // unsigned long
+	offset           int64
+	flags            uint64
+	len              uint64
+	unencoded_len    uint64
+	unencoded_offset uint64
+	compression      uint32
+	encryption       uint32
+	reserved         [64]uint8
 }
 
 // struct btrfs_ioctl_search_key (104 bytes).

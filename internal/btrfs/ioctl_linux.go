@@ -95,6 +95,28 @@ func iocLogicalInoV2(f *os.File, logical, flags uint64, buf []uint64) error {
 	return ioctlPtr(f, btrfsIocLogicalInoV2, unsafe.Pointer(&args))
 }
 
+// iocEncodedWrite is BTRFS_IOC_ENCODED_WRITE of one buffer, encoded, at
+// offset, standing for length bytes of file data. The kernel finds the
+// iovec and the buffer through addresses the runtime cannot see, so both
+// are pinned.
+func iocEncodedWrite(f *os.File, offset, length uint64, encoded []byte, compression uint32) error {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	iov := &unix.Iovec{Base: &encoded[0]}
+	iov.SetLen(len(encoded))
+	pin.Pin(iov)
+	pin.Pin(&encoded[0])
+	args := btrfs_ioctl_encoded_io_args{
+		iov:           uintptr(unsafe.Pointer(iov)),
+		iovcnt:        1,
+		offset:        int64(offset),
+		len:           length,
+		unencoded_len: length,
+		compression:   compression,
+	}
+	return ioctlPtr(f, btrfsIocEncodedWrite, unsafe.Pointer(&args))
+}
+
 // iocInoLookup is BTRFS_IOC_INO_LOOKUP.
 func iocInoLookup(f *os.File, args *btrfs_ioctl_ino_lookup_args) error {
 	return ioctlPtr(f, btrfsIocInoLookup, unsafe.Pointer(args))

@@ -25,6 +25,8 @@ func TestStructSizes(t *testing.T) {
 		{"btrfs_ioctl_fs_info_args", unsafe.Sizeof(btrfs_ioctl_fs_info_args{}), 1024},
 		{"btrfs_ioctl_logical_ino_args", unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}), 56},
 		{"btrfs_data_container header", unsafe.Sizeof(btrfs_data_container{}), 16},
+		// A pointer and an unsigned long, then fixed-size fields.
+		{"btrfs_ioctl_encoded_io_args", unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}), 2*unsafe.Sizeof(uintptr(0)) + 112},
 		// Declared by x/sys; the dedupe batch size depends on them.
 		{"file_dedupe_range", unix.SizeofRawFileDedupeRange, 24},
 		{"file_dedupe_range_info", unix.SizeofRawFileDedupeRangeInfo, 32},
@@ -44,6 +46,8 @@ func TestFieldOffsets(t *testing.T) {
 	var fi btrfs_ioctl_fs_info_args
 	var li btrfs_ioctl_logical_ino_args
 	var dc btrfs_data_container
+	var ea btrfs_ioctl_encoded_io_args
+	word := unsafe.Sizeof(uintptr(0))
 	tests := []struct {
 		name string
 		got  uintptr
@@ -80,6 +84,11 @@ func TestFieldOffsets(t *testing.T) {
 		{"data_container.bytes_missing", unsafe.Offsetof(dc.bytes_missing), 4},
 		{"data_container.elem_cnt", unsafe.Offsetof(dc.elem_cnt), 8},
 		{"data_container.elem_missed", unsafe.Offsetof(dc.elem_missed), 12},
+		{"encoded_io.offset", unsafe.Offsetof(ea.offset), 2 * word},
+		{"encoded_io.unencoded_offset", unsafe.Offsetof(ea.unencoded_offset), 2*word + 32},
+		{"encoded_io.compression", unsafe.Offsetof(ea.compression), 2*word + 40},
+		{"encoded_io.encryption", unsafe.Offsetof(ea.encryption), 2*word + 44},
+		{"encoded_io.reserved", unsafe.Offsetof(ea.reserved), 2*word + 48},
 		// btrfs_extent_item is decoded by hand (on-disk).
 		{"extent_item.refs", extentItemRefsOff, 0},
 		{"sizeof(extent_item)", extentItemSize, 24},
@@ -130,11 +139,16 @@ func TestIoctlNumbers(t *testing.T) {
 			ioc(read, 31, unsafe.Sizeof(btrfs_ioctl_fs_info_args{}))},
 		{"BTRFS_IOC_LOGICAL_INO_V2", btrfsIocLogicalInoV2,
 			ioc(read|write, 59, unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}))},
+		{"BTRFS_IOC_ENCODED_WRITE", btrfsIocEncodedWrite,
+			ioc(write, 64, unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}))},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
 			t.Errorf("%s = %#x, want %#x", tt.name, tt.got, tt.want)
 		}
+	}
+	if unsafe.Sizeof(uintptr(0)) == 8 && btrfsIocEncodedWrite != 0x40809440 {
+		t.Errorf("BTRFS_IOC_ENCODED_WRITE = %#x on 64-bit, want 0x40809440", btrfsIocEncodedWrite)
 	}
 	if maxDedupeDests != 127 {
 		t.Errorf("maxDedupeDests = %d, want 127", maxDedupeDests)
