@@ -27,8 +27,9 @@ type DedupStats struct {
 	// rewrote or punched that are free once the transaction committed:
 	// measured, not the bytes passed to FIDEDUPERANGE.
 	BytesFreed uint64
-	// BytesRewritten is the data rewritten compressed so that an extent
-	// part of which was deduplicated could be freed whole.
+	// BytesRewritten is the data rewritten compressed: extents that
+	// compress, and the rest of extents part of which was deduplicated or
+	// punched, so that they are freed whole.
 	BytesRewritten    uint64
 	IoctlTime         time.Duration // spent in FIDEDUPERANGE
 	ZeroBlocksPunched uint64
@@ -45,19 +46,14 @@ func (d *DedupStats) add(o DedupStats) {
 	d.ZeroBlocksPunched += o.ZeroBlocksPunched
 }
 
-// deduper is one job's dedup stage. It runs twice around the compression
-// stage, on the extents of the clean image the job covers:
-//
-//   - before it, on the data the VM wrote (apartPass): each extent some
-//     of whose blocks are found elsewhere, or are zero, is taken apart.
-//     The matching blocks are deduplicated against the older copy, the
-//     zero ones punched, and the rest rewritten compressed, so that the
-//     extent loses every reference and is freed: btrfs frees nothing of
-//     an extent while any part of it is referenced. Extents with nothing
-//     to gain are left to the compression stage;
-//   - after it, on what the job wrote and kept (indexPass): those blocks
-//     are indexed. They hold the data the first pass matched already, so
-//     this pass looks nothing up.
+// deduper is one job's dedup stage. It works on the clean image's extents
+// the job covers, the data the VM wrote, in place of the compression
+// stage (see apartPass): each extent some of whose blocks are found
+// elsewhere, or are zero, or that compresses, is taken apart. The
+// matching blocks are deduplicated against the older copy, the zero ones
+// punched, and the rest rewritten compressed, so that the extent loses
+// every reference and is freed: btrfs frees nothing of an extent while
+// any part of it is referenced. The blocks that stay are indexed.
 //
 // Only extents referenced by the clean image alone, or also by the
 // volume's revisions and precache at the same ranges (all of which are
@@ -74,16 +70,17 @@ type deduper struct {
 	// own maps disk extents to the volume's items referencing them, read
 	// on the first extent the image shares.
 	own map[uint64][]refLoc
-	// unindexed are extents the first pass left uncompressed and did not
-	// index, for the index pass: compression was to rewrite them.
-	unindexed map[uint64]bool
 	// rewritten are the extents the stage wrote (indexed as written).
 	rewritten map[uint64]bool
 	tmpDir    string
 	stats     DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
-	// for the job's bytes_compressed.
-	compressed uint64
+	// for the job's bytes_compressed; skippedShared those of compressible
+	// extents left alone because something beyond the volume holds them.
+	compressed, skippedShared uint64
+	// examined counts the logical bytes of uncompressed extents the stage
+	// judged for compression, for the job's bytes_examined.
+	examined uint64
 
 	// The first pass's extents, their pieces, and the table of blocks it
 	// met first.
@@ -95,19 +92,16 @@ type deduper struct {
 	cmpBuf []byte
 }
 
-// deduperFor returns the dedup stage for a job on p, or nil when dedup is
-// off or the pool's index cannot be opened (the job then only compresses).
+// deduperFor returns the dedup stage for a job on p, or nil when the
+// pool's index cannot be opened (the job then only compresses).
 func (s *Scheduler) deduperFor(p *Pool, job Job) *deduper {
-	if s.cfg.NoDedup {
-		return nil
-	}
 	idx, err := p.dedupIndex()
 	if err != nil {
 		s.log.Warn("dedup stage off for this job", "pool", p.Name, "vid", job.VID, "err", err)
 		return nil
 	}
 	return &deduper{p: p, idx: idx, srcs: map[string]*os.File{}, touched: map[uint64]uint64{},
-		unindexed: map[uint64]bool{}, rewritten: map[uint64]bool{}, tmpDir: p.tmpDir()}
+		rewritten: map[uint64]bool{}, tmpDir: p.tmpDir()}
 }
 
 // finish closes what the stage opened and writes the index back.
@@ -133,24 +127,11 @@ type dataExtent struct {
 	items             []btrfs.Extent
 }
 
-// dedupStage runs a pass of the dedup stage: the first (final false)
-// before compression, the index pass after it. What it freed is counted
-// with the rest of the job's work, at its end (see settle).
-func (o *optimiser) dedupStage(ctx context.Context, job Job, final bool) error {
-	d := o.dedup
-	if d == nil {
-		return nil
-	}
-	began := time.Now()
-	var err error
-	if final {
-		err = d.indexPass(ctx, o, job)
-	} else {
-		err = d.apartPass(ctx, o, job)
-	}
-	d.p.log.Debug("dedup pass done", "pool", d.p.Name, "vid", job.VID, "final", final,
-		"ms", time.Since(began).Milliseconds(), "hashed", d.stats.BytesHashed)
-	return err
+// dedupStage runs the dedup stage on the clean image, telling progress
+// the share of it done. What it freed is counted with the rest of the
+// job's work, at its end (see settle).
+func (o *optimiser) dedupStage(ctx context.Context, job Job, progress func(done, total uint64)) error {
+	return o.dedup.apartPass(ctx, o, job, progress)
 }
 
 // imageExtents lists the clean image's data extents the job covers,
@@ -196,64 +177,6 @@ func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 	return all, nil
 }
 
-// indexPass indexes the blocks of what the compression stage wrote and of
-// what the first pass kept uncompressed; the first pass's rewrites were
-// indexed as they were written.
-func (d *deduper) indexPass(ctx context.Context, o *optimiser, job Job) error {
-	all, err := d.imageExtents(job)
-	if err != nil {
-		return err
-	}
-	var exts []dataExtent
-	for _, de := range all {
-		if _, made := o.created[de.bytenr]; (made && !d.rewritten[de.bytenr]) || d.unindexed[de.bytenr] {
-			exts = append(exts, de)
-		}
-	}
-	d.cut(exts)
-	defer func() { d.plans, d.pieces, d.spans = nil, nil, nil }()
-	var ino uint64
-	for _, batch := range d.batches() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := d.onImage(job, &ino, func(_ *volume.Locked, img dedupDest) error {
-			for _, i := range batch {
-				if err := d.indexPiece(img, d.pieces[i]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if errors.Is(err, errImageReplaced) {
-			return nil // the new image's data is another job's
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// indexPiece inserts the hashes of pc's non-zero blocks, read from img.
-func (d *deduper) indexPiece(img dedupDest, pc piece) error {
-	pl := &d.plans[pc.plan]
-	data, err := readPiece(img, pc.item)
-	if err != nil {
-		return err
-	}
-	for b := 0; b+blockSize <= len(data); b += blockSize {
-		blk := data[b : b+blockSize]
-		addr, ok := blockAddr(pl.bytenr, pl.compressed, pc.item.ExtentOffset+uint64(b))
-		if !ok || isZero(blk) {
-			continue
-		}
-		d.stats.BytesHashed += blockSize
-		d.idx.Insert(dedupindex.HashBlock(blk), addr)
-	}
-	return nil
-}
-
 // readPiece reads the image's bytes of item.
 func readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
 	data := make([]byte, item.Length)
@@ -285,8 +208,10 @@ func (d *deduper) settle(dir *os.File, o *optimiser, res *Result) error {
 		delete(d.touched, bytenr)
 	}
 	res.Dedup = d.stats
+	res.BytesExamined += d.examined
 	res.BytesCompressed += d.compressed
-	d.compressed = 0
+	res.SkippedShared += d.skippedShared
+	d.compressed, d.skippedShared, d.examined = 0, 0, 0
 	return nil
 }
 

@@ -28,8 +28,12 @@ type extentPlan struct {
 	// so it must be rewritten (before that block is deduplicated) or the
 	// extent would stay pinned by the match.
 	forced bool
-	// hashes of a compressed extent's blocks, indexed if it is kept: its
-	// addresses are final.
+	// compressible: an uncompressed extent whose sample zstd shrinks
+	// enough to pay for rewriting it (see worthRatio); judged on its first
+	// piece read. The pass rewrites it compressed, matches or not, so that
+	// the new data is read once for both stages.
+	compressible, judged bool
+	// hashes of the extent's blocks, indexed if it is kept (see remember).
 	hashes []indexEntry
 	// dests are the volume's files referencing the extent, all changed
 	// together; nil when the extent is kept.
@@ -39,10 +43,12 @@ type extentPlan struct {
 
 type indexEntry struct{ hash, addr uint64 }
 
-// remember keeps the hash of the block at offset eo into a compressed
-// extent, to index it if the extent is kept.
+// remember keeps the hash of the block at offset eo into the extent, to
+// index it if the extent is kept. A compressible extent is to be
+// rewritten, and indexed as it is, so its hashes are not kept: memory
+// then grows with the data that stays, not with all the job reads.
 func (pl *extentPlan) remember(hash, eo uint64) {
-	if !pl.compressed {
+	if pl.compressible {
 		return
 	}
 	if addr, ok := blockAddr(pl.bytenr, pl.compressed, eo); ok {
@@ -60,15 +66,17 @@ type piece struct {
 	rest  []span
 }
 
-// apartPass runs before compression, on the data the VM wrote. It takes
-// apart the new extents holding data found elsewhere, in two walks over
-// them under the volume's lock a window at a time: one reads and matches
-// every block, the other deduplicates, punches and rewrites. Reading
-// everything first lets a block be matched to an earlier block of the
-// job, whose extent is then rewritten too. Of the extents it keeps, it
-// indexes the compressed ones and leaves the others to the index pass:
-// compression is to rewrite them, which changes their addresses.
-func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job) error {
+// apartPass takes apart the new extents holding data found elsewhere,
+// zeros, or data that compresses, in two walks over them under the
+// volume's lock a window at a time: one reads and matches every block,
+// the other deduplicates, punches and rewrites. Reading everything first
+// lets a block be matched to an earlier block of the job, whose extent is
+// then rewritten too. The blocks of the extents it keeps are indexed
+// where they lie.
+//
+// progress is told the bytes done out of those to do (each piece counts
+// in both walks) after each batch; it may block while jobs are paused.
+func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) error {
 	exts, err := d.imageExtents(job)
 	if err != nil {
 		return err
@@ -83,11 +91,30 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job) error {
 		}
 	}()
 	var ino uint64
-	for _, batch := range d.batches() {
+	batches := d.batches()
+	var done, total uint64
+	for _, pc := range d.pieces {
+		total += 2 * pc.item.Length
+	}
+	step := func(batch []int) {
+		for _, i := range batch {
+			done += d.pieces[i].item.Length
+		}
+		progress(done, total)
+	}
+	for k, batch := range batches {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
+			// Keep readAheadBatches batches in flight ahead of this one.
+			from := k + readAheadBatches
+			if k == 0 {
+				from = 0
+			}
+			for j := from; j <= k+readAheadBatches && j < len(batches); j++ {
+				d.readAhead(img, batches[j])
+			}
 			for _, i := range batch {
 				if err := d.scan(img, i); err != nil {
 					return err
@@ -98,8 +125,9 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job) error {
 		if err != nil {
 			return err
 		}
+		step(batch)
 	}
-	for _, batch := range d.batches() {
+	for _, batch := range batches {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -113,19 +141,30 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job) error {
 		if err != nil {
 			return err
 		}
+		step(batch)
 	}
-	for i := range d.plans {
-		switch pl := &d.plans[i]; {
-		case pl.dests != nil:
-		case pl.compressed:
+	for _, pl := range d.plans {
+		if pl.dests == nil {
 			for _, e := range pl.hashes {
 				d.idx.Insert(e.hash, e.addr)
 			}
-		default:
-			d.unindexed[pl.bytenr] = true
 		}
 	}
 	return nil
+}
+
+// readAheadBatches is how many batches the first walk asks the kernel to
+// read ahead of the one it reads: the new data lies scattered over the
+// image, and reading it one piece at a time would wait on each.
+const readAheadBatches = 4
+
+// readAhead starts reading the batch's pieces into the page cache.
+// Failing only costs time.
+func (d *deduper) readAhead(img dedupDest, batch []int) {
+	for _, i := range batch {
+		it := d.pieces[i].item
+		_ = unix.Fadvise(int(img.f.Fd()), int64(it.Offset), int64(it.Length), unix.FADV_WILLNEED)
+	}
 }
 
 // errImageReplaced: the clean image is another file than when the job
@@ -204,6 +243,13 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	if err != nil {
 		return err
 	}
+	if !pl.judged {
+		pl.judged = true
+		pl.compressible = !pl.compressed && len(data) > blockSize && sampleShrinks(data)
+	}
+	if !pl.compressed {
+		d.examined += uint64(len(data))
+	}
 	for b := 0; b < len(data); {
 		off := it.Offset + uint64(b)
 		if b+blockSize > len(data) {
@@ -239,7 +285,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 		pc.runs = append(pc.runs, r)
 		pl.saved += uint64(r.length)
 		pl.remember(h, eo)
-		for k := blockSize; pl.compressed && k < r.length; k += blockSize {
+		for k := blockSize; k < r.length; k += blockSize {
 			d.stats.BytesHashed += blockSize
 			pl.remember(dedupindex.HashBlock(data[b+k:b+k+blockSize]), eo+uint64(k))
 		}
@@ -249,10 +295,10 @@ func (d *deduper) scan(img dedupDest, i int) error {
 }
 
 // apply carries out the batch's pieces of the extents worth taking apart:
-// for each, the rest is rewritten compressed first, then the runs are
-// deduplicated and the zeros punched, in every file referencing the
-// extent. A run's source within the job lies in an earlier piece, or in
-// this piece's rest, so it has been rewritten by then.
+// the rest of every such piece is rewritten compressed first, then the
+// runs are deduplicated and the zeros punched, in every file referencing
+// the extent. A run's source within the job lies in an earlier piece, or
+// in this batch's rests, so it has been rewritten by then.
 func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []int) error {
 	ino, err := inodeOf(img.f)
 	if err != nil {
@@ -266,6 +312,7 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []i
 			}
 		}
 	}()
+	var work []pieceDests
 	for _, i := range batch {
 		pc := &d.pieces[i]
 		pl := &d.plans[pc.plan]
@@ -277,7 +324,7 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []i
 		if pl.dests == nil {
 			continue
 		}
-		dests := make([]dedupDest, 0, len(pl.dests))
+		w := pieceDests{piece: i}
 		for _, name := range pl.dests {
 			dst, ok := open[name]
 			if !ok {
@@ -288,77 +335,130 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []i
 				dst = dedupDest{f: f, path: l.Path(name)}
 				open[name] = dst
 			}
-			dests = append(dests, dst)
+			w.dests = append(w.dests, dst)
 		}
-		if err := d.rewrite(img, dests, pc.rest, o); err != nil {
-			return err
-		}
+		work = append(work, w)
+	}
+	if err := d.rewrite(img, work, o); err != nil {
+		return err
+	}
+	for _, w := range work {
+		pc := &d.pieces[w.piece]
 		for _, r := range pc.runs {
-			d.dedupe(r, dests)
+			d.dedupe(r, w.dests)
 		}
-		for _, dst := range dests {
+		for _, dst := range w.dests {
 			if err := d.punch(dst, pc.zeros); err != nil {
 				return err
 			}
 		}
+		pl := &d.plans[pc.plan]
 		d.touched[pl.bytenr] = pl.diskBytes
 		failpoint.Hit("dedup.after-take-apart")
 	}
 	return nil
 }
 
+// pieceDests is a piece to take apart and the files it is changed in.
+type pieceDests struct {
+	piece int
+	dests []dedupDest
+}
+
 // decide settles whether pl is taken apart, and if so which files
-// reference it: when some of it is saved and that frees it. It then frees
-// at least as much as it rewrites (the extent holds the rest and more),
-// so the pool never grows.
+// reference it: when some of it is saved, or it is compressible, and
+// rewriting it frees it. A saving extent then frees at least as much as
+// it rewrites (the extent holds the rest and more), and a compressible
+// one is rewritten in less space, so the pool never grows.
 func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extentPlan) error {
 	pl.decided = true
-	if pl.saved == 0 && !pl.forced {
+	if pl.saved == 0 && !pl.forced && !pl.compressible {
 		return nil
 	}
 	dests, err := d.targets(l, img, ino, pl.dataExtent)
+	if err != nil {
+		return err
+	}
+	if dests == nil && pl.compressible {
+		for _, it := range pl.items {
+			d.skippedShared += it.Length
+		}
+	}
+	if dests != nil {
+		if err := roomToRewrite(img, pl); err != nil {
+			return err
+		}
+	}
 	pl.dests = dests
-	return err
+	return nil
 }
 
-// rewrite writes the image's bytes in spans to a compressed copy and
-// deduplicates it into every one of dests at the spans' offsets, then
-// indexes the copy's blocks where they now lie.
-func (d *deduper) rewrite(img dedupDest, dests []dedupDest, spans []span, o *optimiser) error {
-	if len(spans) == 0 {
-		return nil
+// roomToRewrite fails with ENOSPC when the filesystem has less free space
+// than pl's rest takes uncompressed. An extent is taken apart a window at
+// a time and freed only once all of it is; a rewrite cut short by a full
+// disk would leave the copies made so far beside the extent they could
+// not yet free.
+func roomToRewrite(img dedupDest, pl *extentPlan) error {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(img.f.Fd()), &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", img.path, err)
 	}
+	if free := st.Bavail * uint64(st.Bsize); free < pl.rest {
+		return fmt.Errorf("take apart the extent at %d of %s: %d bytes to rewrite, %d free: %w",
+			pl.bytenr, img.path, pl.rest, free, unix.ENOSPC)
+	}
+	return nil
+}
+
+// rewrite writes the image's bytes in the work's rests to one compressed
+// copy and deduplicates each rest into its piece's files, then indexes
+// the copy's blocks where they now lie.
+func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) error {
 	var total uint64
-	for _, s := range spans {
-		total += s.length
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			total += s.length
+		}
+	}
+	if total == 0 {
+		return nil
 	}
 	buf := make([]byte, total)
 	pos := uint64(0)
-	for _, s := range spans {
-		if _, err := img.f.ReadAt(buf[pos:pos+s.length], int64(s.offset)); err != nil {
-			return fmt.Errorf("read %s at %d: %w", img.path, s.offset, err)
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			if _, err := img.f.ReadAt(buf[pos:pos+s.length], int64(s.offset)); err != nil {
+				return fmt.Errorf("read %s at %d: %w", img.path, s.offset, err)
+			}
+			pos += s.length
 		}
-		pos += s.length
 	}
-	cp, err := newCompressedCopy(d.tmpDir)
+	cp, err := newCompressedCopy(d.tmpDir, o.enc)
 	if err != nil {
 		return err
 	}
 	defer cp.remove()
-	if _, err := cp.WriteAt(buf, copyBase); err != nil {
-		return fmt.Errorf("write compressed copy: %w", err)
+	if err := cp.write(buf, copyBase); err != nil {
+		return err
+	}
+	// FIDEDUPERANGE reads the source a page at a time; have the copy's
+	// compressed extents read back whole, ahead of it.
+	if err := unix.Fadvise(int(cp.Fd()), copyBase, int64(total), unix.FADV_WILLNEED); err != nil {
+		return fmt.Errorf("read ahead compressed copy: %w", err)
 	}
 	failpoint.Hit("dedup.after-rewrite-copy")
 	pos = copyBase
-	for _, s := range spans {
-		targets := make([]btrfs.DedupeDest, len(dests))
-		for i, dst := range dests {
-			targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			targets := make([]btrfs.DedupeDest, len(w.dests))
+			for i, dst := range w.dests {
+				targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
+			}
+			if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
+				return fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
+			}
+			pos += s.length
 		}
-		if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
-			return fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
-		}
-		pos += s.length
 	}
 	d.stats.BytesRewritten += total
 	exts, err := cp.extents()

@@ -26,7 +26,7 @@ type run struct {
 // maxLocalBlocks bounds the job's table of its own new blocks, which finds
 // data repeated within what the job covers before any of it is indexed:
 // about 5 MiB of memory for 1 GiB of new data; past that, repeats are
-// found by the final pass only where whole extents match.
+// found only by later jobs, through the index.
 const maxLocalBlocks = 1 << 18
 
 // localBlock is where the job first met a block it is to rewrite: the

@@ -80,7 +80,6 @@ type SchedulerConfig struct {
 	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
 	PoolZstdLevels map[string]int
 	IdleIO         bool // run jobs at idle I/O priority
-	NoDedup        bool // compress only: no dedup stage
 }
 
 // Scheduler runs optimiser jobs in the background, one volume at a time per
@@ -100,6 +99,9 @@ type Scheduler struct {
 	pools   map[string]*Pool
 	stats   Counters
 	recent  []JobDone
+	// encoders are the compressed copies' encoders, by zstd level, kept
+	// across jobs.
+	encoders map[int]*copyEncoder
 }
 
 type jobKey struct{ dir, vid string }
@@ -213,6 +215,7 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	o := newOptimiser(level, p.tmpDir(), func(err error) {
 		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
 	})
+	o.enc = s.encoderFor(level)
 	o.dedup = s.deduperFor(p, job)
 	defer o.dedup.finish()
 	res, err := p.optimiseVolume(jobCtx, o, job, func(done, total uint64) {
@@ -224,6 +227,7 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if err == nil && job.Precache {
 		failpoint.Hit("optimise.before-precache")
 		err = p.Volumes.MakePrecache(job.VID)
+		o.phases.done("precache")
 	}
 
 	s.mu.Lock()
@@ -272,9 +276,26 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	} else {
 		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
 			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
-			"ms", time.Since(began).Milliseconds())
+			"ms", time.Since(began).Milliseconds(), o.phases.attr())
 	}
 	s.onDone(done)
+}
+
+// encoderFor returns the copies' encoder at level, made on first use.
+func (s *Scheduler) encoderFor(level int) *copyEncoder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if enc := s.encoders[level]; enc != nil {
+		return enc
+	}
+	enc := newCopyEncoder(level, func(err error) {
+		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
+	})
+	if s.encoders == nil {
+		s.encoders = map[int]*copyEncoder{}
+	}
+	s.encoders[level] = enc
+	return enc
 }
 
 // waitWhilePaused blocks between chunks while jobs are paused.

@@ -72,13 +72,15 @@ type optimiser struct {
 	// proportional to the new data, not to the image.
 	replaced, created map[uint64]uint64
 	// made is what settle found the job made: new extents still in use.
-	made  map[uint64]uint64
-	dedup *deduper // nil: compression only
+	made   map[uint64]uint64
+	dedup  *deduper     // nil: compression only
+	enc    *copyEncoder // compresses compressed copies
+	phases *phases
 }
 
 func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
 	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
-		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}}
+		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
 }
 
 // settle counts, among the extents the job replaced that existed before
@@ -146,10 +148,12 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 	if err != nil {
 		return res, err
 	}
+	o.phases.done("plan")
 	defer func() {
 		if settleErr := p.settle(o, job, files, initial, &res); err == nil {
 			err = settleErr
 		}
+		o.phases.done("settle")
 	}()
 	t := &tally{report: progress}
 	for _, fw := range files {
@@ -196,33 +200,44 @@ func (p *Pool) planFiles(job Job) ([]fileWork, error) {
 	return files, nil
 }
 
-// optimiseFile works on one file: the clean image goes through dedup,
-// compression, and the indexing of what compression wrote; a revision
-// through compression only, as the dedup stage reads the clean image
-// alone.
+// optimiseFile works on one file: the clean image goes through the dedup
+// stage, which also compresses what stays unique; a revision, or the
+// image when dedup is off, through the compression stage.
 func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
-	// The dedup stage lists the clean image's extents from job.Since.
-	job.Since = fw.since
-	if fw.clean {
-		// Dedup first, so that compression rewrites only what stays unique.
-		if err := o.dedupStage(ctx, job, false); err != nil {
-			return err
+	if fw.clean && o.dedup != nil {
+		job.Since = fw.since // the dedup stage lists the extents from there
+		// The job's progress counts the file's planned bytes; the stage's
+		// share done is scaled to them.
+		share, told := fw.bytes(), uint64(0)
+		err := o.dedupStage(ctx, job, func(done, total uint64) {
+			n := uint64(float64(share) * float64(done) / float64(max(total, 1)))
+			t.add(n - told)
+			told = n
+		})
+		o.phases.done("dedup")
+		if err == nil {
+			t.add(share - told)
 		}
+		return err
 	}
+	err := p.compressItems(ctx, o, job.VID, fw, res, t)
+	o.phases.done("compress")
+	return err
+}
+
+// compressItems compresses the file's planned chunks, one at a time.
+func (p *Pool) compressItems(ctx context.Context, o *optimiser, vid string, fw fileWork, res *Result, t *tally) error {
 	for _, it := range fw.items {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := p.compressItem(o, job.VID, it)
+		r, err := p.compressItem(o, vid, it)
 		res.add(r)
 		if err != nil {
 			return err
 		}
 		t.add(it.length)
 		failpoint.Hit("optimise.between-chunks")
-	}
-	if fw.clean {
-		return o.dedupStage(ctx, job, true)
 	}
 	return nil
 }
@@ -272,6 +287,15 @@ type fileWork struct {
 	// the job: see sinceFor.
 	since uint64
 	items []workItem
+}
+
+// bytes is the logical bytes of the file's planned work.
+func (fw fileWork) bytes() uint64 {
+	var n uint64
+	for _, it := range fw.items {
+		n += it.length
+	}
+	return n
 }
 
 // workItem is one contiguous file range of target to compress.

@@ -29,6 +29,13 @@ func worthCompressing(f *os.File, pc btrfs.Extent) (bool, error) {
 	if _, err := f.ReadAt(buf, int64(off)); err != nil {
 		return false, fmt.Errorf("sample %s at %d: %w", f.Name(), off, err)
 	}
-	out := sampler.EncodeAll(buf, make([]byte, 0, n))
-	return float64(len(out)) <= worthRatio*float64(n), nil
+	return sampleShrinks(buf), nil
+}
+
+// sampleShrinks reports whether zstd shrinks the first sampleBytes of
+// data enough to pay for rewriting it.
+func sampleShrinks(data []byte) bool {
+	n := min(len(data), sampleBytes)
+	out := sampler.EncodeAll(data[:n], make([]byte, 0, n))
+	return float64(len(out)) <= worthRatio*float64(n)
 }

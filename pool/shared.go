@@ -158,13 +158,17 @@ func openRefs(l *volume.Locked, locs []refLoc) ([]extentRef, func(), error) {
 // file's only block inline, in its metadata, where it could not be shared.
 const copyBase = blockSize
 
-// compressedCopy is a temporary file beneath the pool that btrfs
-// compresses with zstd, from which data is deduplicated into the volume's
-// files. FIDEDUPERANGE writes the copy's data back and waits for it, and
-// the copy's extents are committed with the dedupe, so it is not synced.
-type compressedCopy struct{ *os.File }
+// compressedCopy is a temporary file beneath the pool holding data
+// compressed by its encoder, from which data is deduplicated into the
+// volume's files. FIDEDUPERANGE writes the copy's data back and waits for
+// it, and the copy's extents are committed with the dedupe, so it is not
+// synced.
+type compressedCopy struct {
+	*os.File
+	enc *copyEncoder
+}
 
-func newCompressedCopy(dir string) (compressedCopy, error) {
+func newCompressedCopy(dir string, enc *copyEncoder) (compressedCopy, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return compressedCopy{}, fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -172,12 +176,17 @@ func newCompressedCopy(dir string) (compressedCopy, error) {
 	if err != nil {
 		return compressedCopy{}, fmt.Errorf("create compressed copy: %w", err)
 	}
-	c := compressedCopy{f}
+	c := compressedCopy{File: f, enc: enc}
 	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
 		c.remove()
 		return compressedCopy{}, err
 	}
 	return c, nil
+}
+
+// write stores data at off in the copy, compressed; see copyEncoder.
+func (c compressedCopy) write(data []byte, off uint64) error {
+	return c.enc.write(c.File, data, off)
 }
 
 // remove empties, closes and removes the copy; what was deduplicated
@@ -208,7 +217,7 @@ func (c compressedCopy) extents() ([]btrfs.Extent, error) {
 // no copy when the range cannot be read whole from the references (they
 // leave a gap).
 func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
-	c, err := newCompressedCopy(o.tmpDir)
+	c, err := newCompressedCopy(o.tmpDir, o.enc)
 	if err != nil {
 		return nil, err
 	}
@@ -224,9 +233,9 @@ func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compr
 			c.remove()
 			return nil, fmt.Errorf("read %s: %w", r.file.Name(), err)
 		}
-		if _, err := c.WriteAt(buf[:n], int64(copyBase+pos-lo)); err != nil {
+		if err := c.write(buf[:n], copyBase+pos-lo); err != nil {
 			c.remove()
-			return nil, fmt.Errorf("write compressed copy: %w", err)
+			return nil, err
 		}
 		pos += n
 	}

@@ -70,10 +70,10 @@ SCENARIOS = [
     Scenario("start.after-dirty", "no-precache", "start"),
     Scenario("start.after-snapshot-link", "halted", "start"),
     Scenario("optimise.after-plan", "compressible", "stop"),
-    Scenario("optimise.between-chunks", "compressible", "stop"),
+    Scenario("optimise.between-chunks", "legacy-revisions", "optimize"),
     Scenario("optimise.before-precache", "compressible", "stop"),
-    Scenario("optimise.after-compressed-copy", "legacy", "optimize"),
-    Scenario("optimise.after-dedupe", "legacy", "optimize"),
+    Scenario("optimise.after-compressed-copy", "legacy-revisions", "optimize"),
+    Scenario("optimise.after-dedupe", "legacy-revisions", "optimize"),
     Scenario("dedup.after-rewrite-copy", "legacy-repeats", "optimize"),
     Scenario("dedup.after-take-apart", "legacy-repeats", "optimize"),
     Scenario("state.after-temp-write", "running", "stop"),
@@ -258,8 +258,8 @@ class Crash(IntegrationCase):
 
     def arm_legacy(self, world, data=None):
         """A volume as another driver left it: image, revision and precache
-        sharing uncompressed extents of distinct blocks, which only the
-        shared path compresses."""
+        sharing uncompressed extents of distinct blocks, which the dedup
+        stage rewrites compressed into all three at once."""
         vdir = self.path("appvms", "old")
         os.makedirs(vdir)
         img = os.path.join(vdir, "private.img")
@@ -274,6 +274,22 @@ class Crash(IntegrationCase):
         old.init_storage()
         world.vms["old"] = old
         world.target = "old"
+
+    def arm_legacy_revisions(self, world):
+        """A volume as another driver left it after two commits: its two
+        revisions share uncompressed extents the image does not hold. The
+        dedup stage takes the image; a full pass gives the revisions to the
+        compression stage, which compresses their shared extents through a
+        copy deduplicated into both."""
+        self.arm_legacy(world)
+        vdir = self.path("appvms", "old")
+        first, second = (os.path.join(vdir, f"private.img.{n}@2025-01-0{n}T00:00:00Z") for n in (1, 2))
+        os.remove(first)
+        with open(first, "wb") as f:
+            f.truncate(64 * MiB)
+            f.write(harness.numbered_text("older", 16 * MiB))
+        os.utime(first, (1735689600, 1735689600))
+        harness.run("cp", "--reflink=always", "--preserve=timestamps", first, second)
 
     def arm_legacy_repeats(self, world):
         """The same, holding blocks repeated within it: the dedup stage
