@@ -88,8 +88,10 @@ type deduper struct {
 	spans  []diskSpan // the plans' extents, by address
 	pieces []piece
 	local  map[uint64]localBlock
-	// cmpBuf holds a candidate source's bytes while they are compared.
-	cmpBuf []byte
+	// Buffers reused from one piece or batch to the next, so that the
+	// stage's garbage does not grow with the data: the piece read, a
+	// candidate source's bytes while they are compared, and a copy's data.
+	readBuf, cmpBuf, copyBuf []byte
 }
 
 // deduperFor returns the dedup stage for a job on p, or nil when the
@@ -177,9 +179,13 @@ func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 	return all, nil
 }
 
-// readPiece reads the image's bytes of item.
-func readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
-	data := make([]byte, item.Length)
+// readPiece reads the image's bytes of item into the stage's read buffer,
+// valid until the next call.
+func (d *deduper) readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
+	if uint64(cap(d.readBuf)) < item.Length {
+		d.readBuf = make([]byte, item.Length)
+	}
+	data := d.readBuf[:item.Length]
 	if n, err := img.f.ReadAt(data, int64(item.Offset)); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
 		return nil, fmt.Errorf("read %s at %d: %w", img.path, item.Offset, err)
 	}

@@ -239,7 +239,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	pc := &d.pieces[i]
 	pl := &d.plans[pc.plan]
 	it := pc.item
-	data, err := readPiece(img, it)
+	data, err := d.readPiece(img, it)
 	if err != nil {
 		return err
 	}
@@ -423,7 +423,10 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) error 
 	if total == 0 {
 		return nil
 	}
-	buf := make([]byte, total)
+	if cap(d.copyBuf) < int(total) {
+		d.copyBuf = make([]byte, total)
+	}
+	buf := d.copyBuf[:total]
 	pos := uint64(0)
 	for _, w := range work {
 		for _, s := range d.pieces[w.piece].rest {

@@ -54,6 +54,9 @@ func (e *copyEncoder) write(f *os.File, data []byte, off uint64) error {
 	const unit = btrfs.MaxCompressedExtent
 	n := (len(data) + unit - 1) / unit
 	frames := make([][]byte, n)
+	// Each unit's frame is made in its own slice of one arena: a frame
+	// that outgrows its unit saves nothing and is dropped.
+	arena := make([]byte, n*unit)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(e.parallel, n) {
@@ -62,7 +65,7 @@ func (e *copyEncoder) write(f *os.File, data []byte, off uint64) error {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				u := data[i*unit : min((i+1)*unit, len(data))]
-				if frame := e.enc.Encode(nil, u); btrfs.Saves(frame, u) {
+				if frame := e.enc.Encode(arena[i*unit:i*unit:(i+1)*unit], u); btrfs.Saves(frame, u) {
 					frames[i] = frame
 				}
 			}

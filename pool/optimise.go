@@ -157,9 +157,7 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 	}()
 	t := &tally{report: progress}
 	for _, fw := range files {
-		for _, it := range fw.items {
-			t.total += it.length
-		}
+		t.total += fw.bytes()
 	}
 	for _, fw := range files {
 		if err := p.optimiseFile(ctx, o, job, fw, &res, t); err != nil {
