@@ -24,9 +24,9 @@ const (
 )
 
 // jobsPoll is how often the benchmark asks whether the optimiser is done:
-// fine enough not to blur a pass of a fraction of a second (the CLI's
-// --wait polls every 500 ms).
-const jobsPoll = 20 * time.Millisecond
+// fine enough not to blur a job of a tenth of a second (the CLI's --wait
+// polls every 500 ms).
+const jobsPoll = 5 * time.Millisecond
 
 // jobAppearWait bounds how long a commit's job may take to be queued.
 const jobAppearWait = 5 * time.Second

@@ -17,7 +17,13 @@ type Phase struct {
 	Wall       time.Duration
 	CPU        time.Duration // the tool's processes
 	MachineCPU time.Duration // every CPU, kernel compression threads included
+	// Commit is the part of Wall the commit took, for a pass that is a
+	// commit and the job it queued (CommitAndWait).
+	Commit time.Duration
 }
+
+// Job is the wall time of the pass after its commit.
+func (p Phase) Job() time.Duration { return p.Wall - p.Commit }
 
 // Clock reads a CPU time that grows with a side's work.
 type Clock func() (time.Duration, error)
@@ -74,17 +80,20 @@ func (d *Daemon) OptimizeFull(ctx context.Context, dir string) (Phase, error) {
 func (d *Daemon) CommitAndWait(ctx context.Context, vol api.VolumeArgs) (Phase, error) {
 	var outcomes []api.JobOutcome
 	var waitErr error
+	var commit time.Duration
 	began := time.Now()
 	p, err := Timed(d.CPU, func() error {
 		if err := d.Call(ctx, api.OpVolumeStop, vol, nil); err != nil {
 			return err
 		}
+		commit = time.Since(began)
 		outcomes, waitErr = d.waitJobs(ctx, vol.Pool.DirPath, vol.Volume.VID, began)
 		if errors.Is(waitErr, errNotAvailable) {
 			return nil // the commit alone is still worth timing
 		}
 		return waitErr
 	})
+	p.Commit = commit
 	if err != nil {
 		return p, err
 	}
