@@ -103,7 +103,8 @@ type diskSpan struct{ start, end uint64 }
 // runLength returns how many bytes from the start of data (the image's
 // bytes at off) equal src's, in whole non-zero blocks. The source is read
 // and compared before any dedupe, so a stale index entry costs a read
-// rather than an ioctl.
+// rather than an ioctl. It is read in windows doubling from firstWindow,
+// so that a short run costs a short read, not one of the rest of data.
 func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []byte) (int, error) {
 	f, err := d.source(src.path)
 	if err != nil || f == nil {
@@ -114,21 +115,38 @@ func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []b
 		// Same-file ranges must not overlap.
 		n = int(max(src.offset, off) - min(src.offset, off))
 	}
-	if cap(d.cmpBuf) < n {
-		d.cmpBuf = make([]byte, n)
-	}
-	have := d.cmpBuf[:n]
-	got, err := f.ReadAt(have, int64(src.offset))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("read %s at %d: %w", src.path, src.offset, err)
-	}
 	length := 0
-	for length+blockSize <= got && bytes.Equal(have[length:length+blockSize], data[length:length+blockSize]) &&
-		!isZero(data[length:length+blockSize]) {
-		length += blockSize
+	for window := firstWindow; length+blockSize <= n; window *= 2 {
+		end := min(length+window, n)
+		if cap(d.cmpBuf) < end-length {
+			d.cmpBuf = make([]byte, max(end-length, maxWindow))
+		}
+		have := d.cmpBuf[:end-length]
+		got, err := f.ReadAt(have, int64(src.offset)+int64(length))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("read %s at %d: %w", src.path, src.offset+uint64(length), err)
+		}
+		for b := 0; b+blockSize <= got; b += blockSize {
+			blk := data[length : length+blockSize]
+			if !bytes.Equal(have[b:b+blockSize], blk) || isZero(blk) {
+				return length, nil
+			}
+			length += blockSize
+		}
+		if got < len(have) {
+			break // the source ends
+		}
+		window = min(window, maxWindow/2)
 	}
 	return length, nil
 }
+
+// The windows runLength reads a source in: a few blocks first, doubling
+// up to maxWindow.
+const (
+	firstWindow = 4 * blockSize
+	maxWindow   = 1 << 20
+)
 
 // source opens path read-only, once per job; nil when it is gone.
 func (d *deduper) source(path string) (*os.File, error) {
