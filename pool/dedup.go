@@ -88,6 +88,9 @@ type deduper struct {
 	spans  []diskSpan // the plans' extents, by address
 	pieces []piece
 	local  map[uint64]localBlock
+	// noRoom is the first extent kept for lack of free space to rewrite
+	// it, the job's error once the stage has done what it could.
+	noRoom error
 	// Buffers reused from one piece or batch to the next, so that the
 	// stage's garbage does not grow with the data: the piece read, a
 	// candidate source's bytes while they are compared, and a copy's data.

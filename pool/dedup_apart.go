@@ -150,7 +150,7 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 			}
 		}
 	}
-	return nil
+	return d.noRoom
 }
 
 // readAheadBatches is how many batches the first walk asks the kernel to
@@ -385,29 +385,37 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 		}
 	}
 	if dests != nil {
-		if err := roomToRewrite(img, pl); err != nil {
+		free, err := freeSpace(img)
+		if err != nil {
 			return err
+		}
+		// An extent is taken apart a window at a time and freed only once
+		// all of it is: a rewrite cut short by a full disk would leave the
+		// copies made so far beside the extent they could not yet free. So
+		// an extent whose rest, uncompressed, does not fit is kept, and the
+		// job goes on with the others, which may free room, and ends with
+		// the error.
+		if free < pl.rest {
+			d.p.log.Warn("extent kept: no room to rewrite it", "pool", d.p.Name, "path", img.path,
+				"extent", pl.bytenr, "rest", pl.rest, "free", free)
+			if d.noRoom == nil {
+				d.noRoom = fmt.Errorf("take apart the extent at %d of %s: %d bytes to rewrite, %d free: %w",
+					pl.bytenr, img.path, pl.rest, free, unix.ENOSPC)
+			}
+			return nil
 		}
 	}
 	pl.dests = dests
 	return nil
 }
 
-// roomToRewrite fails with ENOSPC when the filesystem has less free space
-// than pl's rest takes uncompressed. An extent is taken apart a window at
-// a time and freed only once all of it is; a rewrite cut short by a full
-// disk would leave the copies made so far beside the extent they could
-// not yet free.
-func roomToRewrite(img dedupDest, pl *extentPlan) error {
+// freeSpace is the space left for data on img's filesystem.
+func freeSpace(img dedupDest) (uint64, error) {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(img.f.Fd()), &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", img.path, err)
+		return 0, fmt.Errorf("statfs %s: %w", img.path, err)
 	}
-	if free := st.Bavail * uint64(st.Bsize); free < pl.rest {
-		return fmt.Errorf("take apart the extent at %d of %s: %d bytes to rewrite, %d free: %w",
-			pl.bytenr, img.path, pl.rest, free, unix.ENOSPC)
-	}
-	return nil
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // rewrite writes the image's bytes in the work's rests to one compressed
