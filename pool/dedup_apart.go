@@ -379,34 +379,39 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 	if err != nil {
 		return err
 	}
-	if dests == nil && pl.compressible {
-		for _, it := range pl.items {
-			d.skippedShared += it.Length
-		}
-	}
-	if dests != nil {
-		free, err := freeSpace(img)
-		if err != nil {
-			return err
-		}
-		// An extent is taken apart a window at a time and freed only once
-		// all of it is: a rewrite cut short by a full disk would leave the
-		// copies made so far beside the extent they could not yet free. So
-		// an extent whose rest, uncompressed, does not fit is kept, and the
-		// job goes on with the others, which may free room, and ends with
-		// the error.
-		if free < pl.rest {
-			d.p.log.Warn("extent kept: no room to rewrite it", "pool", d.p.Name, "path", img.path,
-				"extent", pl.bytenr, "rest", pl.rest, "free", free)
-			if d.noRoom == nil {
-				d.noRoom = fmt.Errorf("take apart the extent at %d of %s: %d bytes to rewrite, %d free: %w",
-					pl.bytenr, img.path, pl.rest, free, unix.ENOSPC)
+	if dests == nil {
+		if pl.compressible {
+			for _, it := range pl.items {
+				d.skippedShared += it.Length
 			}
-			return nil
 		}
+		return nil
 	}
-	pl.dests = dests
-	return nil
+	room, err := d.roomToRewrite(img, pl)
+	if room {
+		pl.dests = dests
+	}
+	return err
+}
+
+// roomToRewrite reports whether pl's rest, uncompressed, fits in the free
+// space. An extent is taken apart a window at a time and freed only once
+// all of it is: a rewrite cut short by a full disk would leave the copies
+// made so far beside the extent they could not yet free. An extent that
+// does not fit is kept; the stage goes on with the others, which may free
+// room, and the job ends with a no-space error (d.noRoom).
+func (d *deduper) roomToRewrite(img dedupDest, pl *extentPlan) (bool, error) {
+	free, err := freeSpace(img)
+	if err != nil || free >= pl.rest {
+		return err == nil, err
+	}
+	d.p.log.Warn("extent kept: no room to rewrite it", "pool", d.p.Name, "path", img.path,
+		"extent", pl.bytenr, "rest", pl.rest, "free", free)
+	if d.noRoom == nil {
+		d.noRoom = fmt.Errorf("take apart the extent at %d of %s: %d bytes to rewrite, %d free: %w",
+			pl.bytenr, img.path, pl.rest, free, unix.ENOSPC)
+	}
+	return false, nil
 }
 
 // freeSpace is the space left for data on img's filesystem.

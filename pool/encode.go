@@ -23,11 +23,10 @@ const defaultZstdLevel = 3
 // A wrong frame cannot reach a volume: copies reach volumes only by
 // FIDEDUPERANGE, which compares the bytes.
 type copyEncoder struct {
-	level int
-	enc   *btrfs.ZstdEncoder
+	enc *btrfs.ZstdEncoder
 	// plain is set once the kernel refuses encoded writes: copies are then
-	// written plainly, for btrfs to compress (their directory has the
-	// compression property).
+	// written plainly, for btrfs to compress (they have the compression
+	// property).
 	plain    atomic.Bool
 	onPlain  func(error)
 	parallel int
@@ -41,7 +40,7 @@ func newCopyEncoder(level int, onPlain func(error)) *copyEncoder {
 		level = defaultZstdLevel
 	}
 	parallel := runtime.GOMAXPROCS(0)
-	return &copyEncoder{level: level, enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel}
+	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel}
 }
 
 // write stores data at off in f (sector-aligned): each 128 KiB unit whose
