@@ -118,6 +118,8 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 		p.log.Info("created dedup index", "pool", p.Name, "path", path, "bytes", f.Size())
 	case how.Resized:
 		p.log.Info("resized dedup index", "pool", p.Name, "path", path, "bytes", f.Size())
+	case how.Rewritten:
+		p.log.Info("rewrote dedup index to be overwritten in place", "pool", p.Name, "path", path, "bytes", f.Size())
 	}
 	p.index.f = f
 	return f, nil

@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
 // File is an index kept in a file: read whole by Open, written back in
@@ -27,6 +31,9 @@ type Opened struct {
 	// and Corrupt why; it wraps ErrCorrupt.
 	SetAside string
 	Corrupt  error
+	// Rewritten: the file was copy-on-write and was written anew to be
+	// overwritten in place (see inPlace).
+	Rewritten bool
 }
 
 // Open loads the index at path, or creates an empty one of size bytes. A
@@ -51,8 +58,11 @@ func Open(path string, size uint64) (*File, Opened, error) {
 		x, err = New(size)
 	case err != nil:
 		return nil, how, err
-	case x.Size() == size:
+	case x.Size() == size && !copyOnWrite(f):
 		return &File{Index: x, path: path, f: f}, how, nil
+	case x.Size() == size:
+		how.Rewritten = true
+		f.Close()
 	default:
 		how.Resized = true
 		f.Close()
@@ -101,11 +111,12 @@ func create(path string, x *Index) (*os.File, error) {
 		return nil, fmt.Errorf("create dedup index: %w", err)
 	}
 	x.clean()
-	sw := &sparseWriter{f: f}
-	if _, err = x.WriteTo(sw); err == nil {
-		err = f.Truncate(sw.off) // the tail may be a hole
+	if err := inPlace(f, encodedLen(x.Size())); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
 	}
-	if err == nil {
+	if _, err = x.WriteTo(&zeroSkipper{f: f}); err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
@@ -120,6 +131,43 @@ func create(path string, x *Index) (*os.File, error) {
 		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// inPlace makes f, still empty, size bytes long with all of its space
+// allocated now and, where the filesystem copies on write, without
+// copy-on-write: a flush then overwrites the changed buckets where they
+// lie and never needs new space, so writing the index back cannot grow
+// the pool, nor fail on a full disk. The file loses btrfs's checksums;
+// the index has its own.
+func inPlace(f *os.File, size int64) error {
+	if flags, err := btrfs.Flags(f); err == nil {
+		if err := btrfs.SetFlags(f, flags|btrfs.FlagNoCOW); err != nil && !unsupported(err) {
+			return err
+		}
+	} else if !unsupported(err) {
+		return err
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		return fmt.Errorf("allocate %d bytes for %s: %w", size, f.Name(), err)
+	}
+	return nil
+}
+
+// copyOnWrite reports whether f is a file of a copy-on-write filesystem
+// that lacks the no-COW flag: one written before inPlace existed.
+func copyOnWrite(f *os.File) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || st.Type != unix.BTRFS_SUPER_MAGIC {
+		return false
+	}
+	flags, err := btrfs.Flags(f)
+	return err == nil && flags&btrfs.FlagNoCOW == 0
+}
+
+// unsupported reports an error of a filesystem without inode flags, or
+// without the no-COW one.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
 
 func syncDir(dir string) error {
@@ -166,15 +214,15 @@ func (f *File) Close() error {
 	return err
 }
 
-// sparseWriter writes at increasing offsets of f but leaves runs of zeros
-// as holes: a new index is mostly empty buckets, and the pool it lives
-// in should not pay for them until they fill.
-type sparseWriter struct {
+// zeroSkipper writes at increasing offsets of f but skips runs of zeros:
+// a new index is mostly empty buckets, and its file, allocated whole by
+// inPlace, reads as zeros already.
+type zeroSkipper struct {
 	f   *os.File
 	off int64
 }
 
-func (w *sparseWriter) Write(p []byte) (int, error) {
+func (w *zeroSkipper) Write(p []byte) (int, error) {
 	for _, b := range p {
 		if b != 0 {
 			if _, err := w.f.WriteAt(p, w.off); err != nil {

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 )
 
 const fileSize = 64 * bucketBytes
@@ -139,18 +142,75 @@ func TestOpenRejectsBadSize(t *testing.T) {
 	}
 }
 
-func TestNewFileIsSparse(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "dedup.idx")
-	f, _, err := Open(path, 32<<20)
-	if err != nil {
-		t.Fatal(err)
+// The index file is overwritten where it lies: all its space is taken
+// when it is made, and a flush moves none of its extents, so writing the
+// index back never needs new space. A file written copy-on-write (before
+// this was so) is written anew on Open.
+func TestFileIsOverwrittenInPlace(t *testing.T) {
+	tests := []struct {
+		name          string
+		before        func(t *testing.T, path string)
+		wantRewritten bool
+	}{
+		{"new", func(*testing.T, string) {}, false},
+		{"written copy-on-write", func(t *testing.T, path string) {
+			x, err := New(32 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := x.WriteTo(f); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
 	}
-	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Size < 32<<20 || st.Blocks*512 > 1<<20 {
-		t.Fatalf("new index: size %d, allocated %d: not sparse", st.Size, st.Blocks*512)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(btrfstest.Mount(t, 0), "dedup.idx")
+			tt.before(t, path)
+			f, how := openFile(t, path, 32<<20)
+			if how.Rewritten != tt.wantRewritten {
+				t.Fatalf("Open: %+v, want Rewritten %v", how, tt.wantRewritten)
+			}
+			if flags, err := btrfs.Flags(f.f); err != nil || flags&btrfs.FlagNoCOW == 0 {
+				t.Fatalf("flags %#x, %v: want no-COW", flags, err)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.f.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Blocks*512 < st.Size {
+				t.Fatalf("size %d, allocated %d: want it all allocated", st.Size, st.Blocks*512)
+			}
+			// The disk extents holding the file.
+			extents := func() map[uint64]bool {
+				btrfstest.Sync(t, filepath.Dir(path))
+				exts, err := btrfs.Extents(f.f, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				at := map[uint64]bool{}
+				for _, e := range exts {
+					at[e.DiskBytenr] = true
+				}
+				return at
+			}
+			before := extents()
+			for i := range 100000 {
+				f.Insert(spread(i), addr(i))
+			}
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for at := range extents() {
+				if !before[at] {
+					t.Fatalf("a flush wrote a new extent at %d; the file was in %v", at, before)
+				}
+			}
+		})
 	}
 }
