@@ -202,6 +202,11 @@ func (p *Pool) planFiles(job Job) ([]fileWork, error) {
 // stage, which also compresses what stays unique; a revision, or the
 // image when dedup is off, through the compression stage.
 func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
+	if fw.noCOW {
+		p.log.Warn("left as it is: no-COW file (chattr +C), which btrfs neither compresses nor shares",
+			"pool", p.Name, "vid", job.VID, "file", fw.name)
+		return nil
+	}
 	if fw.clean && o.dedup != nil {
 		job.Since = fw.since // the dedup stage lists the extents from there
 		// The job's progress counts the file's planned bytes; the stage's
@@ -280,6 +285,7 @@ func (p *Pool) jobTargets(job Job) ([]string, error) {
 type fileWork struct {
 	name  string
 	clean bool   // the clean image, which the dedup stage reads too
+	noCOW bool   // chattr +C: nothing can be done to it
 	ino   uint64 // the file planned, so that a replacement is not marked done
 	// since is the generation from which the file's extents are new for
 	// the job: see sinceFor.
@@ -325,13 +331,22 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 			return err
 		}
 		fw.clean = target == l.Clean()
+		if fw.ino, err = inodeOf(f); err != nil {
+			return err
+		}
+		flags, err := btrfs.Flags(f)
+		if err != nil {
+			return err
+		}
+		// btrfs neither compresses a no-COW file nor shares extents
+		// between it and a file with checksums: nothing to do.
+		if fw.noCOW = flags&btrfs.FlagNoCOW != 0; fw.noCOW {
+			return nil
+		}
 		if fw.clean {
 			if err := markCompressible(l, f); err != nil {
 				return err
 			}
-		}
-		if fw.ino, err = inodeOf(f); err != nil {
-			return err
 		}
 		fw.since = p.sinceFor(job, target, fw.ino)
 		if until, err = btrfs.Generation(f); err != nil {

@@ -432,3 +432,45 @@ func TestRequestDuringJobRuns(t *testing.T) {
 func running(jobs []pool.JobStatus) bool {
 	return len(jobs) == 1 && jobs[0].State == "running"
 }
+
+// A volume whose files are no-COW (a directory with chattr +C) cannot be
+// compressed or share extents: its jobs leave it as it is, without error.
+func TestNoCOWVolumeIsLeftAlone(t *testing.T) {
+	h := newOptHarness(t)
+	const vid = "appvms/nocow/private"
+	dir := filepath.Dir(h.path(vid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := btrfs.SetFlags(d, btrfs.FlagNoCOW); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(vid)
+	h.must(h.p.Volumes.Create(s))
+	h.must(h.p.Volumes.Start(s))
+	writeAt(t, h.path(vid+"-dirty.img"), 0, text("nocow", 8*mib))
+	h.must(h.p.Volumes.Stop(s))
+	want := sum(t, h.path(vid+".img"))
+	h.wait()
+	if err := h.p.Optimise(vid, true); err != nil {
+		t.Fatal(err)
+	}
+	h.wait()
+	recent := h.sched.Recent()
+	if len(recent) < 2 {
+		t.Fatalf("%d jobs done, want the commit's and the full pass's", len(recent))
+	}
+	for _, done := range recent[len(recent)-2:] {
+		if done.VID != vid || done.Err != nil || done.Result.BytesExamined != 0 || done.Result.BytesCompressed != 0 {
+			t.Fatalf("job %+v: want %s done, with nothing examined", done, vid)
+		}
+	}
+	if sum(t, h.path(vid+".img")) != want {
+		t.Fatal("the image changed")
+	}
+}
