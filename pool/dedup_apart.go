@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -102,28 +103,30 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 		}
 		progress(done, total)
 	}
+	img, running, err := d.openForScan(job, &ino)
+	if err != nil {
+		return err
+	}
+	defer img.f.Close()
 	for k, batch := range batches {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
-			// Keep readAheadBatches batches in flight ahead of this one.
-			from := k + readAheadBatches
-			if k == 0 {
-				from = 0
-			}
-			for j := from; j <= k+readAheadBatches && j < len(batches); j++ {
-				d.readAhead(img, batches[j])
-			}
-			for _, i := range batch {
-				if err := d.scan(img, i); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := running(); err != nil {
 			return err
+		}
+		// Keep readAheadBatches batches in flight ahead of this one.
+		from := k + readAheadBatches
+		if k == 0 {
+			from = 0
+		}
+		for j := from; j <= k+readAheadBatches && j < len(batches); j++ {
+			d.readAhead(img, batches[j])
+		}
+		for _, i := range batch {
+			if err := d.scan(img, i); err != nil {
+				return err
+			}
 		}
 		step(batch)
 	}
@@ -165,6 +168,41 @@ func (d *deduper) readAhead(img dedupDest, batch []int) {
 		it := d.pieces[i].item
 		_ = unix.Fadvise(int(img.f.Fd()), int64(it.Offset), int64(it.Length), unix.FADV_WILLNEED)
 	}
+}
+
+// openForScan opens the clean image for the first walk, which only reads
+// it and so runs without the volume's lock: nothing but this job changes
+// the clean image in place (a commit, revert or import puts another file
+// there, which the second walk, under the lock, tells by its inode), and
+// a VM start need not wait behind reads at idle I/O priority. running
+// returns errHeld once the volume has started.
+func (d *deduper) openForScan(job Job, ino *uint64) (img dedupDest, running func() error, err error) {
+	var dirty string
+	err = d.onImage(job, ino, func(l *volume.Locked, locked dedupDest) error {
+		f, err := l.Open(l.Clean(), os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		img = dedupDest{f: f, path: locked.path}
+		p, err := volume.PathsFor(job.VID)
+		dirty = l.Path(p.Dirty)
+		return err
+	})
+	if err != nil {
+		if img.f != nil {
+			img.f.Close()
+		}
+		return dedupDest{}, nil, err
+	}
+	running = func() error {
+		if _, err := os.Lstat(dirty); err == nil {
+			return errHeld
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("stat %s: %w", dirty, err)
+		}
+		return nil
+	}
+	return img, running, nil
 }
 
 // errImageReplaced: the clean image is another file than when the job
