@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -177,30 +176,20 @@ func (d *deduper) readAhead(img dedupDest, batch []int) {
 // a VM start need not wait behind reads at idle I/O priority. running
 // returns errHeld once the volume has started.
 func (d *deduper) openForScan(job Job, ino *uint64) (img dedupDest, running func() error, err error) {
-	var dirty string
 	err = d.onImage(job, ino, func(l *volume.Locked, locked dedupDest) error {
 		f, err := l.Open(l.Clean(), os.O_RDONLY)
-		if err != nil {
-			return err
-		}
 		img = dedupDest{f: f, path: locked.path}
-		p, err := volume.PathsFor(job.VID)
-		dirty = l.Path(p.Dirty)
 		return err
 	})
 	if err != nil {
-		if img.f != nil {
-			img.f.Close()
-		}
 		return dedupDest{}, nil, err
 	}
 	running = func() error {
-		if _, err := os.Lstat(dirty); err == nil {
+		started, err := d.p.Volumes.Running(job.VID)
+		if started {
 			return errHeld
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("stat %s: %w", dirty, err)
 		}
-		return nil
+		return err
 	}
 	return img, running, nil
 }
@@ -494,11 +483,6 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) error 
 	defer cp.remove()
 	if err := cp.write(buf, copyBase); err != nil {
 		return err
-	}
-	// FIDEDUPERANGE reads the source a page at a time; have the copy's
-	// compressed extents read back whole, ahead of it.
-	if err := unix.Fadvise(int(cp.Fd()), copyBase, int64(total), unix.FADV_WILLNEED); err != nil {
-		return fmt.Errorf("read ahead compressed copy: %w", err)
 	}
 	failpoint.Hit("dedup.after-rewrite-copy")
 	pos = copyBase

@@ -37,6 +37,16 @@ func (l *Locked) Running() (bool, error) {
 	return l.s.files.exists(l.p.Dirty)
 }
 
+// Running is Locked.Running without the volume's lock, for work that
+// only reads: the answer can be out of date as soon as it is given.
+func (s *Store) Running(vid string) (bool, error) {
+	p, err := PathsFor(vid)
+	if err != nil {
+		return false, err
+	}
+	return s.files.exists(p.Dirty)
+}
+
 // Clean is the clean image's name.
 func (l *Locked) Clean() string { return l.p.Clean }
 
