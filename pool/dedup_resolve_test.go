@@ -135,14 +135,9 @@ func writeFile(t *testing.T, name string, off int64, data []byte, compress bool)
 
 func onlyExtentOf(t *testing.T, name string) btrfs.Extent {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	exts, err := btrfs.Extents(f, 0)
-	if err != nil || len(exts) != 1 {
-		t.Fatalf("extents of %s: %+v, %v; want one", name, exts, err)
+	exts := btrfstest.Extents(t, name)
+	if len(exts) != 1 {
+		t.Fatalf("extents of %s: %+v; want one", name, exts)
 	}
 	return exts[0]
 }

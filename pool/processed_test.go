@@ -234,17 +234,8 @@ func doneBeyond(jobs []pool.JobStatus, n uint64) bool {
 // uncompressed sums the logical bytes of path's uncompressed extents.
 func uncompressed(t *testing.T, path string) uint64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	exts, err := btrfs.Extents(f, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var n uint64
-	for _, e := range exts {
+	for _, e := range btrfstest.Extents(t, path) {
 		if e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone {
 			n += e.Length
 		}

@@ -689,17 +689,6 @@ func sharedBytes(t *testing.T, a, b string) int64 {
 
 func extentsOf(t *testing.T, path string) []btrfs.Extent {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := btrfs.Sync(f); err != nil {
-		t.Fatal(err)
-	}
-	ext, err := btrfs.Extents(f, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ext
+	btrfstest.Sync(t, path)
+	return btrfstest.Extents(t, path)
 }

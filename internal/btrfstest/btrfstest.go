@@ -210,3 +210,18 @@ func Sync(t testing.TB, path string) {
 		t.Fatal(err)
 	}
 }
+
+// Extents lists the extent items of the file at path, all generations.
+func Extents(t testing.TB, path string) []btrfs.Extent {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	exts, err := btrfs.Extents(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exts
+}
