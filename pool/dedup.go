@@ -93,8 +93,10 @@ type deduper struct {
 	noRoom error
 	// Buffers reused from one piece or batch to the next, so that the
 	// stage's garbage does not grow with the data: the piece read, a
-	// candidate source's bytes while they are compared, and a copy's data.
+	// candidate source's bytes while they are compared, a copy's data, and
+	// a block's addresses in the index.
 	readBuf, cmpBuf, copyBuf []byte
+	addrBuf                  []uint64
 }
 
 // deduperFor returns the dedup stage for a job on p, or nil when the

@@ -51,7 +51,8 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 			return run{src: src, offset: off, length: n}, err
 		}
 	}
-	addrs := d.idx.Lookup(h)
+	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], h)
+	addrs := d.addrBuf
 	if len(addrs) == 0 {
 		return run{}, nil
 	}

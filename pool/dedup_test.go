@@ -257,10 +257,10 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idx.Close()
-	if slices.Contains(idx.Lookup(hash), stale) {
+	if slices.Contains(idx.Lookup(nil, hash), stale) {
 		t.Error("stale entry kept")
 	}
-	if len(idx.Lookup(hash)) != 1 {
+	if len(idx.Lookup(nil, hash)) != 1 {
 		t.Error("b's block not indexed")
 	}
 	h.open()

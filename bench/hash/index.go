@@ -119,8 +119,9 @@ func insertAll(x *dedupindex.Index, seed, base, n uint64) {
 // lookupAll looks up the n hashes that seed gives.
 func lookupAll(x *dedupindex.Index, seed, n uint64) {
 	r := rand.New(rand.NewPCG(seed, 0))
+	var addrs []uint64
 	for range n {
-		x.Lookup(r.Uint64())
+		addrs = x.Lookup(addrs[:0], r.Uint64())
 	}
 }
 
@@ -131,9 +132,10 @@ func mixedParallel(x *dedupindex.Index, n uint64, procs int) {
 	for p := range uint64(procs) {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(10+p, 0))
+			var addrs []uint64
 			for i := range n / uint64(procs) {
 				h := r.Uint64()
-				if x.Lookup(h) == nil {
+				if addrs = x.Lookup(addrs[:0], h); len(addrs) == 0 {
 					x.Insert(h, (p<<40+i)*dedupindex.BlockSize)
 				}
 			}

@@ -28,7 +28,7 @@ func TestConcurrent(t *testing.T) {
 				case 0, 1:
 					x.Insert(h, a)
 				case 2:
-					for _, got := range x.Lookup(h) {
+					for _, got := range x.Lookup(nil, h) {
 						if got%BlockSize != 0 {
 							t.Errorf("Lookup returned a flagged address %#x", got)
 						}

@@ -55,13 +55,13 @@ func TestWriteDirty(t *testing.T) {
 			}
 		}, nbuckets, 7},
 		{"lookup miss and front hit change nothing", func(x *Index) {
-			x.Lookup(hashIn(x, 1, 1))
-			x.Lookup(hashIn(x, 2, 1))
+			x.Lookup(nil, hashIn(x, 1, 1))
+			x.Lookup(nil, hashIn(x, 2, 1))
 		}, 0, 0},
 		{"erase, useful and reordering lookup", func(x *Index) {
 			x.Erase(hashIn(x, 2, 0), addr(0))
 			x.MarkUseful(hashIn(x, 4, 0), addr(0))
-			x.Lookup(hashIn(x, 6, 0))
+			x.Lookup(nil, hashIn(x, 6, 0))
 		}, 3, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +69,7 @@ func TestWriteDirty(t *testing.T) {
 			for _, bi := range []uint64{2, 4, 6} { // cells to erase, mark and raise
 				x.Insert(hashIn(x, bi, 0), addr(0))
 				x.Insert(hashIn(x, bi, 1), addr(1))
-				x.Lookup(hashIn(x, bi, 1))
+				x.Lookup(nil, hashIn(x, bi, 1))
 			}
 			img := &image{b: encode(t, x)}
 			x.clean()

@@ -55,7 +55,7 @@ func TestOpenFlushReopen(t *testing.T) {
 	if !slices.Equal(f.table, g.table) {
 		t.Fatal("reopened index differs")
 	}
-	if g.Lookup(spread(1)) != nil || g.Lookup(spread(2)) == nil {
+	if g.Lookup(nil, spread(1)) != nil || g.Lookup(nil, spread(2)) == nil {
 		t.Fatal("erase or insert lost")
 	}
 }
@@ -117,7 +117,7 @@ func TestOpenResizes(t *testing.T) {
 	if how != (Opened{Resized: true}) || g.Size() != 2*fileSize {
 		t.Fatalf("Open with another size: %+v, size %d", how, g.Size())
 	}
-	if got := g.Lookup(12345); !slices.Equal(got, []uint64{addr(1)}) {
+	if got := g.Lookup(nil, 12345); !slices.Equal(got, []uint64{addr(1)}) {
 		t.Fatalf("Lookup after resize = %v", got)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Size() != encodedLen(2*fileSize) {

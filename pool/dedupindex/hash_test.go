@@ -75,9 +75,9 @@ func BenchmarkInsertLookup(b *testing.B) {
 		h := r.Uint64()
 		x.Insert(h, addr(i))
 		if i%2 == 0 {
-			x.Lookup(h)
+			x.Lookup(nil, h)
 		} else {
-			x.Lookup(r.Uint64())
+			x.Lookup(nil, r.Uint64())
 		}
 		i++
 	}

@@ -102,27 +102,28 @@ func (x *Index) markDirty(bi uint64) {
 	}
 }
 
-// Lookup returns every address stored for hash, newest first (a cell that
-// produced a dedup is moved ahead), and moves them to the front of their
-// bucket. It returns nil on a miss.
-func (x *Index) Lookup(hash uint64) []uint64 {
+// Lookup appends to dst every address stored for hash, newest first (a
+// cell that produced a dedup is moved ahead), moves them to the front of
+// their bucket, and returns the extended slice; on a miss it returns dst
+// unchanged. Called once per block hashed, it allocates nothing when dst
+// has room: a caller reusing dst[:0] makes no garbage.
+func (x *Index) Lookup(dst []uint64, hash uint64) []uint64 {
 	hash = key(hash)
 	bi, b, s := x.lock(hash)
 	defer s.mu.Unlock()
 	k, moved := b.raise(hash)
 	if k == 0 {
 		s.misses.Add(1)
-		return nil
+		return dst
 	}
 	s.hits.Add(1)
 	if moved {
 		x.markDirty(bi)
 	}
-	addrs := make([]uint64, k)
-	for i := range addrs {
-		addrs[i] = b.word(i) &^ flagMask
+	for i := range k {
+		dst = append(dst, b.word(i)&^flagMask)
 	}
-	return addrs
+	return dst
 }
 
 // Insert stores addr for hash at a random position of its bucket's LRU

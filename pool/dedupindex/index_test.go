@@ -157,7 +157,7 @@ func TestInsertLookupErase(t *testing.T) {
 						t.Fatalf("op %d: Erase = %v, want %v", i, ok, o.ok)
 					}
 				case "lookup":
-					if got := x.Lookup(o.hash); !slices.Equal(got, o.want) {
+					if got := x.Lookup(nil, o.hash); !slices.Equal(got, o.want) {
 						t.Fatalf("op %d: Lookup(%d) = %v, want %v", i, o.hash, got, o.want)
 					}
 				}
@@ -173,7 +173,7 @@ func TestLookupMovesHitsToFront(t *testing.T) {
 		x.insert(uint64(i+1), addr(i), true)
 	}
 	x.Insert(3, addr(100)) // ahead of the older cell of hash 3, wherever
-	x.Lookup(3)
+	x.Lookup(nil, 3)
 	got := contents(x, 0)
 	want := [][2]uint64{{3, addr(100)}, {3, addr(2)}}
 	if !slices.Equal(got[:2], want) {
@@ -216,7 +216,7 @@ func TestEvictionOrder(t *testing.T) {
 				x.insert(uint64(1000+i), addr(1000+i), true)
 			}
 			for i := range 10 {
-				if got := x.Lookup(uint64(i+1)) != nil; got != tc.kept {
+				if got := x.Lookup(nil, uint64(i+1)) != nil; got != tc.kept {
 					t.Errorf("cell %d kept = %v, want %v", i, got, tc.kept)
 				}
 			}
@@ -255,7 +255,7 @@ func TestSecondChanceClearsFlags(t *testing.T) {
 	if !slices.Equal(got[:4], want) {
 		t.Fatalf("front = %v, want %v", got[:4], want)
 	}
-	if x.Lookup(1000) != nil {
+	if x.Lookup(nil, 1000) != nil {
 		t.Fatal("the oldest cell that was not useful survived")
 	}
 }
@@ -273,7 +273,7 @@ func TestUsefulSurvivesRandomInserts(t *testing.T) {
 		x.Insert(uint64(1000+i), addr(1000+i))
 	}
 	for i := range 10 {
-		if x.Lookup(uint64(i)) == nil {
+		if x.Lookup(nil, uint64(i)) == nil {
 			t.Errorf("useful cell %d evicted", i)
 		}
 	}
@@ -285,7 +285,7 @@ func TestBucketOverflow(t *testing.T) {
 	x := newIndex(t, bucketBytes)
 	for i := range n {
 		x.Insert(uint64(i+1), addr(i))
-		if got := x.Lookup(uint64(i + 1)); !slices.Equal(got, []uint64{addr(i)}) {
+		if got := x.Lookup(nil, uint64(i+1)); !slices.Equal(got, []uint64{addr(i)}) {
 			t.Fatalf("just inserted %d: Lookup = %v", i, got)
 		}
 	}
@@ -312,7 +312,7 @@ func TestCollidingHashes(t *testing.T) {
 			}},
 		{"one hash, many addresses", func(int) uint64 { return 5 },
 			func(t *testing.T, x *Index) {
-				got := x.Lookup(5)
+				got := x.Lookup(nil, 5)
 				want := make([]uint64, cellsPerBucket)
 				for i := range want {
 					want[i] = addr(3*cellsPerBucket - 1 - i)
@@ -332,7 +332,7 @@ func TestCollidingHashes(t *testing.T) {
 					t.Errorf("bucket %d is not empty", bi)
 				}
 			}
-			if x.Lookup(6) != nil {
+			if x.Lookup(nil, 6) != nil {
 				t.Error("hit in an empty bucket")
 			}
 			tc.lookup(t, x)
@@ -369,7 +369,7 @@ func TestResized(t *testing.T) {
 			}
 			checkAll(t, y)
 			for i := range 1000 {
-				if got := y.Lookup(spread(i)); !slices.Equal(got, []uint64{addr(i)}) {
+				if got := y.Lookup(nil, spread(i)); !slices.Equal(got, []uint64{addr(i)}) {
 					t.Fatalf("cell %d: Lookup = %v", i, got)
 				}
 			}
@@ -378,5 +378,25 @@ func TestResized(t *testing.T) {
 				t.Error("useful flag lost")
 			}
 		})
+	}
+}
+
+// Lookup runs once per block hashed: reusing the caller's slice, it must
+// make no garbage, which would otherwise grow the heap by the index's size
+// before the collector runs.
+func TestLookupAppendsWithoutAllocating(t *testing.T) {
+	x := newIndex(t, bucketBytes)
+	x.Insert(7, addr(1))
+	x.Insert(7, addr(2))
+	prefix := []uint64{99}
+	if got, want := x.Lookup(prefix, 7), []uint64{99, addr(2), addr(1)}; !slices.Equal(got, want) {
+		t.Fatalf("Lookup(%v, 7) = %v, want %v", prefix, got, want)
+	}
+	if got := x.Lookup(prefix, 8); !slices.Equal(got, prefix) {
+		t.Fatalf("Lookup of a missing hash = %v, want the prefix %v", got, prefix)
+	}
+	buf := make([]uint64, 0, cellsPerBucket)
+	if n := testing.AllocsPerRun(100, func() { buf = x.Lookup(buf[:0], 7) }); n != 0 {
+		t.Fatalf("Lookup with room in dst made %v allocations, want 0", n)
 	}
 }
