@@ -102,7 +102,7 @@ func (o *optimiser) compressFile(path string) (Result, error) {
 	if err := clearNoCompress(f); err != nil {
 		return Result{}, err
 	}
-	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
+	if err := compressWithZstd(f); err != nil {
 		return Result{}, err
 	}
 	info, err := f.Stat()
@@ -113,6 +113,17 @@ func (o *optimiser) compressFile(path string) (Result, error) {
 	return o.compressPieces(f, workItem{length: uint64(info.Size())}, func(pc btrfs.Extent) (Result, error) {
 		return Result{SkippedShared: pc.Length}, nil
 	})
+}
+
+// compressWithZstd gives f the zstd compression property unless it has it:
+// every job sets it, and setting it again would still take a transaction
+// and change f's ctime.
+func compressWithZstd(f *os.File) error {
+	algo, err := btrfs.CompressionProperty(f)
+	if err != nil || algo == "zstd" {
+		return err
+	}
+	return btrfs.SetCompressionProperty(f, "zstd")
 }
 
 // clearNoCompress drops the flag btrfs sets after one poor sample, which

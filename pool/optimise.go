@@ -387,7 +387,7 @@ func markCompressible(l *volume.Locked, img *os.File) error {
 	if err := clearNoCompress(img); err != nil {
 		return err
 	}
-	if err := btrfs.SetCompressionProperty(img, "zstd"); err != nil {
+	if err := compressWithZstd(img); err != nil {
 		return err
 	}
 	dir, err := l.OpenDir()
@@ -395,7 +395,7 @@ func markCompressible(l *volume.Locked, img *os.File) error {
 		return err
 	}
 	defer dir.Close()
-	return btrfs.SetCompressionProperty(dir, "zstd")
+	return compressWithZstd(dir)
 }
 
 // compressible: regular, written and not yet compressed.

@@ -1,6 +1,7 @@
 package btrfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -35,6 +36,20 @@ func SetFlags(f *os.File, flags uint32) error {
 
 // compressionXattr is the xattr behind `btrfs property set FILE compression`.
 const compressionXattr = "btrfs.compression"
+
+// CompressionProperty returns f's compression property, "" when unset.
+func CompressionProperty(f *os.File) (string, error) {
+	buf := make([]byte, 16) // longer than any algorithm's name and level
+	n, err := unix.Fgetxattr(int(f.Fd()), compressionXattr, buf)
+	runtime.KeepAlive(f)
+	switch {
+	case errors.Is(err, unix.ENODATA):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("get %s of %s: %w", compressionXattr, f.Name(), err)
+	}
+	return string(buf[:n]), nil
+}
 
 // SetCompressionProperty sets f's compression property: "zstd", "lzo" or
 // "zlib" compress new writes with that algorithm (at its default level),
