@@ -82,10 +82,11 @@ type deduper struct {
 	// judged for compression, for the job's bytes_examined.
 	examined uint64
 
-	// The first pass's extents, their pieces, and the table of blocks it
-	// met first.
+	// The segment's extents, their pieces, and the table of blocks its
+	// first walk met first; spans are the extents the pass may still free
+	// (the segment's and the later ones'), by address.
 	plans  []extentPlan
-	spans  []diskSpan // the plans' extents, by address
+	spans  []diskSpan
 	pieces []piece
 	local  map[uint64]localBlock
 	// noRoom is the first extent kept for lack of free space to rewrite

@@ -17,7 +17,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// extentPlan is the first pass's verdict on one new extent of the image.
+// extentPlan is the first walk's verdict on one new extent of the image.
 type extentPlan struct {
 	dataExtent
 	pieces []int // into deduper.pieces, in file order
@@ -67,12 +67,14 @@ type piece struct {
 }
 
 // apartPass takes apart the new extents holding data found elsewhere,
-// zeros, or data that compresses, in two walks over them under the
-// volume's lock a window at a time: one reads and matches every block,
-// the other deduplicates, punches and rewrites. Reading everything first
-// lets a block be matched to an earlier block of the job, whose extent is
-// then rewritten too. The blocks of the extents it keeps are indexed
-// where they lie.
+// zeros, or data that compresses, a segment of them at a time (see
+// segmentBytes), in two walks over each segment under the volume's lock a
+// window at a time: one reads and matches every block, the other
+// deduplicates, punches and rewrites. Reading a whole segment first lets a
+// block be matched to an earlier block of the segment, whose extent is
+// then rewritten too; a block repeated in a later segment is found through
+// the index. The blocks of the extents it keeps are indexed where they
+// lie, at the end of their segment.
 //
 // progress is told the bytes done out of those to do (each piece counts
 // in both walks) after each batch; it may block while jobs are paused.
@@ -81,8 +83,6 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 	if err != nil {
 		return err
 	}
-	d.cut(exts)
-	d.local = map[uint64]localBlock{}
 	defer func() {
 		d.plans, d.pieces, d.spans, d.local, d.own = nil, nil, nil, nil, nil
 		if d.res != nil {
@@ -90,28 +90,83 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 			d.res = nil
 		}
 	}()
-	var ino uint64
-	batches := d.batches()
-	var done, total uint64
-	for _, pc := range d.pieces {
-		total += 2 * pc.item.Length
-	}
-	step := func(batch []int) {
-		for _, i := range batch {
-			done += d.pieces[i].item.Length
+	w := &passWalk{job: job, report: progress}
+	for _, de := range exts {
+		for _, it := range de.items {
+			w.total += 2 * it.Length
 		}
-		progress(done, total)
 	}
-	img, running, err := d.openForScan(job, &ino)
-	if err != nil {
+	if w.img, w.running, err = d.openForScan(job, &w.ino); err != nil {
 		return err
 	}
-	defer img.f.Close()
+	defer w.img.f.Close()
+	for len(exts) > 0 {
+		n := segmentLen(exts)
+		err := d.segment(ctx, o, w, exts[:n], exts)
+		if errors.Is(err, errImageReplaced) {
+			d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		exts = exts[n:]
+	}
+	return d.noRoom
+}
+
+// segmentBytes bounds the new data one segment of a pass covers. A segment
+// holds the hashes of the blocks it may keep until its end (16 bytes per
+// 4 KiB): cut into segments, a pass over a large image holds about 4 MiB
+// of them at a time instead of 4 MiB per GiB of image. A commit's new data
+// usually makes one segment.
+var segmentBytes uint64 = 1 << 30
+
+// segmentLen is how many of exts, at least one, make the next segment.
+func segmentLen(exts []dataExtent) int {
+	var size uint64
+	for i, de := range exts {
+		for _, it := range de.items {
+			size += it.Length
+		}
+		if size > segmentBytes && i > 0 {
+			return i
+		}
+	}
+	return len(exts)
+}
+
+// passWalk is what the segments of a pass share: the clean image the
+// first walks read without the lock, and the progress made.
+type passWalk struct {
+	job         Job
+	img         dedupDest
+	running     func() error
+	ino         uint64 // the clean image's, checked under the lock
+	done, total uint64
+	report      func(done, total uint64)
+}
+
+// step counts the batch's pieces done in one walk.
+func (w *passWalk) step(pieces []piece, batch []int) {
+	for _, i := range batch {
+		w.done += pieces[i].item.Length
+	}
+	w.report(w.done, w.total)
+}
+
+// segment runs both walks over the extents of seg. pending are seg's and
+// the later segments' extents: those the pass may yet free, which must
+// not serve as sources (see inPass).
+func (d *deduper) segment(ctx context.Context, o *optimiser, w *passWalk, seg, pending []dataExtent) error {
+	d.cut(seg, pending)
+	d.local = map[uint64]localBlock{}
+	batches := d.batches()
 	for k, batch := range batches {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := running(); err != nil {
+		if err := w.running(); err != nil {
 			return err
 		}
 		// Keep readAheadBatches batches in flight ahead of this one.
@@ -120,30 +175,26 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 			from = 0
 		}
 		for j := from; j <= k+readAheadBatches && j < len(batches); j++ {
-			d.readAhead(img, batches[j])
+			d.readAhead(w.img, batches[j])
 		}
 		for _, i := range batch {
-			if err := d.scan(img, i); err != nil {
+			if err := d.scan(w.img, i); err != nil {
 				return err
 			}
 		}
-		step(batch)
+		w.step(d.pieces, batch)
 	}
 	for _, batch := range batches {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := d.onImage(job, &ino, func(l *volume.Locked, img dedupDest) error {
+		err := d.onImage(w.job, &w.ino, func(l *volume.Locked, img dedupDest) error {
 			return d.apply(l, img, o, batch)
 		})
-		if errors.Is(err, errImageReplaced) {
-			d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
-			return nil
-		}
 		if err != nil {
 			return err
 		}
-		step(batch)
+		w.step(d.pieces, batch)
 	}
 	for _, pl := range d.plans {
 		if pl.dests == nil {
@@ -152,7 +203,7 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 			}
 		}
 	}
-	return d.noRoom
+	return nil
 }
 
 // readAheadBatches is how many batches the first walk asks the kernel to
@@ -224,14 +275,17 @@ func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDes
 	})
 }
 
-// cut makes a plan for each extent and cuts its items into pieces.
-func (d *deduper) cut(exts []dataExtent) {
-	d.plans = make([]extentPlan, len(exts))
-	d.spans = make([]diskSpan, 0, len(exts))
+// cut makes a plan for each extent of seg and cuts its items into pieces,
+// and lists the disk spans of the pending extents.
+func (d *deduper) cut(seg, pending []dataExtent) {
+	d.plans = make([]extentPlan, len(seg))
+	d.spans = make([]diskSpan, 0, len(pending))
 	d.pieces = nil
-	for i, de := range exts {
-		d.plans[i].dataExtent = de
+	for _, de := range pending {
 		d.spans = append(d.spans, diskSpan{de.bytenr, de.bytenr + max(de.diskBytes, blockSize)})
+	}
+	for i, de := range seg {
+		d.plans[i].dataExtent = de
 		for _, it := range de.items {
 			for off := uint64(0); off < it.Length; off += chunkBytes {
 				pc := it

@@ -88,7 +88,8 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 	return run{}, nil
 }
 
-// inPass reports whether addr lies in one of the extents the pass works on.
+// inPass reports whether addr lies in one of the extents the pass may
+// still free: the segment's, or a later segment's.
 func (d *deduper) inPass(addr uint64) bool {
 	base := addr & (1<<blockShift - 1)
 	i, _ := slices.BinarySearchFunc(d.spans, base, func(s diskSpan, a uint64) int { return cmp.Compare(s.start, a) })

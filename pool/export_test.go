@@ -1,0 +1,11 @@
+package pool
+
+import "testing"
+
+// SetSegmentBytes makes the dedup stage cut its passes into segments of n
+// bytes of new data until the test ends.
+func SetSegmentBytes(t testing.TB, n uint64) {
+	old := segmentBytes
+	segmentBytes = n
+	t.Cleanup(func() { segmentBytes = old })
+}
