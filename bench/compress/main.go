@@ -5,10 +5,10 @@
 // prints a table against the benchmark targets of issue 3:
 //
 //  1. a first pass over the whole pool (defragment -r; optimize --full);
-//  2. an update round rewriting about 6 % of a template root, committed
-//     (file-reflink's way on the defragment side, through the daemon on
-//     the btrfs-vdo side), then optimised (defragment of the image; the
-//     commit's background job);
+//  2. an update round rewriting about 6 % of a template root (-update),
+//     committed (file-reflink's way on the defragment side, through the
+//     daemon on the btrfs-vdo side), then optimised (defragment of the
+//     image; the commit's background job);
 //  3. for btrfs-vdo, optimize --full over a plain copy of the updated
 //     image: the whole-image pass the update pass is compared with.
 //

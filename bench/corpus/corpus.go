@@ -68,6 +68,9 @@ var appVMs = []string{"work", "personal", "untrusted", "vault"}
 type Options struct {
 	Scale float64 // 1 is about 2.2 GiB of images; image sizes scale linearly, with floors
 	Seed  uint64
+	// Update is the share of a template root's image an update round
+	// writes as new file data; 0 means DefaultUpdate.
+	Update float64
 	// Scratch is a directory for staging trees and mount points, outside
 	// the pool directory; files there are removed when no longer needed.
 	Scratch string

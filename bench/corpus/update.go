@@ -13,10 +13,11 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// UpdateFraction is the share of a template root's image size an update
-// round writes as new file data; with ext4's metadata and journal writes
-// about 6–8 % of the image's blocks change.
-const UpdateFraction = 0.06
+// DefaultUpdate is the share of a template root's image size an update
+// round writes as new file data unless Options.Update says otherwise;
+// with ext4's metadata and journal writes about 6–8 % of the image's
+// blocks change.
+const DefaultUpdate = 0.06
 
 // minUpdatedFile leaves tiny files alone, so that an update is mostly file
 // data rather than inode and directory blocks.
@@ -31,7 +32,8 @@ type Update struct {
 // ApplyUpdate changes the template root vid's files inside the ext4 image
 // img (the volume's image, or its dirty image while it runs) as a package
 // upgrade does: each chosen file is written anew next to itself and
-// renamed over the old one, until UpdateFraction of the image is new.
+// renamed over the old one, until the share Options.Update of the image
+// is new.
 // round picks which files and what new data, the same for the same corpus.
 func (c *Corpus) ApplyUpdate(ctx context.Context, img, vid string, round int) (u Update, err error) {
 	info, err := os.Stat(img)
@@ -53,7 +55,11 @@ func (c *Corpus) ApplyUpdate(ctx context.Context, img, vid string, round int) (u
 		}
 	}()
 	salt := vid + "/update-" + strconv.Itoa(round)
-	u, err = c.rewriteFiles(mnt, int64(UpdateFraction*float64(info.Size())), salt)
+	share := c.Opts.Update
+	if share == 0 {
+		share = DefaultUpdate
+	}
+	u, err = c.rewriteFiles(mnt, int64(share*float64(info.Size())), salt)
 	if err != nil {
 		return u, fmt.Errorf("update %s: %w", img, err)
 	}

@@ -5,10 +5,10 @@
 // benchmark targets of issue 4:
 //
 //  1. a first pass over the whole pool (duperemove; optimize --full);
-//  2. an update round rewriting about 6 % of a template root, committed
-//     (file-reflink's way on the duperemove side, through the daemon on
-//     the btrfs-vdo side), then a pass (duperemove again with the same
-//     hashfile; the commit's background job).
+//  2. an update round rewriting about 6 % of a template root (-update),
+//     committed (file-reflink's way on the duperemove side, through the
+//     daemon on the btrfs-vdo side), then a pass (duperemove again with
+//     the same hashfile; the commit's background job).
 //
 // Page caches are dropped before each pass, so bytes read are what a
 // pass reads from disk. Run as root (needs btrfs-progs, e2fsprogs,

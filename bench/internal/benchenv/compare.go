@@ -41,7 +41,7 @@ func Compare[R any](ctx context.Context, cfg Config, w io.Writer, cmp Comparison
 		return err
 	}
 	defer e.Close()
-	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed}
+	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed, Update: cfg.Update}
 	cs, mnts, err := TwoCorpora(ctx, e, opts, [2]string{cmp.Baseline, "vdo"}, cmp.Room)
 	if err != nil {
 		return err

@@ -8,14 +8,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 )
 
 // Config holds the flags every corpus benchmark takes.
 type Config struct {
-	Scale float64
-	Seed  uint64
-	Keep  bool
-	Bin   string
+	Scale  float64
+	Seed   uint64
+	Update float64
+	Keep   bool
+	Bin    string
 }
 
 // Main parses the common flags and runs bench, printing its table to
@@ -25,6 +28,7 @@ func Main(name string, bench func(ctx context.Context, cfg Config, w io.Writer) 
 	var cfg Config
 	flag.Float64Var(&cfg.Scale, "scale", 1, "corpus size; 1 is about 2.2 GiB of images (1.5 GiB of data)")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "corpus seed")
+	flag.Float64Var(&cfg.Update, "update", corpus.DefaultUpdate, "share of a template root's image the update round writes as new file data")
 	flag.BoolVar(&cfg.Keep, "keep", false, "leave the filesystems mounted for inspection (undo with tests/cleanup)")
 	flag.StringVar(&cfg.Bin, "bin", "./bin", "directory holding btrfs-vdod and btrfs-vdo")
 	flag.Parse()
