@@ -44,13 +44,11 @@ type extentPlan struct {
 type indexEntry struct{ hash, addr uint64 }
 
 // remember keeps the hash of the block at offset eo into the extent, to
-// index it if the extent is kept. A compressible extent is to be
-// rewritten, and indexed as it is, so its hashes are not kept: memory
-// then grows with the data that stays, not with all the job reads.
+// index it if the extent is kept. A compressible extent is usually
+// rewritten, and indexed where its copy lies, but is kept when something
+// beyond the volume shares it or the disk has no room for its copy: its
+// hashes are kept too. They are held for the segment only (segmentBytes).
 func (pl *extentPlan) remember(hash, eo uint64) {
-	if pl.compressible {
-		return
-	}
 	if addr, ok := blockAddr(pl.bytenr, pl.compressed, eo); ok {
 		pl.hashes = append(pl.hashes, indexEntry{hash, addr})
 	}

@@ -286,7 +286,7 @@ func TestFullPassKeepsRevisionsShared(t *testing.T) {
 	}
 }
 
-func TestExtentsSharedOutsideTheVolumeAreLeftAlone(t *testing.T) {
+func TestExtentsSharedOutsideTheVolumeAreLeftAloneButIndexed(t *testing.T) {
 	h := newOptHarness(t)
 	s := spec("appvms/src/private")
 	h.must(h.p.Volumes.Create(s))
@@ -310,6 +310,18 @@ func TestExtentsSharedOutsideTheVolumeAreLeftAlone(t *testing.T) {
 	}
 	if c := h.sched.Counters(); c.SkippedShared == 0 {
 		t.Errorf("counters %+v: shared extents not reported as skipped", c)
+	}
+	// Left alone, they are still indexed: the same data written by
+	// another volume is shared with them.
+	hits := h.sched.Counters().Dedup.Hits
+	other := spec("appvms/other/private")
+	h.must(h.p.Volumes.Create(other))
+	h.must(h.p.Volumes.Start(other))
+	writeAt(t, h.path("appvms/other/private-dirty.img"), 4*mib, text("src", 16*mib))
+	h.must(h.p.Volumes.Stop(other))
+	h.wait()
+	if c := h.sched.Counters().Dedup; c.Hits == hits || c.BytesFreed == 0 {
+		t.Errorf("counters %+v: the copy of the kept extents was not deduplicated", c)
 	}
 }
 
