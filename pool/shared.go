@@ -187,9 +187,10 @@ func newCompressedCopy(dir string, enc *copyEncoder) (compressedCopy, error) {
 }
 
 // write stores data at off in the copy, compressed; see copyEncoder. The
-// compressed extents bypass the page cache, and FIDEDUPERANGE reads its
-// source a page at a time, so they are read back whole, ahead of it.
-// Failing that only costs time.
+// compressed extents bypass the page cache, so they are read back whole,
+// each once: btrfs.Dedupe's read-ahead of each deduplicated range would
+// read a compressed extent again for every range it holds. Failing only
+// costs time.
 func (c compressedCopy) write(data []byte, off uint64) error {
 	if err := c.enc.write(c.File, data, off); err != nil {
 		return err

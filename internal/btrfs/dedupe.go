@@ -39,7 +39,13 @@ const maxDedupeDests = (4096 - 24) / 32
 // Ranges must be sector-aligned except where they end at EOF. The calls
 // are split to at most 127 destinations each and repeated until done,
 // since the kernel handles at most 1 GiB (16 MiB on old kernels) per call.
+//
+// The ranges are read ahead first (see readAhead).
 func Dedupe(src *os.File, srcOffset, length uint64, dests []DedupeDest) (deduped []uint64, err error) {
+	readAhead(src, srcOffset, length)
+	for _, d := range dests {
+		readAhead(d.File, d.Offset, length)
+	}
 	deduped = make([]uint64, len(dests))
 	active := make([]bool, len(dests))
 	for i := range active {
@@ -105,6 +111,16 @@ func dedupeStatus(info unix.FileDedupeRangeInfo) error {
 		return errNoProgress
 	}
 	return nil
+}
+
+// readAhead starts reading a range into the page cache. FIDEDUPERANGE
+// compares a page at a time and reads each uncached page on its own, and
+// files sharing extents (reflinked revisions) each have a page cache of
+// their own; data written as encoded extents bypasses it. Failing only
+// costs time.
+func readAhead(f *os.File, off, n uint64) {
+	_ = unix.Fadvise(int(f.Fd()), int64(off), int64(n), unix.FADV_WILLNEED)
+	runtime.KeepAlive(f)
 }
 
 // nextDedupeBatch picks the active destinations that are furthest behind,
