@@ -99,7 +99,11 @@ func (o *optimiser) compressFile(path string) (Result, error) {
 		return Result{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	if err := clearNoCompress(f); err != nil {
+	flags, err := btrfs.Flags(f)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := clearNoCompress(f, flags); err != nil {
 		return Result{}, err
 	}
 	if err := compressWithZstd(f); err != nil {
@@ -127,11 +131,11 @@ func compressWithZstd(f *os.File) error {
 }
 
 // clearNoCompress drops the flag btrfs sets after one poor sample, which
-// would otherwise keep the file from ever being compressed again.
-func clearNoCompress(f *os.File) error {
-	flags, err := btrfs.Flags(f)
-	if err != nil || flags&btrfs.FlagNoCompress == 0 {
-		return err
+// would otherwise keep the file from ever being compressed again. flags
+// are f's inode flags, as the caller read them.
+func clearNoCompress(f *os.File, flags uint32) error {
+	if flags&btrfs.FlagNoCompress == 0 {
+		return nil
 	}
 	return btrfs.SetFlags(f, flags&^btrfs.FlagNoCompress)
 }

@@ -69,11 +69,9 @@ type deduper struct {
 	touched map[uint64]uint64
 	// own maps disk extents to the volume's items referencing them, read
 	// on the first extent the image shares.
-	own map[uint64][]refLoc
-	// rewritten are the extents the stage wrote (indexed as written).
-	rewritten map[uint64]bool
-	tmpDir    string
-	stats     DedupStats
+	own    map[uint64][]refLoc
+	tmpDir string
+	stats  DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
 	// for the job's bytes_compressed; skippedShared those of compressible
 	// extents left alone because something beyond the volume holds them.
@@ -108,8 +106,11 @@ func (s *Scheduler) deduperFor(p *Pool, job Job) *deduper {
 		s.log.Warn("dedup stage off for this job", "pool", p.Name, "vid", job.VID, "err", err)
 		return nil
 	}
-	return &deduper{p: p, idx: idx, srcs: map[string]*os.File{}, touched: map[uint64]uint64{},
-		rewritten: map[uint64]bool{}, tmpDir: p.tmpDir()}
+	return newDeduper(p, idx)
+}
+
+func newDeduper(p *Pool, idx *dedupindex.File) *deduper {
+	return &deduper{p: p, idx: idx, srcs: map[string]*os.File{}, touched: map[uint64]uint64{}, tmpDir: p.tmpDir()}
 }
 
 // finish closes what the stage opened and writes the index back.
@@ -135,41 +136,22 @@ type dataExtent struct {
 	items             []btrfs.Extent
 }
 
-// dedupStage runs the dedup stage on the clean image, telling progress
-// the share of it done. What it freed is counted with the rest of the
-// job's work, at its end (see settle).
-func (o *optimiser) dedupStage(ctx context.Context, job Job, progress func(done, total uint64)) error {
-	return o.dedup.apartPass(ctx, o, job, progress)
+// dedupStage runs the dedup stage on the clean image's new extents, as
+// the plan found them (fw), telling progress the share of it done. What it
+// freed is counted with the rest of the job's work, at its end (see
+// settle).
+func (o *optimiser) dedupStage(ctx context.Context, job Job, fw fileWork, progress func(done, total uint64)) error {
+	return o.dedup.apartPass(ctx, o, job, fw, progress)
 }
 
-// imageExtents lists the clean image's data extents the job covers,
-// found as by the compression stage's new-data finder (which committed
-// the transaction, so that reference counts are current), grouped by
-// disk extent in file order.
-func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
-	var exts []btrfs.Extent
-	err := d.p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
-		f, err := l.Open(l.Clean(), os.O_RDONLY)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if exts, err = btrfs.Extents(f, job.Since); err != nil {
-			return err
-		}
-		if job.DiffRevision {
-			exts, err = notInNewestRevision(l, exts)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
+// byDiskExtent groups a file's extent items by the disk extent they
+// reference, in file order. Inline extents, holes, and preallocated
+// extents (which read as zeros and are punched like zeros written out) are
+// left out.
+func byDiskExtent(exts []btrfs.Extent) []dataExtent {
 	byBytenr := map[uint64]int{}
 	var all []dataExtent
 	for _, e := range exts {
-		// Preallocated extents read as zeros: they are punched like
-		// zeros written out.
 		if e.Type == btrfs.ExtentInline || e.IsHole() {
 			continue
 		}
@@ -182,7 +164,7 @@ func (d *deduper) imageExtents(job Job) ([]dataExtent, error) {
 		}
 		all[i].items = append(all[i].items, e)
 	}
-	return all, nil
+	return all
 }
 
 // readPiece reads the image's bytes of item into the stage's read buffer,

@@ -74,13 +74,11 @@ type piece struct {
 // the index. The blocks of the extents it keeps are indexed where they
 // lie, at the end of their segment.
 //
-// progress is told the bytes done out of those to do (each piece counts
-// in both walks) after each batch; it may block while jobs are paused.
-func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) error {
-	exts, err := d.imageExtents(job)
-	if err != nil {
-		return err
-	}
+// fw is the plan of the clean image: its new extents, and its inode, so
+// that an image replaced since is told apart. progress is told the bytes
+// done out of those to do (each piece counts in both walks) after each
+// batch; it may block while jobs are paused.
+func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, fw fileWork, progress func(done, total uint64)) error {
 	defer func() {
 		d.plans, d.pieces, d.spans, d.local, d.own = nil, nil, nil, nil, nil
 		if d.res != nil {
@@ -88,29 +86,39 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, progress
 			d.res = nil
 		}
 	}()
-	w := &passWalk{job: job, report: progress}
-	for _, de := range exts {
+	w := &passWalk{job: job, ino: fw.ino, report: progress}
+	for _, de := range fw.extents {
 		for _, it := range de.items {
 			w.total += 2 * it.Length
 		}
 	}
-	if w.img, w.running, err = d.openForScan(job, &w.ino); err != nil {
+	err := d.segments(ctx, o, w, fw.extents)
+	if errors.Is(err, errImageReplaced) {
+		d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return d.noRoom
+}
+
+// segments opens the clean image for the first walks and runs both walks
+// over exts, a segment at a time.
+func (d *deduper) segments(ctx context.Context, o *optimiser, w *passWalk, exts []dataExtent) error {
+	var err error
+	if w.img, w.running, err = d.openForScan(w.job, &w.ino); err != nil {
 		return err
 	}
 	defer w.img.f.Close()
 	for len(exts) > 0 {
 		n := segmentLen(exts)
-		err := d.segment(ctx, o, w, exts[:n], exts)
-		if errors.Is(err, errImageReplaced) {
-			d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
-			return nil
-		}
-		if err != nil {
+		if err := d.segment(ctx, o, w, exts[:n], exts); err != nil {
 			return err
 		}
 		exts = exts[n:]
 	}
-	return d.noRoom
+	return nil
 }
 
 // segmentBytes bounds the new data one segment of a pass covers. A segment
@@ -140,7 +148,7 @@ type passWalk struct {
 	job         Job
 	img         dedupDest
 	running     func() error
-	ino         uint64 // the clean image's, checked under the lock
+	ino         uint64 // the clean image's when planned, checked under the lock
 	done, total uint64
 	report      func(done, total uint64)
 }
@@ -187,7 +195,7 @@ func (d *deduper) segment(ctx context.Context, o *optimiser, w *passWalk, seg, p
 			return err
 		}
 		err := d.onImage(w.job, &w.ino, func(l *volume.Locked, img dedupDest) error {
-			return d.apply(l, img, o, batch)
+			return d.apply(l, img, w.ino, o, batch)
 		})
 		if err != nil {
 			return err
@@ -214,7 +222,7 @@ const readAheadBatches = 4
 func (d *deduper) readAhead(img dedupDest, batch []int) {
 	for _, i := range batch {
 		it := d.pieces[i].item
-		_ = unix.Fadvise(int(img.f.Fd()), int64(it.Offset), int64(it.Length), unix.FADV_WILLNEED)
+		btrfs.ReadAhead(img.f, it.Offset, it.Length)
 	}
 }
 
@@ -248,8 +256,8 @@ func (d *deduper) openForScan(job Job, ino *uint64) (img dedupDest, running func
 var errImageReplaced = errors.New("clean image replaced")
 
 // onImage runs fn under the volume's lock with the clean image open for
-// writing, unless the volume started. ino is the image's inode, set on
-// the first call and checked on the next.
+// writing, unless the volume started. ino is the image's inode as planned
+// (set on the first call if unknown), checked on every call.
 func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDest) error) error {
 	return d.p.Volumes.Locked(job.VID, "dedup", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
@@ -377,12 +385,9 @@ func (d *deduper) scan(img dedupDest, i int) error {
 // the rest of every such piece is rewritten compressed first, then the
 // runs are deduplicated and the zeros punched, in every file referencing
 // the extent. A run's source within the job lies in an earlier piece, or
-// in this batch's rests, so it has been rewritten by then.
-func (d *deduper) apply(l *volume.Locked, img dedupDest, o *optimiser, batch []int) error {
-	ino, err := inodeOf(img.f)
-	if err != nil {
-		return err
-	}
+// in this batch's rests, so it has been rewritten by then. ino is the
+// image's inode, which the caller checked.
+func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *optimiser, batch []int) error {
 	open := map[string]dedupDest{l.Clean(): img}
 	defer func() {
 		for name, dst := range open {
@@ -558,7 +563,6 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) error 
 	for _, e := range exts {
 		compressed := e.Compression != btrfs.CompressNone
 		o.created[e.DiskBytenr] = e.DiskNumBytes
-		d.rewritten[e.DiskBytenr] = true
 		if compressed {
 			d.compressed += e.Length
 		}

@@ -30,6 +30,9 @@ type copyEncoder struct {
 	plain    atomic.Bool
 	onPlain  func(error)
 	parallel int
+	// arenas are the buffers frames are made in (*[]byte), reused from one
+	// write to the next, so that a job's copies make no garbage.
+	arenas sync.Pool
 }
 
 // newCopyEncoder returns an encoder at level (0: btrfs's default). Levels
@@ -55,7 +58,13 @@ func (e *copyEncoder) write(f *os.File, data []byte, off uint64) error {
 	frames := make([][]byte, n)
 	// Each unit's frame is made in its own slice of one arena: a frame
 	// that outgrows its unit saves nothing and is dropped.
-	arena := make([]byte, n*unit)
+	buf, _ := e.arenas.Get().(*[]byte)
+	if buf == nil || cap(*buf) < n*unit {
+		b := make([]byte, n*unit)
+		buf = &b
+	}
+	defer e.arenas.Put(buf)
+	arena := (*buf)[:n*unit]
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(e.parallel, n) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -86,12 +87,8 @@ func TestCopyEncoderWrite(t *testing.T) {
 			if err := f.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			exts, err := btrfs.Extents(f, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var logical, disk uint64
-			for _, e := range exts {
+			for _, e := range btrfstest.Extents(t, f.Name()) {
 				if e.IsHole() {
 					continue
 				}
@@ -104,5 +101,33 @@ func TestCopyEncoderWrite(t *testing.T) {
 				t.Fatalf("%d bytes stored in %d: want all of %d, in at most 3/4", logical, disk, 2*len(data))
 			}
 		})
+	}
+}
+
+// Copies are written batch after batch: once warm, the encoder reuses its
+// buffers instead of making a frame arena per write.
+func TestCopyEncoderReusesItsBuffers(t *testing.T) {
+	data := executableLike(2*mib, 2)
+	enc := newCopyEncoder(0, func(err error) { t.Fatal(err) })
+	c, err := newCompressedCopy(btrfstest.Mount(t, 0), enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.remove()
+	write := func(i int) {
+		if err := enc.write(c.File, data, copyBase+uint64(i*len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 1; i <= 4; i++ {
+		write(i)
+	}
+	runtime.ReadMemStats(&after)
+	// A fresh arena per write would be 2 MiB each.
+	if perWrite := (after.TotalAlloc - before.TotalAlloc) / 4; perWrite >= mib {
+		t.Fatalf("%d bytes allocated per write of %d", perWrite, len(data))
 	}
 }

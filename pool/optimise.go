@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"sort"
 	"syscall"
@@ -104,13 +105,17 @@ func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) e
 }
 
 // newExtents returns the disk extents (bytenr -> disk bytes) in the files
-// that are at least as new as each file's since: before the job's work,
-// the data it is to work on; after it, also what the job wrote. Their
-// difference is what the job made, wherever range defrag chose to write it.
+// that are at least as new as each file's since, once the job's work is
+// done: also what the job wrote. Their difference from those the plan
+// found (plannedExtents) is what the job made, wherever range defrag chose
+// to write it.
 func (p *Pool) newExtents(vid string, files []fileWork) (map[uint64]uint64, error) {
 	found := map[uint64]uint64{}
 	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
 		for _, fw := range files {
+			if fw.noCOW {
+				continue // left alone, and not planned
+			}
 			f, err := l.Open(fw.name, os.O_RDONLY)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -123,15 +128,31 @@ func (p *Pool) newExtents(vid string, files []fileWork) (map[uint64]uint64, erro
 			if err != nil {
 				return err
 			}
-			for _, e := range exts {
-				if !e.IsHole() && e.Type != btrfs.ExtentInline {
-					found[e.DiskBytenr] = e.DiskNumBytes
-				}
-			}
+			addDiskExtents(found, exts)
 		}
 		return nil
 	})
 	return found, err
+}
+
+// plannedExtents are the disk extents the plan found new in the files,
+// before the job's work: the data it is to work on.
+func plannedExtents(files []fileWork) map[uint64]uint64 {
+	found := map[uint64]uint64{}
+	for _, fw := range files {
+		maps.Copy(found, fw.disk)
+	}
+	return found
+}
+
+// addDiskExtents adds the data extents exts reference to found (bytenr ->
+// disk bytes).
+func addDiskExtents(found map[uint64]uint64, exts []btrfs.Extent) {
+	for _, e := range exts {
+		if !e.IsHole() && e.Type != btrfs.ExtentInline {
+			found[e.DiskBytenr] = e.DiskNumBytes
+		}
+	}
 }
 
 // optimiseVolume runs job on the volume's clean image and, for a full
@@ -144,10 +165,7 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 		return res, err
 	}
 	failpoint.Hit("optimise.after-plan")
-	initial, err := p.newExtents(job.VID, files)
-	if err != nil {
-		return res, err
-	}
+	initial := plannedExtents(files)
 	o.phases.done("plan")
 	defer func() {
 		if settleErr := p.settle(o, job, files, initial, &res); err == nil {
@@ -208,11 +226,10 @@ func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileW
 		return nil
 	}
 	if fw.clean && o.dedup != nil {
-		job.Since = fw.since // the dedup stage lists the extents from there
 		// The job's progress counts the file's planned bytes; the stage's
 		// share done is scaled to them.
 		share, told := fw.bytes(), uint64(0)
-		err := o.dedupStage(ctx, job, func(done, total uint64) {
+		err := o.dedupStage(ctx, job, fw, func(done, total uint64) {
 			n := uint64(float64(share) * float64(done) / float64(max(total, 1)))
 			t.add(n - told)
 			told = n
@@ -291,6 +308,11 @@ type fileWork struct {
 	// the job: see sinceFor.
 	since uint64
 	items []workItem
+	// extents are the clean image's new data extents, for the dedup stage;
+	// disk are the disk extents of all the file's new items, to tell what
+	// the job made (see newExtents).
+	extents []dataExtent
+	disk    map[uint64]uint64
 }
 
 // bytes is the logical bytes of the file's planned work.
@@ -313,7 +335,8 @@ type workItem struct {
 }
 
 // findWork lists target's uncompressed extents that job covers, cut into
-// chunks. Cost grows with the number of new extents: the search visits
+// chunks, and for the clean image all its new extents, for the dedup
+// stage. Cost grows with the number of new extents: the search visits
 // only the file's items newer than the file's since.
 func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 	fw := fileWork{name: target}
@@ -344,7 +367,7 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 			return nil
 		}
 		if fw.clean {
-			if err := markCompressible(l, f); err != nil {
+			if err := markCompressible(l, f, flags); err != nil {
 				return err
 			}
 		}
@@ -355,6 +378,8 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 		if exts, err = btrfs.Extents(f, fw.since); err != nil {
 			return err
 		}
+		fw.disk = map[uint64]uint64{}
+		addDiskExtents(fw.disk, exts)
 		if job.DiffRevision && fw.clean {
 			exts, err = notInNewestRevision(l, exts)
 		}
@@ -362,6 +387,9 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 	})
 	if err != nil {
 		return fw, err
+	}
+	if fw.clean {
+		fw.extents = byDiskExtent(exts)
 	}
 	for _, e := range exts {
 		if !compressible(e) {
@@ -383,8 +411,9 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 // one poorly compressing sample, and gives the image and its directory
 // the zstd compression property, so that the guest's next writes (to a
 // dirty image made in that directory) are compressed as they are written.
-func markCompressible(l *volume.Locked, img *os.File) error {
-	if err := clearNoCompress(img); err != nil {
+// flags are the image's inode flags.
+func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
+	if err := clearNoCompress(img, flags); err != nil {
 		return err
 	}
 	if err := compressWithZstd(img); err != nil {

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -195,7 +193,7 @@ func (c compressedCopy) write(data []byte, off uint64) error {
 	if err := c.enc.write(c.File, data, off); err != nil {
 		return err
 	}
-	_ = unix.Fadvise(int(c.Fd()), int64(off), int64(len(data)), unix.FADV_WILLNEED)
+	btrfs.ReadAhead(c.File, off, uint64(len(data)))
 	return nil
 }
 

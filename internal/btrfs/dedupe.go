@@ -40,11 +40,13 @@ const maxDedupeDests = (4096 - 24) / 32
 // are split to at most 127 destinations each and repeated until done,
 // since the kernel handles at most 1 GiB (16 MiB on old kernels) per call.
 //
-// The ranges are read ahead first (see readAhead).
+// The kernel compares a page at a time, reading each uncached page on its
+// own, and files sharing extents (reflinked revisions) each have a page
+// cache of their own: the ranges are read ahead first (ReadAhead).
 func Dedupe(src *os.File, srcOffset, length uint64, dests []DedupeDest) (deduped []uint64, err error) {
-	readAhead(src, srcOffset, length)
+	ReadAhead(src, srcOffset, length)
 	for _, d := range dests {
-		readAhead(d.File, d.Offset, length)
+		ReadAhead(d.File, d.Offset, length)
 	}
 	deduped = make([]uint64, len(dests))
 	active := make([]bool, len(dests))
@@ -113,12 +115,10 @@ func dedupeStatus(info unix.FileDedupeRangeInfo) error {
 	return nil
 }
 
-// readAhead starts reading a range into the page cache. FIDEDUPERANGE
-// compares a page at a time and reads each uncached page on its own, and
-// files sharing extents (reflinked revisions) each have a page cache of
-// their own; data written as encoded extents bypasses it. Failing only
-// costs time.
-func readAhead(f *os.File, off, n uint64) {
+// ReadAhead starts reading n bytes of f at off into the page cache, in
+// large requests, without waiting (FADV_WILLNEED). Failing only costs
+// time, so it reports nothing.
+func ReadAhead(f *os.File, off, n uint64) {
 	_ = unix.Fadvise(int(f.Fd()), int64(off), int64(n), unix.FADV_WILLNEED)
 	runtime.KeepAlive(f)
 }

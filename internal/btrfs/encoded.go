@@ -46,8 +46,10 @@ func (e *ZstdEncoder) Encode(dst, data []byte) []byte {
 // Saves reports whether a frame of data stored as an extent takes fewer
 // sectors than data itself, the rule btrfs applies to its own compression.
 func Saves(frame, data []byte) bool {
-	return roundUp(uint64(len(frame))) < roundUp(uint64(len(data)))
+	return saves(uint64(len(frame)), uint64(len(data)))
 }
+
+func saves(frameLen, dataLen uint64) bool { return roundUp(frameLen) < roundUp(dataLen) }
 
 func roundUp(n uint64) uint64 { return (n + sectorSize - 1) &^ (sectorSize - 1) }
 
@@ -70,7 +72,7 @@ func WriteZstdExtent(f *os.File, offset uint64, frame []byte, length uint64) err
 			append([]any{f.Name(), offset, length}, args...)...)
 	}
 	if offset%sectorSize != 0 || length == 0 || length > MaxCompressedExtent || len(frame) == 0 ||
-		roundUp(uint64(len(frame))) >= roundUp(length) {
+		!saves(uint64(len(frame)), length) {
 		return errorf("%w", unix.EINVAL)
 	}
 	err := iocEncodedWrite(f, offset, length, frame, btrfsEncodedIOCompressionZstd)

@@ -189,12 +189,8 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 			// The disk extents holding the file.
 			extents := func() map[uint64]bool {
 				btrfstest.Sync(t, filepath.Dir(path))
-				exts, err := btrfs.Extents(f.f, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
 				at := map[uint64]bool{}
-				for _, e := range exts {
+				for _, e := range btrfstest.Extents(t, path) {
 					at[e.DiskBytenr] = true
 				}
 				return at
