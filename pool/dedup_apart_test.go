@@ -2,8 +2,6 @@ package pool
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,17 +13,7 @@ import (
 // is replaced in between (a revert, an import), those extents are another
 // file's: the stage must stop before reading anything.
 func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
-	mnt := btrfstest.Mount(t, 1<<30)
-	dir := filepath.Join(mnt, "pool")
-	reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	defer reg.Close()
-	if err := os.MkdirAll(filepath.Join(dir, "appvms/a"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p, err := reg.Open("p", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, dir := openTestPool(t, "appvms/a")
 	img := filepath.Join(dir, "appvms/a/private.img")
 	writeFile(t, img, 0, executableLike(4*mib, 3), false)
 	job := Job{VID: "appvms/a/private"}

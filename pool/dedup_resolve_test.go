@@ -18,23 +18,8 @@ import (
 // to every pool file holding them, at the right offset, and to nothing
 // outside the pool's volume files.
 func TestResolve(t *testing.T) {
-	mnt := btrfstest.Mount(t, 1<<30)
-	dir := filepath.Join(mnt, "pool")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	defer reg.Close()
-	p, err := reg.Open("p", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, dir := openTestPool(t, "appvms/a", "appvms/b")
 	path := func(rel string) string { return filepath.Join(dir, rel) }
-	for _, d := range []string{"appvms/a", "appvms/b"} {
-		if err := os.MkdirAll(path(d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	plain := make([]byte, mib)
 	for i := range plain {
@@ -111,6 +96,25 @@ func TestResolve(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openTestPool opens a pool on a new btrfs, with dirs made beneath its
+// directory, which it returns too; both go when the test ends.
+func openTestPool(t *testing.T, dirs ...string) (*Pool, string) {
+	t.Helper()
+	dir := filepath.Join(btrfstest.Mount(t, 1<<30), "pool")
+	for _, d := range append([]string{"."}, dirs...) {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	t.Cleanup(func() { reg.Close() })
+	p, err := reg.Open("p", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, dir
 }
 
 func writeFile(t *testing.T, name string, off int64, data []byte, compress bool) {
