@@ -1,17 +1,17 @@
 module github.com/btrfs-vdo/btrfs-vdo
 
-go 1.26.0
+go 1.23.0
 
-require golang.org/x/sys v0.50.0
+require golang.org/x/sys v0.35.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.2.4
-	github.com/klauspost/compress v1.20.4
-	github.com/schollz/progressbar/v3 v3.19.1
-	golang.org/x/term v0.44.0
+	github.com/klauspost/compress v1.18.2
+	github.com/schollz/progressbar/v3 v3.18.0
+	golang.org/x/term v0.34.0
 )
 
 require (

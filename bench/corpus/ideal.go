@@ -52,11 +52,13 @@ func (c *Corpus) IdealBound(ctx context.Context) (Ideal, error) {
 	var werr error
 	var once sync.Once
 	for range runtime.NumCPU() {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			if err := compressBatches(work, &compressed); err != nil {
 				once.Do(func() { werr = err })
 			}
-		})
+		}()
 	}
 	seen := make(map[uint64]struct{})
 	var pending []byte

@@ -53,9 +53,11 @@ func hashParallel(data []byte, out []uint64, procs int) {
 	var wg sync.WaitGroup
 	for p := range procs {
 		lo, hi := blocks*p/procs, blocks*(p+1)/procs
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			dedupindex.HashBlocks(data[lo*dedupindex.BlockSize:hi*dedupindex.BlockSize], out[lo:hi])
-		})
+		}()
 	}
 	wg.Wait()
 }

@@ -130,7 +130,9 @@ func lookupAll(x *dedupindex.Index, seed, n uint64) {
 func mixedParallel(x *dedupindex.Index, n uint64, procs int) {
 	var wg sync.WaitGroup
 	for p := range uint64(procs) {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			r := rand.New(rand.NewPCG(10+p, 0))
 			var addrs []uint64
 			for i := range n / uint64(procs) {
@@ -139,7 +141,7 @@ func mixedParallel(x *dedupindex.Index, n uint64, procs int) {
 					x.Insert(h, (p<<40+i)*dedupindex.BlockSize)
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 }
@@ -157,7 +159,7 @@ func peakRSS() uint64 {
 	if err != nil {
 		return 0
 	}
-	for line := range strings.Lines(string(status)) {
+	for _, line := range strings.SplitAfter(string(status), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10

@@ -16,7 +16,7 @@ func mountLine(t *testing.T, mnt string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for line := range strings.Lines(string(data)) {
+	for _, line := range strings.SplitAfter(string(data), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[1] == mnt {
 			return line
 		}

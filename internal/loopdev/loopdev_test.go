@@ -101,7 +101,7 @@ func TestBackedBy(t *testing.T) {
 	}
 
 	t.Run("relative path", func(t *testing.T) {
-		t.Chdir(dir)
+		chdir(t, dir)
 		got, err := loopdev.BackedBy("img")
 		if err != nil {
 			t.Fatal(err)
@@ -148,4 +148,21 @@ func TestRefreshCapacity(t *testing.T) {
 	if n, err := loopdev.RefreshCapacity(other); n != 0 || err != nil {
 		t.Errorf("RefreshCapacity(unattached) = %d, %v; want 0, nil", n, err)
 	}
+}
+
+// chdir changes the working directory for the rest of the test.
+func chdir(t *testing.T, dir string) {
+	t.Helper()
+	old, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Chdir(old); err != nil {
+			t.Error(err)
+		}
+	})
 }

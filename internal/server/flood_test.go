@@ -57,7 +57,9 @@ func floodOversized(t *testing.T, path string) {
 	var cutOff atomic.Int32
 	var wg sync.WaitGroup
 	for range floodClients {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			conn, err := net.Dial("unix", path)
 			if err != nil {
 				t.Error(err)
@@ -74,7 +76,7 @@ func floodOversized(t *testing.T, path string) {
 					return
 				}
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	close(stop)
@@ -96,7 +98,7 @@ func vmRSS() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for line := range strings.Lines(string(status)) {
+	for _, line := range strings.SplitAfter(string(status), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err

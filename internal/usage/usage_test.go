@@ -143,7 +143,7 @@ func runCompsize(t *testing.T, paths []string) compsize {
 		t.Fatalf("compsize %v: %v\n%s", paths, err, out)
 	}
 	c := compsize{rows: make(map[string]usage.Row)}
-	for line := range strings.Lines(string(out)) {
+	for _, line := range strings.SplitAfter(string(out), "\n") {
 		if _, err := fmt.Sscanf(line, "Processed %d file", &c.files); err == nil {
 			_, err := fmt.Sscanf(line[strings.Index(line, ", ")+2:], "%d regular extents (%d refs), %d inline.",
 				&c.extents, &c.refs, &c.inline)

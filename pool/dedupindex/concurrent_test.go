@@ -20,7 +20,9 @@ func TestConcurrent(t *testing.T) {
 	img := &image{b: encode(t, x)}
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(w), 0))
 			for range ops {
 				h, a := r.Uint64N(5000), addr(r.IntN(4))
@@ -39,11 +41,13 @@ func TestConcurrent(t *testing.T) {
 					}
 				}
 			}
-		})
+		}()
 	}
 	done := make(chan struct{})
 	var writer sync.WaitGroup
-	writer.Go(func() {
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
 		for {
 			select {
 			case <-done:
@@ -57,7 +61,7 @@ func TestConcurrent(t *testing.T) {
 				t.Error(err)
 			}
 		}
-	})
+	}()
 	wg.Wait()
 	close(done)
 	writer.Wait()

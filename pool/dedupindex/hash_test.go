@@ -60,7 +60,8 @@ func BenchmarkHashBlocks(b *testing.B) {
 	data := randomBlocks(256) // 1 MiB, cached
 	out := make([]uint64, 256)
 	b.SetBytes(int64(len(data)))
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		HashBlocks(data, out)
 	}
 }
@@ -71,7 +72,8 @@ func BenchmarkInsertLookup(b *testing.B) {
 	x := newIndex(b, DefaultSize(0))
 	r := rand.New(rand.NewPCG(1, 1))
 	i := 0
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		h := r.Uint64()
 		x.Insert(h, addr(i))
 		if i%2 == 0 {

@@ -103,7 +103,7 @@ func procField(path, key string, unit int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	for line := range strings.Lines(string(data)) {
+	for _, line := range strings.SplitAfter(string(data), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
 			n, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
