@@ -16,8 +16,9 @@
 //   - temp file: <name>~<random>, a file being written before it is renamed
 //     into place; left-overs are removed at start and create.
 //
-// Every file is opened beneath the pool directory through an os.Root, so a
-// name or a planted symlink can never reach outside it, and every file that
+// Every file is opened beneath the pool directory through an fsroot.Root
+// (openat2 with RESOLVE_BENEATH), so a name or a planted symlink can never
+// reach outside it, and every file that
 // becomes visible does so by write, fsync, rename, fsync of the directory:
 // a crash leaves either the old state or the new one.
 //

@@ -10,13 +10,15 @@ import (
 	"path"
 	"syscall"
 	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // files performs durable file operations beneath one pool directory. Every
-// name is relative to that directory and resolved through an os.Root, which
-// refuses ".." and symlinks leading outside it.
+// name is relative to that directory and resolved through an fsroot.Root,
+// which refuses ".." and symlinks leading outside it.
 type files struct {
-	root *os.Root
+	root *fsroot.Root
 }
 
 // abs is the absolute path of name, for messages and for qubesd.

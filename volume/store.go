@@ -3,9 +3,10 @@ package volume
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // Started describes an origin volume whose dirty image the VM is about to
@@ -60,7 +61,7 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
 		return nil, fmt.Errorf("%w: pool directory %q must be a clean absolute path", ErrInvalidName, dir)
 	}
-	root, err := os.OpenRoot(dir)
+	root, err := fsroot.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open pool directory: %w", err)
 	}
