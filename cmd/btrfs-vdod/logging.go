@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -84,6 +85,20 @@ func (p *prefixWriter) Write(line []byte) (int, error) {
 		return 0, err
 	}
 	return len(line), nil
+}
+
+// fatalText is what a daemon that fails prints last: the error, whose
+// lines (a configuration's problems, one a line) each carry the error
+// priority when stderr is the journal, as log lines do.
+func fatalText(err error, journal bool) string {
+	var b strings.Builder
+	for _, line := range strings.Split("btrfs-vdod: "+err.Error(), "\n") {
+		if journal {
+			b.WriteString(journalPriority(slog.LevelError))
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
 // isJournal reports whether f is the journal's stream. systemd sets

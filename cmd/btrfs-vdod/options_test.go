@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -216,6 +217,23 @@ func TestIndexSizes(t *testing.T) {
 		}
 		if got := indexSizes(cfg); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: indexSizes = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestFatalText(t *testing.T) {
+	err := errors.Join(errors.New("config.toml:3: zstd_level: 22 is not between 1 and 15"),
+		errors.New("config.toml:4: job_concurrency: 0 is not between 1 and 64"))
+	tests := []struct {
+		journal bool
+		want    string
+	}{
+		{false, "btrfs-vdod: config.toml:3: zstd_level: 22 is not between 1 and 15\nconfig.toml:4: job_concurrency: 0 is not between 1 and 64\n"},
+		{true, "<3>btrfs-vdod: config.toml:3: zstd_level: 22 is not between 1 and 15\n<3>config.toml:4: job_concurrency: 0 is not between 1 and 64\n"},
+	}
+	for _, tt := range tests {
+		if got := fatalText(err, tt.journal); got != tt.want {
+			t.Errorf("journal %v: %q, want %q", tt.journal, got, tt.want)
 		}
 	}
 }
