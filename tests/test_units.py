@@ -3,9 +3,10 @@
 daemon lives within what the service allows it. PID 1 here is not
 systemd, so the service's sandbox is rebuilt from the unit file around
 the real daemon: its capability bounding set and no_new_privs (setpriv),
-its umask, and its system call filter, checked against every call the
-daemon makes (strace) through a volume's whole life and an optimize
-pass on a real btrfs."""
+its umask, its read-only system directories in a mount namespace of its
+own and its network namespace (unshare), and its system call filter,
+checked against every call the daemon makes (strace) through a volume's
+whole life, a loop device resize and an optimize pass on a real btrfs."""
 
 import json
 import os
@@ -115,7 +116,8 @@ def allowed_syscalls(settings):
 
 
 class Sandboxed(IntegrationCase):
-    """The daemon under the service's capabilities, no_new_privs, umask
+    """The daemon under the service's capabilities, no_new_privs, umask,
+    read-only system directories, private mount and network namespaces,
     and system call filter. One test: the calls are known only once the
     daemon has exited."""
 
@@ -129,7 +131,14 @@ class Sandboxed(IntegrationCase):
         cls.syscall_log = os.path.join(tempfile.mkdtemp(prefix=harness.PREFIX + "strace-", dir="/var/tmp"), "calls")
         cls.addClassCleanup(shutil.rmtree, os.path.dirname(cls.syscall_log), True)
         bounding = "-all," + ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
-        wrapper = ["sh", "-c", f'umask {cls.settings["UMask"][-1]} && exec "$@"', "sh",
+        assert cls.settings["ProtectSystem"] == ["full"] and cls.settings["PrivateNetwork"] == ["yes"]
+        # Like systemd: a mount namespace that host mounts propagate into,
+        # /usr, /boot, /etc (ProtectSystem=full) and /sys, /proc/sys
+        # (ProtectKernelTunables=) read-only, a network namespace of its own.
+        read_only = " ".join(d for d in ("/usr", "/boot", "/etc", "/sys", "/proc/sys") if os.path.isdir(d))
+        setup = (f'for d in {read_only}; do mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" || exit 1; done; '
+                 f'umask {cls.settings["UMask"][-1]} && exec "$@"')
+        wrapper = ["unshare", "--mount", "--propagation", "slave", "--net", "sh", "-c", setup, "sh",
                    "setpriv", "--bounding-set", bounding, "--no-new-privs",
                    "strace", "--follow-forks", "--summary-only", "--summary-columns=name,calls",
                    "--output", cls.syscall_log, "--"]
@@ -149,6 +158,11 @@ class Sandboxed(IntegrationCase):
         names = harness.run("capsh", f"--decode={status['CapBnd'].strip()}").stdout
         self.assertEqual(set(names.strip().split("=", 1)[1].split(",")), self.caps)
         self.assertEqual(status["CapEff"], status["CapBnd"])
+        for ns in ("mnt", "net"):
+            self.assertNotEqual(os.readlink(f"/proc/{pid}/ns/{ns}"), os.readlink(f"/proc/self/ns/{ns}"), ns)
+        with open(f"/proc/{pid}/mountinfo") as f:
+            mounts = {line.split()[4]: line.split()[5] for line in f}
+        self.assertTrue(mounts["/etc"].startswith("ro"), mounts["/etc"])
 
     def cli(self, *args):
         return harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket, *args).stdout
