@@ -39,11 +39,16 @@ class IntegrationCase(unittest.TestCase):
     def setUpClass(cls):
         cls.fs = harness.LoopBtrfs(cls.fs_size)
         cls.addClassCleanup(cls.fs.close)
-        cls.daemon = harness.Daemon()
+        cls.daemon = cls.make_daemon()
         cls.addClassCleanup(cls.daemon.close)
         cls.state_dir = tempfile.mkdtemp(prefix=harness.PREFIX + "state-", dir="/var/tmp")
         cls.addClassCleanup(shutil.rmtree, cls.state_dir, True)
         cls.qubes_dir = os.path.join(cls.state_dir, "var-lib-qubes")
+
+    @classmethod
+    def make_daemon(cls):
+        """The daemon the class's tests talk to."""
+        return harness.Daemon()
 
     def setUp(self):
         self._env = os.environ.get("BTRFS_VDO_SOCKET")

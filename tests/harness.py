@@ -72,21 +72,24 @@ class LoopBtrfs:
 class Daemon:
     """btrfs-vdod listening on a socket of its own; its log is kept for
     failure messages. env is added to the daemon's environment at each
-    start, and may be changed between starts."""
+    start, and may be changed between starts. wrapper, a command line
+    ending where the daemon's begins, runs the daemon the way a service
+    manager would (with fewer capabilities, say)."""
 
-    def __init__(self, *extra_args, env=None):
+    def __init__(self, *extra_args, env=None, wrapper=()):
         self.rundir = tempfile.mkdtemp(prefix=PREFIX + "run-", dir="/var/tmp")
         self.socket = os.path.join(self.rundir, "sock", "btrfs-vdod.sock")
         self.log_path = os.path.join(self.rundir, "daemon.log")
         self.extra_args = extra_args
         self.env = dict(env or {})
+        self.wrapper = list(wrapper)
         self.proc = None
         self.start()
 
     def start(self):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [os.path.join(BIN, "btrfs-vdod"), "--socket", self.socket,
+                [*self.wrapper, os.path.join(BIN, "btrfs-vdod"), "--socket", self.socket,
                  "--log-level", "debug", *self.extra_args],
                 stdout=log, stderr=log, env={**os.environ, **self.env},
             )

@@ -48,10 +48,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	global := flag.NewFlagSet("btrfs-vdo", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	socket := global.String("socket", "", "daemon socket `path`")
-	global.Usage = func() { fmt.Fprint(stderr, usageText) }
+	global, socket := globalFlags(stderr)
 	if err := global.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -97,6 +94,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// globalFlags returns the flags that go before the command, and the
+// socket flag's value.
+func globalFlags(stderr io.Writer) (*flag.FlagSet, *string) {
+	global := flag.NewFlagSet("btrfs-vdo", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	socket := global.String("socket", "", "daemon socket `path`")
+	global.Usage = func() { fmt.Fprint(stderr, usageText) }
+	return global, socket
 }
 
 type usageError struct{ error }

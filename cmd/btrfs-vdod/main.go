@@ -26,7 +26,7 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "btrfs-vdod:", err)
+		fmt.Fprint(os.Stderr, fatalText(err, isJournal(os.Stderr, os.Getenv("JOURNAL_STREAM"))))
 		os.Exit(1)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +69,7 @@ type daemonOpts struct {
 	config   string   // the configuration file's text
 	activate bool     // pass a listening socket as systemd does
 	env      []string // added to the environment
+	journal  bool     // JOURNAL_STREAM names stderr, as under systemd
 }
 
 // startDaemon starts btrfs-vdod with a configuration file of its own and a
@@ -86,6 +89,9 @@ func startDaemon(t *testing.T, o daemonOpts) *vdod {
 	defer stderr.Close()
 	args := []string{"--config", configPath, "--log-level", "debug"}
 	env := append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS=unix:path="+filepath.Join(dir, "no-bus"))
+	if o.journal {
+		env = append(env, "JOURNAL_STREAM="+devIno(stderr))
+	}
 	bin := daemonBin
 	var extra []*os.File
 	if o.activate {
@@ -246,6 +252,34 @@ func TestStopTimeoutWithoutSystemd(t *testing.T) {
 	}
 	if log := d.logText(t); !strings.Contains(log, "gave up waiting for requests in flight after 300ms") {
 		t.Errorf("log lacks the reason:\n%s", log)
+	}
+}
+
+// Under the journal every line the daemon writes carries its priority,
+// up to the error it exits with.
+func TestJournalPriorities(t *testing.T) {
+	d := startDaemon(t, daemonOpts{config: "stop_timeout = \"300ms\"\n", journal: true})
+	d.call(t, api.OpHello, api.HelloArgs{Client: "test"}, nil)
+	idle, err := net.Dial("unix", d.socket) // connects and never sends
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	time.Sleep(100 * time.Millisecond) // let the daemon accept it
+	if code, _ := d.stop(t); code != 1 {
+		t.Fatalf("exit code %d, want 1 after the stop timeout", code)
+	}
+	lines := strings.Split(strings.TrimSuffix(d.logText(t), "\n"), "\n")
+	for _, want := range []string{"<6>level=INFO msg=listening ", "<7>level=DEBUG msg=\"request done\" op=hello ",
+		"<3>btrfs-vdod: gave up waiting for requests in flight after 300ms"} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("no line begins with %q", want)
+		}
+	}
+	for _, l := range lines {
+		if !regexp.MustCompile(`^<[3467]>`).MatchString(l) {
+			t.Errorf("line without a priority: %q", l)
+		}
 	}
 }
 
