@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,7 +219,13 @@ func decodeRequest(frame []byte) (api.Request, *api.Error) {
 	return req, nil
 }
 
+// decodeStrict decodes the one JSON value in data into v, refusing
+// duplicate keys, keys that match a field only case-insensitively (see
+// checkKeys), unknown fields and trailing data.
 func decodeStrict(data []byte, v any) error {
+	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
