@@ -32,6 +32,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if socket := os.Getenv(serveEnv); socket != "" {
+		serveWithFewDescriptors(socket)
+	}
 	if socket := os.Getenv(dialEnv); socket != "" {
 		conn, err := net.Dial("unix", socket)
 		if err != nil {
