@@ -262,7 +262,8 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Not dec.More, which takes a stray '}' or ']' for the end of input.
+	if rest := bytes.Trim(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil

@@ -174,6 +174,7 @@ func TestBadFrames(t *testing.T) {
 		{"duplicate op", `{"v":1,"op":"status","op":"hello","args":{}}` + "\n", api.CodeBadRequest},
 		{"case-variant op", `{"v":1,"OP":"hello","args":{}}` + "\n", api.CodeBadRequest},
 		{"duplicate argument", `{"v":1,"op":"hello","args":{"client":"a","client":"b"}}` + "\n", api.CodeBadRequest},
+		{"stray brace", `{"v":1,"op":"hello","args":{}}}` + "\n", api.CodeBadRequest},
 		{"two objects", `{"v":1,"op":"hello","args":{}} {"v":1}` + "\n", api.CodeBadRequest},
 		{"future version", `{"v":2,"op":"hello","args":{}}` + "\n", api.CodeUnsupportedProtocol},
 		{"hostile vid", `{"v":1,"op":"volume.start","args":{"pool":{"name":"p","dir_path":"/tmp"},"volume":{"vid":"appvms/../../etc","rw":true,"save_on_stop":true,"snap_on_start":false,"revisions_to_keep":1,"size":1,"source":""}}}` + "\n", api.CodeInvalidName},

@@ -61,6 +61,8 @@ func TestStrictDecodeRefuses(t *testing.T) {
 			`unknown key "ſize"`},
 		{"escaped duplicate", `{"v":1,"op":"status","\u006fp":"hello","args":{}}`, `duplicate key "op"`},
 		{"duplicate deep in args", `{"v":1,"op":"hello","args":{"x":[{"a":1,"a":2}]}}`, `args.x[0]: duplicate key "a"`},
+		{"trailing brace", `{"v":1,"op":"stats"}}`, "trailing data"},
+		{"trailing bracket in args", `{"v":1,"op":"hello","args":{"client":"a"}]}`, "invalid character"},
 		{"too deep", `{"v":1,"op":"hello","args":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, "nested deeper than"},
 	}
 	for _, tt := range tests {
