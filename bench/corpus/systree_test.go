@@ -60,8 +60,13 @@ func TestGeneratedTree(t *testing.T) {
 		t.Errorf("%.3f of the files compressed, want about 0.06", share)
 	}
 
-	// Staged twice, every file has the same bytes, mode and mtime.
-	sample := files[:64]
+	checkStagedTwice(t, files[:64], size)
+}
+
+// checkStagedTwice stages sample from two trees of seed 1 and checks that
+// every file has the same bytes, mode and mtime in both.
+func checkStagedTwice(t *testing.T, sample []sysFile, size int64) {
+	t.Helper()
 	dirs := [2]string{t.TempDir(), t.TempDir()}
 	for _, dir := range dirs {
 		tree := newGeneratedTree(1, size)
