@@ -15,10 +15,7 @@ import (
 // frame holds.
 const maxNesting = 32
 
-var (
-	rawMessageType  = reflect.TypeFor[json.RawMessage]()
-	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
-)
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
 // checkKeys refuses the JSON value data if any object in it, at any depth,
 // has a key twice, or a key that is not exactly the json name of a field
@@ -102,14 +99,13 @@ func checkObject(dec *json.Decoder, t reflect.Type, path string, depth int) erro
 }
 
 // shape is t without pointers, or nil where t does not say which keys an
-// object may have: no type, json.RawMessage, or a type that decodes
-// itself.
+// object may have: no type, an interface, or a type that decodes itself
+// (json.RawMessage among them).
 func shape(t reflect.Type) reflect.Type {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == nil || t == rawMessageType || t.Kind() == reflect.Interface ||
-		reflect.PointerTo(t).Implements(unmarshalerType) {
+	if t == nil || t.Kind() == reflect.Interface || reflect.PointerTo(t).Implements(unmarshalerType) {
 		return nil
 	}
 	return t

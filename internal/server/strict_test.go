@@ -116,3 +116,43 @@ func TestStrictDecodeAccepts(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckKeysNames checks that checkKeys knows a struct's keys as
+// encoding/json names them: tags, untagged names, fields left out, and
+// the fields an embedded struct lends.
+func TestCheckKeysNames(t *testing.T) {
+	type inner struct {
+		Shared string `json:"shared"`
+		Lent   int    `json:"lent"`
+	}
+	type outer struct {
+		inner
+		Shared  int `json:"shared"`
+		Plain   int
+		Skipped int `json:"-"`
+		hidden  int
+	}
+	_ = outer{}.hidden
+	tests := []struct {
+		json string
+		ok   bool
+	}{
+		{`{"shared":1,"lent":2,"Plain":3}`, true},
+		{`{"plain":3}`, false},
+		{`{"Skipped":1}`, false},
+		{`{"-":1}`, false},
+		{`{"hidden":1}`, false},
+		{`{"inner":{}}`, false},
+		{`{"lent":1,"lent":2}`, false},
+	}
+	for _, tt := range tests {
+		err := checkKeys([]byte(tt.json), reflect.TypeFor[outer]())
+		if (err == nil) != tt.ok {
+			t.Errorf("checkKeys(%s) = %v, want ok %v", tt.json, err, tt.ok)
+		}
+		var v outer
+		if jerr := decodeStrict([]byte(tt.json), &v); (jerr == nil) != tt.ok {
+			t.Errorf("decodeStrict(%s) = %v, want ok %v", tt.json, jerr, tt.ok)
+		}
+	}
+}
