@@ -16,7 +16,10 @@
 // the code CodeUnsupportedProtocol, so an old shim and a new daemon fail
 // loudly instead of misreading each other. Unknown fields are refused in
 // both directions: golden files in testdata/ops pin every exchange, and both
-// the Go and the Python tests check them.
+// the Go and the Python tests check them. Keys are case-sensitive, and the
+// daemon answers CodeBadRequest to a request with a key it does not know
+// or a key given twice in one object, at any depth, rather than guess
+// which of two values was meant.
 //
 // # Volumes
 //

@@ -17,7 +17,7 @@ import (
 // bytes, as after copying a download into several VMs.
 const (
 	appText       = 0.40
-	appCompressed = 0.15 // real compressed files of this machine
+	appCompressed = 0.15 // compressed files of the system tree
 	appRandom     = 0.15 // encrypted or media-like data
 	sharedFiles   = 6    // in the corpus
 	sharedPerVM   = 3    // in each AppVM
@@ -30,11 +30,14 @@ func Build(ctx context.Context, dir string, opts Options) (*Corpus, error) {
 	if opts.Scratch == "" {
 		return nil, fmt.Errorf("build corpus in %s: no scratch directory", dir)
 	}
-	files, err := systemFiles()
+	c := &Corpus{Dir: dir, Opts: opts, Volumes: Plan(opts), tree: hostTree{}}
+	if !opts.HostFiles {
+		c.tree = newGeneratedTree(opts.Seed, generatedTreeBytes(c.Volumes))
+	}
+	files, err := c.tree.files()
 	if err != nil {
 		return nil, err
 	}
-	c := &Corpus{Dir: dir, Opts: opts, Volumes: Plan(opts)}
 	for i, v := range c.Volumes {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -47,6 +50,17 @@ func Build(ctx context.Context, dir string, opts Options) (*Corpus, error) {
 		}
 	}
 	return c, nil
+}
+
+// generatedTreeBytes is how large a generated system tree must be for the
+// largest template's window of it (see templates) and its AppVMs' share of
+// compressed files, with room to spare.
+func generatedTreeBytes(vols []Volume) int64 {
+	var largest int64
+	for _, v := range vols {
+		largest = max(largest, budget(v.Size))
+	}
+	return 2 * largest
 }
 
 // budget is how many bytes of files (in whole blocks) an image of size
@@ -85,7 +99,7 @@ func (c *Corpus) buildVolume(ctx context.Context, v Volume, files []sysFile) err
 	return mkfsExt4(ctx, c.Path(p.Clean), stage, v.Size, 2*n+1024, c.uuid(v.VID))
 }
 
-// stageRoot copies the template's share of the system files into stage.
+// stageRoot stages the template's share of the system tree's files.
 func (c *Corpus) stageRoot(stage string, v Volume, files []sysFile) (int, error) {
 	i := slices.IndexFunc(templates, func(t template) bool { return t.name == v.vm })
 	if i < 0 {
@@ -95,7 +109,7 @@ func (c *Corpus) stageRoot(stage string, v Volume, files []sysFile) (int, error)
 	list := shuffled(files, c.Opts.Seed, "templates")
 	picked := fit(window(list, int64(t.from*b), int64(t.to*b), t.skip, c.rng(v.VID)), int64(b))
 	for _, f := range picked {
-		if err := copySystemFile(stage, f); err != nil {
+		if err := c.tree.stage(stage, f); err != nil {
 			return 0, err
 		}
 	}
@@ -123,8 +137,9 @@ func (c *Corpus) stageGenerated(stage string, v Volume, parts []part) (int, erro
 	return n, nil
 }
 
-// stageAppPrivate fills stage with an AppVM's home: generated text, real
-// compressed files, random data and some of the corpus's shared files.
+// stageAppPrivate fills stage with an AppVM's home: generated text, the
+// system tree's compressed files, random data and some of the corpus's
+// shared files.
 func (c *Corpus) stageAppPrivate(stage string, v Volume, files []sysFile) (int, error) {
 	n, err := c.stageGenerated(stage, v, []part{
 		{prose, appText / 3, "home/user/Documents"}, {logs, appText / 3, "home/user/.local/state"},
@@ -141,7 +156,7 @@ func (c *Corpus) stageAppPrivate(stage string, v Volume, files []sysFile) (int, 
 		}
 	}
 	for _, f := range window(compressed, 0, int64(appCompressed*float64(b)), 0, c.rng(v.VID)) {
-		if err := copySystemFile(filepath.Join(stage, "home/user/.cache/archives"), f); err != nil {
+		if err := c.tree.stage(filepath.Join(stage, "home/user/.cache/archives"), f); err != nil {
 			return 0, err
 		}
 		n++

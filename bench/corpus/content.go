@@ -37,7 +37,6 @@ type generator struct {
 }
 
 func newGenerator(seed uint64, salt string) *generator {
-	rng := rand.New(rand.NewPCG(seed, hashString(salt)))
 	// The vocabulary depends on the seed only, so every file of a corpus
 	// speaks the same language, as a real system's files do.
 	vocab := rand.New(rand.NewPCG(seed, 0))
@@ -45,7 +44,15 @@ func newGenerator(seed uint64, salt string) *generator {
 	for i := range words {
 		words[i] = word(vocab)
 	}
-	return &generator{rng: rng, words: words, zipf: rand.NewZipf(rng, 1.1, 1, vocabularySize-1)}
+	return (&generator{words: words}).withStream(seed, salt)
+}
+
+// withStream returns a generator with g's vocabulary and a random stream
+// of its own, fixed by seed and salt: the same content as newGenerator
+// gives, without making the vocabulary again for each of many files.
+func (g *generator) withStream(seed uint64, salt string) *generator {
+	rng := rand.New(rand.NewPCG(seed, hashString(salt)))
+	return &generator{rng: rng, words: g.words, zipf: rand.NewZipf(rng, 1.1, 1, vocabularySize-1)}
 }
 
 // word makes a pronounceable word of one to four syllables.

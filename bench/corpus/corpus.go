@@ -2,15 +2,18 @@
 // in the file-reflink layout, for benchmarks of compression and dedup.
 //
 // A corpus has template roots (ext4 images made by mkfs.ext4 -d from
-// different, overlapping sets of this machine's /usr files), template and
-// AppVM privates (ext4 images of generated text, already-compressed data
-// and files copied into several AppVMs), and for every image a precache
-// and one revision, both reflinks, as file-reflink leaves a stopped
-// volume. An update round then rewrites part of a template root the way
-// a package upgrade does, committed as file-reflink commits.
+// different, overlapping sets of the files of a system tree: one generated
+// to look like /usr, or this machine's /usr with Options.HostFiles),
+// template and AppVM privates (ext4 images of generated text,
+// already-compressed data and files copied into several AppVMs), and for
+// every image a precache and one revision, both reflinks, as file-reflink
+// leaves a stopped volume. An update round then rewrites part of a
+// template root the way a package upgrade does, committed as file-reflink
+// commits.
 //
-// The same seed on the same machine gives the same files with the same
-// contents; ext4 inode times may differ between two builds.
+// The same seed gives the same files with the same contents on every
+// machine; with HostFiles only on the same machine. ext4 inode times may
+// differ between two builds.
 package corpus
 
 import (
@@ -48,7 +51,7 @@ const (
 // that revision names are the same in every build.
 var baseMtime = time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC)
 
-// A template takes the system files whose place in the corpus's shuffled
+// A template takes the system tree's files whose place in the corpus's shuffled
 // list falls in [from, to) times a root's file budget, leaving out a
 // share skip of them: so templates share many files but not all.
 type template struct {
@@ -74,6 +77,10 @@ type Options struct {
 	// Scratch is a directory for staging trees and mount points, outside
 	// the pool directory; files there are removed when no longer needed.
 	Scratch string
+	// HostFiles makes template roots of this machine's files under /usr
+	// instead of a generated tree: real programs and libraries, but the
+	// corpus, and what is measured on it, then differs between machines.
+	HostFiles bool
 }
 
 // Volume is one volume of the corpus.
@@ -97,6 +104,7 @@ type Corpus struct {
 	Dir     string
 	Opts    Options
 	Volumes []Volume
+	tree    systemTree // where template roots take their files from
 }
 
 // Plan lists the volumes a corpus with opts has, in build order.

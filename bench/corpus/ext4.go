@@ -26,8 +26,9 @@ func journalBytes(size int64) int64 {
 const inodeBytes = 256
 
 // loopReleaseWait bounds the wait for the kernel to detach an autoclear
-// loop device after unmount.
-const loopReleaseWait = 10 * time.Second
+// loop device after unmount: it does at the device's last close, which
+// whatever else has it open delays, by seconds on a loaded machine.
+const loopReleaseWait = 30 * time.Second
 
 // mkfsExt4 makes img, of size bytes, an ext4 filesystem holding the tree
 // stage, with 4 KiB blocks (as on a real template, and so that the same

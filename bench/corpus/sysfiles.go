@@ -10,8 +10,8 @@ import (
 	"strings"
 )
 
-// systemRoots are where template roots take their files from: the bulk of
-// a real template's root filesystem.
+// systemRoots are where template roots take their files from with
+// Options.HostFiles: the bulk of a real template's root filesystem.
 var systemRoots = []string{"/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec", "/usr/share"}
 
 // maxSystemFile leaves out the few huge files (toolchains, databases) so a
@@ -21,7 +21,7 @@ const maxSystemFile = 16 << 20
 // compressedExt are suffixes of files whose data is already compressed.
 var compressedExt = []string{".gz", ".xz", ".bz2", ".zst", ".jpg", ".jpeg", ".png", ".zip", ".woff2"}
 
-// sysFile is a regular file on this machine.
+// sysFile is a regular file of a system tree (see systemTree).
 type sysFile struct {
 	path string
 	size int64

@@ -36,9 +36,18 @@ const (
 	unmountPause = 100 * time.Millisecond
 )
 
-// loopReleaseWait bounds how long cleanup waits for the kernel to release
-// the loop device after unmount; autoclear runs asynchronously.
-const loopReleaseWait = 5 * time.Second
+// The kernel detaches an autoclear loop device at the last close of the
+// device, not at unmount: whatever still has it open (a block device
+// probe, a mount namespace copied while the filesystem was mounted) delays
+// the detach, by seconds on a loaded machine. Cleanup polls for it, from
+// loopPollFirst doubling up to loopPollMax, for at most loopReleaseWait
+// before it reports a leaked device, and logs a wait over loopSlowRelease.
+const (
+	loopReleaseWait = 30 * time.Second
+	loopPollFirst   = 10 * time.Millisecond
+	loopPollMax     = 500 * time.Millisecond
+	loopSlowRelease = time.Second
+)
 
 // unavailable skips t, or fails it when RequireEnv is set.
 func unavailable(t testing.TB, format string, args ...any) {
@@ -169,21 +178,27 @@ func unmount(t testing.TB, mnt string) {
 // t if one stays: that would be a leaked loop device.
 func waitLoopReleased(t testing.TB, img string) {
 	t.Helper()
-	deadline := time.Now().Add(loopReleaseWait)
+	start := time.Now()
+	pause := loopPollFirst
 	for {
 		devs, err := loopdev.BackedBy(img)
 		if err != nil {
 			t.Errorf("check loop devices of %s: %v", img, err)
 			return
 		}
+		waited := time.Since(start)
 		if len(devs) == 0 {
+			if waited > loopSlowRelease {
+				t.Logf("loop device of %s detached %s after unmount", img, waited.Round(time.Millisecond))
+			}
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("loop devices %v still backed by %s after unmount", devs, img)
+		if waited > loopReleaseWait {
+			t.Errorf("loop devices %v still backed by %s %s after unmount", devs, img, waited.Round(time.Millisecond))
 			return
 		}
-		time.Sleep(unmountPause)
+		time.Sleep(pause)
+		pause = min(2*pause, loopPollMax)
 	}
 }
 

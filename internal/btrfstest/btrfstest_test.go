@@ -1,12 +1,16 @@
 package btrfstest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/loopdev"
 )
 
 // mountLine returns mnt's line in /proc/mounts, or "".
@@ -66,16 +70,64 @@ func TestMountAndCleanup(t *testing.T) {
 	}
 }
 
-// recorder is a testing.TB that records Skip and Fatal instead of
-// stopping the goroutine.
+// recorder is a testing.TB that records Skip, Fatal and Error instead of
+// stopping the goroutine or failing the test.
 type recorder struct {
 	testing.TB
 	skipped, failed bool
+	errors          []string
 }
 
 func (r *recorder) Helper()               {}
 func (r *recorder) Skip(...any)           { r.skipped = true }
 func (r *recorder) Fatalf(string, ...any) { r.failed = true }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// lateClose is how long TestLoopReleasedLate keeps the loop device open
+// after unmount: longer than cleanup used to wait before it reported a
+// leak, as a device probe on a loaded machine can take.
+const lateClose = 7 * time.Second
+
+// TestLoopReleasedLate holds the loop device open across the unmount, so
+// that the kernel detaches it only at the late close, and checks that
+// cleanup waits for that instead of reporting a leak.
+func TestLoopReleasedLate(t *testing.T) {
+	RequireRoot(t)
+	RequireCommands(t, "mkfs.btrfs", "mount")
+	img := makeImage(t, DefaultSize)
+	run(t, "mkfs.btrfs", "-q", "-f", img)
+	mnt := t.TempDir()
+	run(t, "mount", "-t", "btrfs", "-o", "loop", img, mnt)
+	devs, err := loopdev.BackedBy(img)
+	if err != nil || len(devs) != 1 {
+		unmount(t, mnt)
+		t.Fatalf("loop devices of %s: %v, %v; want one", img, devs, err)
+	}
+	holder, err := os.Open(devs[0])
+	if err != nil {
+		unmount(t, mnt)
+		t.Fatal(err)
+	}
+	unmount(t, mnt)
+	start := time.Now()
+	timer := time.AfterFunc(lateClose, func() { holder.Close() })
+	t.Cleanup(func() {
+		if timer.Stop() {
+			holder.Close()
+		}
+	})
+
+	r := &recorder{TB: t}
+	waitLoopReleased(r, img)
+	if len(r.errors) > 0 {
+		t.Fatalf("cleanup reported a leak: %v", r.errors)
+	}
+	if waited := time.Since(start); waited < lateClose {
+		t.Fatalf("loop device detached %s after unmount, before its last close at %s: the test held nothing", waited, lateClose)
+	}
+}
 
 func TestUnavailable(t *testing.T) {
 	tests := []struct {

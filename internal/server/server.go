@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type Server struct {
 	// StopTimeout bounds how long Serve waits for the requests in flight
 	// once ctx is done; 0 waits for as long as they take.
 	StopTimeout time.Duration
+	// MaxConns bounds the connections served at once; 0 means
+	// DefaultMaxConns.
+	MaxConns int
 
 	started  time.Time
 	requests atomic.Uint64
@@ -54,27 +58,55 @@ var ErrStopTimeout = errors.New("gave up waiting for requests in flight")
 
 // Serve accepts connections on ln until ctx is done, then waits for the
 // requests in flight to finish: a commit is never cut short by a shutdown,
-// unless it outlasts StopTimeout.
+// unless it outlasts StopTimeout. It serves at most MaxConns connections
+// at once, and rides out accept errors that pass (out of descriptors, say)
+// with a growing pause; only a listener that is broken ends it early.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	slots := newConnSlots(s.maxConns())
+	atLimit := func() {
+		s.Log.Warn("at the connection limit; new connections wait", "limit", cap(slots.free))
+	}
+	var backoff time.Duration
 	for {
+		if !slots.take(ctx, atLimit) {
+			return s.drain()
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			slots.give()
 			if ctx.Err() != nil {
 				return s.drain()
 			}
-			return fmt.Errorf("accept: %w", err)
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			backoff = nextBackoff(backoff)
+			s.Log.Warn("accept failed; retrying", "err", err, "retry_in", backoff, "connections", s.inFlight.Load())
+			if !sleep(ctx, backoff) {
+				return s.drain()
+			}
+			continue
 		}
+		backoff = 0
 		s.conns.Add(1)
 		s.inFlight.Add(1)
 		go func() {
 			defer s.conns.Done()
 			defer s.inFlight.Add(-1)
+			defer slots.give()
 			s.serveConn(conn)
 		}()
 	}
+}
+
+func (s *Server) maxConns() int {
+	if s.MaxConns > 0 {
+		return s.MaxConns
+	}
+	return DefaultMaxConns
 }
 
 // drain waits for the connections being served, for at most StopTimeout.
@@ -218,13 +250,20 @@ func decodeRequest(frame []byte) (api.Request, *api.Error) {
 	return req, nil
 }
 
+// decodeStrict decodes the one JSON value in data into v, refusing
+// duplicate keys, keys that match a field only case-insensitively (see
+// checkKeys), unknown fields and trailing data.
 func decodeStrict(data []byte, v any) error {
+	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Not dec.More, which takes a stray '}' or ']' for the end of input.
+	if rest := bytes.Trim(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil

@@ -22,10 +22,19 @@ import (
 )
 
 // dialEnv makes the test binary act as a client that sends one hello and
-// prints the reply; TestRefusesNonRootPeer runs it as nobody.
-const dialEnv = "BTRFS_VDO_TEST_DIAL"
+// prints the reply after replyMarker; TestRefusesNonRootPeer runs it as
+// nobody. The marker and a stdout read apart from stderr keep the reply
+// apart from whatever else the binary prints (go test -cover makes it
+// report on stderr that nobody cannot write its coverage data).
+const (
+	dialEnv     = "BTRFS_VDO_TEST_DIAL"
+	replyMarker = "reply: "
+)
 
 func TestMain(m *testing.M) {
+	if socket := os.Getenv(serveEnv); socket != "" {
+		serveWithFewDescriptors(socket)
+	}
 	if socket := os.Getenv(dialEnv); socket != "" {
 		conn, err := net.Dial("unix", socket)
 		if err != nil {
@@ -34,7 +43,7 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Fprintln(conn, `{"v":1,"op":"hello","args":{"client":"nobody"}}`)
 		reply, _ := bufio.NewReader(conn).ReadString('\n')
-		fmt.Print(reply)
+		fmt.Print(replyMarker + reply)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -162,6 +171,10 @@ func TestBadFrames(t *testing.T) {
 		{"unknown op", `{"v":1,"op":"volume.explode","args":{}}` + "\n", api.CodeBadRequest},
 		{"unknown field", `{"v":1,"op":"hello","args":{"client":"x","evil":1}}` + "\n", api.CodeBadRequest},
 		{"wrong type", `{"v":1,"op":"volume.start","args":{"pool":"x"}}` + "\n", api.CodeBadRequest},
+		{"duplicate op", `{"v":1,"op":"status","op":"hello","args":{}}` + "\n", api.CodeBadRequest},
+		{"case-variant op", `{"v":1,"OP":"hello","args":{}}` + "\n", api.CodeBadRequest},
+		{"duplicate argument", `{"v":1,"op":"hello","args":{"client":"a","client":"b"}}` + "\n", api.CodeBadRequest},
+		{"stray brace", `{"v":1,"op":"hello","args":{}}}` + "\n", api.CodeBadRequest},
 		{"two objects", `{"v":1,"op":"hello","args":{}} {"v":1}` + "\n", api.CodeBadRequest},
 		{"future version", `{"v":2,"op":"hello","args":{}}` + "\n", api.CodeUnsupportedProtocol},
 		{"hostile vid", `{"v":1,"op":"volume.start","args":{"pool":{"name":"p","dir_path":"/tmp"},"volume":{"vid":"appvms/../../etc","rw":true,"save_on_stop":true,"snap_on_start":false,"revisions_to_keep":1,"size":1,"source":""}}}` + "\n", api.CodeInvalidName},
@@ -220,13 +233,19 @@ func TestRefusesNonRootPeer(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), dialEnv+"="+path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("client as nobody: %v: %s", err, out)
+		t.Fatalf("client as nobody: %v: %s%s", err, out, stderr.String())
+	}
+	reply, ok := markedLine(string(out), replyMarker)
+	if !ok {
+		t.Fatalf("no %q line from the client: stdout %q, stderr %q", replyMarker, out, stderr.String())
 	}
 	var resp api.Response
-	if err := json.Unmarshal(out, &resp); err != nil {
-		t.Fatalf("reply %q: %v", out, err)
+	if err := json.Unmarshal([]byte(reply), &resp); err != nil {
+		t.Fatalf("reply %q: %v", reply, err)
 	}
 	if resp.OK || resp.Error.Code != api.CodePermissionDenied || !strings.Contains(resp.Error.Message, "uid 65534") {
 		t.Fatalf("nobody was served: %+v", resp)
@@ -261,6 +280,17 @@ func TestVolumeRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(resp.Result, &st); err != nil || len(st.Pools) != 1 || st.Pools[0].Commits != 1 {
 		t.Fatalf("status %s: %v", resp.Result, err)
 	}
+}
+
+// markedLine returns the rest of the first line of out that starts with
+// marker.
+func markedLine(out, marker string) (string, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, marker); ok {
+			return rest, true
+		}
+	}
+	return "", false
 }
 
 func copyExecutable(src, dst string) error {

@@ -41,7 +41,7 @@ func Compare[R any](ctx context.Context, cfg Config, w io.Writer, cmp Comparison
 		return err
 	}
 	defer e.Close()
-	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed, Update: cfg.Update}
+	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed, Update: cfg.Update, HostFiles: cfg.HostFiles}
 	cs, mnts, err := TwoCorpora(ctx, e, opts, [2]string{cmp.Baseline, "vdo"}, cmp.Room)
 	if err != nil {
 		return err
@@ -92,8 +92,12 @@ func ReportHeader(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volum
 	for _, v := range c.Volumes {
 		total += v.Size
 	}
-	fmt.Fprintf(w, "corpus: scale %g, seed %d: %d volumes, %s of images, each with a precache and a revision\n",
-		cfg.Scale, cfg.Seed, len(c.Volumes), MiB(total))
+	roots := "a generated /usr"
+	if cfg.HostFiles {
+		roots = "this machine's /usr"
+	}
+	fmt.Fprintf(w, "corpus: scale %g, seed %d, template roots from %s: %d volumes, %s of images, each with a precache and a revision\n",
+		cfg.Scale, cfg.Seed, roots, len(c.Volumes), MiB(total))
 	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
 		target.VID, upd.Files, MiB(upd.Bytes), 100*float64(upd.Bytes)/float64(target.Size))
 	for i, when := range []string{"generated", "after update"} {
