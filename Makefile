@@ -17,7 +17,7 @@ GO_LDFLAGS := -X github.com/btrfs-vdo/btrfs-vdo/internal/version.Version=$(VERSI
 DIST       := btrfs-vdo-$(VERSION)
 RPMDIR     ?= $(CURDIR)/build/rpm
 # The mtime of every file in the dist tarball: the last commit's time.
-SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DIST_MTIME  = $(shell git log -1 --format=%ct)
 # The prerequisite that installs build and test tools; the RPM build sets
 # it empty, as a package build must not run apt-get.
 DEPS       ?= deps
@@ -164,7 +164,7 @@ dist: spec
 	{ git ls-files -z --cached --others --exclude-standard; printf 'rpm_spec/btrfs-vdo.spec\0'; } | \
 		LC_ALL=C sort -z -u | \
 		tar --null -T - --ignore-failed-read --warning=no-failed-read --format=gnu \
-		--owner=0 --group=0 --numeric-owner --mode=go=rX,u+rw --mtime=@$(SOURCE_DATE_EPOCH) \
+		--owner=0 --group=0 --numeric-owner --mode=go=rX,u+rw --mtime=@$(DIST_MTIME) \
 		--transform 's,^,$(DIST)/,' -cf - | gzip -9 -n >build/$(DIST).tar.gz
 	@echo build/$(DIST).tar.gz
 
@@ -178,7 +178,7 @@ rpm: dist
 # Proves make rpm needs no network and no Go module cache, and checks both
 # packages (tests/rpm_offline.py; not in test-integration's discovery).
 test-rpm:
-	./scripts/install-deps rpm
+	./scripts/install-deps test-rpm
 	$(PYTHON) -m unittest -v tests.rpm_offline
 
 clean:
