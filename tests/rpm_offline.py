@@ -65,7 +65,8 @@ class OfflineRpm(unittest.TestCase):
         self.assertIn(f"btrfs-vdo-{VERSION}/vendor/modules.txt", names)
 
     def test_rpmlint_finds_no_errors(self):
-        proc = subprocess.run(["rpmlint", "-c", "rpm_spec/rpmlint.toml", self.main, self.shim],
+        proc = subprocess.run(["rpmlint", "-c", "rpm_spec/rpmlint.toml", self.main, self.shim,
+                               "rpm_spec/btrfs-vdo.spec"],
                               cwd=ROOT, capture_output=True, text=True)
         sys.stderr.write(proc.stdout)
         summary = re.search(r"(\d+) errors, (\d+) warnings", proc.stdout)
