@@ -6,12 +6,18 @@ BINDIR     ?= $(PREFIX)/bin
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 DOCDIR     ?= $(PREFIX)/share/doc/btrfs-vdo
 DBUSDIR    ?= $(PREFIX)/share/dbus-1/system.d
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 PYTHON     ?= python3
 PYTHONDIR  ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib", vars={"base": "$(PREFIX)"}))')
-VERSION    := $(shell sed -n 's/^var Version = "\(.*\)"/\1/p' internal/version/version.go)
+# The files version and rel are the ones qubes-builder reads.
+VERSION    := $(shell head -n 1 version)
+RELEASE    := $(shell head -n 1 rel)
 GO_LDFLAGS := -X github.com/btrfs-vdo/btrfs-vdo/internal/version.Version=$(VERSION)
 DIST       := btrfs-vdo-$(VERSION)
 RPMDIR     ?= $(CURDIR)/build/rpm
+# The mtime of every file in the dist tarball: the last commit's time.
+DIST_MTIME  = $(shell git log -1 --format=%ct)
 # The prerequisite that installs build and test tools; the RPM build sets
 # it empty, as a package build must not run apt-get.
 DEPS       ?= deps
@@ -19,9 +25,16 @@ DEPS       ?= deps
 # Tests that need root and btrfs fail instead of skipping under make test.
 export BTRFS_VDO_REQUIRE_BTRFS = 1
 
-.PHONY: all build deps test test-go test-shim test-fuzz fuzz test-integration vet demo bench-commit bench-compress bench-dedup bench-hash \
-	bench-soak \
-	install shim-install uninstall dist rpm clean
+# Building needs Go 1.23 or newer (go.mod's floor). Where go on PATH is
+# missing or older (Debian 12's golang-go is 1.19), Debian's golang-1.23-go,
+# which install-deps installs, comes first on PATH.
+ifeq ($(shell GOTOOLCHAIN=local go env GOVERSION 2>/dev/null | grep -E '^go1\.(2[3-9]|[3-9][0-9])'),)
+export PATH := /usr/lib/go-1.23/bin:$(PATH)
+endif
+
+.PHONY: all build deps test test-go test-go-min test-shim test-fuzz fuzz test-integration test-rpm vet demo bench-commit bench-compress \
+	bench-dedup bench-hash bench-soak \
+	install shim-install uninstall spec dist rpm clean
 
 all: build
 
@@ -35,10 +48,16 @@ vet: $(DEPS)
 	go vet ./...
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
-test: vet build test-go test-fuzz test-shim test-integration
+test: vet build test-go test-go-min test-fuzz test-shim test-rpm test-integration
 
 test-go: $(DEPS)
 	go test -count=1 ./...
+
+# The same with Go 1.23 itself, the oldest Go that must build the project
+# (scripts/find-go 1.23 finds it: Debian's golang-1.23-go).
+test-go-min: $(DEPS)
+	go_min="$$(scripts/find-go 1.23)" && export GOTOOLCHAIN=local PATH="$$(dirname "$$go_min"):$$PATH" && \
+	go version && go vet ./... && go build ./... && go test -count=1 ./...
 
 test-shim:
 	cd qubesd-shim && PYTHONPATH=../python-stub $(PYTHON) -m unittest discover -s tests -t .
@@ -93,7 +112,9 @@ bench-soak: build
 	$(RUN_PREFIX); \
 	PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin $(PYTHON) bench/soak/soak.py $(BENCH_ARGS)
 
-install: build
+# NOBUILD=1 installs the binaries already in bin/ (the RPM builds them
+# with its own flags first).
+install: $(if $(NOBUILD),,build)
 	install -D -m 0755 bin/btrfs-vdod $(DESTDIR)$(BINDIR)/btrfs-vdod
 	install -D -m 0755 bin/btrfs-vdo $(DESTDIR)$(BINDIR)/btrfs-vdo
 	install -D -m 0644 systemd/btrfs-vdod.socket $(DESTDIR)$(UNITDIR)/btrfs-vdod.socket
@@ -102,6 +123,9 @@ install: build
 	install -D -m 0644 dbus/org.qubes_os.BtrfsVdo1.conf $(DESTDIR)$(DBUSDIR)/org.qubes_os.BtrfsVdo1.conf
 	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -D -m 0644 packaging/config.toml $(DESTDIR)$(DOCDIR)/config.toml
+	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man8 docs/man/btrfs-vdo.8 docs/man/btrfs-vdod.8
+	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man5 docs/man/btrfs-vdo.toml.5
+	install -D -m 0644 packaging/btrfs-vdo.bash-completion $(DESTDIR)$(BASHCOMPDIR)/btrfs-vdo
 	$(MAKE) shim-install PYTHONDIR='$(PYTHONDIR)'
 
 shim-install:
@@ -113,28 +137,43 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/btrfs-vdod $(DESTDIR)$(BINDIR)/btrfs-vdo \
 		$(DESTDIR)$(UNITDIR)/btrfs-vdod.socket $(DESTDIR)$(UNITDIR)/btrfs-vdod.service \
 		$(DESTDIR)$(DBUSDIR)/org.qubes_os.BtrfsVdo1.conf \
-		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/config.toml
+		$(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/config.toml \
+		$(DESTDIR)$(MANDIR)/man8/btrfs-vdo.8 $(DESTDIR)$(MANDIR)/man8/btrfs-vdod.8 \
+		$(DESTDIR)$(MANDIR)/man5/btrfs-vdo.toml.5 $(DESTDIR)$(BASHCOMPDIR)/btrfs-vdo
 	if [ -d $(DESTDIR)$(DOCDIR) ]; then rmdir --ignore-fail-on-non-empty $(DESTDIR)$(DOCDIR); fi
 	$(PYTHON) qubesd-shim/install.py --uninstall --target '$(DESTDIR)$(PYTHONDIR)'
 
+# The spec, made from rpm_spec/btrfs-vdo.spec.in as qubes-builder makes it:
+# @VERSION@ and @REL@ become the first lines of version and rel.
+spec:
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@REL@|$(RELEASE)|g' rpm_spec/btrfs-vdo.spec.in >rpm_spec/btrfs-vdo.spec
+
 # The source tarball: every file git tracks or would track (so it can be
-# made before a commit; files deleted since are skipped), nothing vendored;
-# building it fetches Go modules.
-dist:
+# made before a commit; files deleted since are skipped), vendor/ included,
+# and the spec, so that rpmbuild -tb builds it without network.
+# Reproducible: sorted, owned by 0:0, modes from the permission bits only,
+# every mtime the last commit's, gzip without name or time stamp.
+dist: spec
 	mkdir -p build
-	git ls-files -z --cached --others --exclude-standard | \
-		tar --null -T - --ignore-failed-read --warning=no-failed-read \
-		--sort=name --owner=0 --group=0 --numeric-owner \
-		--transform 's,^,$(DIST)/,' -czf build/$(DIST).tar.gz
+	{ git ls-files -z --cached --others --exclude-standard; printf 'rpm_spec/btrfs-vdo.spec\0'; } | \
+		LC_ALL=C sort -z -u | \
+		tar --null -T - --ignore-failed-read --warning=no-failed-read --format=gnu \
+		--owner=0 --group=0 --numeric-owner --mode=go=rX,u+rw --mtime=@$(DIST_MTIME) \
+		--transform 's,^,$(DIST)/,' -cf - | gzip -9 -n >build/$(DIST).tar.gz
 	@echo build/$(DIST).tar.gz
 
-# Built from the dist tarball, as a distribution would. --nodeps: the build
-# tools come from install-deps, not from packages rpm knows about (on
-# Debian, rpm's database is empty).
+# Built from the dist tarball alone, as a distribution would, into
+# RPMDIR/RPMS. --nodeps: the build tools come from install-deps, not from
+# packages rpm knows about (on Debian, rpm's database is empty).
 rpm: dist
 	./scripts/install-deps rpm
-	rpmbuild -bb --nodeps --define '_topdir $(RPMDIR)' --define '_sourcedir $(CURDIR)/build' \
-		packaging/btrfs-vdo.spec
+	rpmbuild -tb --nodeps --define '_topdir $(RPMDIR)' build/$(DIST).tar.gz
+
+# Proves make rpm needs no network and no Go module cache, and checks both
+# packages (tests/rpm_offline.py; not in test-integration's discovery).
+test-rpm:
+	./scripts/install-deps test-rpm
+	$(PYTHON) -m unittest -v tests.rpm_offline
 
 clean:
-	rm -rf bin build
+	rm -rf bin build rpm_spec/btrfs-vdo.spec

@@ -49,12 +49,14 @@ def dist_name(project):
 
 def metadata_text(project):
     lines = [
-        "Metadata-Version: 2.1",
+        "Metadata-Version: 2.4",
         f"Name: {project['name']}",
         f"Version: {project['version']}",
     ]
     if "description" in project:
         lines.append(f"Summary: {project['description']}")
+    if "license" in project:
+        lines.append(f"License-Expression: {project['license']}")
     if "requires-python" in project:
         lines.append(f"Requires-Python: {project['requires-python']}")
     lines.extend(f"Classifier: {c}" for c in project.get("classifiers", ()))

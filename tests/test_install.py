@@ -9,6 +9,8 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUB = os.path.join(ROOT, "python-stub")
+with open(os.path.join(ROOT, "version")) as _fh:
+    VERSION = _fh.readline().strip()
 
 
 def make(*args):
@@ -38,7 +40,7 @@ class Install(unittest.TestCase):
         with tempfile.TemporaryDirectory() as target:
             make("shim-install", f"PYTHONDIR={target}")
             self.assertEqual(sorted(n for n in os.listdir(target) if n != "__pycache__"),
-                             ["btrfs_vdo-0.1.0.dist-info", "qubes_btrfs_vdo"])
+                             [f"btrfs_vdo-{VERSION}.dist-info", "qubes_btrfs_vdo"])
             probe = (
                 "import importlib.metadata as m\n"
                 "eps = m.entry_points(group='qubes.storage')\n"

@@ -86,6 +86,7 @@ class TestInstall(unittest.TestCase):
             metadata = fh.read()
         self.assertIn("Name: btrfs-vdo\n", metadata)
         self.assertIn("Version: 0.1.0\n", metadata)
+        self.assertIn("License-Expression: GPL-2.0-or-later\n", metadata)
         installed = set()
         for dirpath, _, files in os.walk(self.target):
             for name in files:
