@@ -60,8 +60,7 @@ func optimize(args []string, stdout, stderr io.Writer) error {
 		if out.json {
 			return writeJSON(stdout, report)
 		}
-		fmt.Fprintf(stdout, "queued %d jobs; follow them with \"btrfs-vdo jobs --wait\"\n", len(queued.Queued))
-		return nil
+		return printQueued(stdout, queued.Queued)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,7 +86,31 @@ func optimize(args []string, stdout, stderr io.Writer) error {
 type interrupted struct{ jobs int }
 
 func (e interrupted) Error() string {
-	return fmt.Sprintf("interrupted: %d jobs continue in the background; follow them with \"btrfs-vdo jobs --wait\"", e.jobs)
+	return fmt.Sprintf("interrupted: %s in the background; follow with \"btrfs-vdo jobs --wait\"",
+		plural(e.jobs, "job continues", "jobs continue"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func printQueued(w io.Writer, queued []api.QueuedJob) error {
+	if len(queued) == 0 {
+		_, err := fmt.Fprintln(w, "nothing to optimize: no volumes")
+		return err
+	}
+	t := newTable("rl", "ID", "VOLUME")
+	for _, q := range queued {
+		t.add(fmt.Sprint(q.ID), q.Pool+":"+q.VID)
+	}
+	if err := t.write(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "queued %s; follow with \"btrfs-vdo jobs --wait\"\n", plural(len(queued), "job", "jobs"))
+	return err
 }
 
 func failedJobs(outcomes []api.JobOutcome) error {

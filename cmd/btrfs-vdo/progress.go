@@ -106,7 +106,7 @@ func (t *tracker) wait(ctx context.Context, show progress) error {
 		}
 		select {
 		case <-ctx.Done():
-			show.finish()
+			show.stop()
 			return ctx.Err()
 		case <-time.After(pollInterval):
 		}
@@ -116,7 +116,8 @@ func (t *tracker) wait(ctx context.Context, show progress) error {
 // progress shows how many of a fixed number of volumes are done.
 type progress interface {
 	update(volumesDone float64)
-	finish()
+	finish() // all done
+	stop()   // interrupted: leave the progress as it was
 }
 
 // newProgress returns a progress bar on a terminal, else a line every
@@ -143,7 +144,12 @@ func (p *barProgress) update(done float64) {
 }
 
 func (p *barProgress) finish() {
-	_ = p.bar.Close()
+	_ = p.bar.Finish()
+	fmt.Fprintln(p.w)
+}
+
+func (p *barProgress) stop() {
+	_ = p.bar.Exit()
 	fmt.Fprintln(p.w)
 }
 
@@ -162,6 +168,8 @@ func (p *lineProgress) update(done float64) {
 }
 
 func (p *lineProgress) finish() {}
+
+func (p *lineProgress) stop() {}
 
 // isTerminal reports whether w is a terminal, where progress bars go.
 func isTerminal(w io.Writer) bool {
