@@ -130,7 +130,7 @@ class FullDisk(IntegrationCase):
             with self.assertRaises(client.DaemonError) as ctx, quiet():
                 self.run_async(client.call("optimize", {"target": text, "full": True}, timeout=60))
             self.assertEqual(ctx.exception.code, "no_space")
-            self.assertRegex(ctx.exception.message, r"^Cannot optimise vdo:appvms/text/private: .*no space left on device")
+            self.assertRegex(ctx.exception.message, r"^Cannot optimize vdo:appvms/text/private: .*no space left on device")
             self.assertEqual(self.pool_files(), before, "a failed operation changed the pool")
             self.assertLessEqual(used(self.dir_path), used_before)
 
