@@ -233,7 +233,11 @@ type VolumeState struct {
 
 // Target names what optimize and stats work on: a pool (its name, or its
 // directory), a VM (its name, in every pool), or one volume ("POOL:VID").
-// A pool name is known to the daemon once the pool has been used.
+// Only pools the daemon knows are targets: those set up through it or
+// used by qubesd since it started, and a directory holding a pool's
+// layout and the daemon's state from before a restart. Anything else,
+// and a VM or volume that does not exist, is CodeUnknownTarget; naming a
+// directory never makes it a pool.
 
 // OptimizeArgs queues optimization of every origin volume in Target,
 // templates first. Full also rewrites extents shared with revisions and

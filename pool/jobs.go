@@ -241,15 +241,7 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		o.phases.done("precache")
 	}
 
-	s.mu.Lock()
-	held := run.held
-	s.stats.BytesExamined += res.BytesExamined
-	s.stats.BytesCompressed += res.BytesCompressed
-	s.stats.BytesSaved += res.Saved()
-	s.stats.SkippedShared += res.SkippedShared
-	s.stats.Dedup.add(res.Dedup)
-	s.notifyLocked()
-	s.mu.Unlock()
+	held := s.account(run, res)
 
 	switch {
 	case errors.Is(err, errHeld) || held:
@@ -263,6 +255,35 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		s.log.Info("optimisation interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
 		return
 	}
+	done := s.recordOutcome(key, p, job, res, err)
+	if err != nil {
+		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
+	} else {
+		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
+			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
+			"ms", time.Since(began).Milliseconds(), o.phases.attr())
+	}
+	s.onDone(done)
+}
+
+// account adds a run's figures to the totals and tells whether a start
+// held the run.
+func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.BytesExamined += res.BytesExamined
+	s.stats.BytesCompressed += res.BytesCompressed
+	s.stats.BytesSaved += res.Saved()
+	s.stats.SkippedShared += res.SkippedShared
+	s.stats.Dedup.add(res.Dedup)
+	s.notifyLocked()
+	return run.held
+}
+
+// recordOutcome counts a finished job, keeps its outcome among the recent
+// ones and drops it from the pool's jobs, in that order: whoever sees it
+// gone (jobs --wait, optimize) also sees how it ended.
+func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err error) JobDone {
 	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
@@ -275,17 +296,8 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		s.recent = s.recent[1:]
 	}
 	s.mu.Unlock()
-	// The outcome is recorded before the job leaves the list, so that
-	// whoever sees it gone (jobs --wait, optimize) also sees how it ended.
 	p.finishJob(job)
-	if err != nil {
-		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
-	} else {
-		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
-			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
-			"ms", time.Since(began).Milliseconds(), o.phases.attr())
-	}
-	s.onDone(done)
+	return done
 }
 
 // encoderFor returns the copies' encoder at level, made on first use.

@@ -62,8 +62,9 @@ TARGET is a pool the daemon knows (its name or directory), a VM's name, or
 POOL:VID. "btrfs-vdo help COMMAND" describes each command.
 
 The socket defaults to $` + api.SocketEnv + `, then ` + api.DefaultSocket + `.
-Exit status: 0 success, 1 failure (daemon error or unreachable), 2 usage
-(a bad flag or argument, or a TARGET the daemon does not know).
+Exit status: 0 success, 1 failure (daemon error or unreachable, a failed
+job), 2 usage (a bad flag or argument, or a TARGET the daemon does not
+know), 130 interrupted while waiting for jobs (which go on).
 `)
 	return b.String()
 }
