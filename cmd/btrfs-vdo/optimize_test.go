@@ -3,8 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -144,4 +148,66 @@ func TestTrackerProgress(t *testing.T) {
 	if got := outcomeIDs(outcomes); !slices.Equal(got, []uint64{11, 12}) || len(held) != 1 || held[0].ID != 13 {
 		t.Fatalf("outcomes %v, held %+v", got, held)
 	}
+}
+
+// Ctrl-C stops only the waiting: the CLI says the jobs go on and how to
+// follow them, and the daemon finishes them.
+func TestOptimizeInterrupted(t *testing.T) {
+	mnt := btrfstest.Mount(t, 2<<30)
+	socket := startDaemon(t)
+	p := setupPool(t, socket, "vdo", filepath.Join(mnt, "vdo"))
+	createVolume(t, socket, p, "appvms/big/private", letters(256<<20))
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(os.Args[0], "--socket", socket, "optimize", "--full", "vdo")
+	cmd.Env = append(os.Environ(), runAsEnv+"=1")
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForRunningJob(t, socket)
+	time.Sleep(300 * time.Millisecond) // the CLI is waiting by now
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted ||
+		!strings.Contains(errOut.String(), `1 job continues in the background; follow with "btrfs-vdo jobs --wait"`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	r := cli(t, socket, "jobs", "--wait", "--json")
+	var jobs api.JobsResult
+	if err := json.Unmarshal([]byte(r.stdout), &jobs); err != nil || len(jobs.Recent) != 1 || jobs.Recent[0].Error != "" ||
+		jobs.Recent[0].BytesExamined == 0 {
+		t.Fatalf("after the interrupt the job did not finish: %v %+v", err, jobs)
+	}
+}
+
+// letters returns n bytes of random letters: they compress by about a
+// third and hold no repeated blocks, so a job over them takes a while.
+func letters(n int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(rng.IntN(26))
+	}
+	return b
+}
+
+func waitForRunningJob(t *testing.T, socket string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var jobs api.JobsResult
+		if err := request(t, socket, api.OpJobs, api.JobsArgs{}, &jobs); err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs.Recent) > 0 {
+			t.Fatal("the job finished before the interrupt: give it more data")
+		}
+		for _, j := range jobs.Jobs {
+			if j.State == "running" {
+				return
+			}
+		}
+	}
+	t.Fatal("no job started running")
 }
