@@ -25,6 +25,19 @@ func (v VolumeIn) VM() string { return strings.Split(v.VID, "/")[1] }
 // daemon knows, nor a VM or a volume in one.
 var ErrUnknownTarget = errors.New("unknown target")
 
+// ambiguousName is the target error for a name several open pools have:
+// it is then taken for no VM's name either.
+type ambiguousName struct {
+	name  string
+	pools int
+}
+
+func (e ambiguousName) Error() string {
+	return fmt.Sprintf("%v: %d pools are named %q: name the one meant by its directory", ErrUnknownTarget, e.pools, e.name)
+}
+
+func (e ambiguousName) Unwrap() error { return ErrUnknownTarget }
+
 // Resolve turns an administrator's target into volumes: "" (every open
 // pool), a known pool's name or directory, "POOL:VID", or a VM's name (its
 // volumes in every open pool). It never adopts a directory as a new pool:
@@ -37,9 +50,11 @@ func (r *Registry) Resolve(target string) ([]VolumeIn, error) {
 	if target == "" {
 		return volumesOf(r.List(), "")
 	}
-	if p, err := r.known(target); err == nil {
+	p, err := r.known(target)
+	switch {
+	case err == nil:
 		return volumesOf([]*Pool{p}, "")
-	} else if filepath.IsAbs(target) {
+	case filepath.IsAbs(target), errors.As(err, new(ambiguousName)):
 		return nil, err
 	}
 	vols, err := volumesOf(r.List(), target)
@@ -79,12 +94,19 @@ func (r *Registry) known(name string) (*Pool, error) {
 		}
 		return nil, r.unknown("%s is not a pool directory", dir)
 	}
+	var named []*Pool
 	for _, p := range r.List() {
 		if p.Name == name {
-			return p, nil
+			named = append(named, p)
 		}
 	}
-	return nil, r.unknown("no pool is named %q", name)
+	switch len(named) {
+	case 0:
+		return nil, r.unknown("no pool is named %q", name)
+	case 1:
+		return named[0], nil
+	}
+	return nil, ambiguousName{name: name, pools: len(named)}
 }
 
 func (r *Registry) openAt(dir string) *Pool {
