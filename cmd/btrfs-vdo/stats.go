@@ -4,6 +4,7 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -47,6 +48,10 @@ func stats(args []string, stdout, stderr io.Writer) error {
 	}
 	if out.json {
 		return writeJSON(stdout, res)
+	}
+	if len(res.Volumes) == 0 {
+		_, err := fmt.Fprintln(stdout, "no volume to measure: no pool known yet, or none with volumes")
+		return err
 	}
 	if err := statsTable(res, out.sizes()).write(stdout); err != nil {
 		return err
