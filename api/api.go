@@ -233,9 +233,13 @@ type VolumeState struct {
 
 // Target names what optimize and stats work on: a pool (its name, or its
 // directory), a VM (its name, in every pool), or one volume ("POOL:VID").
-// A pool name is known to the daemon once the pool has been used.
+// Only pools the daemon knows are targets: those set up through it or
+// used by qubesd since it started, and a directory holding a pool's
+// layout and the daemon's state from before a restart. Anything else,
+// and a VM or volume that does not exist, is CodeUnknownTarget; naming a
+// directory never makes it a pool.
 
-// OptimizeArgs queues optimisation of every origin volume in Target,
+// OptimizeArgs queues optimization of every origin volume in Target,
 // templates first. Full also rewrites extents shared with revisions and
 // precaches, and the revisions themselves, each file from where the last
 // full pass through it stopped; otherwise only what is new since the last
@@ -245,9 +249,18 @@ type OptimizeArgs struct {
 	Full   bool   `json:"full"`
 }
 
-// OptimizeResult lists the volumes queued.
+// OptimizeResult lists the jobs queued, one per volume, in the order they
+// run.
 type OptimizeResult struct {
-	Queued []VolumeRef `json:"queued"`
+	Queued []QueuedJob `json:"queued"`
+}
+
+// QueuedJob names the job that covers one volume of an optimize request.
+// Its outcome, in JobsResult.Recent, carries the same ID. A request for a
+// volume whose job is still queued joins that job and gets its ID.
+type QueuedJob struct {
+	VolumeRef
+	ID uint64 `json:"id"`
 }
 
 // VolumeRef names a volume in a pool.
@@ -272,6 +285,7 @@ type JobsResult struct {
 // started; it waits for the next commit) or paused.
 type JobInfo struct {
 	VolumeRef
+	ID         uint64 `json:"id"`
 	State      string `json:"state"`
 	DoneBytes  uint64 `json:"done_bytes"`
 	TotalBytes uint64 `json:"total_bytes"`
@@ -281,6 +295,7 @@ type JobInfo struct {
 // JobOutcome is a finished job.
 type JobOutcome struct {
 	VolumeRef
+	ID              uint64 `json:"id"`
 	Finished        string `json:"finished"`
 	BytesExamined   uint64 `json:"bytes_examined"`
 	BytesCompressed uint64 `json:"bytes_compressed"`

@@ -17,6 +17,9 @@ const (
 	CodeInvalidName Code = "invalid_name"
 	// CodeNotFound: an image, revision or source the operation needs is missing.
 	CodeNotFound Code = "not_found"
+	// CodeUnknownTarget: an optimize or stats target names no pool the
+	// daemon knows, nor a VM or volume in one.
+	CodeUnknownTarget Code = "unknown_target"
 	// CodeNotStopped: the volume is dirty (running, or not cleanly stopped).
 	CodeNotStopped Code = "not_stopped"
 	// CodeReadOnly: the operation needs a read-write volume.
@@ -37,6 +40,6 @@ const (
 // Codes lists every code, for the schema and the tests.
 var Codes = []Code{
 	CodeBadRequest, CodeUnsupportedProtocol, CodePermissionDenied,
-	CodeInvalidName, CodeNotFound, CodeNotStopped, CodeReadOnly,
+	CodeInvalidName, CodeNotFound, CodeUnknownTarget, CodeNotStopped, CodeReadOnly,
 	CodeNotSupported, CodeNoSpace, CodeBusy, CodeIO, CodeInternal,
 }

@@ -16,6 +16,19 @@ import (
 // and the logical bytes of uncompressed extents examined so far.
 type FileProgress func(path string, examined uint64)
 
+// FilesResult is what CompressFiles did.
+type FilesResult struct {
+	Result
+	// Skipped lists the files left as they were, in the order met.
+	Skipped []SkippedFile
+}
+
+// SkippedFile is a file CompressFiles could not compress, and why.
+type SkippedFile struct {
+	Path   string
+	Reason string
+}
+
 // CompressFiles compresses dom0's own files in place, the way the
 // optimiser compresses images: every uncompressed extent that only its
 // file references is rewritten with zstd by a range defrag; shared
@@ -23,11 +36,12 @@ type FileProgress func(path string, examined uint64)
 // Each file also loses the NOCOMPRESS flag and gains the zstd property,
 // so its later writes are compressed too. Directories are walked without
 // following symlinks or leaving their filesystem. Files not on btrfs are
-// skipped. Running it again only examines what is still uncompressed, so
+// skipped, and so are files it cannot compress (see skipReason), which
+// it lists. Running it again only examines what is still uncompressed, so
 // an interrupted run is resumed by running it again.
-func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (Result, error) {
+func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (FilesResult, error) {
 	o := newOptimiser(level, "", func(error) {})
-	var res Result
+	var res FilesResult
 	for _, root := range paths {
 		rootDev, err := deviceOf(root)
 		if err != nil {
@@ -37,6 +51,9 @@ func CompressFiles(ctx context.Context, paths []string, level int, progress File
 			return res, err
 		}
 		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && path != root {
+				return nil // removed meanwhile: nothing left to compress
+			}
 			if err != nil {
 				return err
 			}
@@ -55,6 +72,10 @@ func CompressFiles(ctx context.Context, paths []string, level int, progress File
 			r, err := o.compressFile(path)
 			res.add(r)
 			progress(path, res.BytesExamined)
+			if reason := skipReason(err); reason != "" {
+				res.Skipped = append(res.Skipped, SkippedFile{Path: path, Reason: reason})
+				return nil
+			}
 			return err
 		})
 		if err != nil {
@@ -103,6 +124,9 @@ func (o *optimiser) compressFile(path string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := checkCompressible(flags); err != nil {
+		return Result{}, err
+	}
 	if err := clearNoCompress(f, flags); err != nil {
 		return Result{}, err
 	}
@@ -117,6 +141,43 @@ func (o *optimiser) compressFile(path string) (Result, error) {
 	return o.compressPieces(f, workItem{length: uint64(info.Size())}, func(pc btrfs.Extent) (Result, error) {
 		return Result{SkippedShared: pc.Length}, nil
 	})
+}
+
+// notCompressible is a file's flag that rules out compressing it in
+// place.
+type notCompressible string
+
+func (e notCompressible) Error() string { return string(e) }
+
+// checkCompressible refuses a file whose flags leave nothing to do or
+// forbid what compressing does: a no-COW file is never compressed, and an
+// immutable or append-only one can be given neither the property nor new
+// extents.
+func checkCompressible(flags uint32) error {
+	switch {
+	case flags&btrfs.FlagNoCOW != 0:
+		return notCompressible("no-COW (chattr +C), which btrfs never compresses")
+	case flags&btrfs.FlagImmutable != 0:
+		return notCompressible("immutable (chattr +i)")
+	case flags&btrfs.FlagAppend != 0:
+		return notCompressible("append-only (chattr +a)")
+	}
+	return nil
+}
+
+// skipReason says why a file that failed with err is skipped rather than
+// stopping the run, or "" when err must stop it.
+func skipReason(err error) string {
+	var nc notCompressible
+	switch {
+	case errors.As(err, &nc):
+		return string(nc)
+	case errors.Is(err, syscall.ETXTBSY), errors.Is(err, syscall.EBUSY):
+		return "in use (a running program or a swap file): " + err.Error()
+	case errors.Is(err, fs.ErrNotExist):
+		return "removed while it was being compressed"
+	}
+	return ""
 }
 
 // compressWithZstd gives f the zstd compression property unless it has it:

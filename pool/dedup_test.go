@@ -304,7 +304,7 @@ func TestFullPassDedupsExistingData(t *testing.T) {
 			want := sums(t, files)
 			before := h.poolDisk()
 			for _, vid := range []string{"vm-templates/debian/root", "appvms/mail/private"} {
-				if err := h.p.Optimise(vid, true); err != nil {
+				if _, err := h.p.Optimise(vid, true); err != nil {
 					t.Fatal(err)
 				}
 				h.wait()

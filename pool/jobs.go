@@ -16,6 +16,9 @@ import (
 // Job is one volume's pending optimisation, as persisted in the pool's
 // state so a daemon restart resumes it.
 type Job struct {
+	// ID tells this job's outcome from other runs on the same volume; it
+	// is unique among the jobs of the daemon's pools.
+	ID  uint64 `json:"id,omitempty"`
 	VID string `json:"vid"`
 	// Since is the filesystem generation from which extents are new; 0
 	// covers the whole image.
@@ -51,6 +54,7 @@ func (j Job) merge(newer Job) Job {
 
 // JobStatus describes a queued or running job.
 type JobStatus struct {
+	ID        uint64
 	Pool      string
 	Dir       string
 	VID       string
@@ -62,6 +66,7 @@ type JobStatus struct {
 
 // JobDone reports a finished job.
 type JobDone struct {
+	ID       uint64
 	Pool     string
 	Dir      string
 	VID      string
@@ -99,6 +104,7 @@ type Scheduler struct {
 	pools   map[string]*Pool
 	stats   Counters
 	recent  []JobDone
+	lastID  uint64 // the newest job id handed out
 	// encoders are the compressed copies' encoders, by zstd level, kept
 	// across jobs.
 	encoders map[int]*copyEncoder
@@ -107,6 +113,7 @@ type Scheduler struct {
 type jobKey struct{ dir, vid string }
 
 type runningJob struct {
+	id          uint64 // of the job that runs, which may have been merged into since
 	cancel      context.CancelFunc
 	done, total uint64
 	held        bool
@@ -192,7 +199,7 @@ func (s *Scheduler) next() (jobKey, *Pool, Job, bool) {
 			continue
 		}
 		s.queue = append(s.queue[:i], s.queue[i+1:]...)
-		s.running[key] = &runningJob{}
+		s.running[key] = &runningJob{id: job.ID}
 		s.notifyLocked()
 		return key, p, job, true
 	}
@@ -206,6 +213,10 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	run := s.running[key]
 	run.cancel = cancel
 	s.mu.Unlock()
+	// The job counts as running until its outcome is recorded and it has
+	// left the pool's state, so that put never merges into a job whose
+	// run is over.
+	defer s.release(key)
 
 	began := time.Now()
 	level, ok := s.cfg.PoolZstdLevels[key.dir]
@@ -230,16 +241,7 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		o.phases.done("precache")
 	}
 
-	s.mu.Lock()
-	held := run.held
-	delete(s.running, key)
-	s.stats.BytesExamined += res.BytesExamined
-	s.stats.BytesCompressed += res.BytesCompressed
-	s.stats.BytesSaved += res.Saved()
-	s.stats.SkippedShared += res.SkippedShared
-	s.stats.Dedup.add(res.Dedup)
-	s.notifyLocked()
-	s.mu.Unlock()
+	held := s.account(run, res)
 
 	switch {
 	case errors.Is(err, errHeld) || held:
@@ -253,7 +255,36 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		s.log.Info("optimisation interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
 		return
 	}
-	done := JobDone{Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
+	done := s.recordOutcome(key, p, job, res, err)
+	if err != nil {
+		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
+	} else {
+		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
+			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
+			"ms", time.Since(began).Milliseconds(), o.phases.attr())
+	}
+	s.onDone(done)
+}
+
+// account adds a run's figures to the totals and tells whether a start
+// held the run.
+func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.BytesExamined += res.BytesExamined
+	s.stats.BytesCompressed += res.BytesCompressed
+	s.stats.BytesSaved += res.Saved()
+	s.stats.SkippedShared += res.SkippedShared
+	s.stats.Dedup.add(res.Dedup)
+	s.notifyLocked()
+	return run.held
+}
+
+// recordOutcome counts a finished job, keeps its outcome among the recent
+// ones and drops it from the pool's jobs, in that order: whoever sees it
+// gone (jobs --wait, optimize) also sees how it ended.
+func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err error) JobDone {
+	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
 		s.stats.JobsFailed++
@@ -265,20 +296,8 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 		s.recent = s.recent[1:]
 	}
 	s.mu.Unlock()
-	// The outcome is recorded before the job leaves the list, so that
-	// whoever sees it gone (jobs --wait, optimize) also sees how it ended.
 	p.finishJob(job)
-	s.mu.Lock()
-	s.notifyLocked()
-	s.mu.Unlock()
-	if err != nil {
-		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
-	} else {
-		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
-			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
-			"ms", time.Since(began).Milliseconds(), o.phases.attr())
-	}
-	s.onDone(done)
+	return done
 }
 
 // encoderFor returns the copies' encoder at level, made on first use.
@@ -329,6 +348,60 @@ func (s *Scheduler) enqueue(p *Pool, vid string) {
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+// put records job in p's state, merged into the volume's pending job
+// (see putJob), after prepare, if given, has set it up against the state,
+// and makes it runnable. It returns the id of the job that covers it.
+func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, error) {
+	s.mu.Lock()
+	// Held across the state's update, so that no job starts or ends
+	// between the look at s.running and the merge.
+	_, running := s.running[jobKey{p.Volumes.Dir(), job.VID}]
+	s.lastID++
+	job.ID = s.lastID
+	var id uint64
+	err := p.state.tryUpdate(func(st *state) {
+		if prepare != nil {
+			prepare(st, &job)
+		}
+		st.Jobs, id = putJob(st.Jobs, job, running)
+	})
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s.enqueue(p, job.VID)
+	return id, nil
+}
+
+// resume makes the jobs a pool left unfinished runnable, and hands out
+// new ids above theirs.
+func (s *Scheduler) resume(p *Pool, jobs []Job) {
+	s.mu.Lock()
+	for _, job := range jobs {
+		s.lastID = max(s.lastID, job.ID)
+	}
+	s.mu.Unlock()
+	for _, job := range jobs {
+		if !job.Held {
+			s.enqueue(p, job.VID)
+		}
+	}
+}
+
+// release ends key's run and lets a worker take the job queued for it
+// meanwhile.
+func (s *Scheduler) release(key jobKey) {
+	s.mu.Lock()
+	delete(s.running, key)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+func (s *Scheduler) wakeWorker() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -368,10 +441,7 @@ func (s *Scheduler) Resume(reason string) {
 	delete(s.paused, reason)
 	s.notifyLocked()
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.wakeWorker()
 }
 
 func (s *Scheduler) notifyLocked() {
@@ -386,8 +456,9 @@ func (s *Scheduler) Jobs() []JobStatus {
 	var out []JobStatus
 	for dir, p := range s.pools {
 		for _, job := range p.jobs() {
-			st := JobStatus{Pool: p.Name, Dir: dir, VID: job.VID, State: "queued", Queued: job.Queued}
-			if run, ok := s.running[jobKey{dir, job.VID}]; ok {
+			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: "queued", Queued: job.Queued}
+			// A job merged into while running waits for the run to end.
+			if run, ok := s.running[jobKey{dir, job.VID}]; ok && run.id == job.ID {
 				st.State, st.DoneBytes, st.Total = "running", run.done, run.total
 			}
 			switch {

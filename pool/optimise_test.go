@@ -268,7 +268,7 @@ func TestFullPassKeepsRevisionsShared(t *testing.T) {
 	want := sum(t, img)
 	before := measure(t, files...)
 
-	if err := h.p.Optimise("appvms/old/private", true); err != nil {
+	if _, err := h.p.Optimise("appvms/old/private", true); err != nil {
 		t.Fatal(err)
 	}
 	h.wait()
@@ -355,7 +355,7 @@ func TestSmallSharedExtentStaysShared(t *testing.T) {
 	for _, name := range names[1:] {
 		btrfstest.Reflink(t, img, filepath.Join(vdir, name))
 	}
-	if err := h.p.Optimise("appvms/old/private", true); err != nil {
+	if _, err := h.p.Optimise("appvms/old/private", true); err != nil {
 		t.Fatal(err)
 	}
 	h.wait()
@@ -431,7 +431,7 @@ func TestRequestDuringJobRuns(t *testing.T) {
 	if !running(h.sched.Jobs()) {
 		t.Fatalf("the commit's job is not running: %+v", h.sched.Jobs())
 	}
-	if err := h.p.Optimise(s.VID, true); err != nil {
+	if _, err := h.p.Optimise(s.VID, true); err != nil {
 		t.Fatal(err)
 	}
 	h.sched.Resume("test")
@@ -469,7 +469,7 @@ func TestNoCOWVolumeIsLeftAlone(t *testing.T) {
 	h.must(h.p.Volumes.Stop(s))
 	want := sum(t, h.path(vid+".img"))
 	h.wait()
-	if err := h.p.Optimise(vid, true); err != nil {
+	if _, err := h.p.Optimise(vid, true); err != nil {
 		t.Fatal(err)
 	}
 	h.wait()

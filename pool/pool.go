@@ -1,12 +1,15 @@
 package pool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,47 +83,49 @@ func (p *Pool) committed(c volume.Committed) bool {
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	err := p.state.tryUpdate(func(s *state) {
+	_, err := p.sched.put(p, job, func(s *state, job *Job) {
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
 			job.DiffRevision = true
 		}
 		delete(s.Started, c.VID)
-		s.Jobs = putJob(s.Jobs, job)
 	})
 	if err != nil {
-		p.log.Warn("cannot queue optimisation", "vid", c.VID, "err", err)
+		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false
 	}
-	p.log.Debug("queued optimisation", "pool", p.Name, "vid", c.VID, "since", job.Since)
-	p.sched.enqueue(p, c.VID)
+	p.log.Debug("queued optimization", "pool", p.Name, "vid", c.VID, "since", job.Since)
 	return true
 }
 
-// putJob adds job, merging it into a pending job of the same volume.
-func putJob(jobs []Job, job Job) []Job {
+// putJob adds job, merging it into a pending job of the same volume, and
+// returns the id of the job that will cover it. A merged job keeps the
+// pending job's id, since one run covers both, unless the pending job is
+// running: then what was merged runs after it, under job's id.
+func putJob(jobs []Job, job Job, running bool) ([]Job, uint64) {
 	for i := range jobs {
 		if jobs[i].VID == job.VID {
+			id := jobs[i].ID
+			if running || id == 0 {
+				id = job.ID
+			}
 			jobs[i] = jobs[i].merge(job)
-			return jobs
+			jobs[i].ID = id
+			return jobs, id
 		}
 	}
-	return append(jobs, job)
+	return append(jobs, job), job.ID
 }
 
 // Optimise queues a pass over the volume vid, of every uncompressed extent
-// when full, including those shared with its revisions.
-func (p *Pool) Optimise(vid string, full bool) error {
+// when full, including those shared with its revisions. It returns the id
+// of the job whose outcome will report the pass.
+func (p *Pool) Optimise(vid string, full bool) (uint64, error) {
 	if p.sched == nil {
-		return errors.New("optimisation is disabled")
+		return 0, errors.New("optimization is disabled")
 	}
-	job := Job{VID: vid, Full: full, Queued: time.Now().UTC()}
-	if err := p.state.tryUpdate(func(s *state) { s.Jobs = putJob(s.Jobs, job) }); err != nil {
-		return err
-	}
-	p.sched.enqueue(p, vid)
-	return nil
+	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, nil)
 }
 
 func (p *Pool) job(vid string) (Job, bool) {
@@ -256,16 +261,12 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
 	if p.sched != nil {
-		for _, job := range p.jobs() {
-			if !job.Held {
-				p.sched.enqueue(p, job.VID) // unfinished before a restart
-			}
-		}
+		p.sched.resume(p, p.jobs()) // unfinished before a restart
 	}
 	return p, nil
 }
 
-// List returns the open pools.
+// List returns the open pools, by name, then directory.
 func (r *Registry) List() []*Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -273,7 +274,40 @@ func (r *Registry) List() []*Pool {
 	for _, p := range r.pools {
 		pools = append(pools, p)
 	}
+	slices.SortFunc(pools, func(a, b *Pool) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Volumes.Dir(), b.Volumes.Dir()))
+	})
 	return pools
+}
+
+// ErrNested means a pool directory would lie inside another pool's, or
+// contain one: each pool would take the other's files for its own.
+var ErrNested = errors.New("pools cannot nest")
+
+// CheckNesting refuses dir if it is inside an open pool's directory or a
+// pool directory the daemon served before (see servedBefore), or if it
+// contains an open pool's directory. dir itself may be a pool already.
+func (r *Registry) CheckNesting(dir string) error {
+	for _, p := range r.List() {
+		other := p.Volumes.Dir()
+		switch {
+		case within(dir, other):
+			return fmt.Errorf("%w: %s is inside pool %s (%s)", ErrNested, dir, p.Name, other)
+		case within(other, dir):
+			return fmt.Errorf("%w: %s contains pool %s (%s)", ErrNested, dir, p.Name, other)
+		}
+	}
+	for parent := filepath.Dir(dir); parent != filepath.Dir(parent); parent = filepath.Dir(parent) {
+		if servedBefore(parent) {
+			return fmt.Errorf("%w: %s is inside the pool directory %s", ErrNested, dir, parent)
+		}
+	}
+	return nil
+}
+
+// within reports whether path lies strictly beneath dir.
+func within(path, dir string) bool {
+	return strings.HasPrefix(path, dir+"/") || (dir == "/" && path != "/")
 }
 
 // Close closes every pool.

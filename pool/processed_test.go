@@ -47,7 +47,7 @@ func (h *optHarness) layOutTakenOver(vid string, size int) (img, rev string) {
 // fullPass runs optimize --full on vid and returns the job's result.
 func (h *optHarness) fullPass(vid string) pool.Result {
 	h.t.Helper()
-	if err := h.p.Optimise(vid, true); err != nil {
+	if _, err := h.p.Optimise(vid, true); err != nil {
 		h.t.Fatal(err)
 	}
 	h.wait()
@@ -132,7 +132,7 @@ func TestInterruptedFullPassSkipsFinishedFiles(t *testing.T) {
 	// The revision's own 128 MiB take the pass long enough to stop it there.
 	writeAt(t, rev, 64*mib, text("revision", 128*mib))
 	want := sums(t, []string{img, rev})
-	if err := h.p.Optimise(vid, true); err != nil {
+	if _, err := h.p.Optimise(vid, true); err != nil {
 		t.Fatal(err)
 	}
 	// Past the image's 64 MiB, the pass works on the revision.

@@ -28,7 +28,7 @@ func TestUnsavedJobIsNotListed(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, pool.StateDir, "state.json~"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Optimise("appvms/work/private", false); err == nil {
+	if _, err := p.Optimise("appvms/work/private", false); err == nil {
 		t.Fatal("Optimise succeeded without saving its job")
 	}
 	if jobs := sched.Jobs(); len(jobs) != 0 {

@@ -2,8 +2,9 @@ package pool
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
-	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,47 +21,124 @@ type VolumeIn struct {
 // VM is the name of the VM the volume belongs to.
 func (v VolumeIn) VM() string { return strings.Split(v.VID, "/")[1] }
 
+// ErrUnknownTarget means an administrator's target names no pool the
+// daemon knows, nor a VM or a volume in one.
+var ErrUnknownTarget = errors.New("unknown target")
+
+// ambiguousName is the target error for a name several open pools have:
+// it is then taken for no VM's name either.
+type ambiguousName struct {
+	name  string
+	pools int
+}
+
+func (e ambiguousName) Error() string {
+	return fmt.Sprintf("%v: %d pools are named %q: name the one meant by its directory", ErrUnknownTarget, e.pools, e.name)
+}
+
+func (e ambiguousName) Unwrap() error { return ErrUnknownTarget }
+
 // Resolve turns an administrator's target into volumes: "" (every open
-// pool), a pool's name or directory, "POOL:VID", or a VM's name (its
-// volumes in every open pool). A pool directory not yet open is opened.
+// pool), a known pool's name or directory, "POOL:VID", or a VM's name (its
+// volumes in every open pool). It never adopts a directory as a new pool:
+// the only directory it opens is one the daemon has served before (see
+// servedBefore), after a restart.
 func (r *Registry) Resolve(target string) ([]VolumeIn, error) {
 	if poolPart, vid, ok := strings.Cut(target, ":"); ok {
-		p, err := r.find(poolPart)
-		if err != nil {
-			return nil, err
-		}
-		if err := volume.ValidateVID(vid); err != nil {
-			return nil, err
-		}
-		return []VolumeIn{{Pool: p, VID: vid}}, nil
+		return r.resolveVolume(poolPart, vid)
 	}
-	var pools []*Pool
 	if target == "" {
-		pools = r.List()
-	} else if p, err := r.find(target); err == nil {
-		pools = []*Pool{p}
+		return volumesOf(r.List(), "")
 	}
-	if len(pools) > 0 || target == "" {
-		return volumesOf(pools, "")
+	p, err := r.known(target)
+	switch {
+	case err == nil:
+		return volumesOf([]*Pool{p}, "")
+	case filepath.IsAbs(target), errors.As(err, new(ambiguousName)):
+		return nil, err
 	}
 	vols, err := volumesOf(r.List(), target)
 	if err == nil && len(vols) == 0 {
-		err = fmt.Errorf("%q is neither a pool the daemon knows, nor a pool directory, nor a VM with volumes in one: %w", target, fs.ErrNotExist)
+		err = r.unknown("%q is neither a pool nor a VM with volumes in one", target)
 	}
 	return vols, err
 }
 
-// find returns the pool named name, or opens the directory name.
-func (r *Registry) find(name string) (*Pool, error) {
-	if filepath.IsAbs(name) {
-		return r.Open(filepath.Base(name), filepath.Clean(name))
+func (r *Registry) resolveVolume(poolPart, vid string) ([]VolumeIn, error) {
+	p, err := r.known(poolPart)
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range r.List() {
-		if p.Name == name {
+	if err := volume.ValidateVID(vid); err != nil {
+		return nil, err
+	}
+	vids, err := p.Volumes.List()
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(vids, vid) {
+		return nil, fmt.Errorf("%w: pool %s has no volume %s", ErrUnknownTarget, p.Name, vid)
+	}
+	return []VolumeIn{{Pool: p, VID: vid}}, nil
+}
+
+// known returns the open pool named name, or whose directory name is.
+func (r *Registry) known(name string) (*Pool, error) {
+	if filepath.IsAbs(name) {
+		dir := filepath.Clean(name)
+		if p := r.openAt(dir); p != nil {
 			return p, nil
 		}
+		if servedBefore(dir) {
+			return r.Open(filepath.Base(dir), dir)
+		}
+		return nil, r.unknown("%s is not a pool directory", dir)
 	}
-	return nil, fmt.Errorf("no pool named %q is known to the daemon (use its directory): %w", name, fs.ErrNotExist)
+	var named []*Pool
+	for _, p := range r.List() {
+		if p.Name == name {
+			named = append(named, p)
+		}
+	}
+	switch len(named) {
+	case 0:
+		return nil, r.unknown("no pool is named %q", name)
+	case 1:
+		return named[0], nil
+	}
+	return nil, ambiguousName{name: name, pools: len(named)}
+}
+
+func (r *Registry) openAt(dir string) *Pool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pools[dir]
+}
+
+// servedBefore reports whether dir holds a pool's layout and the daemon's
+// state directory: a pool the daemon used before it last restarted, which
+// qubesd has not asked about yet.
+func servedBefore(dir string) bool {
+	for _, sub := range append([]string{StateDir}, TopDirs...) {
+		info, err := os.Lstat(filepath.Join(dir, sub))
+		if err != nil || !info.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+// unknown is an ErrUnknownTarget that lists the pools the daemon knows.
+func (r *Registry) unknown(format string, args ...any) error {
+	var known []string
+	for _, p := range r.List() {
+		known = append(known, fmt.Sprintf("%s (%s)", p.Name, p.Volumes.Dir()))
+	}
+	list := "no pool is known yet: qubesd opens each pool as it uses it, and qvm-pool add sets one up"
+	if len(known) > 0 {
+		list = "known pools: " + strings.Join(known, ", ")
+	}
+	return fmt.Errorf("%w: %s; %s", ErrUnknownTarget, fmt.Sprintf(format, args...), list)
 }
 
 // volumesOf lists the volumes of pools, only the VM's when vm is set, in

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -43,5 +44,26 @@ func TestResolveOrdersTemplatesFirst(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("Resolve(%q) = %v, want %v", tt.target, got, tt.want)
 		}
+	}
+}
+
+// A name several open pools share names none of them: the directory
+// tells them apart.
+func TestResolveRefusesAnAmbiguousName(t *testing.T) {
+	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	t.Cleanup(func() { reg.Close() })
+	var dirs []string
+	for range 2 {
+		dir := t.TempDir()
+		if _, err := reg.Open("vdo", dir); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	if _, err := reg.Resolve("vdo"); !errors.Is(err, pool.ErrUnknownTarget) || !strings.Contains(err.Error(), "2 pools are named") {
+		t.Fatalf("Resolve(vdo) = %v", err)
+	}
+	if _, err := reg.Resolve(dirs[1]); err != nil {
+		t.Fatalf("Resolve(%s) = %v", dirs[1], err)
 	}
 }

@@ -207,7 +207,7 @@ class Symlinks(IntegrationCase):
         cli = (os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket)
         harness.run(*cli, "jobs", "--wait")
         out = harness.run(*cli, "optimize", "--full", "--json", self.dir_path + ":appvms/work/private").stdout
-        self.assertEqual({o["error"] for o in json.loads(out)}, {""})
+        self.assertEqual({o["error"] for o in json.loads(out)["outcomes"]}, {""})
         self.assertEqual(os.readlink(link), "/etc/shadow")
         after = os.stat("/etc/shadow")
         self.assertEqual((after.st_ino, after.st_mtime_ns, after.st_size),

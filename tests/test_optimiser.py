@@ -5,8 +5,11 @@ import glob
 import json
 import os
 
+import qubes.exc
+from qubes_btrfs_vdo.pool import BtrfsVdoPool
+
 from tests import harness
-from tests.base import MiB, IntegrationCase
+from tests.base import MiB, IntegrationCase, quiet
 
 
 def text(seed, size):
@@ -62,7 +65,7 @@ class Optimiser(IntegrationCase):
         self.assertEqual(jobs["jobs"], [])
         self.assertGreater(jobs["counters"]["bytes_saved"], 40 * MiB)
         human = self.cli("stats", "fedora")
-        self.assertIn("vm fedora", human)
+        self.assertRegex(human, r"(?m)^vm +fedora ")
 
     def test_optimize_full_on_a_taken_over_volume(self):
         vdir = self.path("appvms", "old")
@@ -75,7 +78,7 @@ class Optimiser(IntegrationCase):
         files = sorted(glob.glob(os.path.join(vdir, "*")))
         sums = {f: harness.sha256(f) for f in files}
         before = compsize(files)["TOTAL"]
-        out = json.loads(self.cli("optimize", "--full", "--json", self.dir_path))
+        out = json.loads(self.cli("optimize", "--full", "--json", self.dir_path))["outcomes"]
         self.assertEqual([o["vid"] for o in out], ["appvms/old/private"])
         self.assertEqual(out[0]["error"], "")
         after = compsize(files)["TOTAL"]
@@ -86,3 +89,23 @@ class Optimiser(IntegrationCase):
         self.assertLessEqual(after[1], before[1], "an extent was unshared")
         self.assertLess(after[0] * 4, before[0], "not compressed")
         self.assertEqual(os.stat(img).st_mtime_ns, os.stat(os.path.join(vdir, "private-precache.img")).st_mtime_ns)
+
+    def test_only_known_pools_are_targets(self):
+        """Naming a directory that is no pool is a usage error and makes
+        nothing; qvm-pool add refuses a pool inside another."""
+        stranger = os.path.join(self.fs.mnt, "not-a-pool")
+        os.makedirs(os.path.join(stranger, "appvms"))
+        for args, want in ((("stats", stranger), f"{stranger} is not a pool directory; known pools: "),
+                           (("optimize", stranger), f"vdo ({self.dir_path})"),
+                           (("optimize", self.dir_path + ":appvms/nosuch/private"), "no volume appvms/nosuch/private")):
+            proc = harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket, *args,
+                               check=False)
+            self.assertEqual(proc.returncode, 2, proc)
+            self.assertIn(want, proc.stderr)
+        self.assertEqual(os.listdir(stranger), ["appvms"])
+        self.assertNotIn(stranger, self.cli("status"))
+        inner = BtrfsVdoPool(name="inner", dir_path=self.path("appvms", "inner"))
+        with self.assertRaises(qubes.exc.StoragePoolException) as ctx, quiet():
+            self.run_async(inner.setup())
+        self.assertIn(f"inside pool vdo ({self.dir_path})", str(ctx.exception))
+        self.assertFalse(os.path.exists(self.path("appvms", "inner")))

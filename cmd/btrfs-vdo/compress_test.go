@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package main
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,12 +38,12 @@ func TestCompressKeepsSharingAndClearsNoCompress(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var out, errOut bytes.Buffer
-	if code := run([]string{"compress", dir}, &out, &errOut); code != exitOK {
-		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	r := cli(t, "", "compress", dir)
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(out.String(), "saved") || !strings.Contains(out.String(), "zstd") {
-		t.Errorf("report:\n%s", out.String())
+	if !strings.Contains(r.stdout, "saved") || !strings.Contains(r.stdout, "zstd") {
+		t.Errorf("report:\n%s", r.stdout)
 	}
 	for p, want := range sums {
 		data, _ := os.ReadFile(p)
@@ -50,9 +53,9 @@ func TestCompressKeepsSharingAndClearsNoCompress(t *testing.T) {
 	}
 	// Range defrag is best effort and may skip busy pages under load; a
 	// second run picks up the rest, so most, not all, must be zstd now.
-	r, err := usage.Measure([]string{lone})
-	if err != nil || zstdReferenced(r)*2 < uint64(len(text)) {
-		t.Errorf("lone file not compressed: %+v %v", r, err)
+	u, err := usage.Measure([]string{lone})
+	if err != nil || zstdReferenced(u)*2 < uint64(len(text)) {
+		t.Errorf("lone file not compressed: %+v %v", u, err)
 	}
 	after, err := usage.Measure([]string{shared, copyPath})
 	if err != nil || after.Total != pair.Total {
@@ -67,18 +70,7 @@ func TestCompressKeepsSharingAndClearsNoCompress(t *testing.T) {
 
 func setNoCompress(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	flags, err := btrfs.Flags(f)
-	if err == nil {
-		err = btrfs.SetFlags(f, flags|btrfs.FlagNoCompress)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	setFlagsOf(t, path, btrfs.FlagNoCompress, 0)
 }
 
 func zstdReferenced(r usage.Report) uint64 {
@@ -88,4 +80,115 @@ func zstdReferenced(r usage.Report) uint64 {
 		}
 	}
 	return 0
+}
+
+// Files compress cannot work on (a journal is no-COW, some files are
+// immutable or append-only) are skipped with their reason, and the rest of
+// the tree is still compressed.
+func TestCompressSkipsWhatItCannotCompress(t *testing.T) {
+	mnt := btrfstest.Mount(t, 512<<20)
+	dir := filepath.Join(mnt, "var")
+	text := compressible(4<<20, "log")
+	// WalkDir goes in lexical order: the skipped files come first, so a
+	// run that stopped at them would never reach "z-plain".
+	files := map[string]uint32{"a-journal": btrfs.FlagNoCOW, "b-immutable": btrfs.FlagImmutable, "c-append": btrfs.FlagAppend, "z-plain": 0}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, flag := range files {
+		makeFileWithFlag(t, filepath.Join(dir, name), text, flag)
+	}
+	t.Cleanup(func() { // immutable and append-only files cannot be removed
+		for name := range files {
+			setFlagsOf(t, filepath.Join(dir, name), 0, btrfs.FlagImmutable|btrfs.FlagAppend)
+		}
+	})
+
+	r := cli(t, "", "compress", "--json", dir)
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	var report compressReport
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a-journal": "no-COW", "b-immutable": "immutable", "c-append": "append-only"}
+	if len(report.Skipped) != len(want) {
+		t.Fatalf("skipped %+v, want %v", report.Skipped, want)
+	}
+	for _, s := range report.Skipped {
+		if reason := want[filepath.Base(s.Path)]; reason == "" || !strings.Contains(s.Reason, reason) {
+			t.Errorf("skipped %s: %q, want %q", s.Path, s.Reason, reason)
+		}
+	}
+	// Reached: it has the property (how much range defrag compressed under
+	// load is another test's business).
+	plain, err := os.Open(filepath.Join(dir, "z-plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if algo, err := btrfs.CompressionProperty(plain); err != nil || algo != "zstd" || report.BytesExamined == 0 {
+		t.Errorf("the file after the skipped ones was not reached: property %q (%v), %d bytes examined", algo, err, report.BytesExamined)
+	}
+	text2 := cli(t, "", "compress", dir)
+	for _, want := range []string{"skipped 3 files it cannot compress:", "a-journal: no-COW", "b-immutable: immutable (chattr +i)"} {
+		if text2.code != exitOK || !strings.Contains(text2.stdout, want) {
+			t.Errorf("summary lacks %q (exit %d):\n%s", want, text2.code, text2.stdout)
+		}
+	}
+}
+
+// makeFileWithFlag writes data to a new file with the inode flag set:
+// no-COW before the data (btrfs takes it only on an empty file), the
+// others after it.
+func makeFileWithFlag(t *testing.T, path string, data []byte, flag uint32) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if flag == btrfs.FlagNoCOW {
+		setFlags(t, f, flag, 0)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if flag != 0 && flag != btrfs.FlagNoCOW {
+		setFlags(t, f, flag, 0)
+	}
+}
+
+func setFlagsOf(t *testing.T, path string, set, clear uint32) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	setFlags(t, f, set, clear)
+}
+
+func setFlags(t *testing.T, f *os.File, set, clear uint32) {
+	t.Helper()
+	flags, err := btrfs.Flags(f)
+	if err == nil {
+		err = btrfs.SetFlags(f, flags&^clear|set)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// compress on another filesystem says so, in the user's words.
+func TestCompressNotOnBtrfs(t *testing.T) {
+	dir := btrfstest.Tmpfs(t)
+	r := cli(t, "", "compress", dir)
+	if r.code != exitFailure || !strings.Contains(r.stderr, dir+": not on btrfs") || strings.Contains(r.stderr, "ioctl") {
+		t.Fatalf("exit %d, stderr %q; want 1 and \"not on btrfs\"", r.code, r.stderr)
+	}
 }

@@ -1,41 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"regexp"
 	"strings"
 	"testing"
 )
 
-// Every command listed in the usage explains itself with --help and with
-// help COMMAND, and both succeed.
-func TestEveryCommandHasHelp(t *testing.T) {
-	commands := regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(usageText, -1)
-	if len(commands) < 2 {
-		t.Fatalf("found %d commands in the usage text", len(commands))
+// Help is asked for, so it goes to stdout and succeeds, whichever way it
+// is asked; every command has it.
+func TestHelpOnStdout(t *testing.T) {
+	cases := [][]string{{"--help"}, {"-h"}, {"help"}}
+	for _, c := range commands {
+		cases = append(cases, []string{c.name, "--help"}, []string{c.name, "-h"}, []string{"help", c.name})
 	}
-	for _, m := range commands {
-		cmd := m[1]
-		for _, args := range [][]string{{cmd, "--help"}, {"help", cmd}} {
-			var out, errOut bytes.Buffer
-			code := run(args, &out, &errOut)
-			all := out.String() + errOut.String()
-			if code != exitOK || !strings.Contains(all, "Usage: btrfs-vdo "+cmd) {
-				t.Errorf("btrfs-vdo %s: exit %d, output:\n%s", strings.Join(args, " "), code, all)
+	for _, args := range cases {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := cli(t, "", args...)
+			want := "Usage: btrfs-vdo"
+			if len(args) == 2 {
+				want += " " + commandOf(args)
 			}
-		}
+			if r.code != exitOK || r.stderr != "" || !strings.HasPrefix(r.stdout, want) {
+				t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit 0 and stdout starting %q", r.code, r.stdout, r.stderr, want)
+			}
+		})
 	}
 }
 
-func TestVersionJSON(t *testing.T) {
-	socket := startDaemon(t)
-	var out, errOut bytes.Buffer
-	if code := run([]string{"--socket", socket, "version", "--json"}, &out, &errOut); code != exitOK {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+func commandOf(args []string) string {
+	if args[0] == "help" {
+		return args[1]
 	}
-	var v versions
-	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Daemon != "9.9.9" || v.Protocol != 1 || v.CLI == "" {
-		t.Fatalf("version --json: %+v, %v in %s", v, err, out.String())
+	return args[0]
+}
+
+// Mistakes in the command line exit 2 with the reason on stderr and
+// nothing on stdout, before asking the daemon anything.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"help", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"status", "extra"}, `status takes no arguments; unexpected "extra"`},
+		{[]string{"jobs", "extra"}, `jobs takes no arguments; unexpected "extra"`},
+		{[]string{"version", "a", "b"}, `version takes no arguments; unexpected "a b"`},
+		{[]string{"stats", "a", "b"}, `stats takes at most one TARGET; unexpected "b"`},
+		{[]string{"optimize"}, "optimize takes one TARGET"},
+		{[]string{"optimize", "a", "b"}, `optimize takes one TARGET; unexpected "b"`},
+		{[]string{"compress"}, "compress takes at least one PATH"},
+		{[]string{"compress", "--level", "19", "/"}, `invalid value "19" for flag -level: 19 is not between 1 and 15`},
+		{[]string{"compress", "--level", "0", "/"}, "0 is not between 1 and 15"},
+		{[]string{"compress", "--level=-3", "/"}, "-3 is not between 1 and 15"},
+		{[]string{"compress", "--level", "fast", "/"}, `"fast" is not a whole number`},
+		{[]string{"jobs", "--wait=maybe"}, "invalid boolean value"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := cli(t, "/nonexistent/socket", tt.args...)
+			if r.code != exitUsage || r.stdout != "" || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 and stderr containing %q", r.code, r.stdout, r.stderr, tt.want)
+			}
+		})
+	}
+}
+
+// Flags may follow the arguments, as most CLIs allow; after "--" all is
+// an argument.
+func TestFlagsAfterArguments(t *testing.T) {
+	r := cli(t, "/nonexistent/socket", "optimize", "pool", "--no-wait", "--full")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "not reachable") {
+		t.Fatalf("flags after the target: exit %d, %s", r.code, r.stderr)
+	}
+	r = cli(t, "/nonexistent/socket", "stats", "--", "--json")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "not reachable") {
+		t.Fatalf("-- then a target: exit %d, %s", r.code, r.stderr)
 	}
 }

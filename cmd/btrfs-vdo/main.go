@@ -1,19 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command btrfs-vdo is the administrator's view of btrfs-vdod: what it
 // serves and what it has done.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
-	"time"
+	"strings"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/version"
 )
 
@@ -22,184 +21,123 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the daemon answered with an error, or is unreachable
 	exitUsage   = 2
+	// exitInterrupted: Ctrl-C while waiting for jobs, which go on.
+	exitInterrupted = 130
 )
 
-const usageText = `Usage: btrfs-vdo [--socket PATH] COMMAND [flags]
+// command is one of the CLI's commands: one file each, with its usage.
+type command struct {
+	name     string
+	synopsis string // the flags and arguments, as in the usage
+	summary  string
+	run      func(args []string, stdout, stderr io.Writer) error
+}
 
-Commands:
-  status [--json]           show the daemon's version, uptime and pools
-  stats [--json] [TARGET]   space per volume, VM and pool, compsize-style
-  optimize [--full] [--no-wait] [--json] TARGET
-                            dedup and compress TARGET's volumes, unsharing nothing, and wait
-  jobs [--json] [--wait]    the optimiser's jobs and totals
-  compress [--level N] [--json] PATH...
-                            compress dom0 files on btrfs without unsharing
-  version                   print the CLI's and the daemon's versions
+// commands lists the commands in the order the usage shows them; a new
+// command is one more line here.
+var commands = []command{
+	{"status", "[--json] [--bytes]", "show the daemon's version, uptime and pools", status},
+	{"stats", "[--json] [--bytes] [TARGET]", "space per volume, VM and pool, compsize-style", stats},
+	{"optimize", "[--full] [--no-wait] [--json] [--bytes] TARGET", "dedup and compress TARGET's volumes, unsharing nothing", optimize},
+	{"jobs", "[--json] [--wait] [--bytes]", "the optimizer's jobs and totals", jobs},
+	{"compress", "[--level N] [--json] [--bytes] PATH...", "compress dom0 files on btrfs without unsharing", compress},
+	{"version", "[--json]", "print the CLI's and the daemon's versions", showVersion},
+}
 
-TARGET is a pool's name or directory, a VM's name, or POOL:VID.
-"btrfs-vdo COMMAND --help" describes each command.
-
-The socket defaults to $BTRFS_VDO_SOCKET, then ` + api.DefaultSocket + `.
-Exit status: 0 success, 1 failure (daemon error or unreachable), 2 usage.
-`
+// daemonSocket is the --socket flag, read by newClient.
+var daemonSocket string
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+func usageText() string {
+	var b strings.Builder
+	b.WriteString("Usage: btrfs-vdo [--socket PATH] COMMAND [flags]\n       btrfs-vdo --version | --help | help COMMAND\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-9s %s\n            %s\n", c.name, c.synopsis, c.summary)
+	}
+	b.WriteString(`
+TARGET is a pool the daemon knows (its name or directory), a VM's name, or
+POOL:VID. "btrfs-vdo help COMMAND" describes each command.
+
+The socket defaults to $` + api.SocketEnv + `, then ` + api.DefaultSocket + `.
+Exit status: 0 success, 1 failure (daemon error or unreachable, a failed
+job), 2 usage (a bad flag or argument, or a TARGET the daemon does not
+know), 130 interrupted while waiting for jobs (which go on).
+`)
+	return b.String()
+}
+
+// globalFlags returns the flags that go before the command.
+func globalFlags() (global *flag.FlagSet, printVersion *bool) {
+	global = newFlags("btrfs-vdo", usageText())
+	global.StringVar(&daemonSocket, "socket", "", "daemon socket `path`")
+	return global, global.Bool("version", false, "print the CLI's version and exit")
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	global, socket := globalFlags(stderr)
-	if err := global.Parse(args); err != nil {
-		return exitUsage
+	global, printVersion := globalFlags()
+	if err := parseOnce(global, args, stdout); err != nil {
+		return exitWith(err, "", stderr)
 	}
-	if global.NArg() == 0 {
-		global.Usage()
-		return exitUsage
-	}
-	c := client.New(*socket)
-	cmd, rest := global.Arg(0), global.Args()[1:]
-	var err error
-	switch cmd {
-	case "status":
-		err = status(c, rest, stdout, stderr)
-	case "stats":
-		err = stats(c, rest, stdout, stderr)
-	case "optimize":
-		err = optimize(c, rest, stdout, stderr)
-	case "jobs":
-		err = jobs(c, rest, stdout, stderr)
-	case "compress":
-		err = compress(rest, stdout, stderr)
-	case "version":
-		err = showVersion(c, rest, stdout, stderr)
-	case "help", "-h", "--help":
-		if len(rest) > 0 { // help COMMAND is COMMAND --help
-			return run([]string{rest[0], "--help"}, stdout, stderr)
-		}
-		fmt.Fprint(stdout, usageText)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "btrfs-vdo: unknown command %q\n\n%s", cmd, usageText)
-		return exitUsage
-	}
-	var usageErr usageError
+	rest := global.Args()
 	switch {
-	case errors.Is(err, flag.ErrHelp): // COMMAND --help printed its usage
-		return exitOK
-	case errors.As(err, &usageErr):
-		fmt.Fprintln(stderr, "btrfs-vdo:", err)
-		return exitUsage
-	case err != nil:
-		fmt.Fprintln(stderr, "btrfs-vdo:", err)
-		return exitFailure
-	}
-	return exitOK
-}
-
-// globalFlags returns the flags that go before the command, and the
-// socket flag's value.
-func globalFlags(stderr io.Writer) (*flag.FlagSet, *string) {
-	global := flag.NewFlagSet("btrfs-vdo", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	socket := global.String("socket", "", "daemon socket `path`")
-	global.Usage = func() { fmt.Fprint(stderr, usageText) }
-	return global, socket
-}
-
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
-// newFlags returns the flag set of command name, which prints usage and
-// then the flags on --help and on a bad flag.
-func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args with fs; a bad flag is a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	return nil
-}
-
-func status(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("status", "Usage: btrfs-vdo status [--json]\n\nShow the daemon's version, uptime, requests served and pools.\n", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	var st api.StatusResult
-	if err := call(c, api.OpStatus, api.StatusArgs{}, &st); err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(stdout, st)
-	}
-	fmt.Fprintf(stdout, "btrfs-vdod %s (protocol %d), up %s, %d requests\n",
-		st.Daemon, st.Protocol, time.Duration(st.UptimeSeconds)*time.Second, st.Requests)
-	if len(st.Pools) == 0 {
-		fmt.Fprintln(stdout, "no pool used since the daemon started")
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tDIRECTORY\tSIZE\tUSED\tCOMMITS")
-	for _, p := range st.Pools {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", p.Name, p.DirPath, humanBytes(p.SizeBytes), humanBytes(p.UsedBytes), p.Commits)
-	}
-	return tw.Flush()
-}
-
-func showVersion(c *client.Client, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("version", "Usage: btrfs-vdo version [--json]\n\nPrint the CLI's version, then the daemon's version and protocol.\n", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if !*asJSON {
+	case *printVersion:
 		fmt.Fprintln(stdout, "btrfs-vdo", version.Version)
+		return exitOK
+	case len(rest) == 0:
+		fmt.Fprint(stderr, usageText())
+		return exitUsage
+	case rest[0] == "help":
+		return help(rest[1:], stdout, stderr)
 	}
-	var hello api.HelloResult
-	if err := call(c, api.OpHello, api.HelloArgs{Client: "btrfs-vdo " + version.Version}, &hello); err != nil {
-		return err
+	cmd, ok := findCommand(rest[0])
+	if !ok {
+		return exitWith(usageError{fmt.Errorf("unknown command %q", rest[0])}, "", stderr)
 	}
-	if *asJSON {
-		return writeJSON(stdout, versions{CLI: version.Version, Daemon: hello.Daemon, Protocol: hello.Protocol})
-	}
-	fmt.Fprintf(stdout, "btrfs-vdod %s (protocol %d)\n", hello.Daemon, hello.Protocol)
-	return nil
+	return exitWith(cmd.run(rest[1:], stdout, stderr), cmd.name, stderr)
 }
 
-// versions is version --json's output.
-type versions struct {
-	CLI      string `json:"cli"`
-	Daemon   string `json:"daemon"`
-	Protocol int    `json:"protocol"`
+// help prints the usage, or a command's, to stdout.
+func help(args []string, stdout, stderr io.Writer) int {
+	switch len(args) {
+	case 0:
+		fmt.Fprint(stdout, usageText())
+		return exitOK
+	case 1:
+		if cmd, ok := findCommand(args[0]); ok {
+			return exitWith(cmd.run([]string{"--help"}, stdout, stderr), cmd.name, stderr)
+		}
+		return exitWith(usageError{fmt.Errorf("unknown command %q", args[0])}, "", stderr)
+	}
+	return exitWith(usageError{errors.New("help takes at most one COMMAND")}, "", stderr)
 }
 
-func call(c *client.Client, op api.Op, args, result any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return c.Call(ctx, op, args, result)
+func findCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
 }
 
-// humanBytes renders n in binary units, as btrfs-progs does.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
+// exitWith reports err from command cmd ("" for none) on stderr and
+// returns the exit status it stands for.
+func exitWith(err error, cmd string, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
+	msg, code := explain(err)
+	fmt.Fprintln(stderr, "btrfs-vdo:", msg)
+	var usageErr usageError
+	if errors.As(err, &usageErr) {
+		hint := "btrfs-vdo --help"
+		if cmd != "" {
+			hint = "btrfs-vdo help " + cmd
+		}
+		fmt.Fprintf(stderr, "Run %q for usage.\n", hint)
 	}
-	return fmt.Sprintf("%.2f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return code
 }

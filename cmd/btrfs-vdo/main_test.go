@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package main
 
 import (
@@ -5,14 +7,20 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
+// startDaemon serves a real daemon, with its optimizer running, on a
+// socket of its own.
 func startDaemon(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "s.sock")
@@ -21,12 +29,76 @@ func startDaemon(t *testing.T) string {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := &server.Server{Pools: pool.NewRegistry(log, nil), Log: log, Version: "9.9.9"}
+	pools := pool.NewRegistry(log, nil)
+	sched := pool.NewScheduler(pool.SchedulerConfig{}, log, nil)
+	pools.SetScheduler(sched)
+	srv := &server.Server{Pools: pools, Log: log, Version: "9.9.9", Jobs: sched}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	go func() { sched.Run(ctx); done <- nil }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		pools.Close()
+	})
 	return path
+}
+
+// result is what one run of the CLI printed and returned.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the CLI on args, against socket when it is not "".
+func cli(t *testing.T, socket string, args ...string) result {
+	t.Helper()
+	if socket != "" {
+		args = append([]string{"--socket", socket}, args...)
+	}
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return result{out.String(), errOut.String(), code}
+}
+
+// request sends one request to the daemon as qubesd would.
+func request(t *testing.T, socket string, op api.Op, args, res any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return client.New(socket).Call(ctx, op, args, res)
+}
+
+// setupPool adds a pool at dir through the daemon, as qvm-pool add does.
+func setupPool(t *testing.T, socket, name, dir string) api.Pool {
+	t.Helper()
+	p := api.Pool{Name: name, DirPath: dir}
+	if err := request(t, socket, api.OpPoolSetup, api.PoolSetupArgs{Pool: p}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// createVolume creates an origin volume and fills its image with data
+// that compresses, as a VM's commit would leave it.
+func createVolume(t *testing.T, socket string, p api.Pool, vid string, data []byte) {
+	t.Helper()
+	vol := api.Volume{VID: vid, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: int64(len(data))}
+	if err := request(t, socket, api.OpVolumeCreate, api.VolumeArgs{Pool: p, Volume: vol}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.DirPath, vid+".img"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// compressible returns n bytes of text that zstd shrinks well, different
+// for each seed, so that no two volumes deduplicate into each other.
+func compressible(n int, seed string) []byte {
+	line := []byte(seed + ": libfoo.so.1 => /usr/lib/libfoo.so.1 (0x00007f)\n")
+	return bytes.Repeat(line, n/len(line)+1)[:n]
 }
 
 func TestCommands(t *testing.T) {
@@ -41,7 +113,9 @@ func TestCommands(t *testing.T) {
 		{"status", []string{"--socket", socket, "status"}, exitOK, "btrfs-vdod 9.9.9 (protocol 1)"},
 		{"status json", []string{"--socket", socket, "status", "--json"}, exitOK, `"daemon": "9.9.9"`},
 		{"version", []string{"--socket", socket, "version"}, exitOK, "btrfs-vdod 9.9.9"},
-		{"help", []string{"help"}, exitOK, "Commands:"},
+		{"status without pools", []string{"--socket", socket, "status"}, exitOK, "no pool known yet"},
+		{"stats without pools", []string{"--socket", socket, "stats"}, exitOK, "no volume to measure"},
+		{"jobs without jobs", []string{"--socket", socket, "jobs"}, exitOK, "no job queued or running"},
 		{"no command", nil, exitUsage, "Usage:"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{"bad flag", []string{"--socket", socket, "status", "--yaml"}, exitUsage, "flag provided but not defined"},
@@ -49,21 +123,10 @@ func TestCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := run(tt.args, &out, &errOut)
-			all := out.String() + errOut.String()
-			if code != tt.code || !strings.Contains(all, tt.contains) {
-				t.Fatalf("exit %d, output:\n%s\nwant exit %d containing %q", code, all, tt.code, tt.contains)
+			r := cli(t, "", tt.args...)
+			if all := r.stdout + r.stderr; r.code != tt.code || !strings.Contains(all, tt.contains) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d containing %q", r.code, all, tt.code, tt.contains)
 			}
 		})
-	}
-}
-
-func TestHumanBytes(t *testing.T) {
-	tests := map[int64]string{0: "0B", 1023: "1023B", 1024: "1.00KiB", 1536: "1.50KiB", 5 << 30: "5.00GiB"}
-	for n, want := range tests {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
 	}
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"flag"
-	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,11 +15,11 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/mantest"
 )
 
-// usageCommands lists the commands of the usage text.
+// usageCommands lists the commands of the command table.
 func usageCommands() []string {
 	var out []string
-	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(usageText, -1) {
-		out = append(out, m[1])
+	for _, c := range commands {
+		out = append(out, c.name)
 	}
 	return out
 }
@@ -70,13 +69,13 @@ func TestManPageCoversCLI(t *testing.T) {
 			t.Errorf("btrfs-vdo.8 documents %q, which is no command", heading)
 		}
 	}
-	global, _ := globalFlags(io.Discard)
+	global, _ := globalFlags()
 	global.VisitAll(func(f *flag.Flag) {
 		if !mantest.HasTag(page.Section("OPTIONS"), "--"+f.Name) {
 			t.Errorf("btrfs-vdo.8: OPTIONS has no item for the global flag --%s", f.Name)
 		}
 	})
-	for _, code := range []int{exitOK, exitFailure, exitUsage} {
+	for _, code := range []int{exitOK, exitFailure, exitUsage, exitInterrupted} {
 		if !mantest.HasTag(page.Section("EXIT STATUS"), strconv.Itoa(code)) {
 			t.Errorf("btrfs-vdo.8: EXIT STATUS has no item for %d", code)
 		}

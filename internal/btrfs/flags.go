@@ -12,6 +12,8 @@ import (
 // Inode flags as seen by FS_IOC_GETFLAGS and chattr.
 const (
 	FlagCompress   = 0x4      // FS_COMPR_FL, chattr +c: compress new writes
+	FlagImmutable  = 0x10     // FS_IMMUTABLE_FL, chattr +i: no change at all, not even of properties
+	FlagAppend     = 0x20     // FS_APPEND_FL, chattr +a: only appends
 	FlagNoCompress = 0x400    // FS_NOCOMP_FL, chattr +m: set by the kernel when data looked incompressible
 	FlagNoCOW      = 0x800000 // FS_NOCOW_FL, chattr +C: no COW, no checksums, no compression; only on empty files
 )

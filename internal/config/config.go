@@ -7,6 +7,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -98,12 +99,10 @@ func Load(path string) (Config, error) {
 // Parse decodes data, read from path, over the defaults and checks every
 // value. All problems are reported at once, each as an *Error.
 func Parse(path string, data []byte) (Config, error) {
-	cfg := Default()
-	md, err := toml.Decode(string(data), &cfg)
-	if err != nil {
-		return Config{}, decodeError(path, err)
+	cfg, md, errs := decodeAll(path, data)
+	if cfg == nil {
+		return Config{}, joinErrors(errs)
 	}
-	var errs []*Error
 	for _, key := range unknownKeys(md.Undecoded()) {
 		errs = append(errs, &Error{Path: path, Line: keyLine(data, key), Key: key.String(), Msg: "unknown key"})
 	}
@@ -113,7 +112,45 @@ func Parse(path string, data []byte) (Config, error) {
 	if err := joinErrors(errs); err != nil {
 		return Config{}, err
 	}
-	return cfg, nil
+	return *cfg, nil
+}
+
+// decodeAll decodes data over the defaults. The library stops at the
+// first value it cannot decode, so each such value's line is blanked and
+// the rest decoded again, until all that is left decodes: every bad value
+// is reported, not only the first. A syntax error stops it (nil Config):
+// what follows cannot be read.
+func decodeAll(path string, data []byte) (*Config, toml.MetaData, []*Error) {
+	var errs []*Error
+	for range bytes.Count(data, []byte("\n")) + 2 {
+		if _, err := toml.Decode(string(data), &map[string]any{}); err != nil {
+			if len(errs) > 0 {
+				// A value spread over several lines, partly blanked:
+				// report what was found, not the damage done here.
+				return nil, toml.MetaData{}, errs
+			}
+			return nil, toml.MetaData{}, []*Error{decodeError(path, err)}
+		}
+		cfg := Default()
+		md, err := toml.Decode(string(data), &cfg)
+		if err == nil {
+			return &cfg, md, errs
+		}
+		e := decodeError(path, err)
+		errs = append(errs, e)
+		if e.Line == 0 {
+			return nil, toml.MetaData{}, errs
+		}
+		data = blankLine(data, e.Line)
+	}
+	return nil, toml.MetaData{}, errs
+}
+
+// blankLine turns line n (from 1) of data into a comment.
+func blankLine(data []byte, n int) []byte {
+	lines := bytes.Split(data, []byte("\n"))
+	lines[n-1] = []byte("#")
+	return bytes.Join(lines, []byte("\n"))
 }
 
 type problem struct {

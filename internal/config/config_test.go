@@ -67,7 +67,12 @@ func TestParseErrors(t *testing.T) {
 		{"unknown table reported once", "[compress]\nlevel = 1\nx = 2\n", []string{`c.toml:1: compress: unknown key`}},
 		{"unknown pool key", "[pool.\"/p\"]\nzstd_level = 2\nindex_sise = 5\n", []string{`c.toml:3: pool."/p".index_sise: unknown key`}},
 		{"syntax", "socket = \n", []string{`c.toml:1: `}},
-		{"wrong type", "zstd_level = \"high\"\n", []string{`line 1 (last key "zstd_level"): incompatible types`}},
+		{"wrong type", "zstd_level = \"high\"\n", []string{`c.toml:1: zstd_level: incompatible types`}},
+		{"every wrong type, then the other problems", "zstd_level = \"high\"\njob_concurrency = 0\nfrobnicate = 1\nio_priority = 5\n[pool.\"/p\"]\nzstd_level = 99\nindex_size = true\n", []string{
+			`c.toml:1: zstd_level: incompatible types`, `c.toml:2: job_concurrency: 0 is not between`, `c.toml:3: frobnicate: unknown key`,
+			`c.toml:4: io_priority: incompatible types`, `c.toml:6: pool."/p".zstd_level: 99 is not between`, `c.toml:7: pool."/p".index_size: want bytes`,
+		}},
+		{"bad values then a syntax error", "zstd_level = \"x\"\nsocket = \n", []string{`c.toml:2: `}},
 		{"zstd out of range", "\nzstd_level = 22\n", []string{`c.toml:2: zstd_level: 22 is not between 1 and 15`}},
 		{"bad size unit", `index_size = "1MB"`, []string{`c.toml:1: index_size: "1MB" is not a size`}},
 		{"negative size", `index_size = -1`, []string{`c.toml:1: index_size: -1 is negative`}},

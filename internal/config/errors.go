@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 
@@ -42,14 +43,21 @@ func joinErrors(errs []*Error) error {
 // decodeError turns the library's errors into an *Error. Syntax errors and
 // values refused by an UnmarshalTOML/UnmarshalText method come as
 // toml.ParseError with a position; a type mismatch comes as a plain error
-// whose text already names the line and the key.
-func decodeError(path string, err error) error {
+// whose text names the line and the key (typeMismatch).
+func decodeError(path string, err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		return &Error{Path: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
 	}
+	if m := typeMismatch.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{Path: path, Line: line, Key: m[2], Msg: m[3]}
+	}
 	return &Error{Path: path, Msg: err.Error()}
 }
+
+// typeMismatch is the text of the library's type mismatch error.
+var typeMismatch = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*)"\): (.*)$`)
 
 // unknownKeys drops the keys below another unknown key: an unknown table
 // is reported once, not once per key in it.

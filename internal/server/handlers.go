@@ -99,6 +99,9 @@ func handlePoolSetup(s *Server, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.Pools.CheckNesting(args.Pool.DirPath); err != nil {
+		return nil, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
+	}
 	res, err := pool.Setup(args.Pool.DirPath, args.SetupCheck)
 	if err != nil {
 		return nil, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
@@ -213,7 +216,9 @@ func toAPIError(err error) *api.Error {
 	}
 	code := api.CodeIO
 	switch {
-	case errors.Is(err, volume.ErrInvalidName):
+	case errors.Is(err, pool.ErrUnknownTarget):
+		code = api.CodeUnknownTarget
+	case errors.Is(err, volume.ErrInvalidName), errors.Is(err, pool.ErrNested):
 		code = api.CodeInvalidName
 	case errors.Is(err, volume.ErrNotStopped):
 		code = api.CodeNotStopped

@@ -10,7 +10,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
-var errNoOptimiser = &api.Error{Code: api.CodeNotSupported, Message: "the optimiser is not running in this daemon"}
+var errNoOptimiser = &api.Error{Code: api.CodeNotSupported, Message: "the optimizer is not running in this daemon"}
 
 func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	args, err := decodeArgs[api.OptimizeArgs](raw)
@@ -24,16 +24,17 @@ func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := api.OptimizeResult{Queued: []api.VolumeRef{}}
+	res := api.OptimizeResult{Queued: []api.QueuedJob{}}
 	var errs []error
 	for _, v := range vols {
-		if err := v.Pool.Optimise(v.VID, args.Full); err != nil {
-			errs = append(errs, fmt.Errorf("Cannot optimise %s:%s: %w", v.Pool.Name, v.VID, err))
+		id, err := v.Pool.Optimise(v.VID, args.Full)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Cannot optimize %s:%s: %w", v.Pool.Name, v.VID, err))
 			continue
 		}
-		res.Queued = append(res.Queued, volumeRef(v.Pool.Name, v.Pool.Volumes.Dir(), v.VID))
+		res.Queued = append(res.Queued, api.QueuedJob{VolumeRef: volumeRef(v.Pool.Name, v.Pool.Volumes.Dir(), v.VID), ID: id})
 	}
-	s.Log.Info("queued optimisation", "target", args.Target, "full", args.Full, "volumes", len(res.Queued))
+	s.Log.Info("queued optimization", "target", args.Target, "full", args.Full, "volumes", len(res.Queued))
 	return res, errors.Join(errs...)
 }
 
@@ -47,13 +48,13 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 	res := api.JobsResult{Paused: s.Jobs.Paused(), Jobs: []api.JobInfo{}, Recent: []api.JobOutcome{}}
 	for _, j := range s.Jobs.Jobs() {
 		res.Jobs = append(res.Jobs, api.JobInfo{
-			VolumeRef: volumeRef(j.Pool, j.Dir, j.VID), State: j.State,
+			VolumeRef: volumeRef(j.Pool, j.Dir, j.VID), ID: j.ID, State: j.State,
 			DoneBytes: j.DoneBytes, TotalBytes: j.Total, Queued: j.Queued.Format(time.RFC3339),
 		})
 	}
 	for _, d := range s.Jobs.Recent() {
 		out := api.JobOutcome{
-			VolumeRef: volumeRef(d.Pool, d.Dir, d.VID), Finished: d.Finished.Format(time.RFC3339),
+			VolumeRef: volumeRef(d.Pool, d.Dir, d.VID), ID: d.ID, Finished: d.Finished.Format(time.RFC3339),
 			BytesExamined: d.Result.BytesExamined, BytesCompressed: d.Result.BytesCompressed,
 			BytesSaved: d.Result.Saved(), SkippedShared: d.Result.SkippedShared,
 		}

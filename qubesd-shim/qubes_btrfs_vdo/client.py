@@ -134,6 +134,7 @@ CODE_HINTS = {
     "as root",
     "invalid_name": "",
     "not_found": "",
+    "unknown_target": "",
     "not_stopped": "",
     "read_only": "",
     "not_supported": "",
