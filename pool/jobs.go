@@ -240,6 +240,9 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	s.stats.Dedup.add(res.Dedup)
 	s.notifyLocked()
 	s.mu.Unlock()
+	// Measured unless the daemon is stopping, before the job leaves the
+	// list: whoever waits for it then reads figures that include it.
+	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
 
 	switch {
 	case errors.Is(err, errHeld) || held:
