@@ -420,6 +420,14 @@ func (s *Scheduler) Paused() bool {
 	return len(s.paused) > 0
 }
 
+// Changed returns a channel that is closed at the next change of the
+// jobs' states: queued, started, held, finished, paused or resumed.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
 // Counters returns the totals since the daemon started.
 func (s *Scheduler) Counters() Counters {
 	s.mu.Lock()
