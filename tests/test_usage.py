@@ -71,6 +71,8 @@ class UsageDetails(IntegrationCase):
         for key, value in details.items():
             self.assertIs(type(value), int, key)
         disk, uncompressed, referenced = compsize_total(self.pool_files())
+        print(f"compsize --bytes TOTAL: disk {disk}, uncompressed {uncompressed}, referenced {referenced}",
+              file=sys.stderr)
         self.assert_close(details["disk_usage"], disk, "disk_usage")
         self.assert_close(details["uncompressed"], uncompressed, "uncompressed")
         self.assert_close(details["referenced"], referenced, "referenced")
