@@ -128,7 +128,9 @@ func readUsageFile(root *fsroot.Root) (UsageRecord, error) {
 
 // jobRan adds a job's saved bytes and, when measure is set, measures the
 // pool again, before the job leaves the list: whoever waited for it then
-// reads figures that include it.
+// reads figures that include it. On a pool costly to measure, a
+// measurement too soon after the last is left to refreshLater. Until the
+// pool is first measured, the file's Time is 0.
 func (u *usageKeeper) jobRan(saved int64, measure bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -12,8 +12,9 @@ Reading it costs three opens and one read of a few hundred bytes, so
 usage_details, which qubesd calls on its event loop, answers without a
 round trip to the daemon. Nothing here raises: a file that is missing,
 unreadable, larger than MAX_SIZE, not JSON, of another version, written
-for another directory (a copied or moved pool), or with a figure that is
-not an integer gives no figures at all.
+for another directory (a copied or moved pool), with a figure that is
+not an integer, or before the pool was first measured (time 0) gives no
+figures at all.
 """
 
 import json
@@ -61,6 +62,8 @@ def read(dir_path):
         if type(value) is not int:  # pylint: disable=unidiomatic-typecheck
             return {}
         figures[name] = value
+    if figures["usage_time"] <= 0:
+        return {}  # the daemon has not measured the pool yet
     return figures
 
 

@@ -81,6 +81,7 @@ class UsageDetails(unittest.TestCase):
             "a float": self.record(referenced=1.5),
             "a bool": self.record(uncompressed=True),
             "null": self.record(time=None),
+            "never measured": self.record(time=0, disk_usage=0, uncompressed=0, referenced=0),
         }
         for name, data in cases.items():
             with self.subTest(name):
