@@ -242,6 +242,9 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	}
 
 	held := s.account(run, res)
+	// Measured unless the daemon is stopping, before the job leaves the
+	// list: whoever waits for it then reads figures that include it.
+	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
 
 	switch {
 	case errors.Is(err, errHeld) || held:
@@ -486,6 +489,14 @@ func (s *Scheduler) Paused() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.paused) > 0
+}
+
+// Changed returns a channel that is closed at the next change of the
+// jobs' states: queued, started, held, finished, paused or resumed.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Counters returns the totals since the daemon started.

@@ -35,6 +35,7 @@ type Pool struct {
 	state   *stateStore
 	sched   *Scheduler // nil: commits are not optimised
 	index   poolIndex
+	usage   *usageKeeper
 }
 
 // Commits counts the commits that landed in this pool since the daemon
@@ -80,6 +81,7 @@ func (p *Pool) started(st volume.Started) {
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
+		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
@@ -252,6 +254,9 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 		return nil, err
 	}
 	p.Volumes = store
+	if p.usage, err = openUsageKeeper(dir, r.log, r.sched != nil && r.sched.cfg.IdleIO); err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
 	// Compressed copies left by a job the daemon died in are of no use
 	// (the job starts over on what is still uncompressed) and only take
 	// space.
@@ -260,6 +265,7 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
+	p.usage.refreshLater()
 	if p.sched != nil {
 		p.sched.resume(p, p.jobs()) // unfinished before a restart
 	}
@@ -316,7 +322,7 @@ func (r *Registry) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for dir, p := range r.pools {
-		errs = append(errs, p.closeIndex(), p.Volumes.Close())
+		errs = append(errs, p.closeIndex(), p.usage.close(), p.Volumes.Close())
 		delete(r.pools, dir)
 	}
 	return errors.Join(errs...)
