@@ -34,6 +34,7 @@ Commands:
   jobs [--json] [--wait]    the optimiser's jobs and totals
   compress [--level N] [--json] PATH...
                             compress dom0 files on btrfs without unsharing
+  estimate [--json] DIR     estimate what optimize --full would save in a pool directory (read-only)
   version                   print the CLI's and the daemon's versions
 
 TARGET is a pool's name or directory, a VM's name, or POOL:VID.
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = jobs(c, rest, stdout, stderr)
 	case "compress":
 		err = compress(rest, stdout, stderr)
+	case "estimate":
+		err = estimate(rest, stdout, stderr)
 	case "version":
 		err = showVersion(c, rest, stdout, stderr)
 	case "help", "-h", "--help":
