@@ -5,8 +5,8 @@ package estimate
 import (
 	"cmp"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"slices"
 
 	"golang.org/x/sys/unix"
