@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -303,4 +304,52 @@ func startOptimizingDaemon(t *testing.T) string {
 		pools.Close()
 	})
 	return path
+}
+
+func TestParseSample(t *testing.T) {
+	tests := []struct {
+		in       string
+		bytes    uint64
+		fraction float64
+		ok       bool
+	}{
+		{"1GiB", 1 << 30, 0, true},
+		{"512MiB", 512 << 20, 0, true},
+		{"1048576", 1 << 20, 0, true},
+		{"0.05", 0, 0.05, true},
+		{"5%", 0, 0.05, true},
+		{"100%", 0, 1, true},
+		{"1.0", 0, 1, true},
+		{"1KiB", 0, 0, false}, // below 1 MiB
+		{"0", 0, 0, false},    // nothing
+		{"0.0", 0, 0, false},  // nothing
+		{"1.5", 0, 0, false},  // more than all
+		{"150%", 0, 0, false}, // more than all
+		{"-5%", 0, 0, false},  // negative
+		{"2 parsecs", 0, 0, false},
+		{"NaN%", 0, 0, false},
+	}
+	for _, tt := range tests {
+		var opt estimation.Options
+		err := parseSample(tt.in, &opt)
+		if (err == nil) != tt.ok || opt.SampleBytes != tt.bytes || math.Abs(opt.SampleFraction-tt.fraction) > 1e-12 {
+			t.Errorf("parseSample(%q) = %+v, %v; want %d bytes, fraction %v, ok %v", tt.in, opt, err, tt.bytes, tt.fraction, tt.ok)
+		}
+	}
+}
+
+func TestEstimateUsageErrors(t *testing.T) {
+	tests := [][]string{
+		{"estimate"},
+		{"estimate", "a", "b"},
+		{"estimate", "--sample", "2", "/nonexistent"},
+		{"estimate", "--level", "16", "/nonexistent"},
+		{"estimate", "--seed", "-1", "/nonexistent"},
+	}
+	for _, args := range tests {
+		var out bytes.Buffer
+		if code := run(args, &out, &out); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d:\n%s", args, code, exitUsage, out.String())
+		}
+	}
 }
