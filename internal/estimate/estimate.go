@@ -119,7 +119,7 @@ func (e *estimator) listing() error {
 		return err
 	}
 	e.opt.Progress(StageExtents, total, total)
-	info, err := btrfs.Checksums(e.l.files[0].f)
+	info, err := btrfs.Checksums(e.l.root)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func (e *estimator) scan(ctx context.Context) error {
 	ts := e.d.targets()
 	e.d.setRate(e.opt.MaxEntries)
 	var swept uint64
-	_, err := sweep(e.l.files[0].f, e.h, ts, func(t *target, off, key uint64) {
+	_, err := sweep(e.l.root, e.h, ts, func(t *target, off, key uint64) {
 		e.d.visit(t, off, key)
 		if swept++; swept%(1<<16) == 0 {
 			e.opt.Progress(StageChecksums, swept, e.d.blocks)

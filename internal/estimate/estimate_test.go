@@ -144,3 +144,29 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunRefusesWhatIsNoPool(t *testing.T) {
+	mnt := btrfstest.Mount(t, 0)
+	empty := filepath.Join(mnt, "empty")
+	vmsOnly := filepath.Join(mnt, "vms-only")
+	for _, d := range []string{empty, filepath.Join(vmsOnly, "appvms", "idle")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, dir string
+		ok        bool
+	}{
+		{"not on btrfs", btrfstest.Tmpfs(t), false},
+		{"no VM directory", empty, false},
+		{"missing", filepath.Join(mnt, "none"), false},
+		{"VMs without images", vmsOnly, true},
+	}
+	for _, tt := range tests {
+		r, err := Run(context.Background(), tt.dir, Options{})
+		if (err == nil) != tt.ok || (tt.ok && (len(r.VMs) != 1 || r.Total.DiskBytes != 0)) {
+			t.Errorf("%s: %+v, %v", tt.name, r, err)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func countInline(pf poolFile, it btrfs.Extent, c *vmCounts) error {
 // settle finds what references each extent from outside the pool, merges
 // its live ranges, classifies it and adds it to its VM's counts.
 func settle(l *layout, exts []extent, counts []vmCounts, progress func(done uint64)) error {
-	probe := l.files[0].f
+	probe := l.root
 	for i := range exts {
 		e := &exts[i]
 		all, err := btrfs.ExtentRefCount(probe, e.bytenr)

@@ -71,6 +71,7 @@ type vmInfo struct{ name, kind string }
 
 // layout lists the pool's VMs and opens their files, in visiting order.
 type layout struct {
+	root    *os.File // the pool directory, for the filesystem's ioctls
 	vms     []vmInfo
 	volumes []string // "appvms/work/private"
 	files   []poolFile
@@ -80,6 +81,7 @@ func (l *layout) close() {
 	for _, pf := range l.files {
 		pf.f.Close()
 	}
+	l.root.Close()
 }
 
 // readLayout opens every regular file in DIR/vm-templates/*/ and
@@ -89,8 +91,12 @@ func readLayout(dir string) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
-	l := &layout{}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(root.Fd()), &fs); err != nil || fs.Type != unix.BTRFS_SUPER_MAGIC {
+		root.Close()
+		return nil, fmt.Errorf("%s is not on btrfs (statfs: %v)", dir, err)
+	}
+	l := &layout{root: root}
 	for _, d := range vmDirs {
 		if err := l.readKindDir(root, d.dir, d.kind); err != nil {
 			l.close()
@@ -98,6 +104,7 @@ func readLayout(dir string) (*layout, error) {
 		}
 	}
 	if len(l.vms) == 0 {
+		l.close()
 		return nil, fmt.Errorf("%s has no VM directory under appvms/ or vm-templates/: not a file-reflink or btrfs-vdo pool", dir)
 	}
 	return l, nil
@@ -112,7 +119,11 @@ func (l *layout) readKindDir(root *os.File, name, kind string) error {
 		return err
 	}
 	defer d.Close()
-	for _, vm := range listDir(d, unix.DT_DIR) {
+	vms, err := listDir(d, unix.DT_DIR)
+	if err != nil {
+		return err
+	}
+	for _, vm := range vms {
 		vd, err := openAt(d, vm, unix.O_DIRECTORY)
 		if err != nil {
 			return err
@@ -128,7 +139,10 @@ func (l *layout) readKindDir(root *os.File, name, kind string) error {
 }
 
 func (l *layout) readVMDir(d *os.File, rel string, vm int) error {
-	names := listDir(d, unix.DT_REG)
+	names, err := listDir(d, unix.DT_REG)
+	if err != nil {
+		return err
+	}
 	// Images before their precaches and revisions: the image is what a
 	// job reads first.
 	slices.SortStableFunc(names, func(a, b string) int {
@@ -182,9 +196,12 @@ func (l *layout) newFile(f *os.File, rel, volume string, vm int, kind fileKind) 
 }
 
 // listDir returns the names of d's entries of type typ, sorted.
-func listDir(d *os.File, typ uint8) []string {
+func listDir(d *os.File, typ uint8) ([]string, error) {
 	var names []string
-	entries, _ := d.ReadDir(-1) // an unreadable directory lists what it could
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", d.Name(), err)
+	}
 	for _, e := range entries {
 		switch {
 		case typ == unix.DT_DIR && e.IsDir(), typ == unix.DT_REG && e.Type().IsRegular():
@@ -192,7 +209,7 @@ func listDir(d *os.File, typ uint8) []string {
 		}
 	}
 	slices.Sort(names)
-	return names
+	return names, nil
 }
 
 func openAt(d *os.File, name string, flags int) (*os.File, error) {

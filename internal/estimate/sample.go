@@ -214,7 +214,7 @@ func (m *measurer) collectKeys() (uint64, error) {
 	}
 	slices.SortFunc(ts, func(a, b target) int { return cmp.Compare(a.addr, b.addr) })
 	ts = dropOverlaps(ts)
-	return sweep(m.l.files[0].f, m.h, ts, func(t *target, off, key uint64) {
+	return sweep(m.l.root, m.h, ts, func(t *target, off, key uint64) {
 		s.keys[t.id][off/blockSize], s.have[t.id][off/blockSize] = key, true
 	})
 }
