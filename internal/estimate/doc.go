@@ -40,7 +40,9 @@
 // Deduplication is counted from checksums, never from data: a sweep of
 // the checksum tree over the pool's extents yields the key of every live
 // block, about 4 bytes of metadata per 4 KiB. Zero blocks (the key of a
-// zero block) are counted exactly. Duplicates are counted on a content
+// zero block) are counted exactly; with BLAKE2b checksums, whose key of a
+// zero block this package does not compute, they are counted among the
+// duplicates instead. Duplicates are counted on a content
 // sample: a block is kept iff its mixed key falls below a threshold, so
 // all copies of a content are kept or dropped together, and the kept
 // groups are counted exactly (in visiting order: the first copy stays,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -105,6 +106,8 @@ type estimator struct {
 	share    float64
 	verified int
 	read     uint64
+	// swept counts the checksums read in the full sweep.
+	swept uint64
 }
 
 // listing reads the extent items and reference counts (metadata only).
@@ -138,7 +141,7 @@ func (e *estimator) scan(ctx context.Context) error {
 	e.nUnits = len(all)
 	e.s = &sampled{units: choose(all, e.sampleUnits(), e.rng), occ: map[uint64]*occurrence{}}
 	m := &measurer{l: e.l, exts: e.exts, h: e.h, s: e.s, zeros: make([]byte, blockSize),
-		enc: btrfs.NewZstdEncoder(e.opt.ZstdLevel, 0)}
+		enc: btrfs.NewZstdEncoder(e.opt.ZstdLevel, runtime.GOMAXPROCS(0))}
 	if _, err := m.collectKeys(); err != nil {
 		return err
 	}
@@ -152,11 +155,11 @@ func (e *estimator) scan(ctx context.Context) error {
 	e.d = newDedupScan(e.exts, e.h, e.s, len(e.l.vms), e.opt.Seed)
 	ts := e.d.targets()
 	e.d.setRate(e.opt.MaxEntries)
-	var swept uint64
-	_, err := sweep(e.l.root, e.h, ts, func(t *target, off, key uint64) {
+	var err error
+	e.swept, err = sweep(e.l.root, e.h, ts, func(t *target, off, key uint64) {
 		e.d.visit(t, off, key)
-		if swept++; swept%(1<<16) == 0 {
-			e.opt.Progress(StageChecksums, swept, e.d.blocks)
+		if e.swept++; e.swept%(1<<16) == 0 {
+			e.opt.Progress(StageChecksums, e.swept, e.d.blocks)
 		}
 	})
 	if err != nil {

@@ -90,7 +90,7 @@ func ratioOf(ys, xs []float64, f float64) (ratio, bool) {
 // report puts the figures together.
 func (e *estimator) report(dir string) Report {
 	r := Report{Dir: dir, ZstdLevel: e.opt.ZstdLevel, Seed: e.opt.Seed, Confidence: 0.95,
-		UnitsRead: len(e.s.units), UnitsTotal: e.nUnits, BlocksSwept: e.d.blocks, BytesRead: e.read,
+		UnitsRead: len(e.s.units), UnitsTotal: e.nUnits, BlocksSwept: e.swept, BytesRead: e.read,
 		ContentSampleRate: e.d.rate, PairsVerified: e.verified, PairsEqualShare: e.share}
 	f := 1.0
 	if e.nUnits > 0 {
