@@ -47,9 +47,10 @@ func TestLiveSpans(t *testing.T) {
 		{"same range twice", []ref{{extentOffset: 4096, length: 4096}, {extentOffset: 4096, length: 4096}}, []span{{4096, 4096}}, 4096},
 		{"overlapping", []ref{{extentOffset: 8192, length: 8192}, {extentOffset: 0, length: 12288}}, []span{{0, 16384}}, 16384},
 		{"bookend gap", []ref{{extentOffset: 0, length: 4096}, {extentOffset: 12288, length: 4096}}, []span{{0, 4096}, {12288, 4096}}, 8192},
+		{"preallocated part", []ref{{extentOffset: 0, length: 4096}, {extentOffset: 4096, length: 8192, prealloc: true}}, []span{{0, 4096}}, 4096},
 	}
 	for _, tt := range tests {
-		spans, n := liveSpans(tt.refs)
+		spans, n := liveSpans(tt.refs, false)
 		if !slices.Equal(spans, tt.spans) || n != tt.bytes {
 			t.Errorf("%s: %v, %d; want %v, %d", tt.name, spans, n, tt.spans, tt.bytes)
 		}

@@ -21,17 +21,19 @@ const blockSize = 4096
 type class uint8
 
 const (
-	// classKept: left as it is. Already compressed or preallocated
-	// extents, those of no-COW files, and those referenced only by files a
-	// job does not read (dirty and import images).
+	// classKept: left as it is. Already compressed extents, those of
+	// no-COW files, those referenced only by files a job does not read
+	// (dirty and import images), and revisions' extents partly
+	// preallocated.
 	classKept class = iota
 	// classSource: left as it is, because something beyond the volume's
 	// clean image, revisions and precache holds it (another volume, a
 	// running VM's dirty image, a snapshot); its blocks are found by
 	// deduplication all the same.
 	classSource
-	// classDedup: an image's extent, taken apart: zero blocks become
-	// holes, blocks found elsewhere are shared, the rest is compressed.
+	// classDedup: an image's extent, taken apart: zero blocks and
+	// preallocated ranges become holes, blocks found elsewhere are shared,
+	// the rest is compressed.
 	classDedup
 	// classCompress: an extent only revisions hold, compressed only.
 	classCompress
@@ -42,6 +44,7 @@ const (
 type ref struct {
 	file                             int
 	fileOffset, extentOffset, length uint64
+	prealloc                         bool // reads as zeros, has no data
 }
 
 // span is a range of bytes of an extent, by offset into it.
@@ -51,7 +54,6 @@ type span struct{ offset, length uint64 }
 type extent struct {
 	bytenr, diskBytes uint64
 	compressed        bool
-	prealloc          bool
 	vm                int // the first VM visited that references it
 	kinds             fileKind
 	volumes           int // distinct volumes referencing it
@@ -59,8 +61,11 @@ type extent struct {
 	outside           bool // referenced from outside the pool
 	refs              []ref
 	class             class
-	live              []span // the ranges any file references, merged
-	liveBytes         uint64
+	// live are the written ranges any file references, merged; prealloc
+	// the bytes only preallocated ranges reference.
+	live      []span
+	liveBytes uint64
+	prealloc  uint64
 }
 
 // vmCounts are the exact figures of one VM, from the extent listing.
@@ -68,6 +73,8 @@ type vmCounts struct {
 	logical, disk uint64
 	// keptDisk is the disk space of extents left as they are.
 	keptDisk, keptLogical uint64
+	// prealloc counts the preallocated bytes that become holes.
+	prealloc uint64
 }
 
 // listExtents reads every file's extent items and groups them by data
@@ -97,7 +104,7 @@ func listExtents(l *layout, counts []vmCounts) ([]extent, error) {
 				k = len(exts)
 				byAddr[it.DiskBytenr] = k
 				exts = append(exts, extent{bytenr: it.DiskBytenr, diskBytes: it.DiskNumBytes,
-					compressed: it.Compression != btrfs.CompressNone, prealloc: it.Type == btrfs.ExtentPrealloc, vm: pf.vm})
+					compressed: it.Compression != btrfs.CompressNone, vm: pf.vm})
 			}
 			e := &exts[k]
 			if v, seen := lastVolume[it.DiskBytenr]; !seen || v != pf.volume {
@@ -106,7 +113,8 @@ func listExtents(l *layout, counts []vmCounts) ([]extent, error) {
 			}
 			e.kinds |= pf.kind
 			e.noCOW = e.noCOW || pf.noCOW
-			e.refs = append(e.refs, ref{file: i, fileOffset: it.Offset, extentOffset: it.ExtentOffset, length: it.Length})
+			e.refs = append(e.refs, ref{file: i, fileOffset: it.Offset, extentOffset: it.ExtentOffset, length: it.Length,
+				prealloc: it.Type == btrfs.ExtentPrealloc})
 		}
 	}
 	return exts, nil
@@ -137,14 +145,19 @@ func settle(l *layout, exts []extent, counts []vmCounts, progress func(done uint
 			return fmt.Errorf("estimate: %w", err)
 		}
 		e.outside = all > uint64(len(e.refs))
-		e.live, e.liveBytes = liveSpans(e.refs)
+		e.live, e.liveBytes = liveSpans(e.refs, false)
+		_, referenced := liveSpans(e.refs, true)
+		e.prealloc = referenced - e.liveBytes
 		e.class = classOf(e)
 		c := &counts[e.vm]
-		c.logical += e.liveBytes
+		c.logical += referenced
 		c.disk += e.diskBytes
-		if e.class == classKept || e.class == classSource {
+		switch e.class {
+		case classKept, classSource:
 			c.keptDisk += e.diskBytes
-			c.keptLogical += e.liveBytes
+			c.keptLogical += referenced
+		case classDedup:
+			c.prealloc += e.prealloc
 		}
 		if i%4096 == 0 {
 			progress(uint64(i))
@@ -156,7 +169,7 @@ func settle(l *layout, exts []extent, counts []vmCounts, progress func(done uint
 func classOf(e *extent) class {
 	inImage := e.kinds&(kindImage|kindPrecache) != 0
 	switch {
-	case e.compressed || e.prealloc || e.noCOW:
+	case e.compressed || e.noCOW:
 		return classKept
 	case e.outside || e.volumes > 1 || e.kinds&kindOther != 0:
 		if inImage {
@@ -165,17 +178,20 @@ func classOf(e *extent) class {
 		return classKept
 	case inImage:
 		return classDedup
-	case e.kinds&kindRevision != 0:
+	case e.kinds&kindRevision != 0 && e.prealloc == 0:
 		return classCompress
 	}
 	return classKept
 }
 
-// liveSpans merges the ranges the references map, in extent offsets.
-func liveSpans(refs []ref) ([]span, uint64) {
+// liveSpans merges the ranges the references map, in extent offsets:
+// the written ones, or all with prealloc.
+func liveSpans(refs []ref, prealloc bool) ([]span, uint64) {
 	spans := make([]span, 0, len(refs))
 	for _, r := range refs {
-		spans = append(spans, span{r.extentOffset, r.length})
+		if prealloc || !r.prealloc {
+			spans = append(spans, span{r.extentOffset, r.length})
+		}
 	}
 	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.offset, b.offset) })
 	out := spans[:0]
@@ -198,7 +214,9 @@ func liveSpans(refs []ref) ([]span, uint64) {
 func readExtent(l *layout, e *extent, eo uint64, buf []byte) error {
 	for done := uint64(0); done < uint64(len(buf)); {
 		at := eo + done
-		i := slices.IndexFunc(e.refs, func(r ref) bool { return r.extentOffset <= at && at < r.extentOffset+r.length })
+		i := slices.IndexFunc(e.refs, func(r ref) bool {
+			return !r.prealloc && r.extentOffset <= at && at < r.extentOffset+r.length
+		})
 		if i < 0 {
 			return fmt.Errorf("estimate: no file references byte %d of the extent at %d", at, e.bytenr)
 		}

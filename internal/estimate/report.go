@@ -175,7 +175,7 @@ func (e *estimator) figures(vm int, vr vmRatios, shareSE float64) (Figures, [3]f
 		CompressedBytes: uint64(compressed), CompressedErrorBytes: interval(vars[0]),
 		DedupedBytes: uint64(deduped), DedupedErrorBytes: interval(vars[1]),
 		SavingBytes: int64(c.disk) - int64(deduped),
-		ZeroBytes:   uint64(zero), DuplicateBytes: uint64(dup), DuplicateErrorBytes: interval(vars[2]),
+		ZeroBytes:   uint64(zero) + c.prealloc, DuplicateBytes: uint64(dup), DuplicateErrorBytes: interval(vars[2]),
 		UnchangedDiskBytes: c.keptDisk, SampledBytes: vr.sampled,
 	}
 	return fig, vars
