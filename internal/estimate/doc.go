@@ -20,12 +20,15 @@
 //     the ranges the files reference; its disk bytes what it takes now.
 //   - Class: what a full optimization does to an extent. Taken apart
 //     (classDedup: an extent of an image, precache or revision held by no
-//     one else): zero blocks become holes, blocks found elsewhere are
-//     shared, the rest is compressed. Compressed only (classCompress: only
-//     revisions hold it). Left in place but a source of duplicates
-//     (classSource: an image's extent something else holds too). Left in
-//     place (classKept: already compressed, preallocated, no-COW, or held
+//     one else): zero blocks and preallocated ranges become holes, blocks
+//     found elsewhere are shared, the rest is compressed. Compressed only
+//     (classCompress: only revisions hold it). Left in place but a source
+//     of duplicates (classSource: an image's extent something else holds
+//     too). Left in place (classKept: already compressed, no-COW, or held
 //     only by dirty images).
+//   - Written and preallocated ranges: an extent reserved by fallocate
+//     and partly written since is referenced by both; only the written
+//     ones hold data (and checksums).
 //   - Block: 4 KiB of an extent; its key is its data checksum as btrfs
 //     stores it in the checksum tree (CRC-32C by default).
 //   - Unit: at most 128 KiB of an extent's live bytes, the piece btrfs
