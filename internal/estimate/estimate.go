@@ -142,7 +142,7 @@ func (e *estimator) scan(ctx context.Context) error {
 	e.s = &sampled{units: choose(all, e.sampleUnits(), e.rng), occ: map[uint64]*occurrence{}}
 	m := &measurer{l: e.l, exts: e.exts, h: e.h, s: e.s, zeros: make([]byte, blockSize),
 		enc: btrfs.NewZstdEncoder(e.opt.ZstdLevel, runtime.GOMAXPROCS(0))}
-	if _, err := m.collectKeys(); err != nil {
+	if _, err := m.collectKeys(ctx); err != nil {
 		return err
 	}
 	for i := range e.s.units {
@@ -156,7 +156,7 @@ func (e *estimator) scan(ctx context.Context) error {
 	ts := e.d.targets()
 	e.d.setRate(e.opt.MaxEntries)
 	var err error
-	e.swept, err = sweep(e.l.root, e.h, ts, func(t *target, off, key uint64) {
+	e.swept, err = sweep(ctx, e.l.root, e.h, ts, func(t *target, off, key uint64) {
 		e.d.visit(t, off, key)
 		if e.swept++; e.swept%(1<<16) == 0 {
 			e.opt.Progress(StageChecksums, e.swept, e.d.blocks)

@@ -204,7 +204,7 @@ func (m *measurer) onDisk(data []byte, ratio float64) uint64 {
 }
 
 // collectKeys is the first sweep: the keys of the sampled units' blocks.
-func (m *measurer) collectKeys() (uint64, error) {
+func (m *measurer) collectKeys(ctx context.Context) (uint64, error) {
 	s := m.s
 	s.keys, s.have = make([][]uint64, len(s.units)), make([][]bool, len(s.units))
 	ts := make([]target, len(s.units))
@@ -214,7 +214,7 @@ func (m *measurer) collectKeys() (uint64, error) {
 	}
 	slices.SortFunc(ts, func(a, b target) int { return cmp.Compare(a.addr, b.addr) })
 	ts = dropOverlaps(ts)
-	return sweep(m.l.root, m.h, ts, func(t *target, off, key uint64) {
+	return sweep(ctx, m.l.root, m.h, ts, func(t *target, off, key uint64) {
 		s.keys[t.id][off/blockSize], s.have[t.id][off/blockSize] = key, true
 	})
 }

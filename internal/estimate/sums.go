@@ -3,6 +3,7 @@
 package estimate
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
@@ -79,8 +80,8 @@ const maxNodeSize = 64 << 10
 // sweep reads the checksums of every block of targets, which must be
 // sorted by address and not overlap, and calls fn with each block's
 // target, offset into the target, and key. It returns the number of
-// blocks reported.
-func sweep(f *os.File, h hasher, targets []target, fn func(t *target, off, key uint64)) (uint64, error) {
+// blocks reported; it stops when ctx is done.
+func sweep(ctx context.Context, f *os.File, h hasher, targets []target, fn func(t *target, off, key uint64)) (uint64, error) {
 	// A window starts lookback early, for the item covering its first
 	// block; windows at least that far apart never share an item.
 	lookback := maxNodeSize / uint64(h.info.Size) * h.info.SectorSize
@@ -96,6 +97,9 @@ func sweep(f *os.File, h hasher, targets []target, fn func(t *target, off, key u
 		lo := targets[start].addr - min(targets[start].addr, lookback)
 		win, j := targets[start:end], 0
 		err := btrfs.ChecksumItems(f, lo, hi, func(addr uint64, sums []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			n := uint64(len(sums) / h.info.Size)
 			for i := uint64(0); i < n; i++ {
 				a := addr + i*h.info.SectorSize
