@@ -51,3 +51,40 @@ func TestChecksumItemsMatchData(t *testing.T) {
 		t.Fatalf("checked %d sectors, want %d", checked, len(data)/4096)
 	}
 }
+
+// One walk of the extent tree finds the counts a search per extent finds.
+func TestExtentRefCountsMatchExtentRefCount(t *testing.T) {
+	mnt := btrfstest.Mount(t, 0)
+	f := create(t, filepath.Join(mnt, "f"), randomData(4*mib, 3))
+	writeAt(t, f, textData(64*kib, 4), int64(mib))
+	btrfstest.Reflink(t, filepath.Join(mnt, "f"), filepath.Join(mnt, "g"))
+	if err := btrfs.Sync(f); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]uint64{}
+	lo, hi := uint64(1<<63), uint64(0)
+	for _, e := range extents(t, f, 0) {
+		n, err := btrfs.ExtentRefCount(f, e.DiskBytenr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[e.DiskBytenr] = n
+		lo, hi = min(lo, e.DiskBytenr), max(hi, e.DiskBytenr+1)
+	}
+	got := map[uint64]uint64{}
+	err := btrfs.ExtentRefCounts(f, lo, hi, func(bytenr, refs uint64) error {
+		got[bytenr] = refs
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bytenr, n := range want {
+		if got[bytenr] != n || n < 2 {
+			t.Errorf("extent at %d: walk counts %d, search %d (want at least 2: f and g)", bytenr, got[bytenr], n)
+		}
+	}
+	if len(want) < 2 {
+		t.Errorf("%d extents, want the overwrite to split the file", len(want))
+	}
+}

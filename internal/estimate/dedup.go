@@ -11,12 +11,16 @@ import (
 	"slices"
 )
 
-// entry is a block whose key the content sample kept: its key, its order
-// (blockOrder), and whether its extent is left in place.
-type entry struct {
-	key, order uint64
-	source     bool
-}
+// entry is a block whose key the content sample kept: its key, and its
+// order (blockOrder) with sourceBit set when its extent is left in place.
+type entry struct{ key, order uint64 }
+
+// sourceBit marks an entry's order; orders use 44 bits.
+const sourceBit = 1 << 63
+
+func (e entry) source() bool  { return e.order&sourceBit != 0 }
+func (e entry) block() uint64 { return e.order &^ sourceBit }
+func (e entry) extent() int   { return int(e.block() >> 20) }
 
 // dupCounts are the dedup figures of one VM, in blocks.
 type dupCounts struct {
@@ -53,6 +57,7 @@ func (d *dedupScan) setRate(maxEntries int) {
 		d.rate = float64(maxEntries) / float64(d.blocks)
 		d.threshold = uint64(d.rate * math.MaxUint64)
 	}
+	d.entries = make([]entry, 0, min(uint64(maxEntries), d.blocks)+d.blocks/64)
 }
 
 // targets lists the live blocks of the extents that take part, by address.
@@ -90,7 +95,10 @@ func (d *dedupScan) visit(t *target, off, key uint64) {
 		return // zero blocks become holes: no copy is kept
 	}
 	if mix(key, d.seed) <= d.threshold {
-		d.entries = append(d.entries, entry{key: key, order: order, source: source})
+		if source {
+			order |= sourceBit
+		}
+		d.entries = append(d.entries, entry{key: key, order: order})
 	}
 }
 
@@ -103,7 +111,7 @@ type pair struct{ dup, kept entry }
 // at random to verify.
 func (d *dedupScan) tally(rng *rand.Rand, maxPairs int) []pair {
 	slices.SortFunc(d.entries, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.order, b.order))
+		return cmp.Or(cmp.Compare(a.key, b.key), cmp.Compare(a.block(), b.block()))
 	})
 	var pairs []pair
 	seen := 0
@@ -115,16 +123,16 @@ func (d *dedupScan) tally(rng *rand.Rand, maxPairs int) []pair {
 		}
 		group := d.entries[lo:hi]
 		lo = hi
-		keeper := slices.IndexFunc(group, func(e entry) bool { return e.source })
+		keeper := slices.IndexFunc(group, entry.source)
 		if keeper < 0 {
 			keeper = 0
 		}
 		clear(perVM)
 		for i, e := range group {
-			if e.source || i == keeper {
+			if e.source() || i == keeper {
 				continue
 			}
-			perVM[d.exts[e.order>>20].vm]++
+			perVM[d.exts[e.extent()].vm]++
 			// Reservoir sampling keeps each pair with equal chance.
 			if seen++; len(pairs) < maxPairs {
 				pairs = append(pairs, pair{e, group[keeper]})
@@ -152,10 +160,10 @@ func verify(ctx context.Context, l *layout, exts []extent, pairs []pair, read *u
 		if err := ctx.Err(); err != nil {
 			return 0, 0, err
 		}
-		if err := readBlock(l, exts, p.dup.order, a); err != nil {
+		if err := readBlock(l, exts, p.dup.block(), a); err != nil {
 			return 0, 0, err
 		}
-		if err := readBlock(l, exts, p.kept.order, b); err != nil {
+		if err := readBlock(l, exts, p.kept.block(), b); err != nil {
 			return 0, 0, err
 		}
 		*read += 2 * blockSize

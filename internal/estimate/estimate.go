@@ -139,7 +139,7 @@ func (e *estimator) scan(ctx context.Context) error {
 	e.rng = rand.New(rand.NewPCG(e.opt.Seed, e.opt.Seed^0x5851f42d4c957f2d))
 	all := units(e.exts)
 	e.nUnits = len(all)
-	e.s = &sampled{units: choose(all, e.sampleUnits(), e.rng), occ: map[uint64]*occurrence{}}
+	e.s = &sampled{units: choose(all, e.sampleUnits(all), e.rng), occ: map[uint64]*occurrence{}}
 	m := &measurer{l: e.l, exts: e.exts, h: e.h, s: e.s, zeros: make([]byte, blockSize),
 		enc: btrfs.NewZstdEncoder(e.opt.ZstdLevel, runtime.GOMAXPROCS(0))}
 	if _, err := m.collectKeys(ctx); err != nil {
@@ -179,10 +179,19 @@ func (e *estimator) scan(ctx context.Context) error {
 	return err
 }
 
-// sampleUnits is the number of units to read.
-func (e *estimator) sampleUnits() int {
+// sampleUnits is the number of units to read: the share asked for, or as
+// many as hold about SampleBytes at the units' mean size (fragmented
+// extents make many small units).
+func (e *estimator) sampleUnits(all []unit) int {
 	if e.opt.SampleFraction > 0 {
-		return int(math.Ceil(e.opt.SampleFraction * float64(e.nUnits)))
+		return int(math.Ceil(e.opt.SampleFraction * float64(len(all))))
 	}
-	return int((e.opt.SampleBytes + unitBytes - 1) / unitBytes)
+	var total uint64
+	for _, u := range all {
+		total += u.length
+	}
+	if total <= e.opt.SampleBytes {
+		return len(all)
+	}
+	return int(math.Ceil(float64(e.opt.SampleBytes) / float64(total) * float64(len(all))))
 }

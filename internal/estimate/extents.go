@@ -7,9 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
@@ -135,16 +134,15 @@ func countInline(pf poolFile, it btrfs.Extent, c *vmCounts) error {
 // settle finds what references each extent from outside the pool, merges
 // its live ranges, classifies it and adds it to its VM's counts.
 func settle(l *layout, exts []extent, counts []vmCounts, progress func(done uint64)) error {
-	probe := l.root
+	refs, err := refCounts(l.root, exts, progress)
+	if err != nil {
+		return err
+	}
 	for i := range exts {
 		e := &exts[i]
-		all, err := btrfs.ExtentRefCount(probe, e.bytenr)
-		// ENOENT: written since the last transaction commit, so not yet
-		// counted; nothing else can hold it yet.
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("estimate: %w", err)
-		}
-		e.outside = all > uint64(len(e.refs))
+		// An extent written since the last transaction commit is not
+		// counted yet (0); nothing else can hold it yet.
+		e.outside = refs[i] > uint64(len(e.refs))
 		e.live, e.liveBytes = liveSpans(e.refs, false)
 		_, referenced := liveSpans(e.refs, true)
 		e.prealloc = referenced - e.liveBytes
@@ -159,11 +157,44 @@ func settle(l *layout, exts []extent, counts []vmCounts, progress func(done uint
 		case classDedup:
 			c.prealloc += e.prealloc
 		}
-		if i%4096 == 0 {
-			progress(uint64(i))
-		}
 	}
 	return nil
+}
+
+// refGap joins extents closer than this into one walk of the extent tree.
+const refGap = 64 << 20
+
+// refCounts returns every extent's reference count, walking the extent
+// tree over the ranges the pool's extents lie in, in address order.
+func refCounts(dir *os.File, exts []extent, progress func(done uint64)) ([]uint64, error) {
+	order := make([]int, len(exts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(exts[a].bytenr, exts[b].bytenr) })
+	counts := make([]uint64, len(exts))
+	for start := 0; start < len(order); {
+		end := start + 1
+		for end < len(order) && exts[order[end]].bytenr < exts[order[end-1]].bytenr+refGap {
+			end++
+		}
+		win, j := order[start:end], 0
+		err := btrfs.ExtentRefCounts(dir, exts[win[0]].bytenr, exts[win[len(win)-1]].bytenr+1, func(bytenr, refs uint64) error {
+			for j < len(win) && exts[win[j]].bytenr < bytenr {
+				j++
+			}
+			if j < len(win) && exts[win[j]].bytenr == bytenr {
+				counts[win[j]] = refs
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("estimate: %w", err)
+		}
+		progress(uint64(end))
+		start = end
+	}
+	return counts, nil
 }
 
 func classOf(e *extent) class {
