@@ -64,11 +64,12 @@ func estimate(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	endBars := func() {}
 	if isTerminal(stderr) {
-		done := showStages(&opt, stderr)
-		defer done()
+		endBars = showStages(&opt, stderr)
 	}
 	r, err := estimation.Run(ctx, dir, opt)
+	endBars() // before the table, which may go to the same terminal
 	if err != nil {
 		return err
 	}
