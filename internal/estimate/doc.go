@@ -37,8 +37,9 @@
 // # Method
 //
 // Metadata first: the extent items of every pool file (a tree search per
-// file) and each extent's reference count (one per extent), which gives
-// the logical and disk bytes exactly, as compsize would, and the classes.
+// file) and each extent's reference count (one walk of the extent tree
+// over the address ranges the pool's extents lie in), which gives the
+// logical and disk bytes exactly, as compsize would, and the classes.
 //
 // Deduplication is counted from checksums, never from data: a sweep of
 // the checksum tree over the pool's extents yields the key of every live
@@ -59,7 +60,8 @@
 // found equal.
 //
 // Compression is measured on a sample: units are drawn at random without
-// replacement (seeded), read, and compressed with zstd at the pool's
+// replacement (seeded), as many as hold Options.SampleBytes at the units'
+// mean size, read, and compressed with zstd at the pool's
 // level as the optimizer would write them: a unit with neither zero
 // blocks nor duplicates keeps its size unless its frame saves a sector
 // and takes at most 90% of it; otherwise its remaining blocks are
