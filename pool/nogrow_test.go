@@ -3,7 +3,9 @@
 package pool_test
 
 import (
+	"bytes"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
@@ -148,5 +151,76 @@ func TestFullPassesNeverGrowThePool(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wordSalad is text of words drawn at random from a small vocabulary:
+// zstd shrinks it the more, the harder it tries.
+func wordSalad(seed uint64, n int) []byte {
+	words := strings.Fields("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " +
+		"incididunt ut labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco " +
+		"laboris nisi aliquip ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse")
+	r := rand.New(rand.NewPCG(seed, seed))
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(words[r.IntN(len(words))])
+		b.WriteByte(" \n"[r.IntN(9)/8])
+	}
+	return b.Bytes()[:n]
+}
+
+// A compressed extent that another volume holds a block of is taken apart
+// only when the copy of the rest takes no more space than the extent:
+// here the image was compressed at a higher level than the pool's, so
+// rewriting its extents would grow the pool, and they are left alone.
+func TestDedupKeepsCompressedExtentsItWouldGrow(t *testing.T) {
+	const tpl, work = "vm-templates/debian/root", "appvms/work/private"
+	h := newOptHarness(t)
+	mnt := filepath.Dir(h.dir)
+	for _, vid := range []string{tpl, work} {
+		if err := os.MkdirAll(filepath.Dir(h.path(vid)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every 128 KiB of the AppVM's image starts with a block the template
+	// holds, and is stored as one extent compressed at zstd's highest level.
+	const units = 64
+	var shared []byte
+	img, err := os.Create(h.path(work + ".img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	enc := btrfs.NewZstdEncoder(19, 1)
+	for u := range units {
+		blk := wordSalad(uint64(1000+u), 4096)
+		shared = append(shared, blk...)
+		data := append(append([]byte(nil), blk...), wordSalad(uint64(u), btrfs.MaxCompressedExtent-4096)...)
+		if err := btrfs.WriteZstdExtent(img, uint64(u*btrfs.MaxCompressedExtent), enc.Encode(nil, data), uint64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(h.path(tpl+".img"), shared, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := sums(t, h.poolFiles())
+	h.fullPass(tpl)
+	before := h.dataUsed(mnt)
+	r := h.fullPass(work)
+	after := h.dataUsed(mnt)
+	t.Logf("data used %d -> %d, saved %d, dedup %+v", before, after, r.Saved(), r.Dedup)
+	if after > before {
+		t.Errorf("the job grew the data used: %d -> %d bytes", before, after)
+	}
+	if d := r.Saved() - (before - after); d > savingTolerance || d < -savingTolerance {
+		t.Errorf("the job reported %d bytes saved, the data used went %d -> %d", r.Saved(), before, after)
+	}
+	if r.Dedup.Hits == 0 || r.Dedup.BytesKeptWouldGrow == 0 {
+		t.Errorf("no extent kept for growing the pool: %+v", r.Dedup)
+	}
+	for f, s := range want {
+		if sum(t, f) != s {
+			t.Fatalf("%s changed", f)
+		}
 	}
 }

@@ -185,9 +185,10 @@ recently finished ones and the totals since the daemon started.
 	fmt.Fprintf(stdout, "\nsince start: %d jobs done, %d failed; examined %s, compressed %s, saved %s, left shared %s\n",
 		k.JobsDone, k.JobsFailed, humanBytes(int64(k.BytesExamined)), humanBytes(int64(k.BytesCompressed)),
 		humanBytes(k.BytesSaved), humanBytes(int64(k.SkippedShared)))
-	fmt.Fprintf(stdout, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, %d ms in dedupe, %d zero blocks punched\n",
+	fmt.Fprintf(stdout, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, kept %s that would grow, %d ms in dedupe, %d zero blocks punched\n",
 		k.DedupTries, k.DedupHits, k.DedupMisses, humanBytes(int64(k.DedupBytesHashed)),
-		humanBytes(int64(k.DedupBytesFreed)), humanBytes(int64(k.DedupBytesRewritten)), k.DedupIoctlMs, k.ZeroBlocksPunched)
+		humanBytes(int64(k.DedupBytesFreed)), humanBytes(int64(k.DedupBytesRewritten)),
+		humanBytes(int64(k.DedupKeptWouldGrow)), k.DedupIoctlMs, k.ZeroBlocksPunched)
 	return nil
 }
 
