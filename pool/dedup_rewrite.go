@@ -74,12 +74,10 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, l
 		return false, err
 	}
 	failpoint.Hit("dedup.after-rewrite-copy")
-	exts, err := cp.extents()
-	if err != nil {
-		return false, err
-	}
-	if limit > 0 && diskBytesOf(exts) > limit {
-		return false, nil
+	if limit > 0 {
+		if grows, err := cp.takesMoreThan(limit); err != nil || grows {
+			return false, err
+		}
 	}
 	pos := uint64(copyBase)
 	for _, w := range work {
@@ -95,8 +93,25 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, l
 		}
 	}
 	d.stats.BytesRewritten += uint64(len(buf))
+	// Listed once the dedupes wrote the copy back: the units stored
+	// plainly have no extents before.
+	exts, err := cp.extents()
+	if err != nil {
+		return false, err
+	}
 	d.indexCopy(exts, buf, o)
 	return true, nil
+}
+
+// takesMoreThan reports whether the copy's data takes more than limit
+// bytes on disk. It writes the copy back first: the units stored plainly
+// have no extents until then.
+func (c compressedCopy) takesMoreThan(limit uint64) (bool, error) {
+	if err := c.Sync(); err != nil {
+		return false, fmt.Errorf("write back %s: %w", c.Name(), err)
+	}
+	exts, err := c.extents()
+	return diskBytesOf(exts) > limit, err
 }
 
 // readRests reads the image's bytes in the work's rests, one after the
