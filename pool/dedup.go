@@ -30,9 +30,13 @@ type DedupStats struct {
 	// BytesRewritten is the data rewritten compressed: extents that
 	// compress, and the rest of extents part of which was deduplicated or
 	// punched, so that they are freed whole.
-	BytesRewritten    uint64
-	IoctlTime         time.Duration // spent in FIDEDUPERANGE
-	ZeroBlocksPunched uint64
+	BytesRewritten uint64
+	// BytesKeptWouldGrow is the data of compressed extents left alone
+	// because rewriting what they hold would take more space than
+	// freeing them gives back.
+	BytesKeptWouldGrow uint64
+	IoctlTime          time.Duration // spent in FIDEDUPERANGE
+	ZeroBlocksPunched  uint64
 }
 
 func (d *DedupStats) add(o DedupStats) {
@@ -42,6 +46,7 @@ func (d *DedupStats) add(o DedupStats) {
 	d.BytesHashed += o.BytesHashed
 	d.BytesFreed += o.BytesFreed
 	d.BytesRewritten += o.BytesRewritten
+	d.BytesKeptWouldGrow += o.BytesKeptWouldGrow
 	d.IoctlTime += o.IoctlTime
 	d.ZeroBlocksPunched += o.ZeroBlocksPunched
 }
