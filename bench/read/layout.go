@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+)
+
+// lowSaving is the saving under which a compressed extent costs a read
+// more than it saves in space: it is read and decompressed whole for any
+// block of it.
+const lowSaving = 0.25
+
+// layout is how an image's data lies in the filesystem.
+type layout struct {
+	items   int   // file extent items holding data
+	extents int   // distinct data extents they reference
+	bytes   int64 // file bytes the items map
+	// compressed is how many of those bytes are in compressed extents,
+	// lowSaved how many in compressed extents saving less than lowSaving.
+	compressed, lowSaved int64
+	// perBlock is the sum over the image's data blocks of the bytes a
+	// read of that block alone takes from the disk: 4 KiB, or the whole
+	// compressed extent holding it.
+	perBlock float64
+	// jumps counts items that do not go on where the one before them in
+	// the file ends on disk; backward those of them starting before it.
+	jumps, backward int
+}
+
+// avgItem is the average size of an item, in bytes.
+func (l layout) avgItem() float64 { return float64(l.bytes) / float64(max(1, l.items)) }
+
+// perRead is the average of the bytes a 4 KiB read of one data block
+// takes from the disk, readahead aside.
+func (l layout) perRead() float64 { return l.perBlock / float64(max(1, l.bytes/blockSize)) }
+
+// imageLayout lists the file at path's data extents and sums up their layout.
+func imageLayout(path string) (layout, error) {
+	var l layout
+	f, err := os.Open(path)
+	if err != nil {
+		return l, fmt.Errorf("extent layout: %w", err)
+	}
+	defer f.Close()
+	ext, err := btrfs.Extents(f, 0)
+	if err != nil {
+		return l, fmt.Errorf("extent layout of %s: %w", path, err)
+	}
+	seen := make(map[uint64]bool)
+	var prev *btrfs.Extent
+	for i := range ext {
+		e := &ext[i]
+		if e.DiskBytenr == 0 || e.Type == btrfs.ExtentInline {
+			continue
+		}
+		l.add(e, !seen[e.DiskBytenr])
+		seen[e.DiskBytenr] = true
+		if prev != nil && !continues(prev, e) {
+			l.jumps++
+			if diskStart(e) < diskStart(prev) {
+				l.backward++
+			}
+		}
+		prev = e
+	}
+	return l, nil
+}
+
+// add counts the data item e; first says its data extent is new.
+func (l *layout) add(e *btrfs.Extent, first bool) {
+	l.items++
+	if first {
+		l.extents++
+	}
+	n := int64(e.Length)
+	l.bytes += n
+	if e.Compression == btrfs.CompressNone {
+		l.perBlock += float64(n)
+		return
+	}
+	l.compressed += n
+	if 1-float64(e.DiskNumBytes)/float64(e.RAMBytes) < lowSaving {
+		l.lowSaved += n
+	}
+	l.perBlock += float64(n/blockSize) * float64(e.DiskNumBytes)
+}
+
+// diskStart and diskEnd bound what a read of e takes from the disk: the
+// range it maps, or a compressed extent whole.
+func diskStart(e *btrfs.Extent) uint64 {
+	if e.Compression != btrfs.CompressNone {
+		return e.DiskBytenr
+	}
+	return e.DiskBytenr + e.ExtentOffset
+}
+
+func diskEnd(e *btrfs.Extent) uint64 {
+	if e.Compression != btrfs.CompressNone {
+		return e.DiskBytenr + e.DiskNumBytes
+	}
+	return diskStart(e) + e.Length
+}
+
+// continues says whether a read going on from prev to e goes on where it
+// was on disk: the next bytes, or more of the same compressed extent.
+func continues(prev, e *btrfs.Extent) bool {
+	if e.Compression != btrfs.CompressNone && e.DiskBytenr == prev.DiskBytenr {
+		return true
+	}
+	return diskStart(e) == diskEnd(prev)
+}

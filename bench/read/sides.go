@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
+)
+
+// room is each filesystem's size over the corpus's: the corpus and its
+// staging trees.
+const room = 2
+
+// side is one copy of the corpus and what was measured on it.
+type side struct {
+	name     string // column heading
+	fs       string // filesystem name
+	opts     string // mount options
+	optimize bool   // run optimize --full over it
+	mount    benchenv.LoopMount
+	c        *corpus.Corpus
+	pass     benchenv.Phase // optimize --full
+	usage    benchenv.Usage
+	layouts  []layout    // of the images read, in readImages order
+	seq      [][]reading // by template root, by run
+	random   []reading   // by image read at random
+}
+
+func newSides() []*side {
+	return []*side{
+		{name: "raw", fs: "raw"},
+		{name: "compress=zstd", fs: "zstd", opts: "compress=zstd"},
+		{name: "btrfs-vdo", fs: "vdo", optimize: true},
+	}
+}
+
+func run(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
+	bin, err := filepath.Abs(cfg.Bin)
+	if err != nil {
+		return err
+	}
+	if err := benchenv.CheckTools(bin, [2]string{"losetup", "mount"}); err != nil {
+		return err
+	}
+	e, err := benchenv.New(cfg.Keep)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	sides := newSides()
+	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed, HostFiles: cfg.HostFiles}
+	for _, s := range sides {
+		if err := s.build(ctx, e, opts); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if err := optimize(ctx, e, bin, sides); err != nil {
+		return err
+	}
+	benchenv.Logf("ideal bound of the corpus")
+	ideal, err := sides[0].c.IdealBound(ctx)
+	if err != nil {
+		return err
+	}
+	plan, err := newReadPlan(sides[0].c, cfg.Seed, *randomReads)
+	if err != nil {
+		return err
+	}
+	for _, s := range sides {
+		if err := s.measureSpace(ctx, plan); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if err := measureReads(sides, plan); err != nil {
+		return err
+	}
+	report(w, cfg, plan, sides, ideal)
+	return nil
+}
+
+// build mounts the side's filesystem and builds the corpus in it: written
+// through the mount, so the compress=zstd mount compresses it.
+func (s *side) build(ctx context.Context, e *benchenv.Env, opts corpus.Options) error {
+	var total int64
+	for _, v := range corpus.Plan(opts) {
+		total += v.Size
+	}
+	var err error
+	if s.mount, err = e.MountBtrfsDirectIO(ctx, s.fs, room*total+2<<30, s.opts); err != nil {
+		return err
+	}
+	benchenv.Logf("building the corpus (scale %g, seed %d) on %s (%s)", opts.Scale, opts.Seed, s.mount.Dir, s.name)
+	if s.c, err = benchenv.BuildCorpus(ctx, s.mount.Dir, opts); err != nil {
+		return err
+	}
+	return benchenv.SyncFS(s.mount.Dir)
+}
+
+// optimize starts the daemon and runs optimize --full over the corpus of
+// each side that asks for it.
+func optimize(ctx context.Context, e *benchenv.Env, bin string, sides []*side) error {
+	d, err := benchenv.StartDaemon(e, bin)
+	if err != nil {
+		return err
+	}
+	for _, s := range sides {
+		if !s.optimize {
+			continue
+		}
+		if _, err := d.SetupPool(ctx, s.c); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		benchenv.Logf("%s: optimize --full %s", s.name, s.c.Dir)
+		if s.pass, err = d.OptimizeFull(ctx, s.c.Dir); err != nil {
+			return fmt.Errorf("%s: %w; daemon log ends:\n%s", s.name, err, d.Tail())
+		}
+		if !s.pass.Ran {
+			return fmt.Errorf("%s: optimize --full: %s", s.name, s.pass.Note)
+		}
+		if err := benchenv.SyncFS(s.mount.Dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureSpace takes the side's space figures and the layout of the
+// images it reads.
+func (s *side) measureSpace(ctx context.Context, plan readPlan) error {
+	var err error
+	if s.usage, err = benchenv.Point(ctx, s.mount.Dir, s.c, nil); err != nil {
+		return err
+	}
+	for _, img := range plan.images {
+		l, err := imageLayout(s.c.Path(img.rel))
+		if err != nil {
+			return err
+		}
+		s.layouts = append(s.layouts, l)
+	}
+	return nil
+}
+
+// dropCaches writes back every side's filesystem and drops the page
+// cache, so that the next read comes from the disk.
+func dropCaches(sides []*side) error {
+	for _, s := range sides {
+		if err := benchenv.SyncFS(s.mount.Dir); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	return nil
+}
