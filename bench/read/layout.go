@@ -22,12 +22,20 @@ type layout struct {
 	// compressed is how many of those bytes are in compressed extents,
 	// lowSaved how many in compressed extents saving less than lowSaving.
 	compressed, lowSaved int64
+	// extentBytes is the uncompressed size of the distinct compressed
+	// extents the image references: what reading all of it decompresses
+	// at least.
+	extentBytes int64
+	// seqDisk is what a read of the whole image takes from the disk: each
+	// raw item, and each compressed extent once per run of items in it.
+	seqDisk int64
 	// perBlock is the sum over the image's data blocks of the bytes a
 	// read of that block alone takes from the disk: 4 KiB, or the whole
 	// compressed extent holding it.
 	perBlock float64
 	// jumps counts items that do not go on where the one before them in
-	// the file ends on disk; backward those of them starting before it.
+	// the file ends on disk (nor in the same compressed extent); backward
+	// those of them starting before it.
 	jumps, backward int
 }
 
@@ -59,12 +67,7 @@ func imageLayout(path string) (layout, error) {
 		}
 		l.add(e, !seen[e.DiskBytenr])
 		seen[e.DiskBytenr] = true
-		if prev != nil && !continues(prev, e) {
-			l.jumps++
-			if diskStart(e) < diskStart(prev) {
-				l.backward++
-			}
-		}
+		l.follow(prev, e)
 		prev = e
 	}
 	return l, nil
@@ -83,10 +86,32 @@ func (l *layout) add(e *btrfs.Extent, first bool) {
 		return
 	}
 	l.compressed += n
+	if first {
+		l.extentBytes += int64(e.RAMBytes)
+	}
 	if 1-float64(e.DiskNumBytes)/float64(e.RAMBytes) < lowSaving {
 		l.lowSaved += n
 	}
 	l.perBlock += float64(n/blockSize) * float64(e.DiskNumBytes)
+}
+
+// follow counts what a read going on from the item prev (nil at the
+// start) to e, the next in the file, takes from the disk and whether it
+// goes on where prev ended there.
+func (l *layout) follow(prev, e *btrfs.Extent) {
+	sameExtent := prev != nil && e.Compression != btrfs.CompressNone && e.DiskBytenr == prev.DiskBytenr
+	switch {
+	case e.Compression == btrfs.CompressNone:
+		l.seqDisk += int64(e.Length)
+	case !sameExtent:
+		l.seqDisk += int64(e.DiskNumBytes)
+	}
+	if prev != nil && !sameExtent && diskStart(e) != diskEnd(prev) {
+		l.jumps++
+		if diskStart(e) < diskStart(prev) {
+			l.backward++
+		}
+	}
 }
 
 // diskStart and diskEnd bound what a read of e takes from the disk: the
@@ -103,13 +128,4 @@ func diskEnd(e *btrfs.Extent) uint64 {
 		return e.DiskBytenr + e.DiskNumBytes
 	}
 	return diskStart(e) + e.Length
-}
-
-// continues says whether a read going on from prev to e goes on where it
-// was on disk: the next bytes, or more of the same compressed extent.
-func continues(prev, e *btrfs.Extent) bool {
-	if e.Compression != btrfs.CompressNone && e.DiskBytenr == prev.DiskBytenr {
-		return true
-	}
-	return diskStart(e) == diskEnd(prev)
 }

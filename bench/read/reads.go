@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -36,7 +37,7 @@ type image struct {
 // the same seeded offsets of the random images.
 type readPlan struct {
 	roots   []image
-	images  []image   // every image read: the roots, then the random ones
+	images  []image   // every image read, once: the roots, then the others
 	random  []image   // the images read at random
 	offsets [][]int64 // by random image: block offsets, all in data
 }
@@ -64,7 +65,12 @@ func newReadPlan(c *corpus.Corpus, seed uint64, n int) (readPlan, error) {
 		p.random = append(p.random, img)
 		p.offsets = append(p.offsets, offs)
 	}
-	p.images = append(append(p.images, p.roots...), p.random...)
+	p.images = append(p.images, p.roots...)
+	for _, img := range p.random {
+		if !slices.Contains(p.images, img) {
+			p.images = append(p.images, img)
+		}
+	}
 	return p, nil
 }
 

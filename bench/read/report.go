@@ -118,6 +118,10 @@ func layoutRows(t table, plan readPlan, sides []*side) {
 		t.perSide(sides, fmt.Sprintf("  in compressed extents saving < %.0f %%", 100*lowSaving), func(s *side) string {
 			return share(s.layouts[i].lowSaved, s.layouts[i].bytes)
 		})
+		t.perSide(sides, "  of the compressed extents it references, used", func(s *side) string {
+			return share(s.layouts[i].compressed, s.layouts[i].extentBytes)
+		})
+		t.perSide(sides, "  whole image read takes from disk (estimate)", func(s *side) string { return benchenv.MiB(s.layouts[i].seqDisk) })
 		t.perSide(sides, "  disk read per 4 KiB block read", func(s *side) string { return fmt.Sprintf("%.1f KiB", s.layouts[i].perRead()/1024) })
 		t.perSide(sides, "  items not following the last on disk", func(s *side) string {
 			l := s.layouts[i]

@@ -13,8 +13,8 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 )
 
-// room is each filesystem's size over the corpus's: the corpus and its
-// staging trees.
+// room is the building filesystem's size over the corpus's: the corpus
+// and its staging trees.
 const room = 2
 
 // side is one copy of the corpus and what was measured on it.
@@ -53,10 +53,14 @@ func run(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
 		return err
 	}
 	defer e.Close()
-	sides := newSides()
 	opts := corpus.Options{Scale: cfg.Scale, Seed: cfg.Seed, HostFiles: cfg.HostFiles}
+	built, err := buildCorpus(ctx, e, opts)
+	if err != nil {
+		return err
+	}
+	sides := newSides()
 	for _, s := range sides {
-		if err := s.build(ctx, e, opts); err != nil {
+		if err := s.copyCorpus(ctx, e, built); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -64,7 +68,7 @@ func run(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
 		return err
 	}
 	benchenv.Logf("ideal bound of the corpus")
-	ideal, err := sides[0].c.IdealBound(ctx)
+	ideal, err := built.IdealBound(ctx)
 	if err != nil {
 		return err
 	}
@@ -84,19 +88,38 @@ func run(ctx context.Context, cfg benchenv.Config, w io.Writer) error {
 	return nil
 }
 
-// build mounts the side's filesystem and builds the corpus in it: written
-// through the mount, so the compress=zstd mount compresses it.
-func (s *side) build(ctx context.Context, e *benchenv.Env, opts corpus.Options) error {
+// buildCorpus builds the corpus on a filesystem of its own, the source
+// of each side's copy.
+func buildCorpus(ctx context.Context, e *benchenv.Env, opts corpus.Options) (*corpus.Corpus, error) {
+	mnt, err := e.MountBtrfs(ctx, "build", room*corpusSize(opts)+2<<30)
+	if err != nil {
+		return nil, err
+	}
+	benchenv.Logf("building the corpus (scale %g, seed %d) on %s", opts.Scale, opts.Seed, mnt)
+	c, err := benchenv.BuildCorpus(ctx, mnt, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c, benchenv.SyncFS(mnt)
+}
+
+func corpusSize(opts corpus.Options) int64 {
 	var total int64
 	for _, v := range corpus.Plan(opts) {
 		total += v.Size
 	}
+	return total
+}
+
+// copyCorpus mounts the side's filesystem and copies the corpus into it,
+// written through the mount, so that a compress=zstd mount compresses it.
+func (s *side) copyCorpus(ctx context.Context, e *benchenv.Env, built *corpus.Corpus) error {
 	var err error
-	if s.mount, err = e.MountBtrfsDirectIO(ctx, s.fs, room*total+2<<30, s.opts); err != nil {
+	if s.mount, err = e.MountBtrfsDirectIO(ctx, s.fs, corpusSize(built.Opts)+2<<30, s.opts); err != nil {
 		return err
 	}
-	benchenv.Logf("building the corpus (scale %g, seed %d) on %s (%s)", opts.Scale, opts.Seed, s.mount.Dir, s.name)
-	if s.c, err = benchenv.BuildCorpus(ctx, s.mount.Dir, opts); err != nil {
+	benchenv.Logf("copying the corpus to %s (%s)", s.mount.Dir, s.name)
+	if s.c, err = built.CopyTo(filepath.Join(s.mount.Dir, "pool")); err != nil {
 		return err
 	}
 	return benchenv.SyncFS(s.mount.Dir)
