@@ -9,19 +9,20 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
-// lowSaving is the saving under which a compressed extent costs a read
-// more than it saves in space: it is read and decompressed whole for any
-// block of it.
-const lowSaving = 0.25
+// savingBounds split compressed extents by the share of space they save:
+// one saving little costs a read of the whole extent, and its
+// decompression, for any block of it, and gives little space back.
+var savingBounds = []float64{0.125, 0.25, 0.5}
 
 // layout is how an image's data lies in the filesystem.
 type layout struct {
 	items   int   // file extent items holding data
 	extents int   // distinct data extents they reference
 	bytes   int64 // file bytes the items map
-	// compressed is how many of those bytes are in compressed extents,
-	// lowSaved how many in compressed extents saving less than lowSaving.
-	compressed, lowSaved int64
+	// compressed is how many of those bytes are in compressed extents;
+	// bySaving splits them by the saving of their extent, at savingBounds.
+	compressed int64
+	bySaving   [4]int64
 	// extentBytes is the uncompressed size of the distinct compressed
 	// extents the image references: what reading all of it decompresses
 	// at least.
@@ -89,9 +90,12 @@ func (l *layout) add(e *btrfs.Extent, first bool) {
 	if first {
 		l.extentBytes += int64(e.RAMBytes)
 	}
-	if 1-float64(e.DiskNumBytes)/float64(e.RAMBytes) < lowSaving {
-		l.lowSaved += n
+	saving := 1 - float64(e.DiskNumBytes)/float64(e.RAMBytes)
+	b := 0
+	for b < len(savingBounds) && saving >= savingBounds[b] {
+		b++
 	}
+	l.bySaving[b] += n
 	l.perBlock += float64(n/blockSize) * float64(e.DiskNumBytes)
 }
 

@@ -86,15 +86,12 @@ func readRows(t table, plan readPlan, sides []*side) {
 		lo, hi := rateRange(s.seq)
 		return fmt.Sprintf("%.0f–%.0f", lo, hi)
 	})
-	t.perSide(sides, "  read from disk, all runs", func(s *side) string {
-		var n int64
-		for _, runs := range s.seq {
-			for _, r := range runs {
-				n += r.disk
-			}
-		}
-		return benchenv.MiB(n)
-	})
+	t.row("sequential read, MiB from disk (run 1 / run 2)")
+	for i, img := range plan.roots {
+		t.perSide(sides, "  "+img.vid, func(s *side) string {
+			return fmt.Sprintf("%.1f / %.1f", mib(s.seq[i][0].disk), mib(s.seq[i][1].disk))
+		})
+	}
 	for i, img := range plan.random {
 		t.row(fmt.Sprintf("random 4 KiB reads, %s", img.vid))
 		t.perSide(sides, "  IOPS", func(s *side) string { return fmt.Sprintf("%.0f", s.random[i].iops()) },
@@ -115,8 +112,13 @@ func layoutRows(t table, plan readPlan, sides []*side) {
 		t.row("layout, " + img.vid)
 		t.perSide(sides, "  distinct data extents", func(s *side) string { return fmt.Sprint(s.layouts[i].extents) })
 		t.perSide(sides, "  in compressed extents", func(s *side) string { return share(s.layouts[i].compressed, s.layouts[i].bytes) })
-		t.perSide(sides, fmt.Sprintf("  in compressed extents saving < %.0f %%", 100*lowSaving), func(s *side) string {
-			return share(s.layouts[i].lowSaved, s.layouts[i].bytes)
+		t.perSide(sides, savingLabel(), func(s *side) string {
+			l := s.layouts[i]
+			cells := make([]string, len(l.bySaving))
+			for b, n := range l.bySaving {
+				cells[b] = fmt.Sprintf("%.0f", 100*float64(n)/float64(max(1, l.bytes)))
+			}
+			return strings.Join(cells, " / ") + " %"
 		})
 		t.perSide(sides, "  of the compressed extents it references, used", func(s *side) string {
 			return share(s.layouts[i].compressed, s.layouts[i].extentBytes)
@@ -149,6 +151,15 @@ func notes(w io.Writer, sides []*side) {
 	fmt.Fprintln(w, "Figures of one run on one machine; other load on it shows in every column.")
 }
 
+// savingLabel names the shares of the bySaving row.
+func savingLabel() string {
+	bounds := make([]string, len(savingBounds))
+	for i, b := range savingBounds {
+		bounds[i] = fmt.Sprintf("<%g", 100*b)
+	}
+	return "    by their saving: " + strings.Join(bounds, " / ") + " / more %"
+}
+
 func meanRate(runs []reading) float64 {
 	var sum float64
 	for _, r := range runs {
@@ -169,6 +180,8 @@ func rateRange(seq [][]reading) (lo, hi float64) {
 	}
 	return lo, hi
 }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 func share(part, whole int64) string {
 	if whole <= 0 {
