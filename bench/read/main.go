@@ -11,8 +11,8 @@
 //  3. btrfs-vdo: the corpus as built, then optimize --full.
 //
 // With the page cache dropped before each read, it reads each template
-// root sequentially (twice) and makes seeded random 4 KiB reads of a
-// template root and of an AppVM private. Reads go through the page cache
+// root sequentially (twice) and makes seeded random 4 KiB reads of two
+// template roots and of an AppVM private. Reads go through the page cache
 // of the image file, as the loop device Qubes attaches an image with does
 // (buffered, without direct I/O), one request at a time. It prints the
 // figures, each image's extent layout and the space each copy takes

@@ -24,8 +24,9 @@ const (
 	seqRuns   = 2       // sequential reads of each template root
 )
 
-// The images read at random: a template root and an AppVM private.
-var randomVIDs = []string{"vm-templates/debian-12-xfce/root", "appvms/work/private"}
+// The images read at random: the template root others are deduplicated
+// against, one deduplicated against it, and an AppVM private.
+var randomVIDs = []string{"vm-templates/debian-12-xfce/root", "vm-templates/fedora-41-xfce/root", "appvms/work/private"}
 
 // image is one image of the corpus.
 type image struct {
