@@ -43,10 +43,13 @@ type readPlan struct {
 	offsets [][]int64 // by random image: block offsets, all in data
 }
 
-// newPlan picks n offsets of data blocks (in the raw copy c, the same in
+// newReadPlan picks n offsets of data blocks (in the raw copy c, the same in
 // every copy) of each random image, from a source seeded by seed.
 func newReadPlan(c *corpus.Corpus, seed uint64, n int) (readPlan, error) {
 	var p readPlan
+	if n <= 0 {
+		return p, fmt.Errorf("random reads: %d, want at least 1", n)
+	}
 	for _, v := range c.Roots() {
 		img, err := imageOf(v.VID)
 		if err != nil {

@@ -27,7 +27,7 @@ type side struct {
 	c        *corpus.Corpus
 	pass     benchenv.Phase // optimize --full
 	usage    benchenv.Usage
-	layouts  []layout    // of the images read, in readImages order
+	layouts  []layout    // of the images read, in plan.images order
 	seq      [][]reading // by template root, by run
 	random   []reading   // by image read at random
 }
