@@ -33,7 +33,7 @@ export PATH := /usr/lib/go-1.23/bin:$(PATH)
 endif
 
 .PHONY: all build deps test test-go test-go-min test-shim test-fuzz fuzz test-integration test-rpm vet demo bench-commit bench-compress \
-	bench-dedup bench-hash bench-soak \
+	bench-dedup bench-hash bench-soak bench-read \
 	install shim-install uninstall spec dist rpm clean
 
 all: build
@@ -177,3 +177,8 @@ test-rpm:
 
 clean:
 	rm -rf bin build rpm_spec/btrfs-vdo.spec
+
+# Read speed of an optimized pool against raw and compress=zstd copies of
+# the corpus on direct-I/O loop devices; cleans up as bench-compress does.
+bench-read: build
+	go run ./bench/read -bin $(CURDIR)/bin $(BENCH_ARGS)
