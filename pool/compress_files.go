@@ -26,7 +26,7 @@ type FileProgress func(path string, examined uint64)
 // skipped. Running it again only examines what is still uncompressed, so
 // an interrupted run is resumed by running it again.
 func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (Result, error) {
-	o := newOptimiser(level, "", func(error) {})
+	o := newOptimiser(level, nil, func(error) {})
 	var res Result
 	for _, root := range paths {
 		rootDev, err := deviceOf(root)

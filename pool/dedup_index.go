@@ -2,7 +2,6 @@ package pool
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -100,13 +99,9 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(p.Volumes.Dir(), StateDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, indexName)
+	path := filepath.Join(p.stateDir.Name(), indexName)
 	p.index.account.reserve(size)
-	f, how, err := dedupindex.Open(path, size)
+	f, how, err := dedupindex.Open(p.stateDir, indexName, size)
 	if err != nil {
 		p.index.account.release(size)
 		return nil, fmt.Errorf("open dedup index of pool %s: %w", p.Name, err)

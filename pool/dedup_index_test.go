@@ -84,7 +84,7 @@ func TestIndexSize(t *testing.T) {
 			}
 			// The file on disk holds an index of that size: opening it at
 			// that size neither creates nor converts one.
-			f, how, err := dedupindex.Open(idxPath, want)
+			f, how, err := dedupindex.Open(openRoot(t, filepath.Dir(idxPath)), indexName, want)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func writeIndex(t *testing.T, path string, size, hash, addr uint64) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	f, _, err := dedupindex.Open(path, size)
+	f, _, err := dedupindex.Open(openRoot(t, filepath.Dir(path)), filepath.Base(path), size)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
 )
@@ -228,8 +229,7 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 	stale := exts[0].DiskBytenr + exts[0].ExtentOffset
 	hash := dedupindex.HashBlock(data[:4096])
 	h.close()
-	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
-	idx, _, err := dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	idx, _, err := dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", dedupindex.DefaultSize(1<<30))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 		t.Fatal("b's image changed")
 	}
 	h.close()
-	idx, _, err = dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	idx, _, err = dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", dedupindex.DefaultSize(1<<30))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,4 +424,16 @@ func TestDedupAcrossSegments(t *testing.T) {
 	if got, _ := os.ReadFile(img); !slices.Equal(got, want) {
 		t.Fatal("image content changed")
 	}
+}
+
+// stateRoot opens the state directory of the pool at dir until the test
+// ends.
+func stateRoot(t *testing.T, dir string) *fsroot.Root {
+	t.Helper()
+	r, err := fsroot.Open(filepath.Join(dir, pool.StateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -24,8 +24,9 @@ func TestUnsavedJobIsNotListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	// The state's temp file cannot be created where a directory stands.
-	if err := os.Mkdir(filepath.Join(dir, pool.StateDir, "state.json~"), 0o700); err != nil {
+	// The state's temp file cannot be created where a directory that is
+	// not empty stands.
+	if err := os.MkdirAll(filepath.Join(dir, pool.StateDir, "state.json~", "full"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Optimise("appvms/work/private", false); err == nil {

@@ -6,19 +6,19 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // File is an index kept in a file: read whole by Open, written back in
 // place, changed buckets only, by Flush.
 type File struct {
 	*Index
-	path string
+	path string     // for messages
 	mu   sync.Mutex // serialises Flush and Close
 	f    *os.File   // nil once closed
 }
@@ -36,23 +36,27 @@ type Opened struct {
 	Rewritten bool
 }
 
-// Open loads the index at path, or creates an empty one of size bytes. A
-// corrupt file is renamed to path+".corrupt" and a fresh index started; a
-// file of another size is converted. A new file is written whole to a
-// temporary file, synced and renamed into place.
-func Open(path string, size uint64) (*File, Opened, error) {
+// Open loads the index at name beneath dir, or creates an empty one of
+// size bytes. Nothing at name is followed or written through: a symlink, a
+// FIFO or a file with other links there counts as corrupt. A corrupt file
+// is renamed to name+".corrupt" and a fresh index started; a file of
+// another size is converted. A new file is written whole as an unnamed
+// O_TMPFILE file, synced, and only then linked in at name.
+func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 	var how Opened
-	if err := os.Remove(tempPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	path := dir.Name() + "/" + name
+	// Older versions wrote a new file at this name before renaming it.
+	if err := dir.RemoveAll(tempName(name)); err != nil {
 		return nil, how, fmt.Errorf("remove leftover dedup index: %w", err)
 	}
-	x, f, err := load(path)
+	x, f, err := load(dir, name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		how.Created = true
 		x, err = New(size)
 	case errors.Is(err, ErrCorrupt):
 		how = Opened{Created: true, SetAside: path + ".corrupt", Corrupt: err}
-		if err = os.Rename(path, how.SetAside); err != nil {
+		if err = setAside(dir, name, name+".corrupt"); err != nil {
 			return nil, how, fmt.Errorf("set corrupt dedup index aside: %w", err)
 		}
 		x, err = New(size)
@@ -71,21 +75,34 @@ func Open(path string, size uint64) (*File, Opened, error) {
 	if err != nil {
 		return nil, how, err
 	}
-	if f, err = create(path, x); err != nil {
+	if f, err = create(dir, name, x); err != nil {
 		return nil, how, err
 	}
 	return &File{Index: x, path: path, f: f}, how, nil
 }
 
-func tempPath(path string) string { return path + ".new" }
+func tempName(name string) string { return name + ".new" }
 
-// load reads the index at path and returns it with the file open for
-// writing back.
-func load(path string) (*Index, *os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// setAside renames name to aside, replacing whatever aside holds; a
+// directory at name, which no rename can replace it with, is removed.
+func setAside(dir *fsroot.Root, name, aside string) error {
+	if err := dir.RemoveAll(aside); err != nil {
+		return err
+	}
+	return dir.Rename(name, aside)
+}
+
+// load reads the index at name beneath dir and returns it with the file
+// open for writing back.
+func load(dir *fsroot.Root, name string) (*Index, *os.File, error) {
+	f, err := dir.OpenOwnFile(name, os.O_RDWR)
+	if errors.Is(err, fsroot.ErrNotOwnFile) {
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open dedup index: %w", err)
 	}
+	path := f.Name()
 	x, err := ReadFrom(bufio.NewReaderSize(f, chunkBuckets*bucketBytes))
 	if err == nil {
 		// Bytes past the end mean the file is not what WriteTo wrote.
@@ -101,34 +118,36 @@ func load(path string) (*Index, *os.File, error) {
 	return x, f, nil
 }
 
-// create writes x whole to a new file at path, durably, and returns it
-// open for writing back. The mode is 0600: the hashes tell which known
-// blocks the pool's VMs hold.
-func create(path string, x *Index) (*os.File, error) {
-	tmp := tempPath(path)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+// create writes x whole to a new file at name beneath dir, durably, and
+// returns it open for writing back. Until it is complete the file has no
+// name: a crash leaves nothing behind, and no du of the pool meets a file
+// that grows. The mode is 0600: the hashes tell which known blocks the
+// pool's VMs hold.
+func create(dir *fsroot.Root, name string, x *Index) (*os.File, error) {
+	f, err := dir.OpenFile(".", os.O_RDWR|unix.O_TMPFILE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create dedup index: %w", err)
 	}
 	x.clean()
-	if err := inPlace(f, encodedLen(x.Size())); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
+	err = inPlace(f, encodedLen(x.Size()))
+	if err == nil {
+		_, err = x.WriteTo(&zeroSkipper{f: f})
 	}
-	if _, err = x.WriteTo(&zeroSkipper{f: f}); err == nil {
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = dir.RemoveAll(name)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = dir.LinkFile(f, name)
+	}
+	if err == nil {
+		err = dir.SyncDir()
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
+		return nil, fmt.Errorf("create dedup index %s/%s: %w", dir.Name(), name, err)
 	}
 	return f, nil
 }
@@ -168,15 +187,6 @@ func copyOnWrite(f *os.File) bool {
 // without the no-COW one.
 func unsupported(err error) bool {
 	return errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Flush writes the buckets changed since the last flush in place and

@@ -10,18 +10,30 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 const fileSize = 64 * bucketBytes
 
 func openFile(t *testing.T, path string, size uint64) (*File, Opened) {
 	t.Helper()
-	f, how, err := Open(path, size)
+	f, how, err := openPath(t, path, size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
 	return f, how
+}
+
+// openPath opens the index at path through a root at its directory.
+func openPath(t testing.TB, path string, size uint64) (*File, Opened, error) {
+	t.Helper()
+	root, err := fsroot.Open(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return Open(root, filepath.Base(path), size)
 }
 
 func TestOpenFlushReopen(t *testing.T) {
@@ -97,7 +109,7 @@ func TestOpenSetsCorruptFileAside(t *testing.T) {
 			if _, err := os.Stat(how.SetAside); err != nil {
 				t.Fatal(err)
 			}
-			h, how, err := Open(path, fileSize)
+			h, how, err := openPath(t, path, fileSize)
 			if err != nil || how != (Opened{}) {
 				t.Fatalf("Open of the fresh file: %+v, %v", how, err)
 			}
@@ -127,17 +139,17 @@ func TestOpenResizes(t *testing.T) {
 
 func TestOpenRemovesLeftover(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dedup.idx")
-	if err := os.WriteFile(tempPath(path), []byte("half written"), 0o600); err != nil {
+	if err := os.WriteFile(path+".new", []byte("half written"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	openFile(t, path, fileSize)
-	if _, err := os.Stat(tempPath(path)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(path + ".new"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("leftover temporary file: %v", err)
 	}
 }
 
 func TestOpenRejectsBadSize(t *testing.T) {
-	if _, _, err := Open(filepath.Join(t.TempDir(), "dedup.idx"), 1000); err == nil {
+	if _, _, err := openPath(t, filepath.Join(t.TempDir(), "dedup.idx"), 1000); err == nil {
 		t.Fatal("Open with a size of 1000 succeeded")
 	}
 }
