@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -330,28 +332,57 @@ func TestFullPassDedupsExistingData(t *testing.T) {
 	}
 }
 
+// TestCorruptIndexIsSetAside: an index file that is torn, or crafted with
+// a valid checksum and a huge size, is set aside and a fresh index used;
+// the job and the pool carry on, and the daemon does not run out of
+// memory at every start.
 func TestCorruptIndexIsSetAside(t *testing.T) {
-	h := newOptHarness(t)
-	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
-	if err := os.MkdirAll(filepath.Dir(idxPath), 0o700); err != nil {
-		t.Fatal(err)
+	for i, tc := range []struct {
+		name    string
+		content []byte
+	}{
+		{"torn", []byte("not an index")},
+		{"huge size", craftedIndexHeader(1<<44, 1<<32)},
+		{"size over its length", craftedIndexHeader(1<<30, 1<<18)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
+			if err := os.MkdirAll(filepath.Dir(idxPath), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(idxPath, tc.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			data := noise(10+uint64(i), 2*mib)
+			h.session("appvms/c/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+			if _, err := os.Stat(idxPath + ".corrupt"); err != nil {
+				t.Errorf("corrupt index not set aside: %v", err)
+			}
+			if done := h.sched.Recent(); len(done) != 1 || done[0].Err != nil {
+				t.Fatalf("jobs %+v", done)
+			}
+			// The fresh index works: a second copy is found.
+			h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+			if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
+				t.Errorf("counters %+v", c)
+			}
+		})
 	}
-	if err := os.WriteFile(idxPath, []byte("not an index"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	data := noise(10, 2*mib)
-	h.session("appvms/c/private", func(dirty string) { writeAt(t, dirty, 0, data) })
-	if _, err := os.Stat(idxPath + ".corrupt"); err != nil {
-		t.Errorf("corrupt index not set aside: %v", err)
-	}
-	if done := h.sched.Recent(); len(done) != 1 || done[0].Err != nil {
-		t.Fatalf("jobs %+v", done)
-	}
-	// The fresh index works: a second copy is found.
-	h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
-	if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
-		t.Errorf("counters %+v", c)
-	}
+}
+
+// craftedIndexHeader is the header of an index file with a valid
+// checksum claiming a table of size bytes in nbuckets buckets, and
+// nothing else.
+func craftedIndexHeader(size, nbuckets uint64) []byte {
+	h := make([]byte, 4096)
+	copy(h, "bvdo-dix")
+	binary.LittleEndian.PutUint32(h[8:], 1)
+	binary.LittleEndian.PutUint32(h[12:], 4096)
+	binary.LittleEndian.PutUint64(h[16:], size)
+	binary.LittleEndian.PutUint64(h[24:], nbuckets)
+	binary.LittleEndian.PutUint64(h[32:], xxhash.Sum64(h[:32]))
+	return h
 }
 
 // TestDedupTakesExtentsApart writes new extents only part of which is

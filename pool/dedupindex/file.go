@@ -49,7 +49,7 @@ func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 	if err := dir.RemoveAll(tempName(name)); err != nil {
 		return nil, how, fmt.Errorf("remove leftover dedup index: %w", err)
 	}
-	x, f, err := load(dir, name)
+	x, f, err := load(dir, name, maxConvert*size)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		how.Created = true
@@ -83,6 +83,12 @@ func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 
 func tempName(name string) string { return name + ".new" }
 
+// maxConvert bounds the file Open converts to the size asked for: a table
+// of up to maxConvert times that size. A larger one is not what this
+// daemon wrote for any recent configuration, and would take that much
+// memory to read, so it is set aside as corrupt.
+const maxConvert = 4
+
 // setAside renames name to aside, replacing whatever aside holds; a
 // directory at name, which no rename can replace it with, is removed.
 func setAside(dir *fsroot.Root, name, aside string) error {
@@ -92,9 +98,10 @@ func setAside(dir *fsroot.Root, name, aside string) error {
 	return dir.Rename(name, aside)
 }
 
-// load reads the index at name beneath dir and returns it with the file
-// open for writing back.
-func load(dir *fsroot.Root, name string) (*Index, *os.File, error) {
+// load reads the index at name beneath dir, of a table of at most limit
+// bytes, and returns it with the file open for writing back. The table's
+// size is checked against the file's length before it is read.
+func load(dir *fsroot.Root, name string, limit uint64) (*Index, *os.File, error) {
 	f, err := dir.OpenOwnFile(name, os.O_RDWR)
 	if errors.Is(err, fsroot.ErrNotOwnFile) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -103,13 +110,14 @@ func load(dir *fsroot.Root, name string) (*Index, *os.File, error) {
 		return nil, nil, fmt.Errorf("open dedup index: %w", err)
 	}
 	path := f.Name()
-	x, err := ReadFrom(bufio.NewReaderSize(f, chunkBuckets*bucketBytes))
+	fi, err := f.Stat()
+	var x *Index
 	if err == nil {
-		// Bytes past the end mean the file is not what WriteTo wrote.
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && fi.Size() != encodedLen(x.Size()) {
-			err = fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, fi.Size(), encodedLen(x.Size()))
-		}
+		x, err = ReadFrom(bufio.NewReaderSize(f, chunkBuckets*bucketBytes), min(limit, tableBytesIn(fi.Size())))
+	}
+	// Bytes past the end mean the file is not what WriteTo wrote.
+	if err == nil && fi.Size() != encodedLen(x.Size()) {
+		err = fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, fi.Size(), encodedLen(x.Size()))
 	}
 	if err != nil {
 		f.Close()

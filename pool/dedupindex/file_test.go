@@ -1,12 +1,16 @@
 package dedupindex
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
@@ -218,6 +222,60 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 				if !before[at] {
 					t.Fatalf("a flush wrote a new extent at %d; the file was in %v", at, before)
 				}
+			}
+		})
+	}
+}
+
+// A header read from disk must not decide how much memory the daemon
+// takes: a crafted header with a valid checksum and a huge size is set
+// aside as corrupt before anything of that size is allocated, whatever
+// the file's length.
+func TestOpenBoundsHeaderSize(t *testing.T) {
+	const huge = 1 << 44
+	for _, tc := range []struct {
+		name           string
+		size, nbuckets uint64
+		length         int64 // of the file; the header alone if 0
+	}{
+		{name: "huge size, header only", size: huge, nbuckets: huge / bucketBytes},
+		{name: "1 GiB size, header only", size: 1 << 30, nbuckets: 1 << 30 / bucketBytes},
+		{name: "1 GiB size, sparse file of that length", size: 1 << 30, nbuckets: 1 << 30 / bucketBytes, length: encodedLen(1 << 30)},
+		{name: "size over the file's length", size: 4 * fileSize, nbuckets: 4 * fileSize / bucketBytes, length: encodedLen(fileSize)},
+		{name: "size under the file's length", size: fileSize, nbuckets: fileSize / bucketBytes, length: encodedLen(2 * fileSize)},
+		{name: "bucket count disagrees", size: fileSize, nbuckets: fileSize/bucketBytes + 1, length: encodedLen(fileSize)},
+		{name: "truncated", size: fileSize, nbuckets: fileSize / bucketBytes, length: headerBytes + 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dedup.idx")
+			h := make([]byte, headerBytes)
+			copy(h, magic)
+			binary.LittleEndian.PutUint32(h[8:], version)
+			binary.LittleEndian.PutUint32(h[12:], bucketBytes)
+			binary.LittleEndian.PutUint64(h[16:], tc.size)
+			binary.LittleEndian.PutUint64(h[24:], tc.nbuckets)
+			binary.LittleEndian.PutUint64(h[32:], xxhash.Sum64(h[:32]))
+			if err := os.WriteFile(path, h, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.length != 0 {
+				if err := os.Truncate(path, tc.length); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			f, how, err := openPath(t, path, fileSize)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if !how.Created || !errors.Is(how.Corrupt, ErrCorrupt) || f.Size() != fileSize {
+				t.Errorf("Open of a crafted header: %+v, size %d; want a fresh index set up in its place", how, f.Size())
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+				t.Errorf("Open allocated %d bytes for an index of %d", n, fileSize)
 			}
 		})
 	}
