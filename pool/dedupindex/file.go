@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +32,8 @@ type Opened struct {
 	// and Corrupt why; it wraps ErrCorrupt.
 	SetAside string
 	Corrupt  error
-	// Rewritten: the file was copy-on-write and was written anew to be
-	// overwritten in place (see inPlace).
+	// Rewritten: the file was copy-on-write or preallocated and was
+	// written anew to be overwritten in place (see noCOW).
 	Rewritten bool
 }
 
@@ -62,7 +63,7 @@ func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 		x, err = New(size)
 	case err != nil:
 		return nil, how, err
-	case x.Size() == size && !copyOnWrite(f):
+	case x.Size() == size && !notInPlace(f):
 		return &File{Index: x, path: path, f: f}, how, nil
 	case x.Size() == size:
 		how.Rewritten = true
@@ -137,9 +138,9 @@ func create(dir *fsroot.Root, name string, x *Index) (*os.File, error) {
 		return nil, fmt.Errorf("create dedup index: %w", err)
 	}
 	x.clean()
-	err = inPlace(f, encodedLen(x.Size()))
+	err = noCOW(f)
 	if err == nil {
-		_, err = x.WriteTo(&zeroSkipper{f: f})
+		_, err = x.WriteTo(f)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -160,35 +161,44 @@ func create(dir *fsroot.Root, name string, x *Index) (*os.File, error) {
 	return f, nil
 }
 
-// inPlace makes f, still empty, size bytes long with all of its space
-// allocated now and, where the filesystem copies on write, without
-// copy-on-write: a flush then overwrites the changed buckets where they
-// lie and never needs new space, so writing the index back cannot grow
-// the pool, nor fail on a full disk. The file loses btrfs's checksums;
-// the index has its own.
-func inPlace(f *os.File, size int64) error {
-	if flags, err := btrfs.Flags(f); err == nil {
-		if err := btrfs.SetFlags(f, flags|btrfs.FlagNoCOW); err != nil && !unsupported(err) {
-			return err
-		}
-	} else if !unsupported(err) {
-		return err
+// noCOW makes f, still empty, a file that is not copied on write, where
+// the filesystem copies on write. Written whole, zeros included, its
+// space is all taken when it is made, and a flush overwrites the changed
+// buckets where they lie and never needs new space, so writing the index
+// back cannot grow the pool, nor fail on a full disk. The file loses
+// btrfs's checksums; the index has its own.
+//
+// The space is written, not preallocated: a flush into a preallocated
+// extent splits it, and btrfs filesystem du (FIEMAP) walking a file whose
+// extents split under it reported a 33.6 MB index as up to 31 GB.
+func noCOW(f *os.File) error {
+	flags, err := btrfs.Flags(f)
+	if err == nil {
+		err = btrfs.SetFlags(f, flags|btrfs.FlagNoCOW)
 	}
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		return fmt.Errorf("allocate %d bytes for %s: %w", size, f.Name(), err)
+	if err != nil && !unsupported(err) {
+		return err
 	}
 	return nil
 }
 
-// copyOnWrite reports whether f is a file of a copy-on-write filesystem
-// that lacks the no-COW flag: one written before inPlace existed.
-func copyOnWrite(f *os.File) bool {
+// notInPlace reports whether f is a file of a copy-on-write filesystem
+// that a flush would not overwrite in place: one that lacks the no-COW
+// flag, or has preallocated extents (both written before noCOW existed).
+func notInPlace(f *os.File) bool {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || st.Type != unix.BTRFS_SUPER_MAGIC {
 		return false
 	}
 	flags, err := btrfs.Flags(f)
-	return err == nil && flags&btrfs.FlagNoCOW == 0
+	if err != nil {
+		return false
+	}
+	if flags&btrfs.FlagNoCOW == 0 {
+		return true
+	}
+	extents, err := btrfs.Extents(f, 0)
+	return err == nil && slices.ContainsFunc(extents, func(e btrfs.Extent) bool { return e.Type == btrfs.ExtentPrealloc })
 }
 
 // unsupported reports an error of a filesystem without inode flags, or
@@ -230,25 +240,4 @@ func (f *File) Close() error {
 		f.f = nil
 	}
 	return err
-}
-
-// zeroSkipper writes at increasing offsets of f but skips runs of zeros:
-// a new index is mostly empty buckets, and its file, allocated whole by
-// inPlace, reads as zeros already.
-type zeroSkipper struct {
-	f   *os.File
-	off int64
-}
-
-func (w *zeroSkipper) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b != 0 {
-			if _, err := w.f.WriteAt(p, w.off); err != nil {
-				return 0, err
-			}
-			break
-		}
-	}
-	w.off += int64(len(p))
-	return len(p), nil
 }

@@ -1,6 +1,7 @@
 package dedupindex
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -159,9 +160,11 @@ func TestOpenRejectsBadSize(t *testing.T) {
 }
 
 // The index file is overwritten where it lies: all its space is taken
-// when it is made, and a flush moves none of its extents, so writing the
-// index back never needs new space. A file written copy-on-write (before
-// this was so) is written anew on Open.
+// when it is made, written rather than preallocated, and a flush moves
+// none of its extents, so writing the index back never needs new space
+// nor splits an extent under a du of the pool. A file written
+// copy-on-write or preallocated (before this was so) is written anew on
+// Open.
 func TestFileIsOverwrittenInPlace(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -181,6 +184,36 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 			defer f.Close()
 			if _, err := x.WriteTo(f); err != nil {
 				t.Fatal(err)
+			}
+		}, true},
+		{"preallocated", func(t *testing.T, path string) {
+			x, err := New(32 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var img bytes.Buffer
+			if _, err := x.WriteTo(&img); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := noCOW(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(img.Len())); err != nil {
+				t.Fatal(err)
+			}
+			// What an older version wrote: the blocks that are not zeros.
+			for off := 0; off < img.Len(); off += bucketBytes {
+				b := img.Bytes()[off:min(off+bucketBytes, img.Len())]
+				if !bytes.Equal(b, make([]byte, len(b))) {
+					if _, err := f.WriteAt(b, int64(off)); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 		}, true},
 	}
@@ -207,6 +240,9 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 				btrfstest.Sync(t, filepath.Dir(path))
 				at := map[uint64]bool{}
 				for _, e := range btrfstest.Extents(t, path) {
+					if e.Type == btrfs.ExtentPrealloc {
+						t.Fatalf("preallocated extent %+v", e)
+					}
 					at[e.DiskBytenr] = true
 				}
 				return at
