@@ -125,7 +125,7 @@ func (d *deduper) finish() {
 	if d.res != nil {
 		d.res.close()
 	}
-	if err := d.p.flushIndex(); err != nil {
+	if err := d.p.releaseIndex(); err != nil {
 		d.p.log.Warn("cannot write dedup index back", "pool", d.p.Name, "err", err)
 	}
 }

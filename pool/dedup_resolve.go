@@ -80,15 +80,10 @@ func (p *Pool) newResolver() (*resolver, error) {
 			if strings.HasSuffix(path, "-dirty.img") {
 				continue
 			}
-			f, err := p.openFile(path, unix.O_PATH)
+			info, err := p.statFile(path)
 			if errors.Is(err, unix.ENOENT) {
 				continue // removed meanwhile
 			} else if err != nil {
-				return fail(err)
-			}
-			info, err := f.Stat()
-			f.Close()
-			if err != nil {
 				return fail(err)
 			}
 			if info.Mode().IsRegular() {

@@ -231,7 +231,9 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 	stale := exts[0].DiskBytenr + exts[0].ExtentOffset
 	hash := dedupindex.HashBlock(data[:4096])
 	h.close()
-	idx, _, err := dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", dedupindex.DefaultSize(1<<30))
+	// At the size the pool gave it, which the pool keeps.
+	size := dedupindex.StoredSize(stateRoot(t, h.dir), "dedup.idx")
+	idx, _, err := dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 		t.Fatal("b's image changed")
 	}
 	h.close()
-	idx, _, err = dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", dedupindex.DefaultSize(1<<30))
+	idx, _, err = dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", size)
 	if err != nil {
 		t.Fatal(err)
 	}

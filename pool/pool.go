@@ -218,6 +218,17 @@ func (p *Pool) openFile(path string, flag int) (*os.File, error) {
 	return p.dir.OpenFile(rel, flag|unix.O_NOFOLLOW, 0)
 }
 
+// statFile describes path, a file of the pool, itself (a symlink is not
+// followed), looked up beneath the pool directory.
+func (p *Pool) statFile(path string) (fs.FileInfo, error) {
+	f, err := p.openFile(path, unix.O_PATH)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Stat()
+}
+
 // openDir opens the pool directory, for the ioctls that take any file of
 // its filesystem.
 func (p *Pool) openDir() (*os.File, error) {

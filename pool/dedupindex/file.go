@@ -84,6 +84,30 @@ func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 
 func tempName(name string) string { return name + ".new" }
 
+// StoredSize returns the table size of the index file at name beneath
+// dir, as its header and length agree on it; 0 when there is none or it
+// is not an index.
+func StoredSize(dir *fsroot.Root, name string) uint64 {
+	f, err := dir.OpenOwnFile(name, os.O_RDONLY)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	h := make([]byte, headerBytes)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return 0
+	}
+	size, err := parseHeader(h)
+	if err != nil || encodedLen(size) != fi.Size() {
+		return 0
+	}
+	return size
+}
+
 // maxConvert bounds the file Open converts to the size asked for: a table
 // of up to maxConvert times that size. A larger one is not what this
 // daemon wrote for any recent configuration, and would take that much
