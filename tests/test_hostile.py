@@ -7,6 +7,7 @@ may change, nothing may hang, and the daemon must keep serving."""
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -29,8 +30,8 @@ KINDS = ("symlink", "hardlink", "directory", "fifo")
 @dataclasses.dataclass(frozen=True)
 class Name:
     """A name relative to the pool, and the operations that touch it.
-    early names are planted before the pool's first request, since the
-    daemon opens them when it opens the pool or its first job runs."""
+    early names are planted before the pool is set up, which opens it:
+    the daemon opens them when it opens the pool or its first job runs."""
 
     path: str
     ops: tuple
@@ -73,6 +74,39 @@ def tree_digest(root):
     return out
 
 
+MASK = (1 << 64) - 1
+P1, P2, P3, P4 = 11400714785074694791, 14029467366897019727, 1609587929392839161, 9650029242287828579
+
+
+def xxh64(data):
+    """XXH64 with seed 0 of data, a non-empty multiple of 32 bytes long:
+    the checksum of a dedup index header."""
+    def rotl(x, r):
+        return ((x << r) | (x >> (64 - r))) & MASK
+
+    def rnd(acc, lane):
+        return rotl((acc + lane * P2) & MASK, 31) * P1 & MASK
+
+    v = [(P1 + P2) & MASK, P2, 0, -P1 & MASK]
+    for i in range(0, len(data), 8):
+        v[i // 8 % 4] = rnd(v[i // 8 % 4], int.from_bytes(data[i:i + 8], "little"))
+    h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & MASK
+    for lane in v:
+        h = ((h ^ rnd(0, lane)) * P1 + P4) & MASK
+    h = (h + len(data)) & MASK
+    for shift, prime in ((33, P2), (29, P3)):
+        h = (h ^ (h >> shift)) * prime & MASK
+    return h ^ (h >> 32)
+
+
+def crafted_index_header(size):
+    """A dedup index header with a valid checksum claiming a table of size
+    bytes, and nothing after it."""
+    head = b"bvdo-dix" + (1).to_bytes(4, "little") + (4096).to_bytes(4, "little")
+    head += size.to_bytes(8, "little") + (size // 4096).to_bytes(8, "little")
+    return (head + xxh64(head).to_bytes(8, "little")).ljust(4096, b"\0")
+
+
 def release_fifo(path):
     """Unblock whoever waits to read the FIFO at path: it reads an end of
     file. A daemon stuck there would stall every later case."""
@@ -107,6 +141,10 @@ class Hostile(IntegrationCase):
         for path in (self.decoy, inner, os.path.dirname(inner)):
             os.utime(path, (old, old))
         self.before = tree_digest(self.outside)
+
+    def pool_dir(self, case):
+        """The directory use_pool(case) sets up."""
+        return os.path.join(self.fs.mnt, self.id().rsplit(".", 1)[-1] + "-pools", case)
 
     def plant(self, kind, name):
         path = self.path(name.path)
@@ -212,12 +250,13 @@ class Hostile(IntegrationCase):
                 if kind == "directory" and name.directory:
                     continue  # what the daemon makes there anyway
                 with self.subTest(context):
-                    self.use_pool(f"{number:02d}-{kind}")
-                    vms = {}
+                    case = f"{number:02d}-{kind}"
                     with quiet():
                         try:
                             if name.early:
+                                self.dir_path = self.pool_dir(case)
                                 self.plant(kind, name)
+                            self.use_pool(case)
                             vms = self.bounded("setting up the pool", lambda: self.world(name), 6 * OP_TIMEOUT)
                             if not name.early:
                                 self.plant(kind, name)
@@ -227,7 +266,7 @@ class Hostile(IntegrationCase):
                                 except qubes.exc.StoragePoolException:
                                     pass
                         except qubes.exc.StoragePoolException:
-                            pass  # the pool refused to be set up around the plant
+                            pass  # the pool refused to be opened around the plant
                         except (TimeoutError, subprocess.TimeoutExpired) as err:
                             failures.append(f"{context}: hung: {err}")
                             print(failures[-1], file=sys.stderr, flush=True)
@@ -242,3 +281,28 @@ class Hostile(IntegrationCase):
                     if after != self.before:
                         self.make_outside()  # afresh for the next case
         self.assertEqual(failures, [], "\n".join(failures))
+
+    def test_crafted_index_header_is_set_aside(self):
+        """A dedup index whose header claims 16 TiB, with a valid checksum,
+        once made the daemon run out of memory at the pool's first job,
+        and again after every restart: it must be set aside, the job done
+        and the pool served, across a restart too."""
+        self.dir_path = self.pool_dir("crafted")
+        index = self.path(".btrfs-vdo", "dedup.idx")
+        os.makedirs(os.path.dirname(index))
+        with open(index, "wb") as f:
+            f.write(crafted_index_header(1 << 44))
+        self.use_pool("crafted")
+        vms = self.bounded("setting up the pool", lambda: self.world(NAMES[0]), 6 * OP_TIMEOUT)
+        self.assert_serves("after the first job")
+        self.assertTrue(os.path.exists(index + ".corrupt"), "the crafted index was not set aside")
+        done = [j for j in json.loads(self.cli_run("jobs", "--json").stdout)["recent"]
+                if j["dir_path"] == self.dir_path]
+        self.assertTrue(done, "no job ran")
+        self.assertEqual([j["error"] for j in done], [""] * len(done))
+        self.daemon.stop()
+        self.daemon.start()
+        self.bounded("start", lambda: self.run_op("start", vms))
+        self.bounded("stop", lambda: self.run_op("stop", vms))
+        self.cli_run("jobs", "--wait")
+        self.assert_serves("after a restart")
