@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -75,7 +76,7 @@ type deduper struct {
 	// own maps disk extents to the volume's items referencing them, read
 	// on the first extent the image shares.
 	own    map[uint64][]refLoc
-	tmpDir string
+	tmpDir *fsroot.Root
 	stats  DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
 	// for the job's bytes_compressed; skippedShared those of compressible
@@ -129,7 +130,7 @@ func (d *deduper) finish() {
 	if d.res != nil {
 		d.res.close()
 	}
-	if err := d.p.flushIndex(); err != nil {
+	if err := d.p.releaseIndex(); err != nil {
 		d.p.log.Warn("cannot write dedup index back", "pool", d.p.Name, "err", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -61,7 +62,7 @@ func (r *Result) add(o Result) {
 // deduplicated into every one of them; anything else is left alone.
 type optimiser struct {
 	level   int
-	tmpDir  string // beneath the pool, on the same filesystem
+	tmpDir  *fsroot.Root // beneath the pool, on the same filesystem; nil: none
 	onLevel func(error)
 	// refs maps a disk extent to the volume's items that reference it,
 	// read once per job on the first shared extent met, and kept current
@@ -84,7 +85,7 @@ type optimiser struct {
 	phases *phases
 }
 
-func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
+func newOptimiser(level int, tmpDir *fsroot.Root, onLevel func(error)) *optimiser {
 	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
 		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
 }
@@ -687,7 +688,7 @@ func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
 
 // settle measures what the job freed; see optimiser.settle.
 func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
-	dir, err := os.Open(p.Volumes.Dir())
+	dir, err := p.openDir()
 	if err != nil {
 		return err
 	}

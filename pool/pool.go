@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -33,9 +34,12 @@ type Pool struct {
 	commits atomic.Uint64
 	log     *slog.Logger
 	state   *stateStore
-	sched   *Scheduler // nil: commits are not optimised
-	index   poolIndex
-	usage   *usageKeeper
+	// dir is the pool directory and stateDir its StateDir, through which
+	// every file the pool opens by name is opened.
+	dir, stateDir *fsroot.Root
+	sched         *Scheduler // nil: commits are not optimised
+	index         poolIndex
+	usage         *usageKeeper
 }
 
 // Commits counts the commits that landed in this pool since the daemon
@@ -55,7 +59,7 @@ func (p *Pool) Usage() (size, used int64, err error) {
 // generation, from which the VM's writes will be told from old data, and
 // holds the volume's optimiser job, whose extents the VM now shares.
 func (p *Pool) started(st volume.Started) {
-	gen, err := generationOf(st.Dirty)
+	gen, err := p.generationOf(st.Dirty)
 	err = errors.Join(err, p.state.update(func(s *state) {
 		if _, known := s.Started[st.VID]; !(st.Reused && known) && gen != 0 {
 			s.Started[st.VID] = gen
@@ -192,18 +196,50 @@ func (p *Pool) updateJobs(fn func([]Job) []Job) {
 	}
 }
 
-// tmpDir holds compressed copies while they are deduplicated into images.
-func (p *Pool) tmpDir() string { return filepath.Join(p.Volumes.Dir(), StateDir, "tmp") }
+// tmpDir holds compressed copies while they are deduplicated into images:
+// files made with O_TMPFILE, which never have a name.
+func (p *Pool) tmpDir() *fsroot.Root { return p.stateDir }
+
+// oldTmpDir is where compressed copies were named before they were made
+// with O_TMPFILE, beneath StateDir.
+const oldTmpDir = "tmp"
 
 // generationOf opens path without following a symlink: a dirty image
 // planted as one must not lead the daemon outside the pool.
-func generationOf(path string) (uint64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+func (p *Pool) generationOf(path string) (uint64, error) {
+	f, err := p.openFile(path, os.O_RDONLY)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	return btrfs.Generation(f)
+}
+
+// openFile opens path, a file of the pool, beneath the pool directory and
+// without following a symlink anywhere along it.
+func (p *Pool) openFile(path string, flag int) (*os.File, error) {
+	rel, err := filepath.Rel(p.dir.Name(), path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errors.New("not beneath the pool")}
+	}
+	return p.dir.OpenFile(rel, flag|unix.O_NOFOLLOW, 0)
+}
+
+// statFile describes path, a file of the pool, itself (a symlink is not
+// followed), looked up beneath the pool directory.
+func (p *Pool) statFile(path string) (fs.FileInfo, error) {
+	f, err := p.openFile(path, unix.O_PATH)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Stat()
+}
+
+// openDir opens the pool directory, for the ioctls that take any file of
+// its filesystem.
+func (p *Pool) openDir() (*os.File, error) {
+	return p.dir.OpenFile(".", os.O_RDONLY|unix.O_DIRECTORY, 0)
 }
 
 // Registry opens each pool directory once and keeps it open.
@@ -243,24 +279,14 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	if p, ok := r.pools[dir]; ok {
 		return p, nil
 	}
-	st, err := openState(dir)
+	p, err := r.openPool(name, dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
-	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched}
-	p.index.account = &r.indexes
-	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
-	if err != nil {
-		return nil, err
-	}
-	p.Volumes = store
-	if p.usage, err = openUsageKeeper(dir, r.log, r.sched != nil && r.sched.cfg.IdleIO); err != nil {
-		return nil, errors.Join(err, store.Close())
-	}
-	// Compressed copies left by a job the daemon died in are of no use
-	// (the job starts over on what is still uncompressed) and only take
-	// space.
-	if err := os.RemoveAll(p.tmpDir()); err != nil {
+	// Compressed copies named by an older daemon that died in a job are of
+	// no use (the job starts over on what is still uncompressed) and only
+	// take space.
+	if err := p.stateDir.RemoveAll(oldTmpDir); err != nil {
 		r.log.Warn("cannot remove leftover compressed copies", "pool", name, "err", err)
 	}
 	r.pools[dir] = p
@@ -268,6 +294,38 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	p.usage.refreshLater()
 	if p.sched != nil {
 		p.sched.resume(p, p.jobs()) // unfinished before a restart
+	}
+	return p, nil
+}
+
+// openPool opens the pool directory, its state and its volumes.
+func (r *Registry) openPool(name, dir string) (*Pool, error) {
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	stateDir, err := openStateDir(root)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Pool, error) {
+		root.Close()
+		stateDir.Close()
+		return nil, err
+	}
+	st, err := openState(stateDir, r.log)
+	if err != nil {
+		return fail(err)
+	}
+	p := &Pool{Name: name, log: r.log, state: st, dir: root, stateDir: stateDir, sched: r.sched}
+	p.index.account = &r.indexes
+	p.Volumes, err = volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
+	if err != nil {
+		return fail(err)
+	}
+	if p.usage, err = openUsageKeeper(dir, r.log, r.sched != nil && r.sched.cfg.IdleIO); err != nil {
+		return fail(errors.Join(err, p.Volumes.Close()))
 	}
 	return p, nil
 }
@@ -322,7 +380,7 @@ func (r *Registry) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for dir, p := range r.pools {
-		errs = append(errs, p.closeIndex(), p.usage.close(), p.Volumes.Close())
+		errs = append(errs, p.closeIndex(), p.usage.close(), p.Volumes.Close(), p.stateDir.Close(), p.dir.Close())
 		delete(r.pools, dir)
 	}
 	return errors.Join(errs...)

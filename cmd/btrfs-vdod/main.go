@@ -147,7 +147,7 @@ func poolZstdLevels(cfg config.Config) map[string]int {
 }
 
 // indexSizes collects the configured dedup index sizes, global and per
-// pool by directory; 0 leaves an index sized for its pool's filesystem.
+// pool by directory; 0 leaves an index sized by its pool's data.
 func indexSizes(cfg config.Config) pool.IndexSizes {
 	s := pool.IndexSizes{Pools: map[string]uint64{}}
 	if cfg.IndexSize != nil {
