@@ -12,7 +12,9 @@
 //   - import image: private-import.img, the target of a pending import.
 //   - revision: private.img.N@YYYY-MM-DDTHH:MM:SSZ, an earlier clean image;
 //     N increases by one per revision, the time is the clean image's mtime
-//     when it was demoted.
+//     when it was demoted. A commit hardlinks the clean image to the new
+//     revision and renames the dirty image over the clean one, so the
+//     revision is the old image's inode, and costs no copy.
 //   - temp file: <name>~<random>, a file being written before it is renamed
 //     into place; left-overs are removed at start and create.
 //
@@ -21,6 +23,15 @@
 // reach outside it, and every file that
 // becomes visible does so by write, fsync, rename, fsync of the directory:
 // a crash leaves either the old state or the new one.
+//
+// A commit (stop, import end, clone) first checks everything that could
+// refuse it: the image it commits is a regular file, and every other
+// image name of the volume a regular file or nothing. Only then does it
+// save the revision and rename; a failure up to the rename removes the
+// new revision again, and old revisions are pruned only after the rename.
+// A failed commit therefore changes no file, and a commit killed between
+// its link and its rename leaves the newest revision on the clean image's
+// inode, which the next commit or revert takes as already saved.
 //
 // The package knows files and reflinks only. It calls a CommitHook after a
 // commit lands so that the pool can schedule background work on the new

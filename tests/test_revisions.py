@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Revisions and the files of a volume survive what qubesd may do around
+them: refused commits, planted files, concurrent removals; through the
+shim and the real daemon."""
+
+import os
+import re
+
+import qubes.exc
+
+from tests import harness
+from tests.base import MiB, IntegrationCase, quiet
+
+# What file-reflink's revision glob of volume "private" picks up.
+REVISION_NAME = re.compile(r"private\.img\..+@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+class FailedCommits(IntegrationCase):
+    def make_pool(self, **options):
+        options.setdefault("revisions_to_keep", "2")
+        return super().make_pool(**options)
+
+    def committed_thrice(self):
+        """An AppVM whose private has had images A, B and C committed."""
+        vm = self.make_appvm("work", self.make_template())
+        for seed in ("A", "B", "C"):
+            self.start(vm)
+            self.write_volume(vm, "private", 0, harness.pattern(seed, MiB))
+            self.stop(vm)
+        return vm
+
+    def revision_files(self):
+        directory = self.path("appvms", "work")
+        return {name: harness.sha256(os.path.join(directory, name))
+                for name in os.listdir(directory) if REVISION_NAME.fullmatch(name)}
+
+    def assert_refused_twice(self, call):
+        before = self.revision_files()
+        clean = harness.sha256(self.path("appvms", "work", "private.img"))
+        self.assertEqual(len(before), 2)
+        for attempt in range(2):
+            with quiet(), self.assertRaises(qubes.exc.StoragePoolException):
+                self.run_async(call())
+            self.assertEqual(self.revision_files(), before, f"attempt {attempt} changed the revisions")
+            self.assertEqual(harness.sha256(self.path("appvms", "work", "private.img")), clean)
+
+    def test_import_end_without_import(self):
+        vm = self.committed_thrice()
+        self.assert_refused_twice(lambda: vm.storage.import_data_end("private", True))
+
+    def test_start_between_import_and_its_end(self):
+        vm = self.committed_thrice()
+        path = self.run_async(vm.storage.import_data("private", None))
+        harness.write_at(path, 0, harness.pattern("import", MiB))
+        self.start(vm)  # drops the unfinished import
+        self.stop(vm)
+        self.assert_refused_twice(lambda: vm.storage.import_data_end("private", True))
+
+    def test_stop_with_foreign_dirty_image(self):
+        vm = self.committed_thrice()
+        os.symlink("private.img", self.path("appvms", "work", "private-dirty.img"))
+        self.assert_refused_twice(lambda: vm.volumes["private"].stop())
+
+    def test_import_end_with_directories_planted(self):
+        vm = self.committed_thrice()
+        for name in ("private-precache.img", "private-dirty.img", "private-import.img"):
+            with self.subTest(planted=name):
+                path = self.run_async(vm.storage.import_data("private", None))
+                harness.write_at(path, 0, harness.pattern("import", MiB))
+                planted = self.path("appvms", "work", name)
+                if os.path.exists(planted):
+                    os.remove(planted)
+                os.mkdir(planted)
+                with open(os.path.join(planted, "x"), "w", encoding="ascii") as f:
+                    f.write("x")
+                self.assert_refused_twice(lambda: vm.storage.import_data_end("private", True))
+                os.remove(os.path.join(planted, "x"))
+                os.rmdir(planted)
+
