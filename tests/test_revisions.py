@@ -7,6 +7,7 @@ import os
 import re
 
 import qubes.exc
+from qubes.tests import fakes
 
 from tests import harness
 from tests.base import MiB, IntegrationCase, quiet
@@ -77,3 +78,24 @@ class FailedCommits(IntegrationCase):
                 os.remove(os.path.join(planted, "x"))
                 os.rmdir(planted)
 
+
+class ClashingNames(IntegrationCase):
+    def test_volume_named_after_another_volumes_image(self):
+        tpl = self.make_template()
+        work = self.make_appvm("work", tpl)
+        self.start(work)
+        data = harness.pattern("running", MiB)
+        self.write_volume(work, "private", 0, data)
+        for name in ("private-dirty", "private-precache", "private-import", "private.img"):
+            with self.subTest(volume=name):
+                config = {name: dict(fakes.TEMPLATE_VOLUMES["private"], name=name, pool=self.pool.name)}
+                other = fakes.FakeVM(self.app, "work", template=tpl, volume_config=config,
+                                     base_dir=self.qubes_dir)
+                other.init_storage()
+                with quiet(), self.assertRaisesRegex(qubes.exc.StoragePoolException, "could be another volume's"):
+                    self.run_async(other.storage.create())
+                self.assertEqual(self.read_volume(work, "private", 0, MiB), data)
+        self.stop(work)
+        self.start(work)
+        self.assertEqual(self.read_volume(work, "private", 0, MiB), data)
+        self.stop(work)

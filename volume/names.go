@@ -80,7 +80,9 @@ func (p Paths) parseRevision(name string) (id, timestamp string, ok bool) {
 }
 
 // ValidateVID refuses any vid that is not exactly
-// "appvms|vm-templates/<vm>/<volume>" with safe components.
+// "appvms|vm-templates/<vm>/<volume>" with safe components, and any
+// volume name whose files could be another volume's in the same
+// directory (see volumeNameClash).
 func ValidateVID(vid string) error {
 	parts := strings.Split(vid, "/")
 	if len(parts) != 3 {
@@ -94,7 +96,32 @@ func ValidateVID(vid string) error {
 			return invalidName("vid %q: component %q is not allowed", vid, part)
 		}
 	}
+	if clash := volumeNameClash(parts[2]); clash != "" {
+		return invalidName("vid %q: volume name %s, so its files could be another volume's", vid, clash)
+	}
 	return nil
+}
+
+// imageSuffixes are what the file-reflink layout appends to a volume
+// name before ".img" for its images other than the clean one.
+var imageSuffixes = []string{"-dirty", "-precache", "-import"}
+
+// volumeNameClash says why files of volume name could be those of
+// another volume in the same directory, or "" when they cannot: volume
+// "private-dirty"'s clean image is "private"'s dirty image, and volume
+// "private.img"'s revisions match the revision glob of "private"
+// ("private.img.*@…Z"). Temp-file and revision characters ('~', '@',
+// ':') are refused by componentPattern already.
+func volumeNameClash(name string) string {
+	for _, suffix := range imageSuffixes {
+		if strings.HasSuffix(name, suffix) {
+			return fmt.Sprintf("ends in %q", suffix)
+		}
+	}
+	if strings.Contains(name, ".img") {
+		return `contains ".img"`
+	}
+	return ""
 }
 
 // ValidateRevision refuses a revision id that is not a decimal number.

@@ -16,6 +16,9 @@ func FuzzValidateVID(f *testing.F) {
 	f.Add("appvms/work/private", "1", "private.img.1@2025-01-01T00:00:00Z")
 	f.Add("vm-templates/fedora-42/root", "18446744073709551615", "private.img.01@2025-01-01T00:00:00Z")
 	f.Add("appvms/../../etc", "../1", "private.img.1@2025-01-01T00:00:00Z~a1b2")
+	f.Add("appvms/work/private", "1", "private-dirty")
+	f.Add("appvms/work/private", "2", "private.img")
+	f.Add("appvms/work/root", "3", "root-precache")
 	f.Fuzz(func(t *testing.T, vid, rev, name string) {
 		p, err := PathsFor(vid)
 		if (err == nil) != (ValidateVID(vid) == nil) {
@@ -41,6 +44,12 @@ func FuzzValidateVID(f *testing.F) {
 				t.Fatalf("revision %q of %q: %s does not parse back (%q %q %v)", rev, vid, file, id, ts, ok)
 			}
 		}
+		// Two volumes of one directory never claim each other's files,
+		// revisions and temp files included.
+		if other, err := PathsFor(p.Dir + "/" + name); err == nil && other.Name != p.Name {
+			checkNoClash(t, p, other)
+			checkNoClash(t, other, p)
+		}
 		// A directory entry taken for a revision names a valid id and is
 		// exactly the file that revision's name leads back to.
 		if id, ts, ok := p.parseRevision(name); ok {
@@ -52,6 +61,23 @@ func FuzzValidateVID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkNoClash fails if volume a owns any file of volume b: an image, a
+// revision or a temp file of either.
+func checkNoClash(t *testing.T, a, b Paths) {
+	t.Helper()
+	const timestamp = "2025-01-01T00:00:00"
+	for _, name := range []string{b.Clean, b.Dirty, b.Precache, b.Import, b.Revision("1", timestamp)} {
+		for _, file := range []string{path.Base(name), path.Base(name) + "~a1b2"} {
+			if a.ownsFile(file) {
+				t.Fatalf("volume %q owns %q of volume %q", a.Name, file, b.Name)
+			}
+			if _, _, ok := a.parseRevision(file); ok {
+				t.Fatalf("volume %q takes %q of volume %q for a revision", a.Name, file, b.Name)
+			}
+		}
+	}
 }
 
 // checkBeneathPool fails unless every name in p is a clean relative path
