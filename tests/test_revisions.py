@@ -99,3 +99,36 @@ class ClashingNames(IntegrationCase):
         self.start(work)
         self.assertEqual(self.read_volume(work, "private", 0, MiB), data)
         self.stop(work)
+
+
+class RevisionIds(IntegrationCase):
+    def test_numbers_past_the_id_range(self):
+        vm = self.make_appvm("work", self.make_template())
+        self.start(vm)
+        self.stop(vm)
+        directory = self.path("appvms", "work")
+        last = "private.img.9999999999999999999@2026-01-01T00:00:00Z"
+        odd = ["private.img.10000000000000000000@2026-01-02T00:00:00Z",
+               "private.img.01@2026-01-03T00:00:00Z", "private.img.x@2026-01-04T00:00:00Z"]
+        for name in [last] + odd:
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(harness.pattern(name, 4096))
+        private = vm.volumes["private"]
+        self.assertEqual(list(private.revisions)[-1], "9999999999999999999")
+        self.assertEqual(len(private.revisions), 2)
+
+        self.start(vm)
+        self.write_volume(vm, "private", 0, harness.pattern("new", MiB))
+        before = {n: harness.sha256(os.path.join(directory, n)) for n in os.listdir(directory) if "@" in n}
+        with quiet(), self.assertRaisesRegex(qubes.exc.StoragePoolException, "largest number"):
+            self.run_async(private.stop())
+        self.assertEqual({n: harness.sha256(os.path.join(directory, n))
+                          for n in os.listdir(directory) if "@" in n}, before)
+        os.remove(os.path.join(directory, last))  # what the message asks for
+        self.stop(vm)
+        with open(self.path("appvms", "work", "private.img"), "rb") as f:
+            self.assertEqual(f.read(MiB), harness.pattern("new", MiB), "the stop did not commit")
+        for name in odd:
+            self.assertTrue(os.path.exists(os.path.join(directory, name)), f"{name} was pruned")
+        self.run_async(vm.storage.remove())
+        self.assertFalse(os.path.exists(directory), os.listdir(directory) if os.path.exists(directory) else "")

@@ -14,7 +14,12 @@
 //     N increases by one per revision, the time is the clean image's mtime
 //     when it was demoted. A commit hardlinks the clean image to the new
 //     revision and renames the dirty image over the clean one, so the
-//     revision is the old image's inode, and costs no copy.
+//     revision is the old image's inode, and costs no copy. A revision id
+//     is a decimal number without leading zero of at most 19 digits, so it
+//     fits a uint64; a file that file-reflink's revision glob matches with
+//     any other number is foreign: not listed, pruned or reverted to, but
+//     removed with the volume. A commit after revision 9999999999999999999
+//     is refused.
 //   - temp file: <name>~<random>, a file being written before it is renamed
 //     into place; left-overs are removed at start and create.
 //

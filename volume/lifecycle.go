@@ -276,7 +276,9 @@ func (s *Store) state(p Paths, spec Spec) (State, error) {
 	return st, err
 }
 
-// removeAll deletes every file of the volume.
+// removeAll deletes every file of the volume: its images, its revisions
+// and whatever else its revision glob matches (a revision number that is
+// no id of ours is not listed, but must not keep the directory alive).
 func (s *Store) removeAll(p Paths) error {
 	if err := s.removeIncomplete(p); err != nil {
 		return err
@@ -284,11 +286,36 @@ func (s *Store) removeAll(p Paths) error {
 	if err := s.pruneRevisions(p, 0); err != nil {
 		return err
 	}
+	if err := s.removeRevisionLookalikes(p); err != nil {
+		return err
+	}
 	failpoint.Hit("remove.after-revisions")
 	for _, name := range []string{p.Clean, p.Precache, p.Dirty} {
 		if _, err := s.files.remove(name); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// removeRevisionLookalikes deletes the files that match the volume's
+// revision glob without being revisions it lists.
+func (s *Store) removeRevisionLookalikes(p Paths) error {
+	entries, err := s.files.readDir(p.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !p.matchesRevisionGlob(e.Name()) {
+			continue
+		}
+		if _, err := s.files.remove(p.Dir + "/" + e.Name()); err != nil {
+			return err
+		}
+		s.log.Info("removed file matching the revision glob", "path", s.files.abs(p.Dir+"/"+e.Name()))
 	}
 	return nil
 }
@@ -303,7 +330,9 @@ func (s *Store) removeIncomplete(p Paths) error {
 		return err
 	}
 	for _, e := range entries {
-		if name := e.Name(); p.ownsFile(name) && strings.Contains(name, "~") {
+		name := e.Name()
+		base, _, temp := strings.Cut(name, "~")
+		if temp && (p.ownsFile(name) || p.matchesRevisionGlob(base)) {
 			if _, err := s.files.remove(p.Dir + "/" + name); err != nil {
 				return err
 			}

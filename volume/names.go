@@ -16,7 +16,15 @@ var (
 	revisionPattern  = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 	// revisionFile matches "<vol>.img.<N>@<timestamp>Z" after the volume name.
 	revisionFile = regexp.MustCompile(`^\.img\.([1-9][0-9]{0,18})@([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})Z$`)
+	// revisionGlob is file-reflink's revision glob after the volume name,
+	// "<vol>.img.*?@????-??-??T??:??:??Z": every name it would list,
+	// including those whose number is no revision id of ours.
+	revisionGlob = regexp.MustCompile(`^\.img\.[^/]+@[^/]{4}-[^/]{2}-[^/]{2}T[^/]{2}:[^/]{2}:[^/]{2}Z$`)
 )
+
+// maxRevision is the largest revision number: ids have at most 19 digits,
+// so that every one fits a uint64 and sorts as a number.
+const maxRevision = 9999999999999999999
 
 // Paths holds every file name of one volume, relative to the pool directory.
 type Paths struct {
@@ -63,6 +71,15 @@ func (p Paths) ownsFile(name string) bool {
 	}
 	rest, ok := strings.CutPrefix(base, p.Name)
 	return ok && revisionFile.MatchString(rest)
+}
+
+// matchesRevisionGlob reports whether name, a file in p.Dir, is one that
+// file-reflink's revision glob of this volume would list, a revision of
+// ours or not. Remove deletes these too, so that no file of the volume
+// outlives it.
+func (p Paths) matchesRevisionGlob(name string) bool {
+	rest, ok := strings.CutPrefix(name, p.Name)
+	return ok && revisionGlob.MatchString(rest)
 }
 
 // parseRevision returns the revision id and timestamp encoded in name, a

@@ -19,6 +19,7 @@ func FuzzValidateVID(f *testing.F) {
 	f.Add("appvms/work/private", "1", "private-dirty")
 	f.Add("appvms/work/private", "2", "private.img")
 	f.Add("appvms/work/root", "3", "root-precache")
+	f.Add("appvms/work/private", "9999999999999999999", "private.img.10000000000000000000@2025-01-01T00:00:00Z")
 	f.Fuzz(func(t *testing.T, vid, rev, name string) {
 		p, err := PathsFor(vid)
 		if (err == nil) != (ValidateVID(vid) == nil) {
@@ -59,6 +60,9 @@ func FuzzValidateVID(f *testing.F) {
 			if back := path.Base(p.Revision(id, ts)); back != name {
 				t.Fatalf("entry %q of %q parsed as revision %q@%q, which names %q", name, vid, id, ts, back)
 			}
+			if !p.matchesRevisionGlob(name) {
+				t.Fatalf("revision %q of %q is not matched by the revision glob", name, vid)
+			}
 		}
 	})
 }
@@ -72,6 +76,9 @@ func checkNoClash(t *testing.T, a, b Paths) {
 		for _, file := range []string{path.Base(name), path.Base(name) + "~a1b2"} {
 			if a.ownsFile(file) {
 				t.Fatalf("volume %q owns %q of volume %q", a.Name, file, b.Name)
+			}
+			if a.matchesRevisionGlob(file) {
+				t.Fatalf("volume %q's revision glob matches %q of volume %q", a.Name, file, b.Name)
 			}
 			if _, _, ok := a.parseRevision(file); ok {
 				t.Fatalf("volume %q takes %q of volume %q for a revision", a.Name, file, b.Name)

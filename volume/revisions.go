@@ -16,8 +16,10 @@ import (
 const timestampLayout = "2006-01-02T15:04:05"
 
 // revisions lists the volume's revisions, oldest first. Only regular
-// files count: anything else with a revision's name (a symlink planted to
-// have a revert rename it over the image) is foreign and left alone.
+// files whose number is a revision id (decimal, no leading zero, at most
+// 19 digits) count: anything else with a revision's name (a symlink
+// planted to have a revert rename it over the image, a number past
+// maxRevision) is foreign, and neither listed, pruned nor reverted to.
 func (s *Store) revisions(p Paths) ([]Revision, error) {
 	revs := []Revision{}
 	entries, err := s.files.readDir(p.Dir)
@@ -89,6 +91,10 @@ func (s *Store) saveClean(p Paths, spec Spec) (string, error) {
 		if os.SameFile(info, clean) {
 			s.log.Info("newest revision already is the clean image", "vid", spec.VID, "revision", newest.ID)
 			return "", nil
+		}
+		if revisionNumber(newest.ID) >= maxRevision {
+			return "", fmt.Errorf("%w: revision %s has the largest number a revision can have; remove it to commit",
+				ErrInvalidName, newest.ID)
 		}
 		next = revisionNumber(newest.ID) + 1
 	}
