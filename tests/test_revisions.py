@@ -132,3 +132,20 @@ class RevisionIds(IntegrationCase):
             self.assertTrue(os.path.exists(os.path.join(directory, name)), f"{name} was pruned")
         self.run_async(vm.storage.remove())
         self.assertFalse(os.path.exists(directory), os.listdir(directory) if os.path.exists(directory) else "")
+
+
+class ConcurrentRemoval(IntegrationCase):
+    def test_removing_a_vm_removes_its_volumes_at_once(self):
+        """qubesd's Storage.remove() gathers every volume's remove(); one
+        empties the directory and removes it while the others still work
+        in it. Each round is a fresh VM; removing it again is harmless."""
+        tpl = self.make_template()
+        extra = {f"data{i}": dict(fakes.TEMPLATE_VOLUMES["private"], name=f"data{i}", pool=self.pool.name)
+                 for i in range(8)}
+        for round_ in range(10):
+            vm = self.make_appvm(f"gone{round_}", tpl, volumes={**fakes.APPVM_VOLUMES, **extra})
+            self.start(vm)
+            self.stop(vm)
+            self.run_async(vm.storage.remove())
+            self.assertFalse(os.path.exists(self.path("appvms", vm.name)), f"round {round_}")
+            self.run_async(vm.storage.remove())

@@ -26,6 +26,7 @@ func (s *Store) Locked(vid, op string, fn func(*Locked) error) error {
 	}
 	unlock := s.locks.lock(vid)
 	defer unlock()
+	defer s.dirs.rlock(p.Dir)()
 	defer s.hooks.Writing(op, vid)()
 	return fn(&Locked{s: s, p: p})
 }

@@ -38,6 +38,12 @@
 // its link and its rename leaves the newest revision on the clean image's
 // inode, which the next commit or revert takes as already saved.
 //
+// Operations on one volume run one at a time. Those on volumes of one
+// directory run concurrently, but the directory is removed (by the
+// removal that leaves it empty) only once none of them runs, so removing
+// a VM's volumes all at once, as qubesd does, is safe, and so is a
+// second removal.
+//
 // The package knows files and reflinks only. It calls a CommitHook after a
 // commit lands so that the pool can schedule background work on the new
 // data; it knows nothing of sockets, pools or optimisers.

@@ -38,23 +38,30 @@ func (s *Store) Create(spec Spec) (State, error) {
 }
 
 // Remove deletes every file of the volume, revisions included, and its
-// directory when that becomes empty. Missing files are not an error.
+// directory when that becomes empty. Missing files are not an error, so a
+// second remove succeeds too. qubesd removes a VM's volumes concurrently:
+// the directory is removed under its exclusive lock, once no operation of
+// any volume in it runs, and only if it is empty then.
 func (s *Store) Remove(spec Spec) (State, error) {
 	var st State
+	var dir string
 	err := s.volumeOp("remove", spec, func(p Paths) error {
 		if err := s.removeAll(p); err != nil {
 			return err
 		}
 		failpoint.Hit("remove.after-files")
-		if err := s.files.removeEmptyDir(p.Dir); err != nil {
-			return err
-		}
 		s.log.Info("removed volume", "vid", spec.VID)
 		s.hooks.Removed(spec.VID)
 		st = State{Size: spec.Size, Revisions: []Revision{}}
+		dir = p.Dir
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	unlock := s.dirs.lock(dir)
+	defer unlock()
+	return st, opError("remove", spec.VID, s.files.removeEmptyDir(dir))
 }
 
 // Verify checks that the image a start needs is there: the source's clean
