@@ -3,8 +3,11 @@
 them: refused commits, planted files, concurrent removals; through the
 shim and the real daemon."""
 
+import asyncio
+import contextlib
 import os
 import re
+import time
 
 import qubes.exc
 from qubes.tests import fakes
@@ -149,3 +152,47 @@ class ConcurrentRemoval(IntegrationCase):
             self.run_async(vm.storage.remove())
             self.assertFalse(os.path.exists(self.path("appvms", vm.name)), f"round {round_}")
             self.run_async(vm.storage.remove())
+
+
+class PipeExport:
+    """A source volume of another driver whose export is a named pipe."""
+
+    vid = "appvms/piped/private"
+    snapshots_disabled = False
+
+    def __init__(self, path):
+        self.path = path
+
+    def is_running(self):
+        return False
+
+    async def export(self):
+        return self.path
+
+    async def export_end(self, path):
+        pass
+
+
+class ImportSources(IntegrationCase):
+    def test_import_from_a_pipe_is_refused_at_once(self):
+        clone = self.make_appvm("clone", self.make_template())
+        fifo = os.path.join(self.state_dir, "export.fifo")
+        os.mkfifo(fifo)
+        self.addCleanup(os.remove, fifo)
+        started = time.monotonic()
+        try:
+            with quiet(), self.assertRaisesRegex(qubes.exc.StoragePoolException, "not a regular file or a block device"):
+                self.run_async(asyncio.wait_for(
+                    clone.storage.import_volume(clone.volumes["private"], PipeExport(fifo)), 20))
+        finally:
+            unblock(fifo)
+        self.assertLess(time.monotonic() - started, 10)
+        # The volume's lock is free: it starts and stops as before.
+        self.start(clone)
+        self.stop(clone)
+
+
+def unblock(fifo):
+    """Let a reader hung in the pipe's open go on: open it for writing."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -317,7 +318,7 @@ func (s *Store) copyFile(src, dst string, opts copyOptions) error {
 	}
 	return s.files.replace(dst, mtime, func(tmp *os.File) error {
 		if opts.size == nil || *opts.size != 0 {
-			if _, err := cloneOrCopy(tmp, in); err != nil {
+			if _, err := cloneOrCopy(context.Background(), tmp, in); err != nil {
 				return fmt.Errorf("copy %s to %s: %w", s.files.abs(src), tmp.Name(), err)
 			}
 		}

@@ -42,7 +42,10 @@ type Server struct {
 	// once ctx is done; 0 waits for as long as they take.
 	StopTimeout time.Duration
 
-	started  time.Time
+	started time.Time
+	// stopping is Serve's ctx, done when the daemon stops: work that may
+	// wait on something outside the pool (an import's source) ends then.
+	stopping context.Context
 	requests atomic.Uint64
 	conns    sync.WaitGroup
 	inFlight atomic.Int64
@@ -57,6 +60,7 @@ var ErrStopTimeout = errors.New("gave up waiting for requests in flight")
 // unless it outlasts StopTimeout.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
+	s.stopping = ctx
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
