@@ -196,3 +196,36 @@ def unblock(fifo):
     """Let a reader hung in the pipe's open go on: open it for writing."""
     with contextlib.suppress(OSError):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+class HardLinksOut(IntegrationCase):
+    def plant(self, vm, name):
+        """Replace the pool file name of vm with a hard link to a file
+        outside the pool, on the same filesystem; return that file's path
+        and digest."""
+        outside = os.path.join(self.fs.mnt, f"outside-{self.id().rsplit('.', 1)[-1]}-{name}")
+        with open(outside, "wb") as f:
+            f.write(harness.pattern("outside", MiB))
+        planted = self.path("appvms", vm.name, name)
+        if os.path.exists(planted):
+            os.remove(planted)
+        os.link(outside, planted)
+        return outside, harness.sha256(outside)
+
+    def test_resize_of_a_linked_dirty_image(self):
+        vm = self.make_appvm("work", self.make_template())
+        self.start(vm)
+        outside, digest = self.plant(vm, "private-dirty.img")
+        with quiet(), self.assertRaisesRegex(qubes.exc.StoragePoolException, "hard links"):
+            self.run_async(vm.storage.resize("private", vm.volumes["private"].size * 2))
+        self.assertEqual(harness.sha256(outside), digest)
+        self.assertEqual(os.stat(outside).st_size, MiB)
+
+    def test_start_of_a_linked_image_with_snapshots_disabled(self):
+        vm = self.make_appvm("big", self.make_template())
+        vm.storage.set_revisions_to_keep("private", -1)
+        outside, digest = self.plant(vm, "private.img")
+        with quiet(), self.assertRaisesRegex(qubes.exc.StoragePoolException, "hard links"):
+            self.start(vm)
+        self.assertFalse(os.path.exists(self.path("appvms", "big", "private-dirty.img")))
+        self.assertEqual(harness.sha256(outside), digest)

@@ -38,6 +38,17 @@
 // its link and its rename leaves the newest revision on the clean image's
 // inode, which the next commit or revert takes as already saved.
 //
+// A hard link planted in the pool could reach a file outside it on the
+// same filesystem, which the beneath-root open does not see. The images
+// written in place (dirty, precache, import) must therefore have one link;
+// a clean image or a revision may have more, as a running snapshot's
+// <vol>.img is a hard link of its source's clean image and a killed
+// commit leaves a revision on the clean image's inode, but before the
+// optimizer rewrites one, or a start with snapshots disabled hands it to
+// the VM (whose dirty image it then is), every other link must be a clean
+// image or revision of the pool. Anything else is refused as invalid_name
+// and nothing is changed.
+//
 // Operations on one volume run one at a time. Those on volumes of one
 // directory run concurrently, but the directory is removed (by the
 // removal that leaves it empty) only once none of them runs, so removing

@@ -107,6 +107,9 @@ func (s *Store) Start(spec Spec) (State, error) {
 		}
 		switch {
 		case dirty:
+			if _, err := s.files.statDirty(p.Dirty, spec); err != nil {
+				return err
+			}
 			s.log.Info("reusing dirty image", "vid", spec.VID)
 			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty), Reused: true})
 		case spec.SnapshotsDisabled() && spec.Kind() == Origin:
@@ -140,6 +143,9 @@ func (s *Store) startOrigin(p Paths, spec Spec) error {
 	if err := s.removeStalePrecache(p); err != nil {
 		return err
 	}
+	if _, err := s.files.statSingle(p.Precache); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	failpoint.Hit("start.after-precache-check")
 	err := s.files.rename(p.Precache, p.Dirty)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -153,6 +159,13 @@ func (s *Store) startOrigin(p Paths, spec Spec) error {
 // snapshots disabled the running volume exists only as its dirty image.
 func (s *Store) startWithoutSnapshots(p Paths, spec Spec) error {
 	if err := s.pruneRevisions(p, 0); err != nil {
+		return err
+	}
+	clean, err := s.files.stat(p.Clean)
+	if err != nil {
+		return err
+	}
+	if err := s.files.checkLinksInPool(p.Clean, clean); err != nil {
 		return err
 	}
 	if _, err := s.files.remove(p.Precache); err != nil {
@@ -193,6 +206,9 @@ func (s *Store) Stop(spec Spec) (State, error) {
 		}
 		switch {
 		case dirty && spec.SnapshotsDisabled():
+			if _, err := s.files.statDirty(p.Dirty, spec); err != nil {
+				return err
+			}
 			if err := s.files.rename(p.Dirty, p.Clean); err != nil {
 				return err
 			}

@@ -120,11 +120,12 @@ func (s *Store) dropRevision(name string) {
 }
 
 // checkCommit refuses a commit that could not complete, before it changes
-// anything: from must be a regular file, and each other image name of the
-// volume a regular file or nothing, so that neither the steps of the
-// commit nor the state read after it fail on something planted.
+// anything: from must be a regular file with one link, and each other
+// image name of the volume a regular file or nothing, so that neither the
+// steps of the commit nor the state read after it fail on something
+// planted.
 func (s *Store) checkCommit(p Paths, from string) error {
-	if _, err := s.files.stat(from); err != nil {
+	if _, err := s.files.statSingle(from); err != nil {
 		return err
 	}
 	for _, name := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {

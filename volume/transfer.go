@@ -26,7 +26,7 @@ func (s *Store) Resize(spec Spec, size int64) (State, error) {
 		if size < 0 {
 			return fmt.Errorf("%w: negative size %d", ErrInvalidName, size)
 		}
-		err := s.resizeDirty(p, size)
+		err := s.resizeDirty(p, spec, size)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && spec.Kind() == Origin:
 			err = s.refreshPrecache(p, spec, func() error {
@@ -47,12 +47,19 @@ func (s *Store) Resize(spec Spec, size int64) (State, error) {
 	return st, err
 }
 
-func (s *Store) resizeDirty(p Paths, size int64) error {
+func (s *Store) resizeDirty(p Paths, spec Spec, size int64) error {
 	f, err := s.files.root.OpenFile(p.Dirty, os.O_RDWR|noFollow, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", s.files.abs(p.Dirty), err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if err := s.files.checkDirtyLinks(p.Dirty, info, spec); err != nil {
+		return err
+	}
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %s to %d: %w", f.Name(), size, err)
 	}
