@@ -273,3 +273,50 @@ func run(t *testing.T, name string, args ...string) {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }
+
+// TestRevertAfterKilledCommit: a revert after a commit killed between
+// its link and its rename takes the left-over revision as the saved
+// clean image, whichever revision it reverts to.
+func TestRevertAfterKilledCommit(t *testing.T) {
+	const base = "appvms/work/private"
+	tests := []struct {
+		revision string
+		image    int   // index into the commits of what the image holds after
+		revs     []int // what the revisions hold after, oldest first
+	}{
+		{"2", 0, []int{1, 2}},    // A: B stays, the left-over holds C
+		{"4", 2, []int{0, 1, 2}}, // the left-over itself: nothing moves
+		{"", 2, []int{0, 1, 2}},  // the newest is the left-over too
+	}
+	for _, tt := range tests {
+		t.Run("revision "+tt.revision, func(t *testing.T) {
+			h := newHarness(t)
+			spec := origin(base, 3)
+			sums := h.committedThrice(spec) // revisions 1..3: empty, A, B; image C
+			info := mustStat(t, h.path(base+".img"))
+			leftover := base + ".img.4@" + info.ModTime().UTC().Format("2006-01-02T15:04:05") + "Z"
+			if err := os.Link(h.path(base+".img"), h.path(leftover)); err != nil {
+				t.Fatal(err)
+			}
+			st := h.must(h.store.Revert(spec, tt.revision))
+			if h.sum(base+".img") != sums[tt.image] {
+				t.Errorf("image does not hold commit %d", tt.image)
+			}
+			var got, want []string
+			for _, rev := range st.Revisions[1:] { // the first holds the empty image
+				got = append(got, h.sum(h.revisionFile(base, rev)))
+			}
+			for _, i := range tt.revs {
+				want = append(want, sums[i])
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("revisions after the first hold %v, want %v (commits %v)", got, want, sums)
+			}
+			h.must(h.store.Start(spec))
+			st = h.must(h.store.Stop(spec))
+			if newest := h.revisionFile(base, st.Revisions[len(st.Revisions)-1]); h.sum(newest) != sums[tt.image] {
+				t.Errorf("the commit after the revert did not save the reverted image")
+			}
+		})
+	}
+}
