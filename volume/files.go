@@ -53,7 +53,8 @@ func (f files) mkdirAll(dir string) error {
 	return f.mkdir(dir)
 }
 
-// removeEmptyDir removes dir if it is empty.
+// removeEmptyDir removes dir if it is empty; a directory that is gone
+// already, or that is not empty (again), is left as it is.
 func (f files) removeEmptyDir(dir string) error {
 	entries, err := f.readDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) > 0) {
@@ -62,7 +63,11 @@ func (f files) removeEmptyDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.root.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err = f.root.Remove(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
 		return fmt.Errorf("remove directory %s: %w", f.abs(dir), err)
 	}
 	return f.syncDir(path.Dir(dir))

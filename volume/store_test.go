@@ -2,6 +2,7 @@ package volume_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -511,7 +512,7 @@ func TestImportVolume(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := origin(tt.vid, 1)
 			h.must(h.store.Create(dst))
-			st := h.must(h.store.ImportVolume(dst, tt.source))
+			st := h.must(h.store.ImportVolume(context.Background(), dst, tt.source))
 			if st.Size != tt.size || h.sum(tt.vid+".img") != tt.sum {
 				t.Fatalf("imported %+v", st)
 			}
@@ -520,7 +521,7 @@ func TestImportVolume(t *testing.T) {
 			}
 		})
 	}
-	if _, err := h.store.ImportVolume(origin("appvms/x/private", 1), "/nonexistent/src.img"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := h.store.ImportVolume(context.Background(), origin("appvms/x/private", 1), "/nonexistent/src.img"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("import from a missing source: %v", err)
 	}
 	h.assertFiles(map[string]bool{"appvms/x/private-import.img": false})
