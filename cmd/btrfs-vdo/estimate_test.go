@@ -287,7 +287,12 @@ func TestEstimateMatchesOptimize(t *testing.T) {
 		t.Errorf("estimate counts %d bytes on disk now, compsize %d", r.Total.DiskBytes, before)
 	}
 
-	socket := startOptimizingDaemon(t)
+	socket, pools := startOptimizingDaemon(t)
+	// The daemon knows a pool once qubesd uses it, as it does when the
+	// taken-over pool's first volume is started.
+	if _, err := pools.Open("takeover", dir); err != nil {
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
 	if code := run([]string{"--socket", socket, "optimize", "--full", dir}, &out, &errOut); code != exitOK {
 		t.Fatalf("optimize --full: exit %d: %s%s", code, out.String(), errOut.String())
@@ -314,8 +319,8 @@ func TestEstimateMatchesOptimize(t *testing.T) {
 
 // startOptimizingDaemon serves a socket with pools and the optimiser's
 // scheduler, wired as btrfs-vdod wires them with the default
-// configuration, and returns the socket's path.
-func startOptimizingDaemon(t *testing.T) string {
+// configuration, and returns the socket's path and the pools.
+func startOptimizingDaemon(t *testing.T) (string, *pool.Registry) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "s.sock")
 	ln, err := server.Listen(path)
@@ -337,7 +342,7 @@ func startOptimizingDaemon(t *testing.T) string {
 		<-scheduled
 		pools.Close()
 	})
-	return path
+	return path, pools
 }
 
 func TestParseSample(t *testing.T) {
