@@ -26,6 +26,7 @@ func TestContiguous(t *testing.T) {
 		{"gap of one byte", []btrfs.Extent{x(0, 4096), x(4097, 4096)}, []btrfs.Extent{x(0, 4096), x(4097, 4096)}},
 		{"two runs, out of order", []btrfs.Extent{x(1<<20, 4096), x(4096, 4096), x(1<<20+4096, 4096), x(0, 4096)},
 			[]btrfs.Extent{x(0, 8192), x(1<<20, 8192)}},
+		{"overlapping pieces stay apart", []btrfs.Extent{x(0, 8192), x(4096, 8192)}, []btrfs.Extent{x(0, 8192), x(4096, 8192)}},
 		{"empty piece in a run", []btrfs.Extent{x(0, 4096), x(4096, 0), x(4096, 4096)}, []btrfs.Extent{x(0, 8192)}},
 		{"end of the largest file", []btrfs.Extent{x(1<<63-8192, 4096), x(1<<63-4096, 4096)}, []btrfs.Extent{x(1<<63-8192, 8192)}},
 		{
