@@ -7,11 +7,13 @@ import (
 	"errors"
 	"os"
 	"path"
+	"slices"
 	"testing"
 )
 
-// pathsTable is api/testdata/paths.json, which pins the vid and revision
-// rules for the daemon and the shim alike.
+// pathsTable is api/testdata/paths.json, which pins the vid to file name
+// rules for the daemon and the Python driver alike
+// (qubesd-shim/tests/test_paths.py reads it too).
 type pathsTable struct {
 	Valid []struct {
 		DirPath   string `json:"dir_path"`
@@ -30,48 +32,100 @@ type pathsTable struct {
 	InvalidRevisions []string `json:"invalid_revisions"`
 }
 
-func TestPathsJSON(t *testing.T) {
-	data, err := os.ReadFile("../api/testdata/paths.json")
+func readPathsTable(t *testing.T) pathsTable {
+	t.Helper()
+	raw, err := os.ReadFile("../api/testdata/paths.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var table pathsTable
-	if err := json.Unmarshal(data, &table); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatalf("api/testdata/paths.json: %v", err)
 	}
 	if len(table.Valid) == 0 || len(table.InvalidVIDs) == 0 || len(table.InvalidRevisions) == 0 {
-		t.Fatal("paths.json has an empty section")
+		t.Fatalf("api/testdata/paths.json lacks cases: %d valid, %d invalid vids, %d invalid revisions",
+			len(table.Valid), len(table.InvalidVIDs), len(table.InvalidRevisions))
 	}
-	for _, c := range table.Valid {
-		p, err := PathsFor(c.VID)
-		if err != nil {
-			t.Errorf("valid vid %q refused: %v", c.VID, err)
-			continue
-		}
-		got := []string{p.Clean, p.Dirty, p.Precache, p.Import}
-		want := []string{c.Clean, c.Dirty, c.Precache, c.Import}
-		for i := range got {
-			if abs := path.Join(c.DirPath, got[i]); abs != want[i] {
-				t.Errorf("vid %q: %s, want %s", c.VID, abs, want[i])
+	return table
+}
+
+// Every valid vid derives exactly the file names the table gives, and the
+// revision names parse back to their id and timestamp.
+func TestPathsJSONValid(t *testing.T) {
+	for _, tc := range readPathsTable(t).Valid {
+		t.Run(tc.VID, func(t *testing.T) {
+			if err := ValidateVID(tc.VID); err != nil {
+				t.Fatalf("ValidateVID: %v", err)
 			}
-		}
-		for _, r := range c.Revisions {
-			if abs := path.Join(c.DirPath, p.Revision(r.ID, r.Timestamp)); abs != r.Path {
-				t.Errorf("vid %q revision %s: %s, want %s", c.VID, r.ID, abs, r.Path)
+			p, err := PathsFor(tc.VID)
+			if err != nil {
+				t.Fatalf("PathsFor: %v", err)
 			}
-			if id, ts, ok := p.parseRevision(path.Base(r.Path)); !ok || id != r.ID || ts != r.Timestamp {
-				t.Errorf("vid %q: %s does not parse back", c.VID, r.Path)
+			abs := func(name string) string { return path.Join(tc.DirPath, name) }
+			for _, f := range []struct{ what, got, want string }{
+				{"clean", abs(p.Clean), tc.Clean},
+				{"dirty", abs(p.Dirty), tc.Dirty},
+				{"precache", abs(p.Precache), tc.Precache},
+				{"import", abs(p.Import), tc.Import},
+				{"directory", abs(p.Dir), path.Dir(tc.Clean)},
+			} {
+				if f.got != f.want {
+					t.Errorf("%s: %q, want %q", f.what, f.got, f.want)
+				}
 			}
-		}
+			for _, rev := range tc.Revisions {
+				if err := ValidateRevision(rev.ID); err != nil {
+					t.Errorf("ValidateRevision(%q): %v", rev.ID, err)
+				}
+				if got := abs(p.Revision(rev.ID, rev.Timestamp)); got != rev.Path {
+					t.Errorf("revision %s: %q, want %q", rev.ID, got, rev.Path)
+				}
+				name := path.Base(rev.Path)
+				id, stamp, ok := p.parseRevision(name)
+				if !ok || id != rev.ID || stamp != rev.Timestamp {
+					t.Errorf("parseRevision(%q) = %q, %q, %v; want %q, %q", name, id, stamp, ok, rev.ID, rev.Timestamp)
+				}
+				if !p.ownsFile(name) {
+					t.Errorf("%s does not own its revision %q", tc.VID, name)
+				}
+			}
+			for _, own := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {
+				if !p.ownsFile(path.Base(own)) {
+					t.Errorf("%s does not own its file %q", tc.VID, own)
+				}
+			}
+		})
 	}
+}
+
+// Every invalid vid and revision id is refused as an invalid name, before
+// any path is derived from it.
+func TestPathsJSONInvalid(t *testing.T) {
+	table := readPathsTable(t)
 	for _, vid := range table.InvalidVIDs {
-		if err := ValidateVID(vid); !errors.Is(err, ErrInvalidName) {
-			t.Errorf("invalid vid %q: error %v, want ErrInvalidName", vid, err)
-		}
+		t.Run("vid "+vid, func(t *testing.T) {
+			if err := ValidateVID(vid); !errors.Is(err, ErrInvalidName) {
+				t.Errorf("ValidateVID(%q) = %v, want ErrInvalidName", vid, err)
+			}
+			if p, err := PathsFor(vid); !errors.Is(err, ErrInvalidName) || p != (Paths{}) {
+				t.Errorf("PathsFor(%q) = %+v, %v; want ErrInvalidName", vid, p, err)
+			}
+		})
 	}
 	for _, rev := range table.InvalidRevisions {
-		if err := ValidateRevision(rev); !errors.Is(err, ErrInvalidName) {
-			t.Errorf("invalid revision %q: error %v, want ErrInvalidName", rev, err)
+		t.Run("revision "+rev, func(t *testing.T) {
+			if err := ValidateRevision(rev); !errors.Is(err, ErrInvalidName) {
+				t.Errorf("ValidateRevision(%q) = %v, want ErrInvalidName", rev, err)
+			}
+		})
+	}
+	valid := make([]string, 0, len(table.Valid))
+	for _, tc := range table.Valid {
+		valid = append(valid, tc.VID)
+	}
+	for _, vid := range table.InvalidVIDs {
+		if slices.Contains(valid, vid) {
+			t.Errorf("%q is listed both valid and invalid", vid)
 		}
 	}
 }
