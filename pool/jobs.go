@@ -40,12 +40,19 @@ type Job struct {
 }
 
 // merge folds a newer job for the same volume into j: the older start
-// generation still covers every extent neither job has finished.
+// generation still covers every extent neither job has finished, since
+// everything written later has a higher generation, whether or not the
+// newer job recorded its own. An older job that recorded none found its
+// data as what the newest revision lacks; the newer commit made the image
+// holding that data the newest revision, so only a pass over the whole
+// image still finds it.
 func (j Job) merge(newer Job) Job {
-	if newer.Since < j.Since || newer.DiffRevision {
+	switch {
+	case j.DiffRevision:
+		j.Since, j.DiffRevision = 0, false
+	case !newer.DiffRevision && newer.Since < j.Since:
 		j.Since = newer.Since
 	}
-	j.DiffRevision = j.DiffRevision || newer.DiffRevision
 	j.Full = j.Full || newer.Full
 	j.Precache = j.Precache || newer.Precache
 	j.Held = false

@@ -37,6 +37,30 @@ var jobMergeCases = []struct {
 	want         Job
 }{
 	{
+		name:  "newer recorded no start: older generation still covers both",
+		older: mergeOlder,
+		newer: Job{ID: 9, VID: mergeVID, DiffRevision: true, Queued: mergeLater},
+		want:  Job{ID: 3, VID: mergeVID, Since: 100, Queued: mergeQueued},
+	},
+	{
+		name:  "older recorded no start: the newest revision now holds its data, so the whole image",
+		older: Job{ID: 3, VID: mergeVID, DiffRevision: true, Queued: mergeQueued},
+		newer: Job{ID: 9, VID: mergeVID, Since: 200, Queued: mergeLater},
+		want:  Job{ID: 3, VID: mergeVID, Queued: mergeQueued},
+	},
+	{
+		name:  "neither recorded a start: the whole image",
+		older: Job{ID: 3, VID: mergeVID, DiffRevision: true, Queued: mergeQueued},
+		newer: Job{ID: 9, VID: mergeVID, DiffRevision: true, Queued: mergeLater},
+		want:  Job{ID: 3, VID: mergeVID, Queued: mergeQueued},
+	},
+	{
+		name:  "older covers the whole image, newer recorded no start",
+		older: Job{ID: 3, VID: mergeVID, Queued: mergeQueued},
+		newer: Job{ID: 9, VID: mergeVID, DiffRevision: true, Queued: mergeLater},
+		want:  Job{ID: 3, VID: mergeVID, Queued: mergeQueued},
+	},
+	{
 		name:  "newer starts later: older generation covers both",
 		older: mergeOlder,
 		newer: Job{ID: 9, VID: mergeVID, Since: 200, Queued: mergeLater},
