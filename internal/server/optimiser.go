@@ -70,7 +70,7 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 		DedupTries: c.Dedup.Tries, DedupHits: c.Dedup.Hits, DedupMisses: c.Dedup.Misses,
 		DedupBytesHashed: c.Dedup.BytesHashed, DedupBytesFreed: c.Dedup.BytesFreed,
 		DedupBytesRewritten: c.Dedup.BytesRewritten, DedupKeptWouldGrow: c.Dedup.BytesKeptWouldGrow,
-		DedupIoctlMs:        c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
+		DedupIoctlMs: c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
 	}
 	return res, nil
 }
