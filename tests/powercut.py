@@ -370,9 +370,9 @@ class PowerCut:
                 self.daemon.kill()
             disk.stop()
 
-    def build_baseline(self, arm):
+    def build_baseline(self, name, arm):
         """The common world plus what the operation needs, flushed; returns
-        the baseline store file and the VMs' shapes."""
+        the baseline store file, the VMs' shapes and the pool's digests."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.store)
         with self.mounted(mkfs=True) as disk:
@@ -383,26 +383,31 @@ class PowerCut:
             world.wait_jobs()
             shapes, before = world.shapes(), world.digests()
             self.daemon.stop()  # then the unmount flushes everything
-        baseline = os.path.join(self.workdir, f"baseline-{len(os.listdir(self.workdir))}.img")
+        baseline = os.path.join(self.workdir, f"baseline-{name}.img")
         harness.run("cp", "--sparse=always", self.store, baseline)
         return baseline, shapes, before
 
     def crash(self, baseline, shapes, operation, cut, keep_seed):
         """One crash state: the operation with the power cut at flush cut
-        (None: after it returned). Returns the flushes it made and the
-        digests of its live result."""
+        (None: after it returned). Returns the flushes it made, the
+        digests of its live result, the disk's status and the error the
+        operation failed with, if any: the disk works on after a cut, so
+        nothing above it should notice."""
         harness.run("cp", "--sparse=always", baseline, self.store)
         with self.mounted(keep_seed) as disk:
             world = World(self.dir_path, self.qubes_dir, self.daemon, shapes)
             if cut:
                 disk.ask(f"cut-at {cut}")
             start = disk.status()["flushes"]
-            with contextlib.suppress(qubes.exc.StoragePoolException):
+            error = None
+            try:
                 operation(world)
+            except (qubes.exc.StoragePoolException, RuntimeError) as exc:
+                error = f"the operation failed: {exc}\n{self.daemon.log()[-3000:]}"
             live = world.digests()
             disk.ask("cut")
             status = disk.status()
-        return status["flushes"] - start, live, status
+        return status["flushes"] - start, live, status, error
 
     def recover(self, shapes, before, after, removed):
         """After the power comes back: what qubesd does at its start, then
@@ -411,11 +416,16 @@ class PowerCut:
         with self.mounted():
             world = World(self.dir_path, self.qubes_dir, self.daemon, shapes)
             try:
+                powered_up = world.digests()
                 for vm in world.vms.values():
                     run_async(vm.storage.stop())
                 world.wait_jobs()
                 settled = world.digests()
                 failures = compare(before, after, settled, "after qubesd's stop()")
+                if failures:
+                    failures.append("at power-up, " + "; ".join(
+                        f"{k}: {describe(d, before, after)}" for k, d in sorted(powered_up.items())
+                        if any(vid_of(k) in f for f in failures)))
                 failures += job_errors(world)
                 if removed:
                     vm = world.vms.pop(removed)
@@ -462,11 +472,13 @@ def check_operation(pc, name, report, pick):
     (cut, keep_seed) pairs; returns how many were checked."""
     arm, operation = OPERATIONS[name]
     started = time.monotonic()
-    baseline, shapes, before = pc.build_baseline(arm)
+    baseline, shapes, before = pc.build_baseline(name, arm)
     removed = "work" if name == "remove" else None
     # The reference run: the power goes only after the operation returned,
     # when all it did must have been durable.
-    flushes, after, _ = pc.crash(baseline, shapes, operation, None, 0)
+    flushes, after, _, error = pc.crash(baseline, shapes, operation, None, 0)
+    if error:
+        raise RuntimeError(f"{name} without a power cut: {error}")
     settled, failures = pc.recover(shapes, before, after, removed)
     report.fail(name, "power cut after it returned", failures)
     if not failures and settled != after:
@@ -474,17 +486,20 @@ def check_operation(pc, name, report, pick):
             f"{k}: holds {describe(settled.get(k, ABSENT), before, after)}, though the operation "
             f"returned holding {describe(after.get(k, ABSENT), before, after)}"
             for k in sorted(set(after) | set(settled)) if settled.get(k, ABSENT) != after.get(k, ABSENT)])
-    states = pick(name, flushes)
+    states, kept, pending = pick(name, flushes), 0, 0
     for cut, seed in states:
         state = f"cut at flush {cut} of {flushes}" + (f", keeping a subset (state {cut}:{seed})" if seed else "")
-        made, _, status = pc.crash(baseline, shapes, operation, cut, seed)
-        if not status["dead"] or made < cut:
-            print(f"note {name}, {state}: the run made only {made} flushes", file=sys.stderr)
+        made, _, status, error = pc.crash(baseline, shapes, operation, cut, seed)
+        report.fail(name, state, [error] if error else [])
+        kept, pending = kept + status["kept"], pending + status["pending"]
+        if made < cut:  # the flushes an operation makes vary a little
+            print(f"note {name}, {state}: this run made only {made} flushes", file=sys.stderr)
         _, failures = pc.recover(shapes, before, after, removed)
         report.fail(name, state, failures)
     os.unlink(baseline)
     line = (f"{name}: {flushes} flushes; {len(states) + 1} crash states checked "
-            f"({sum(1 for _, s in states if s)} with a kept subset) in {time.monotonic() - started:.0f} s")
+            f"({sum(1 for _, s in states if s)} with a kept subset; the cuts kept {kept} of {pending} "
+            f"unflushed writes) in {time.monotonic() - started:.0f} s")
     report.lines.append(line)
     print(line, file=sys.stderr)
 
