@@ -14,7 +14,7 @@ every volume, then start and stop each VM), and every image and revision
 must hold its content from before or after the operation: nothing else,
 and never be missing when it was there before.
 
-    python3 -m tests.powercut [--all | --sample N] [--seed S] [--op NAME ...]
+    python3 -m tests.powercut [--sample N] [--subsets N] [--seed S] [--op NAME]... [--state CUT[:SEED]]...
 
 Needs root, bin/ built and build/powercut-disk (make powercut does both).
 """
@@ -378,6 +378,8 @@ class PowerCut:
         self.workdir = workdir
         self.store = os.path.join(workdir, "store.img")
         self.qubes_dir = os.path.join(workdir, "var-lib-qubes")
+        # One daemon, started afresh on each mount (harness.Daemon starts
+        # it at once: there is no pool yet, so it only listens).
         self.daemon = harness.Daemon()
         self.daemon.kill()
         qubes.storage.VOLUME_STATE_DIR = os.path.join(workdir, "volume-state")
@@ -451,35 +453,46 @@ class PowerCut:
         with self.mounted():
             world = World(self.dir_path, self.qubes_dir, self.daemon, shapes)
             try:
-                powered_up = world.digests()
-                for vm in world.vms.values():
-                    run_async(vm.storage.stop())
-                world.wait_jobs()
-                settled = world.digests()
-                failures = compare(before, after, settled, "after qubesd's stop()")
-                if failures:
-                    failures.append("at power-up, " + "; ".join(
-                        f"{k}: {describe(d, before, after)}" for k, d in sorted(powered_up.items())
-                        if any(vid_of(k) in f for f in failures)))
-                failures += job_errors(world)
-                if removed:
-                    vm = world.vms.pop(removed)
-                    if os.path.exists(os.path.join(self.dir_path, "appvms", removed)):
-                        run_async(vm.storage.remove())  # qvm-remove failed: the user runs it again
-                    settled = {k: d for k, d in settled.items() if not k.startswith(f"appvms/{removed}/")}
-                for vm in world.vms.values():
-                    run_async(vm.storage.verify())
-                    run_async(vm.storage.start())
-                for vm in world.vms.values():
-                    run_async(vm.storage.stop())
-                world.wait_jobs()
-                known = set(before.values()) | set(after.values())
-                failures += compare_after_cycle(settled, world.digests(), known)
-                failures += [f"{p} outlived the next start" for p in world.leftovers()]
+                settled, failures = settle(world, before, after)
+                failures += cycle_all(world, settled, removed, set(before.values()) | set(after.values()))
                 json.loads(world.cli("status", "--json"))
             except (qubes.exc.StoragePoolException, RuntimeError) as exc:
                 return {}, [f"recovery failed: {exc}\n{self.daemon.log()[-3000:]}"]
         return settled, failures
+
+
+def settle(world, before, after):
+    """qubesd's start: new objects stop() every volume, which commits what
+    a running VM left. Returns the digests then, and the failures."""
+    powered_up = world.digests()
+    for vm in world.vms.values():
+        run_async(vm.storage.stop())
+    world.wait_jobs()
+    settled = world.digests()
+    failures = compare(before, after, settled, "after qubesd's stop()")
+    if failures:
+        failures.append("at power-up, " + "; ".join(
+            f"{k}: {describe(d, before, after)}" for k, d in sorted(powered_up.items())
+            if any(vid_of(k) in f for f in failures)))
+    return settled, failures + job_errors(world)
+
+
+def cycle_all(world, settled, removed, known):
+    """Every VM starts and stops again (a removed one is removed again, as
+    the user would after a failed qvm-remove); this changes no image."""
+    if removed:
+        vm = world.vms.pop(removed)
+        if os.path.exists(os.path.join(world.dir_path, "appvms", removed)):
+            run_async(vm.storage.remove())
+        settled = {k: d for k, d in settled.items() if not k.startswith(f"appvms/{removed}/")}
+    for vm in world.vms.values():
+        run_async(vm.storage.verify())
+        run_async(vm.storage.start())
+    for vm in world.vms.values():
+        run_async(vm.storage.stop())
+    world.wait_jobs()
+    failures = compare_after_cycle(settled, world.digests(), known)
+    return failures + [f"{p} outlived the next start" for p in world.leftovers()]
 
 
 def job_errors(world):
@@ -503,8 +516,8 @@ class Report:
 
 
 def check_operation(pc, name, report, pick):
-    """Every crash state of one operation that pick chooses among
-    (cut, keep_seed) pairs; returns how many were checked."""
+    """Checks the crash states of one operation that pick chooses as
+    (cut, keep_seed) pairs, and the one after it returned."""
     arm, operation = OPERATIONS[name]
     started = time.monotonic()
     baseline, shapes, before = pc.build_baseline(name, arm)
@@ -526,14 +539,15 @@ def check_operation(pc, name, report, pick):
         state = f"cut at flush {cut} of {flushes}" + (f", keeping a subset (state {cut}:{seed})" if seed else "")
         made, _, status, error = pc.crash(baseline, shapes, operation, cut, seed)
         report.fail(name, state, [error] if error else [])
-        kept, pending = kept + status["kept"], pending + status["pending"]
+        if seed:
+            kept, pending = kept + status["kept"], pending + status["pending"]
         if made < cut:  # the flushes an operation makes vary a little
             print(f"note {name}, {state}: this run made only {made} flushes", file=sys.stderr)
         _, failures = pc.recover(shapes, before, after, removed)
         report.fail(name, state, failures)
     os.unlink(baseline)
     line = (f"{name}: {flushes} flushes; {len(states) + 1} crash states checked "
-            f"({sum(1 for _, s in states if s)} with a kept subset; the cuts kept {kept} of {pending} "
+            f"({sum(1 for _, s in states if s)} with a kept subset; those kept {kept} of {pending} "
             f"unflushed writes) in {time.monotonic() - started:.0f} s")
     report.lines.append(line)
     print(line, file=sys.stderr)
