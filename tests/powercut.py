@@ -233,6 +233,11 @@ def run_revert(world):
     run_async(world.vms["work"].storage.revert("private", str(oldest)))
 
 
+def run_resize(world):
+    work = world.vms["work"]
+    run_async(work.storage.resize("private", work.volumes["private"].size + 64 * MiB))
+
+
 def arm_import(world):
     path = run_async(world.vms["work"].storage.import_data("private", None))
     harness.write_at(path, 3 * MiB, harness.pattern("imported", MiB))
@@ -306,6 +311,7 @@ def require_savings(world):
 OPERATIONS = {
     "commit": (arm_running, run_commit),
     "revert": (None, run_revert),
+    "resize": (None, run_resize),
     "import": (arm_import, run_import),
     "clone": (arm_clone, run_clone),
     "remove": (None, run_remove),
