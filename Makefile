@@ -152,7 +152,7 @@ POWERCUT = $(RUN_PREFIX); PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(C
 	POWERCUT_DISK=$(CURDIR)/build/powercut-disk $(PYTHON) -m tests.powercut
 
 test-powercut-sample: build powercut-disk
-	$(POWERCUT) --sample 3 $(POWERCUT_ARGS)
+	$(POWERCUT) --sample 2 $(POWERCUT_ARGS)
 
 powercut: build powercut-disk
 	$(POWERCUT) $(POWERCUT_ARGS)

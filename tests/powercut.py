@@ -73,8 +73,9 @@ class Disk:
     def start(self, mkfs=False):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control)
+        size = ["-size", str(DISK_SIZE)] if mkfs else []
         self.proc = subprocess.Popen(
-            [DISK_TOOL, "-store", self.store, "-size", str(DISK_SIZE), "-mount", self.fuse,
+            [DISK_TOOL, "-store", self.store, *size, "-mount", self.fuse,
              "-control", self.control, "-keep-seed", str(self.keep_seed)],
             stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10

@@ -4,7 +4,7 @@
 // write cache a power cut drops (internal/powercut), for the power-loss
 // tests. It is a test tool: never installed.
 //
-//	powercut-disk -store FILE -size BYTES -mount DIR -control SOCKET [-keep-seed N]
+//	powercut-disk -store FILE [-size BYTES] -mount DIR -control SOCKET [-keep-seed N]
 //
 // The device is DIR/disk. It runs until SIGTERM or SIGINT, then unmounts;
 // whatever was not flushed by then is lost, as at a power cut.
@@ -23,8 +23,8 @@ import (
 )
 
 func main() {
-	store := flag.String("store", "", "the durable store file (made sparse of -size if missing)")
-	size := flag.Int64("size", 0, "the device size in bytes, for a new store")
+	store := flag.String("store", "", "the durable store file")
+	size := flag.Int64("size", 0, "make a new, empty store file of this many bytes")
 	mnt := flag.String("mount", "", "the directory to mount the FUSE filesystem on")
 	control := flag.String("control", "", "the Unix socket the test driver controls the device on")
 	keepSeed := flag.Int64("keep-seed", 0, "at a cut, keep a random subset of the unflushed writes chosen by this seed (0: keep none)")
@@ -39,16 +39,11 @@ func main() {
 }
 
 func run(storePath string, size int64, mnt, control string, keepSeed int64) error {
-	store, err := os.OpenFile(storePath, os.O_RDWR|os.O_CREATE, 0o600)
+	store, err := openStore(storePath, size)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer store.Close()
-	if info, err := store.Stat(); err == nil && info.Size() == 0 {
-		if err := store.Truncate(size); err != nil {
-			return fmt.Errorf("size store %s: %w", storePath, err)
-		}
-	}
 	dev, err := powercut.Open(store, keepSeed)
 	if err != nil {
 		return err
@@ -79,4 +74,25 @@ func run(storePath string, size int64, mnt, control string, keepSeed int64) erro
 	s := dev.Status()
 	log.Printf("stopped: %d flushes, cut %v, %d of %d unflushed writes kept", s.Flushes, s.Dead, s.Kept, s.Pending)
 	return nil
+}
+
+// openStore opens the store, or makes a new sparse one when size > 0. A
+// missing store is an error otherwise: a disk must not come back empty.
+func openStore(path string, size int64) (*os.File, error) {
+	if size <= 0 {
+		store, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return store, nil
+	}
+	store, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create store: %w", err)
+	}
+	if err := store.Truncate(size); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("size store %s: %w", path, err)
+	}
+	return store, nil
 }
