@@ -607,6 +607,36 @@ func TestRefusesUnsafeNames(t *testing.T) {
 	}
 }
 
+// A symlink that stays inside the pool, from one VM's directory to
+// another's, is refused like any other: through it, an operation on one
+// VM's volume would change the other VM's files.
+func TestRefusesLinksBetweenVMDirectories(t *testing.T) {
+	h := newHarness(t)
+	work := origin("appvms/work/private", 1)
+	h.must(h.store.Create(work))
+	h.write("appvms/work/private.img", 0, []byte("work's data"))
+	want := h.sum("appvms/work/private.img")
+	if err := os.Symlink("work", h.path("appvms/evil")); err != nil {
+		t.Fatal(err)
+	}
+	evil := origin("appvms/evil/private", 1)
+	ops := map[string]func() error{
+		"start":  func() error { _, err := h.store.Start(evil); return err },
+		"resize": func() error { _, err := h.store.Resize(evil, 1<<20); return err },
+		"revert": func() error { _, err := h.store.Revert(evil, ""); return err },
+		"remove": func() error { _, err := h.store.Remove(evil); return err },
+	}
+	for name, op := range ops {
+		if err := op(); err == nil {
+			t.Errorf("%s through a symlinked VM directory succeeded", name)
+		}
+	}
+	if got := h.sum("appvms/work/private.img"); got != want {
+		t.Errorf("work's image changed through the link: %s, want %s", got, want)
+	}
+	h.assertFiles(map[string]bool{"appvms/work/private-dirty.img": false, "appvms/work/private-precache.img": true})
+}
+
 func TestSameVolumeIsSerialised(t *testing.T) {
 	h := newHarness(t)
 	spec := origin("appvms/busy/private", 2)

@@ -14,8 +14,11 @@ import (
 )
 
 // resolve is how every name is looked up: beneath the root, through no
-// magic link.
-const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
+// symlink at all. A link that stays beneath the root is refused too: the
+// file-reflink layout has none, and one planted from a VM's directory to
+// another's would let an operation on one VM's volume change the other's
+// files, which the per-volume lock does not serialise.
+const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
 // Root is an open directory beneath which names are resolved.
 type Root struct {
