@@ -128,7 +128,23 @@ func (f files) rename(src, dst string) error {
 	if err := f.root.Rename(src, dst); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", f.abs(src), f.abs(dst), err)
 	}
-	return f.syncDir(path.Dir(dst))
+	if err := f.syncDir(path.Dir(dst)); err != nil {
+		return dirSyncError{err}
+	}
+	return nil
+}
+
+// dirSyncError is a rename that took place but whose directory could not
+// be synced: undoing what led up to it would lose data the new name now
+// holds.
+type dirSyncError struct{ error }
+
+func (e dirSyncError) Unwrap() error { return e.error }
+
+// renamed tells whether a rename that returned err took place.
+func renamed(err error) bool {
+	var synced dirSyncError
+	return err == nil || errors.As(err, &synced)
 }
 
 // remove deletes name; a missing file is not an error.

@@ -156,7 +156,9 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 	}
 	failpoint.Hit("commit.after-revision")
 	if err := s.replaceClean(p, from); err != nil {
-		s.dropRevision(saved)
+		if !renamed(err) {
+			s.dropRevision(saved)
+		}
 		return err
 	}
 	failpoint.Hit("commit.after-rename")
@@ -215,16 +217,16 @@ func (s *Store) Revert(spec Spec, id string) (State, error) {
 			return err
 		}
 		failpoint.Hit("revert.after-revision")
-		renamed := false
+		moved := false // the revision became the clean image
 		err = s.refreshPrecache(p, spec, func() error {
 			failpoint.Hit("revert.after-precache-removal")
 			defer failpoint.Hit("revert.after-rename")
 			err := s.files.rename(p.Revision(rev.ID, rev.Timestamp), p.Clean)
-			renamed = err == nil
+			moved = renamed(err)
 			return err
 		})
 		if err != nil {
-			if !renamed {
+			if !moved {
 				s.dropRevision(saved)
 			}
 			return err
