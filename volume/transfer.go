@@ -154,8 +154,7 @@ func (s *Store) ImportDataEnd(spec Spec, success bool) (State, error) {
 // export, of any driver) into the import image, by reflink within one
 // filesystem and by sparse copy across, then commits it. Volumes that are
 // not save_on_stop have nothing to import. The copy stops when ctx is
-// done (the request's caller went away, or the daemon is stopping),
-// leaving the volume as it was.
+// done (the daemon is stopping), leaving the volume as it was.
 //
 // source must be a regular file or a block device. The contract lets an
 // export be a pipe too, but the import takes the source's size and copies

@@ -47,7 +47,7 @@ def read(dir_path):
         return {}
     try:
         record = json.loads(data)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; deep nesting
         return {}
     if (
         not isinstance(record, dict)

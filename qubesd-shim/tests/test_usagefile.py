@@ -71,6 +71,7 @@ class UsageDetails(unittest.TestCase):
             "not json": b"{\"version\": 1, \"saved\":",
             "not utf-8": b"\xff\xfe{}",
             "empty": b"",
+            "nested deeper than the parser goes": b"[" * 4000,
             "a list": [base],
             "another version": self.record(version=2),
             "no version": {k: v for k, v in base.items() if k != "version"},
