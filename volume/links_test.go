@@ -147,3 +147,24 @@ func TestAllowsHardLinksWithinThePool(t *testing.T) {
 	h.must(h.store.Stop(tpl))
 	h.must(h.store.Stop(snap))
 }
+
+// A template started with snapshots disabled whose AppVMs still link its
+// image commits once revisions_to_keep was raised while it ran.
+func TestCommitsDirtyImageLinkedBySnapshots(t *testing.T) {
+	h := newHarness(t)
+	tpl := origin("vm-templates/fedora/root", -1)
+	h.must(h.store.Create(tpl))
+	h.must(h.store.Start(tpl))
+	if err := os.MkdirAll(h.path("appvms/work"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(h.path("vm-templates/fedora/root-dirty.img"), h.path("appvms/work/root.img")); err != nil {
+		t.Fatal(err)
+	}
+	h.write("vm-templates/fedora/root-dirty.img", 0, []byte("updated"))
+	want := h.sum("vm-templates/fedora/root-dirty.img")
+	h.must(h.store.Stop(origin("vm-templates/fedora/root", 1)))
+	if got := h.sum("vm-templates/fedora/root.img"); got != want {
+		t.Errorf("clean image %s after the commit, want %s", got, want)
+	}
+}

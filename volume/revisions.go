@@ -125,7 +125,18 @@ func (s *Store) dropRevision(name string) {
 // steps of the commit nor the state read after it fail on something
 // planted.
 func (s *Store) checkCommit(p Paths, from string) error {
-	if _, err := s.files.statSingle(from); err != nil {
+	info, err := s.files.stat(from)
+	if err != nil {
+		return err
+	}
+	check := s.files.checkSingleLink
+	if from == p.Dirty {
+		// Started with snapshots disabled, the dirty image is the clean
+		// image renamed, which running snapshot volumes may still link as
+		// their clean image; revisions_to_keep may have been raised since.
+		check = s.files.checkLinksInPool
+	}
+	if err := check(from, info); err != nil {
 		return err
 	}
 	for _, name := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {
