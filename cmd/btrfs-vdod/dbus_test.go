@@ -97,19 +97,15 @@ type stampedSignal struct {
 	at time.Time
 }
 
-// waitBytesSaved waits for a PropertiesChanged that reports bytes saved,
-// and checks that the signals before it came at most a few per second.
+// waitBytesSaved waits for a PropertiesChanged that reports bytes saved.
+// How often signals come is internal/bus's test's business: gaps measured
+// here, after the bus delivered them, also hold the bus's jitter.
 func waitBytesSaved(t *testing.T, signals chan stampedSignal) uint64 {
 	t.Helper()
-	var last time.Time
 	timeout := time.After(2 * time.Minute)
 	for n := 0; ; n++ {
 		select {
 		case sig := <-signals:
-			if gap := sig.at.Sub(last); gap < 150*time.Millisecond {
-				t.Errorf("PropertiesChanged %s after the one before", gap)
-			}
-			last = sig.at
 			changed, _ := sig.Body[1].(map[string]dbus.Variant)
 			if saved, ok := changed["BytesSaved"].Value().(uint64); ok && saved > 0 {
 				return saved
