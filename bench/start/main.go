@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,16 +24,23 @@ import (
 )
 
 func main() {
-	runs := flag.Int("runs", 5, "starts measured per case")
+	runs := flag.Int("runs", 200, "starts measured with the job running")
+	idleRuns := flag.Int("idle-runs", 50, "starts measured with the optimiser idle")
 	sizeMiB := flag.Int("size-mib", 512, "compressible data written per session")
 	flag.Parse()
-	if err := run(*runs, int64(*sizeMiB)<<20); err != nil {
+	if err := run(*idleRuns, *runs, int64(*sizeMiB)<<20); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/start:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, size int64) error {
+// Targets for a start with the job running on the volume.
+const (
+	targetMedian = 20 * time.Millisecond
+	targetP99    = 50 * time.Millisecond
+)
+
+func run(idleRuns, busyRuns int, size int64) error {
 	prefix := os.Getenv("BTRFS_VDO_RUN_PREFIX")
 	if prefix == "" {
 		prefix = "btrfs-vdo-"
@@ -94,26 +102,37 @@ func run(runs int, size int64) error {
 		_, err := p.Volumes.Stop(spec)
 		return took, err
 	}
-	fmt.Printf("start latency, %d runs, %d MiB written per session\n", runs, size>>20)
+	fmt.Printf("start latency, %d MiB written per session; target with the job running: median <= %v, p99 <= %v\n",
+		size>>20, targetMedian, targetP99)
 	for _, c := range []struct {
 		name string
 		busy bool
-	}{{"optimiser idle", false}, {"job running on the volume", true}} {
+		runs int
+	}{{"optimiser idle", false, idleRuns}, {"job running on the volume", true, busyRuns}} {
 		var ds []time.Duration
-		for range runs {
+		for range c.runs {
 			d, err := measure(c.busy)
 			if err != nil {
 				return err
 			}
 			ds = append(ds, d)
 		}
+		if len(ds) == 0 {
+			continue
+		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		fmt.Printf("%-28s median %8.1f ms   max %8.1f ms\n", c.name, ms(ds[len(ds)/2]), ms(ds[len(ds)-1]))
+		fmt.Printf("%-26s %4d runs  median %7.1f ms  p90 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", c.name, len(ds),
+			ms(quantile(ds, 0.5)), ms(quantile(ds, 0.9)), ms(quantile(ds, 0.99)), ms(ds[len(ds)-1]))
 		if err := sched.Wait(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// quantile is the q-quantile of the sorted ds, by the nearest rank.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	return ds[int(math.Ceil(q*float64(len(ds))))-1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
