@@ -367,21 +367,20 @@ func (p *Pool) findWork(job Job, target string) (fileWork, error) {
 	fw := fileWork{name: target}
 	var exts []btrfs.Extent
 	var until uint64
-	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+	synced, err := p.syncFor(target)
+	if err != nil {
+		return fw, err
+	}
+	err = p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
 		f, err := l.Open(target, os.O_RDONLY)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		// Commit the transaction first: extent reference counts, which
-		// decide whether an extent is shared, lag until it is committed.
-		if err := btrfs.Sync(f); err != nil {
+		if fw.ino, err = syncIfReplaced(f, synced); err != nil {
 			return err
 		}
 		fw.clean = target == l.Clean()
-		if fw.ino, err = inodeOf(f); err != nil {
-			return err
-		}
 		flags, err := btrfs.Flags(f)
 		if err != nil {
 			return err
