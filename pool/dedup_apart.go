@@ -86,6 +86,7 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, fw fileW
 			d.res = nil
 		}
 	}()
+	d.enc = o.enc
 	w := &passWalk{job: job, ino: fw.ino, report: progress}
 	for _, de := range fw.extents {
 		for _, it := range de.items {
@@ -335,7 +336,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	}
 	if !pl.judged {
 		pl.judged = true
-		pl.compressible = !pl.compressed && len(data) > blockSize && sampleShrinks(data)
+		pl.compressible = !pl.compressed && len(data) > blockSize && d.enc.sampleShrinks(data)
 	}
 	if !pl.compressed {
 		d.examined += uint64(len(data))
