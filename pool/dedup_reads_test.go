@@ -69,6 +69,60 @@ func TestDedupSharesNoShortPiecesOfCompressedExtents(t *testing.T) {
 	}
 }
 
+// The rest of an image around shared runs is written to compressed
+// extents of its own for each range between them: an extent holding parts
+// of two ranges read apart would be read whole for each.
+func TestDedupRewritesEachRangeBetweenRunsApart(t *testing.T) {
+	const tpl, work = "vm-templates/debian/root", "appvms/work/private"
+	const unit, own = btrfs.MaxCompressedExtent, 40 << 10
+	h := newOptHarness(t)
+	for _, vid := range []string{tpl, work} {
+		if err := os.MkdirAll(filepath.Dir(h.path(vid)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := wordSalad(1, 8*unit)
+	if err := os.WriteFile(h.path(tpl+".img"), src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.fullPass(tpl)
+	srcExtents := map[uint64]bool{}
+	for _, e := range extentsOf(t, h.path(tpl+".img")) {
+		srcExtents[e.DiskBytenr] = true
+	}
+	// Whole template units, each followed by 40 KiB of the AppVM's own.
+	var img []byte
+	for u := range 8 {
+		img = append(img, src[u*unit:(u+1)*unit]...)
+		img = append(img, wordSalad(uint64(200+u), own)...)
+	}
+	if err := os.WriteFile(h.path(work+".img"), img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := sums(t, h.poolFiles())
+	h.fullPass(work)
+	end := map[uint64]uint64{} // extent -> where its last item in the image ended
+	shared := 0
+	for _, e := range extentsOf(t, h.path(work+".img")) {
+		if srcExtents[e.DiskBytenr] {
+			shared++
+			continue
+		}
+		if last, ok := end[e.DiskBytenr]; ok && last != e.Offset {
+			t.Errorf("extent at %d holds ranges of the image apart: one ending at %d, one at %d", e.DiskBytenr, last, e.Offset)
+		}
+		end[e.DiskBytenr] = e.Offset + e.Length
+	}
+	if shared < 8 {
+		t.Errorf("%d items share the template's extents, want the 8 units", shared)
+	}
+	for f, s := range want {
+		if sum(t, f) != s {
+			t.Fatalf("%s changed", f)
+		}
+	}
+}
+
 func extentsOf(t *testing.T, path string) []btrfs.Extent {
 	t.Helper()
 	f, err := os.Open(path)
