@@ -79,6 +79,7 @@ type deduper struct {
 	// on the first extent the image shares.
 	own    map[uint64][]refLoc
 	tmpDir *fsroot.Root
+	enc    *copyEncoder // the job's, which judges what compresses
 	stats  DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
 	// for the job's bytes_compressed; skippedShared those of compressible

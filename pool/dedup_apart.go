@@ -88,6 +88,7 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, fw fileW
 			d.res = nil
 		}
 	}()
+	d.enc = o.enc
 	w := &passWalk{job: job, ino: fw.ino, report: progress}
 	for _, de := range fw.extents {
 		for _, it := range de.items {
@@ -337,7 +338,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	}
 	if !pl.judged {
 		pl.judged = true
-		pl.compressible = !pl.compressed && len(data) > blockSize && sampleShrinks(data)
+		pl.compressible = !pl.compressed && len(data) > blockSize && d.enc.sampleShrinks(data)
 	}
 	if !pl.compressed {
 		d.examined += uint64(len(data))
@@ -359,29 +360,15 @@ func (d *deduper) scan(img dedupDest, i int) error {
 		}
 		h := dedupindex.HashBlock(blk)
 		d.stats.BytesHashed += blockSize
-		eo := it.ExtentOffset + uint64(b)
 		r, err := d.findRun(img, h, off, data[b:])
 		if err != nil {
 			return err
 		}
-		if r.length == 0 {
-			pc.rest = addSpan(pc.rest, off, blockSize)
-			pl.rest += blockSize
-			pl.remember(h, eo)
-			if _, ok := d.local[h]; !ok && len(d.local) < maxLocalBlocks {
-				d.local[h] = localBlock{offset: off, plan: pc.plan}
-			}
-			b += blockSize
-			continue
+		parts, err := d.readableRuns(r)
+		if err != nil {
+			return err
 		}
-		pc.runs = append(pc.runs, r)
-		pl.saved += uint64(r.length)
-		pl.remember(h, eo)
-		for k := blockSize; k < r.length; k += blockSize {
-			d.stats.BytesHashed += blockSize
-			pl.remember(dedupindex.HashBlock(data[b+k:b+k+blockSize]), eo+uint64(k))
-		}
-		b += r.length
+		b += d.sortRun(i, it.ExtentOffset+uint64(b), h, data[b:], r, parts)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := newOptimiser(0, p.tmpDir(), func(error) {})
-	o.enc = newCopyEncoder(0, func(error) {})
+	o.enc = newCopyEncoder(0, 0, func(error) {})
 	o.dedup = newDeduper(p, idx)
 	defer o.dedup.finish()
 	if err := o.dedupStage(context.Background(), job, files[0], func(uint64, uint64) {}); err != nil {

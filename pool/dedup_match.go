@@ -14,13 +14,14 @@ import (
 
 // run is a verified match: length bytes of the image at offset equal
 // src's. hash and addr name the index entry that found it (none for a
-// match within the job's own data).
+// match within the job's own data, whose source extent is plan's).
 type run struct {
 	src        blockSource
 	offset     uint64
 	length     int
 	hash, addr uint64
 	fromIndex  bool
+	plan       int
 }
 
 // maxLocalBlocks bounds the job's table of its own new blocks, which finds
@@ -45,10 +46,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 		src := blockSource{path: img.path, offset: lb.offset}
 		n, err := d.runLength(src, img, off, data)
 		if err != nil || n > 0 {
-			if n > 0 {
-				d.plans[lb.plan].forced = true
-			}
-			return run{src: src, offset: off, length: n}, err
+			return run{src: src, offset: off, length: n, plan: lb.plan}, err
 		}
 	}
 	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], h)

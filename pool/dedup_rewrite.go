@@ -70,7 +70,7 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, l
 		return false, err
 	}
 	defer cp.remove()
-	if err := cp.write(buf, copyBase); err != nil {
+	if err := d.writeStretches(cp, work, buf); err != nil {
 		return false, err
 	}
 	failpoint.Hit("dedup.after-rewrite-copy")
@@ -101,6 +101,31 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, l
 	}
 	d.indexCopy(exts, buf, o)
 	return true, nil
+}
+
+// writeStretches writes buf, the work's rests one after the other, to cp
+// at copyBase, a stretch at a time: each run of rests contiguous in the
+// image starts a compressed unit of its own. A unit holding the ends of
+// two ranges the image reads apart would be read whole for each.
+func (d *deduper) writeStretches(cp compressedCopy, work []pieceDests, buf []byte) error {
+	var from, pos uint64
+	end := uint64(1<<64 - 1) // image offset where the last rest ended
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			if s.offset != end && pos > from {
+				if err := cp.write(buf[from:pos], copyBase+from); err != nil {
+					return err
+				}
+				from = pos
+			}
+			pos += s.length
+			end = s.offset + s.length
+		}
+	}
+	if pos == from {
+		return nil
+	}
+	return cp.write(buf[from:pos], copyBase+from)
 }
 
 // takesMoreThan reports whether the copy's data takes more than limit

@@ -32,25 +32,34 @@ type copyEncoder struct {
 	plain    atomic.Bool
 	onPlain  func(error)
 	parallel int
+	// minSaving is the share of a unit's bytes its frame must save for
+	// the unit to be stored compressed (see DefaultMinCompressSaving).
+	minSaving float64
 	// arenas are the buffers frames are made in (*[]byte), reused from one
 	// write to the next, so that a job's copies make no garbage.
 	arenas sync.Pool
 }
 
-// newCopyEncoder returns an encoder at level (0: btrfs's default). Levels
-// are validated by the configuration; the zstd library maps any level to
-// its nearest.
-func newCopyEncoder(level int, onPlain func(error)) *copyEncoder {
+// newCopyEncoder returns an encoder at level (0: btrfs's default) that
+// compresses what saves at least minSaving of its bytes (0:
+// DefaultMinCompressSaving). Both are validated by the configuration; the
+// zstd library maps any level to its nearest.
+func newCopyEncoder(level int, minSaving float64, onPlain func(error)) *copyEncoder {
 	if level == 0 {
 		level = defaultZstdLevel
 	}
+	if minSaving == 0 {
+		minSaving = DefaultMinCompressSaving
+	}
 	parallel := runtime.GOMAXPROCS(0)
-	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel}
+	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel,
+		minSaving: minSaving}
 }
 
-// write stores data at off in f (sector-aligned): each 128 KiB unit whose
-// frame saves a sector as a compressed extent, the others plainly. The
-// units are compressed on every CPU at once.
+// write stores data at off in f (sector-aligned), in order: each 128 KiB
+// unit whose frame saves a sector and the encoder's minimum share as a
+// compressed extent, the others plainly. The units are compressed on every
+// CPU at once.
 func (e *copyEncoder) write(f *os.File, data []byte, off uint64) error {
 	if e.plain.Load() {
 		return writePlain(f, data, off)
@@ -75,7 +84,7 @@ func (e *copyEncoder) write(f *os.File, data []byte, off uint64) error {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				u := data[i*unit : min((i+1)*unit, len(data))]
-				if frame := e.enc.Encode(arena[i*unit:i*unit:(i+1)*unit], u); btrfs.Saves(frame, u) {
+				if frame := e.enc.Encode(arena[i*unit:i*unit:(i+1)*unit], u); btrfs.Saves(frame, u) && e.savesEnough(len(frame), len(u)) {
 					frames[i] = frame
 				}
 			}

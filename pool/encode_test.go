@@ -52,7 +52,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			said := 0
-			enc := newCopyEncoder(0, func(error) { said++ })
+			enc := newCopyEncoder(0, 0, func(error) { said++ })
 			// As copies are made: with the compression property, where the
 			// filesystem has it.
 			c, err := newCompressedCopy(openRoot(t, tt.dir(t)), enc)
@@ -114,7 +114,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 // buffers instead of making a frame arena per write.
 func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	data := executableLike(2*mib, 2)
-	enc := newCopyEncoder(0, func(err error) { t.Fatal(err) })
+	enc := newCopyEncoder(0, 0, func(err error) { t.Fatal(err) })
 	c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
 	if err != nil {
 		t.Fatal(err)

@@ -94,6 +94,10 @@ type SchedulerConfig struct {
 	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
 	PoolZstdLevels map[string]int
 	IdleIO         bool // run jobs at idle I/O priority
+	// MinCompressSaving is the share of its bytes (0 to 1) compression
+	// must save for data to be stored compressed; 0 takes
+	// DefaultMinCompressSaving.
+	MinCompressSaving float64
 }
 
 // Scheduler runs optimiser jobs in the background, one volume at a time per
@@ -319,7 +323,7 @@ func (s *Scheduler) encoderFor(level int) *copyEncoder {
 	if enc := s.encoders[level]; enc != nil {
 		return enc
 	}
-	enc := newCopyEncoder(level, func(err error) {
+	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, func(err error) {
 		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
 	})
 	if s.encoders == nil {

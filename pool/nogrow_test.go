@@ -184,6 +184,8 @@ func TestDedupKeepsCompressedExtentsItWouldGrow(t *testing.T) {
 	}
 	// Every 128 KiB of the AppVM's image starts with a block the template
 	// holds, and is stored as one extent compressed at zstd's highest level.
+	// The template holds each block amid noise, which it keeps plain: a
+	// block-long run is shared only into an uncompressed source.
 	const units = 64
 	var shared []byte
 	img, err := os.Create(h.path(work + ".img"))
@@ -194,7 +196,7 @@ func TestDedupKeepsCompressedExtentsItWouldGrow(t *testing.T) {
 	enc := btrfs.NewZstdEncoder(19, 1)
 	for u := range units {
 		blk := wordSalad(uint64(1000+u), 4096)
-		shared = append(shared, blk...)
+		shared = append(append(shared, blk...), noise(uint64(1000+u), btrfs.MaxCompressedExtent-4096)...)
 		data := append(append([]byte(nil), blk...), wordSalad(uint64(u), btrfs.MaxCompressedExtent-4096)...)
 		if err := btrfs.WriteZstdExtent(img, uint64(u*btrfs.MaxCompressedExtent), enc.Encode(nil, data), uint64(len(data))); err != nil {
 			t.Fatal(err)

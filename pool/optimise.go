@@ -517,7 +517,7 @@ func (o *optimiser) compressPieces(f *os.File, it workItem, onShared func(btrfs.
 		if err != nil {
 			return res, err
 		}
-		worth, err := worthCompressing(f, pc)
+		worth, err := o.enc.worthCompressing(f, pc)
 		if err != nil {
 			return res, err
 		}

@@ -65,7 +65,7 @@ func run() error {
 	limitMemory(pools, log)
 	sched := pool.NewScheduler(pool.SchedulerConfig{
 		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
-		IdleIO: cfg.IOPriority == config.IOPriorityIdle,
+		IdleIO: cfg.IOPriority == config.IOPriorityIdle, MinCompressSaving: cfg.MinCompressSaving / 100,
 	}, log, status.jobDone)
 	status.jobs = sched
 	pools.SetScheduler(sched)

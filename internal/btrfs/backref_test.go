@@ -293,6 +293,32 @@ func TestExtentAt(t *testing.T) {
 	}
 }
 
+func TestExtentsStartingIn(t *testing.T) {
+	mnt := mountBtrfs(t)
+	fx := newRefFixture(t, mnt) // items of orig start at 0, 256 KiB and 512 KiB
+	for _, tt := range []struct {
+		lo, hi uint64
+		want   []uint64
+	}{
+		{0, mib, []uint64{0, 256 * kib, 512 * kib}},
+		{1, 256 * kib, []uint64{256 * kib}},
+		{257 * kib, 511 * kib, nil},
+		{512 * kib, 512 * kib, []uint64{512 * kib}},
+	} {
+		exts, err := btrfs.ExtentsStartingIn(fx.orig, tt.lo, tt.hi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, e := range exts {
+			got = append(got, e.Offset)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("ExtentsStartingIn(%d, %d) starts at %v, want %v", tt.lo, tt.hi, got, tt.want)
+		}
+	}
+}
+
 func TestSubvolumeID(t *testing.T) {
 	btrfstest.RequireCommands(t, "btrfs")
 	mnt := mountBtrfs(t)

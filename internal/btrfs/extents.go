@@ -79,11 +79,21 @@ const (
 // Dirty data that has not been written back yet has no extent item; call
 // Sync or f.Sync first. Needs CAP_SYS_ADMIN.
 func Extents(f *os.File, minGeneration uint64) ([]Extent, error) {
+	return extentsFrom(f, 0, math.MaxUint64, minGeneration)
+}
+
+// ExtentsStartingIn lists f's file extent items that start at file
+// offsets lo to hi (both included), in file order.
+func ExtentsStartingIn(f *os.File, lo, hi uint64) ([]Extent, error) {
+	return extentsFrom(f, lo, hi, 0)
+}
+
+func extentsFrom(f *os.File, lo, hi, minGeneration uint64) ([]Extent, error) {
 	ino, err := inodeNumber(f)
 	if err != nil {
 		return nil, err
 	}
-	key := fileExtentsKey(ino, 0, math.MaxUint64)
+	key := fileExtentsKey(ino, lo, hi)
 	key.min_transid = minGeneration
 	buf := newSearchBuf(searchBufSize)
 	var out []Extent
@@ -103,7 +113,7 @@ func Extents(f *os.File, minGeneration uint64) ([]Extent, error) {
 		}
 		// With objectid and type fixed, keys differ only in offset, so the
 		// next batch starts just past the last item returned.
-		if last == math.MaxUint64 {
+		if last >= hi {
 			return out, nil
 		}
 		key.min_offset = last + 1

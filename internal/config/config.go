@@ -34,6 +34,9 @@ type Config struct {
 	// by its pool's data.
 	IndexSize *Size `toml:"index_size"`
 	ZstdLevel int   `toml:"zstd_level"`
+	// MinCompressSaving is the percentage of its bytes compression must
+	// save for the daemon to store data compressed.
+	MinCompressSaving float64 `toml:"min_compress_saving"`
 	// JobConcurrency bounds the background jobs running at once, across
 	// all pools.
 	JobConcurrency int      `toml:"job_concurrency"`
@@ -70,6 +73,10 @@ const (
 	minIndexSize      = 1 << 20
 	indexSizeUnit     = 4 << 10
 	maxJobConcurrency = 64
+	// A bar below a sector of a 128 KiB unit is btrfs's own rule; above
+	// nine tenths hardly anything compresses.
+	minCompressSavingLo = 1
+	minCompressSavingHi = 90
 )
 
 // Default returns the configuration used for keys the file leaves out.
@@ -77,14 +84,15 @@ const (
 // battery: a dom0 should not notice it.
 func Default() Config {
 	return Config{
-		Socket:         api.DefaultSocket,
-		LogLevel:       "info",
-		ZstdLevel:      3,
-		JobConcurrency: 1,
-		IOPriority:     IOPriorityIdle,
-		BatteryPolicy:  BatteryPause,
-		StopTimeout:    Duration(2 * time.Minute),
-		Pools:          map[string]PoolOverride{},
+		Socket:            api.DefaultSocket,
+		LogLevel:          "info",
+		ZstdLevel:         3,
+		MinCompressSaving: 12.5,
+		JobConcurrency:    1,
+		IOPriority:        IOPriorityIdle,
+		BatteryPolicy:     BatteryPause,
+		StopTimeout:       Duration(2 * time.Minute),
+		Pools:             map[string]PoolOverride{},
 	}
 }
 
@@ -177,6 +185,9 @@ func (c Config) problems() []problem {
 	}
 	if msg := checkZstdLevel(c.ZstdLevel); msg != "" {
 		add(msg, "zstd_level")
+	}
+	if c.MinCompressSaving < minCompressSavingLo || c.MinCompressSaving > minCompressSavingHi {
+		add(fmt.Sprintf("%g is not between %d and %d", c.MinCompressSaving, minCompressSavingLo, minCompressSavingHi), "min_compress_saving")
 	}
 	if c.JobConcurrency < 1 || c.JobConcurrency > maxJobConcurrency {
 		add(fmt.Sprintf("%d is not between 1 and %d", c.JobConcurrency, maxJobConcurrency), "job_concurrency")

@@ -25,15 +25,18 @@ socket = "/run/x/d.sock"
 log_level = "debug"
 index_size = 1073741824
 zstd_level = 9
+min_compress_saving = 25.5
 job_concurrency = 2
 io_priority = "best-effort"
 battery_policy = "run"
 stop_timeout = "90s"
 `, func(c *Config) {
 			c.Socket, c.LogLevel, c.IndexSize, c.ZstdLevel = "/run/x/d.sock", "debug", ptr(Size(1<<30)), 9
+			c.MinCompressSaving = 25.5
 			c.JobConcurrency, c.IOPriority, c.BatteryPolicy = 2, "best-effort", "run"
 			c.StopTimeout = Duration(90 * time.Second)
 		}},
+		{"whole percentage", `min_compress_saving = 25`, func(c *Config) { c.MinCompressSaving = 25 }},
 		{"size with unit", `index_size = "2048KiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 20)) }},
 		{"size with space", `index_size = "2 GiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 30)) }},
 		{"pool override", `
@@ -76,6 +79,8 @@ func TestParseErrors(t *testing.T) {
 		}},
 		{"bad values then a syntax error", "zstd_level = \"x\"\nsocket = \n", []string{`c.toml:2: `}},
 		{"zstd out of range", "\nzstd_level = 22\n", []string{`c.toml:2: zstd_level: 22 is not between 1 and 15`}},
+		{"saving too low", "min_compress_saving = 0.5\n", []string{`c.toml:1: min_compress_saving: 0.5 is not between 1 and 90`}},
+		{"saving too high", "min_compress_saving = 95\n", []string{`c.toml:1: min_compress_saving: 95 is not between 1 and 90`}},
 		{"bad size unit", `index_size = "1MB"`, []string{`c.toml:1: index_size: "1MB" is not a size`}},
 		{"negative size", `index_size = -1`, []string{`c.toml:1: index_size: -1 is negative`}},
 		{"size too small", `index_size = "4KiB"`, []string{`c.toml:1: index_size: 4KiB is below the minimum of 1MiB`}},

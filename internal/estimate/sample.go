@@ -21,8 +21,8 @@ const unitBytes = btrfs.MaxCompressedExtent
 
 // worthRatio is the optimizer's bar for rewriting an extent that holds
 // neither zeros nor duplicates: compressed, it must take at most this
-// share of its size.
-const worthRatio = 0.9
+// share of its size (the default min_compress_saving, 12.5 %).
+const worthRatio = 0.875
 
 // unit is a piece of at most unitBytes of an extent's live bytes.
 type unit struct {
