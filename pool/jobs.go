@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -296,7 +297,11 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 		s.recent = s.recent[1:]
 	}
 	s.mu.Unlock()
-	p.finishJob(job)
+	var saved uint64
+	if err == nil {
+		saved = uint64(max(res.Saved(), 0))
+	}
+	p.finishJob(job, saved)
 	return done
 }
 
@@ -353,8 +358,10 @@ func (s *Scheduler) enqueue(p *Pool, vid string) {
 
 // put records job in p's state, merged into the volume's pending job
 // (see putJob), after prepare, if given, has set it up against the state,
-// and makes it runnable. It returns the id of the job that covers it.
-func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, error) {
+// and makes it runnable. It returns the id of the job that covers it. A
+// durable job is on disk before put returns; another is written with the
+// next batch (see updateSoon).
+func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Job)) (uint64, error) {
 	s.mu.Lock()
 	// Held across the state's update, so that no job starts or ends
 	// between the look at s.running and the merge.
@@ -362,12 +369,18 @@ func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, e
 	s.lastID++
 	job.ID = s.lastID
 	var id uint64
-	err := p.state.tryUpdate(func(st *state) {
+	change := func(st *state) {
 		if prepare != nil {
 			prepare(st, &job)
 		}
 		st.Jobs, id = putJob(st.Jobs, job, running)
-	})
+	}
+	var err error
+	if durable {
+		err = p.state.tryUpdate(change)
+	} else {
+		p.state.updateSoon(change)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -377,18 +390,53 @@ func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, e
 }
 
 // resume makes the jobs a pool left unfinished runnable, and hands out
-// new ids above theirs.
+// new ids above theirs. A held job whose volume stopped meanwhile runs
+// too: its commit may have come while the daemon was down.
 func (s *Scheduler) resume(p *Pool, jobs []Job) {
 	s.mu.Lock()
+	s.pools[p.Volumes.Dir()] = p
 	for _, job := range jobs {
 		s.lastID = max(s.lastID, job.ID)
 	}
 	s.mu.Unlock()
 	for _, job := range jobs {
-		if !job.Held {
-			s.enqueue(p, job.VID)
+		if job.Held && p.holdIfRunning(job.VID) {
+			continue
 		}
+		if job.Held {
+			p.unholdJob(job.VID)
+		}
+		s.enqueue(p, job.VID)
 	}
+}
+
+// restore takes up the totals and recent outcomes from before a restart,
+// and hands out new ids above theirs.
+func (s *Scheduler) restore(c Counters, recent []JobDone) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = c
+	s.recent = append(recent, s.recent...)
+	if len(s.recent) > recentJobs {
+		s.recent = s.recent[len(s.recent)-recentJobs:]
+	}
+	for _, d := range s.recent {
+		s.lastID = max(s.lastID, d.ID)
+	}
+}
+
+// forget drops a pool that closed, with its queued jobs, which stay in
+// its state for the next open.
+func (s *Scheduler) forget(p *Pool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	if s.pools[dir] != p {
+		return
+	}
+	delete(s.pools, dir)
+	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
+	s.notifyLocked()
 }
 
 // release ends key's run and lets a worker take the job queued for it

@@ -30,16 +30,22 @@ var ErrNoReflinks = errors.New("the filesystem does not support reflinks")
 type Pool struct {
 	Name    string
 	Volumes *volume.Store
-	commits atomic.Uint64
+	commits atomic.Uint64 // mirrors state.Commits, read without a copy of the state
+	saved   atomic.Uint64 // mirrors state.Saved
 	log     *slog.Logger
 	state   *stateStore
 	sched   *Scheduler // nil: commits are not optimised
 	index   poolIndex
+	// id is the directory's device and inode when opened: a directory
+	// made at the same path since is another pool.
+	id knownPool
 }
 
-// Commits counts the commits that landed in this pool since the daemon
-// started.
+// Commits counts the commits that landed in this pool.
 func (p *Pool) Commits() uint64 { return p.commits.Load() }
+
+// Saved is the disk space the pool's optimizer jobs freed.
+func (p *Pool) Saved() uint64 { return p.saved.Load() }
 
 // Usage reports the filesystem's size and used bytes, as file-reflink does.
 func (p *Pool) Usage() (size, used int64, err error) {
@@ -80,10 +86,14 @@ func (p *Pool) started(st volume.Started) {
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
+		p.state.updateSoon(func(s *state) { s.Commits++ })
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	_, err := p.sched.put(p, job, func(s *state, job *Job) {
+	// Written before the commit's reply: the job alone will make the
+	// precache, so it must survive a crash.
+	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
+		s.Commits++
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
@@ -92,6 +102,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 		delete(s.Started, c.VID)
 	})
 	if err != nil {
+		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false
 	}
@@ -118,14 +129,47 @@ func putJob(jobs []Job, job Job, running bool) ([]Job, uint64) {
 	return append(jobs, job), job.ID
 }
 
+// ErrNotOptimizable means a volume has nothing a job could work on now.
+var ErrNotOptimizable = errors.New("nothing to optimize")
+
 // Optimise queues a pass over the volume vid, of every uncompressed extent
 // when full, including those shared with its revisions. It returns the id
-// of the job whose outcome will report the pass.
+// of the job whose outcome will report the pass. The job is written
+// lazily: a crash loses only the request, which the administrator sees.
 func (p *Pool) Optimise(vid string, full bool) (uint64, error) {
 	if p.sched == nil {
 		return 0, errors.New("optimization is disabled")
 	}
-	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, nil)
+	if err := p.optimizable(vid); err != nil {
+		return 0, err
+	}
+	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, false, nil)
+}
+
+// optimizable refuses a volume whose job could only wait: one that runs
+// (its extents are the VM's; its commit queues a job) or that has no
+// committed image (volatile and snapshot volumes), which no commit would
+// ever release.
+func (p *Pool) optimizable(vid string) error {
+	running, err := p.Volumes.Running(vid)
+	if err != nil {
+		return err
+	}
+	if running {
+		return fmt.Errorf("%w: %s is running; its next commit queues its optimization", ErrNotOptimizable, vid)
+	}
+	paths, err := volume.PathsFor(vid)
+	if err != nil {
+		return err
+	}
+	files, err := p.Volumes.Files(vid)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(files, p.Volumes.Path(paths.Clean)) {
+		return fmt.Errorf("%w: %s has no committed image", ErrNotOptimizable, vid)
+	}
+	return nil
 }
 
 func (p *Pool) job(vid string) (Job, bool) {
@@ -141,16 +185,24 @@ func (p *Pool) jobs() []Job { return p.state.read().Jobs }
 
 // holdIfRunning holds vid's job if the volume is running, deciding under
 // the volume's lock so that a commit cannot slip in between and be
-// forgotten. It reports whether it held the job.
+// forgotten. It reports whether the job waits: held, or dropped because
+// the volume runs without a recorded origin start, so no commit would
+// ever release it (a volatile or snapshot volume).
 func (p *Pool) holdIfRunning(vid string) bool {
 	held := false
 	err := p.Volumes.Locked(vid, "hold", func(l *volume.Locked) error {
 		running, err := l.Running()
-		if err == nil && running {
-			p.holdJob(vid)
-			held = true
+		if err != nil || !running {
+			return err
 		}
-		return err
+		held = true
+		if _, origin := p.state.read().Started[vid]; origin {
+			p.holdJob(vid)
+			return nil
+		}
+		p.log.Info("dropped optimization of a running volume no commit will follow", "pool", p.Name, "vid", vid)
+		p.dropJob(vid)
+		return nil
 	})
 	if err != nil {
 		p.log.Warn("cannot tell whether the volume runs", "vid", vid, "err", err)
@@ -159,7 +211,7 @@ func (p *Pool) holdIfRunning(vid string) bool {
 }
 
 func (p *Pool) holdJob(vid string) {
-	p.updateJobs(func(jobs []Job) []Job {
+	p.updateJobsSoon(func(jobs []Job) []Job {
 		for i := range jobs {
 			if jobs[i].VID == vid {
 				jobs[i].Held = true
@@ -169,25 +221,37 @@ func (p *Pool) holdJob(vid string) {
 	})
 }
 
-// finishJob drops job once it has run, unless a request merged into it
-// while it ran (an optimize, an import's commit): that one is queued
-// again and must run too.
-func (p *Pool) finishJob(job Job) {
-	p.updateJobs(func(jobs []Job) []Job {
-		out := jobs[:0]
-		for _, j := range jobs {
-			if j != job {
-				out = append(out, j)
+func (p *Pool) unholdJob(vid string) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		for i := range jobs {
+			if jobs[i].VID == vid {
+				jobs[i].Held = false
 			}
 		}
-		return out
+		return jobs
 	})
 }
 
-func (p *Pool) updateJobs(fn func([]Job) []Job) {
-	if err := p.state.update(func(s *state) { s.Jobs = fn(s.Jobs) }); err != nil {
-		p.log.Warn("cannot save optimiser jobs", "pool", p.Name, "err", err)
-	}
+func (p *Pool) dropJob(vid string) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		return slices.DeleteFunc(jobs, func(j Job) bool { return j.VID == vid })
+	})
+}
+
+// finishJob drops job once it has run, unless a request merged into it
+// while it ran (an optimize, an import's commit): that one is queued
+// again and must run too. It adds what the job saved to the pool's total.
+// A crash before the write only runs the job again.
+func (p *Pool) finishJob(job Job, saved uint64) {
+	p.saved.Add(saved)
+	p.state.updateSoon(func(s *state) {
+		s.Saved += saved
+		s.Jobs = slices.DeleteFunc(s.Jobs, func(j Job) bool { return j == job })
+	})
+}
+
+func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
+	p.state.updateSoon(func(s *state) { s.Jobs = fn(s.Jobs) })
 }
 
 // tmpDir holds compressed copies while they are deduplicated into images.
@@ -213,6 +277,10 @@ type Registry struct {
 	writing func(op, vid string) (done func())
 	sched   *Scheduler
 	indexes indexAccount // of every pool's dedup index
+	// stateDir holds knownFile; "" keeps nothing across restarts.
+	stateDir   string
+	remembered knownState
+	saveSoon   *time.Timer // set while known waits to be written
 }
 
 // NewRegistry returns an empty registry. writing, which may be nil, is
@@ -239,13 +307,33 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.pools[dir]; ok {
-		return p, nil
+		if p = r.current(p); p != nil {
+			return p, nil
+		}
+	}
+	p, err := r.openLocked(name, dir)
+	if err != nil {
+		return nil, err
+	}
+	r.rememberLocked(p)
+	return p, nil
+}
+
+// openLocked opens the pool at dir, which no open pool has.
+func (r *Registry) openLocked(name, dir string) (*Pool, error) {
+	dev, ino, err := identify(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	st, err := openState(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
-	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched}
+	st.lazy.failed = func(err error) { r.log.Warn("cannot save pool state", "pool", name, "err", err) }
+	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched, id: knownPool{Name: name, Dir: dir, Dev: dev, Ino: ino}}
+	totals := st.read()
+	p.commits.Store(totals.Commits)
+	p.saved.Store(totals.Saved)
 	p.index.account = &r.indexes
 	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
 	if err != nil {
@@ -270,6 +358,9 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 func (r *Registry) List() []*Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, p := range r.pools {
+		r.current(p)
+	}
 	pools := make([]*Pool, 0, len(r.pools))
 	for _, p := range r.pools {
 		pools = append(pools, p)
@@ -285,8 +376,9 @@ func (r *Registry) List() []*Pool {
 var ErrNested = errors.New("pools cannot nest")
 
 // CheckNesting refuses dir if it is inside an open pool's directory or a
-// pool directory the daemon served before (see servedBefore), or if it
-// contains an open pool's directory. dir itself may be a pool already.
+// directory some daemon served as a pool (see servedBefore: the registry
+// may not list it), or if it contains an open pool's directory. dir
+// itself may be a pool already.
 func (r *Registry) CheckNesting(dir string) error {
 	for _, p := range r.List() {
 		other := p.Volumes.Dir()
@@ -315,10 +407,10 @@ func (r *Registry) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
-	for dir, p := range r.pools {
-		errs = append(errs, p.closeIndex(), p.Volumes.Close())
-		delete(r.pools, dir)
+	for _, p := range r.pools {
+		errs = append(errs, r.closeLocked(p))
 	}
+	errs = append(errs, r.saveKnownLocked())
 	return errors.Join(errs...)
 }
 

@@ -33,6 +33,10 @@ type state struct {
 	Jobs    []Job             `json:"jobs"`
 	// Processed: vid -> file name -> the full pass's mark on that file.
 	Processed map[string]map[string]fileMark `json:"processed,omitempty"`
+	// Commits and Saved are the pool's totals: commits that landed, and
+	// disk bytes its optimizer jobs freed.
+	Commits uint64 `json:"commits,omitempty"`
+	Saved   uint64 `json:"saved,omitempty"`
 }
 
 // stateStore keeps a pool's state in memory and on disk.
@@ -40,6 +44,7 @@ type stateStore struct {
 	mu   sync.Mutex
 	path string
 	st   state
+	lazy lazyWrite
 }
 
 func openState(poolDir string) (*stateStore, error) {
@@ -107,6 +112,7 @@ func (s *stateStore) writeLocked() error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	s.lazy.written()
 	return writeFileDurably(s.path, data)
 }
 
@@ -119,7 +125,7 @@ func (s *stateStore) read() state {
 
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
-		Processed: map[string]map[string]fileMark{}}
+		Processed: map[string]map[string]fileMark{}, Commits: st.Commits, Saved: st.Saved}
 	for k, v := range st.Started {
 		c.Started[k] = v
 	}
