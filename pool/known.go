@@ -103,7 +103,7 @@ func saveKnown(dir string, k knownState) error {
 func identify(dir string) (dev, ino uint64, err error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("stat %s: %w", dir, &fs.PathError{Op: "lstat", Path: dir, Err: err})
+		return 0, 0, &fs.PathError{Op: "lstat", Path: dir, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return 0, 0, fmt.Errorf("pool directory %s is not a directory", dir)

@@ -211,6 +211,9 @@ func (p *Pool) holdIfRunning(vid string) bool {
 }
 
 func (p *Pool) holdJob(vid string) {
+	if job, ok := p.job(vid); !ok || job.Held {
+		return // nothing to write
+	}
 	p.updateJobsSoon(func(jobs []Job) []Job {
 		for i := range jobs {
 			if jobs[i].VID == vid {

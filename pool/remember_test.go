@@ -206,14 +206,19 @@ func TestNoJobForRunningOrUncommittedVolumes(t *testing.T) {
 }
 
 // A volume with snapshots disabled holds its job while it runs; the job
-// runs after the volume stops, instead of waiting for a commit forever.
+// runs after the volume stops, instead of waiting for a commit forever,
+// and the stop's new data is optimized.
 func TestHeldJobOfVolumeWithoutSnapshotsRunsAfterStop(t *testing.T) {
 	h := newOptHarness(t)
 	s := spec("appvms/work/private")
 	s.RevisionsToKeep = -1
 	h.must(h.p.Volumes.Create(s))
-	h.sched.Pause("test")
 	h.commitData(s, 16*mib)
+	h.wait()
+	h.sched.Pause("test")
+	if _, err := h.p.Optimise(s.VID, true); err != nil {
+		t.Fatal(err)
+	}
 	h.must(h.p.Volumes.Start(s))
 	if jobs := h.sched.Jobs(); len(jobs) != 1 || jobs[0].State != "held" {
 		t.Fatalf("jobs while the volume runs: %+v", jobs)
