@@ -191,7 +191,7 @@ func (r *Registry) current(p *Pool) *Pool {
 		r.forgetLocked(p.id.Dir)
 		return nil
 	}
-	r.log.Warn("pool directory was replaced; closed the old one, opening the new one", "pool", p.Name, "dir", p.id.Dir)
+	r.log.Warn("pool directory is not the one opened (replaced or remounted); closed it, opening what stands there now", "pool", p.Name, "dir", p.id.Dir)
 	fresh, err := r.openLocked(p.Name, p.id.Dir)
 	if err != nil {
 		r.log.Error("cannot open pool", "pool", p.Name, "dir", p.id.Dir, "err", err)

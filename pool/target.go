@@ -90,7 +90,7 @@ func (r *Registry) known(name string) (*Pool, error) {
 		if p := r.openAt(dir); p != nil {
 			return p, nil
 		}
-		return nil, r.unknown("%s is not a pool directory the daemon serves", dir)
+		return nil, r.unknown("%s is not a pool directory", dir)
 	}
 	var named []*Pool
 	for _, p := range r.List() {

@@ -6,6 +6,9 @@ outcomes. Jobs are queued only for volumes a job can work on."""
 
 import json
 import os
+import time
+
+from qubes.tests import fakes
 
 from tests import harness
 from tests.base import MiB, IntegrationCase
@@ -99,3 +102,47 @@ class Remember(IntegrationCase):
         self.wait_jobs()
         jobs = json.loads(self.cli("jobs", "--json"))
         self.assertEqual(jobs["jobs"], [], "a job lingers after the VM stopped")
+
+
+class Unmount(IntegrationCase):
+    """An idle pool does not keep its filesystem busy."""
+
+    def test_umount_when_idle(self):
+        fs = harness.LoopBtrfs(1 << 30)
+        self.addCleanup(fs.close)
+        self.dir_path = os.path.join(fs.mnt, "pool")
+        self.pool = self.make_pool()
+        self.run_async(self.pool.setup())
+        self.app = fakes.FakeApp([self.pool], default_pool=self.pool)
+        template = self.make_template("idle-tpl")
+        vm = self.make_appvm("idle", template)
+        self.start(vm)
+        self.write_volume(vm, "private", 0, b"compressible " * (MiB // 13))
+        self.stop(vm)
+        self.wait_jobs()
+
+        # The daemon lets go of an idle pool within pool.IdleRelease (5 s).
+        for _ in range(100):
+            if harness.run("umount", fs.mnt, check=False).returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            self.fail(f"umount failed while the daemon runs; it holds {self.fuser(fs.mnt)}")
+        self.assertIsNone(self.daemon.proc.poll(), "the daemon died")
+
+        harness.run("mount", "-o", "loop", fs.image, fs.mnt)
+        self.start(vm)
+        self.stop(vm)
+        self.wait_jobs()
+        jobs = json.loads(self.cli("jobs", "--json"))
+        self.assertEqual([j["error"] for j in jobs["recent"] if j["error"]], [])
+        self.assertIsNotNone(self.pool_status(), "the pool is not served after the remount")
+
+    def fuser(self, mnt):
+        """What the daemon holds open on the filesystem at mnt."""
+        fds = f"/proc/{self.daemon.proc.pid}/fd"
+        return [link for link in (os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
+                if link.startswith(mnt)]
+
+    cli = Remember.cli
+    pool_status = Remember.pool_status

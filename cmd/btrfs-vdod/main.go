@@ -87,6 +87,7 @@ func run() error {
 			go watchBattery(ctx, conn, log, sched)
 		}
 	}
+	go pools.ReleaseIdle(ctx, pool.IdleRelease)
 	jobsDone := make(chan struct{})
 	go func() {
 		sched.Run(ctx)
