@@ -271,3 +271,32 @@ func (r *Registry) saveKnownLocked() error {
 	}
 	return saveKnown(r.stateDir, r.remembered)
 }
+
+// restore takes up the totals and recent outcomes from before a restart,
+// and hands out new ids above theirs.
+func (s *Scheduler) restore(c Counters, recent []JobDone) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = c
+	s.recent = append(recent, s.recent...)
+	if len(s.recent) > recentJobs {
+		s.recent = s.recent[len(s.recent)-recentJobs:]
+	}
+	for _, d := range s.recent {
+		s.lastID = max(s.lastID, d.ID)
+	}
+}
+
+// forget drops a pool that closed, with its queued jobs, which stay in
+// its state for the next open.
+func (s *Scheduler) forget(p *Pool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	if s.pools[dir] != p {
+		return
+	}
+	delete(s.pools, dir)
+	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
+	s.notifyLocked()
+}
