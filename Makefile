@@ -33,7 +33,7 @@ export PATH := /usr/lib/go-1.23/bin:$(PATH)
 endif
 
 .PHONY: all build deps test test-go test-go-min test-shim test-fuzz fuzz test-integration test-rpm vet demo bench-commit bench-compress \
-	bench-dedup bench-hash bench-soak \
+	bench-dedup bench-hash bench-soak bench-read \
 	install shim-install uninstall spec dist rpm clean
 
 all: build
@@ -48,7 +48,7 @@ vet: $(DEPS)
 	go vet ./...
 	test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
-test: vet build test-go test-go-min test-fuzz test-shim test-rpm test-integration
+test: vet build test-go test-go-min test-fuzz test-shim test-rpm test-integration test-powercut-sample
 
 test-go: $(DEPS)
 	go test -count=1 ./...
@@ -177,3 +177,26 @@ test-rpm:
 
 clean:
 	rm -rf bin build rpm_spec/btrfs-vdo.spec
+
+# Read speed of an optimized pool against raw and compress=zstd copies of
+# the corpus on direct-I/O loop devices; cleans up as bench-compress does.
+bench-read: build
+	go run ./bench/read -bin $(CURDIR)/bin $(BENCH_ARGS)
+
+# Power loss at every flush (tests/powercut.py): the pool's btrfs sits on a
+# FUSE disk whose unflushed writes a power cut drops. The disk is a test
+# tool, built under build/ and never installed. test-powercut-sample checks
+# a few random crash states of each operation (about a minute; the seed is
+# printed, POWERCUT_ARGS="--seed N" repeats it); powercut checks them all.
+.PHONY: powercut-disk test-powercut-sample powercut
+powercut-disk: $(DEPS)
+	go build -o build/powercut-disk ./tests/powercut-disk
+
+POWERCUT = $(RUN_PREFIX); PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin \
+	POWERCUT_DISK=$(CURDIR)/build/powercut-disk $(PYTHON) -m tests.powercut
+
+test-powercut-sample: build powercut-disk
+	$(POWERCUT) --sample 2 $(POWERCUT_ARGS)
+
+powercut: build powercut-disk
+	$(POWERCUT) $(POWERCUT_ARGS)

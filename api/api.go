@@ -319,6 +319,7 @@ type OptimiserCounters struct {
 	DedupBytesHashed    uint64 `json:"dedup_bytes_hashed"`
 	DedupBytesFreed     uint64 `json:"dedup_bytes_freed"`
 	DedupBytesRewritten uint64 `json:"dedup_bytes_rewritten"`
+	DedupKeptWouldGrow  uint64 `json:"dedup_bytes_kept_would_grow"`
 	DedupIoctlMs        int64  `json:"dedup_ioctl_ms"`
 	ZeroBlocksPunched   uint64 `json:"zero_blocks_punched"`
 }

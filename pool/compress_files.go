@@ -40,7 +40,7 @@ type SkippedFile struct {
 // it lists. Running it again only examines what is still uncompressed, so
 // an interrupted run is resumed by running it again.
 func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (FilesResult, error) {
-	o := newOptimiser(level, "", func(error) {})
+	o := newOptimiser(level, nil, func(error) {})
 	var res FilesResult
 	for _, root := range paths {
 		rootDev, err := deviceOf(root)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -30,9 +31,13 @@ type DedupStats struct {
 	// BytesRewritten is the data rewritten compressed: extents that
 	// compress, and the rest of extents part of which was deduplicated or
 	// punched, so that they are freed whole.
-	BytesRewritten    uint64
-	IoctlTime         time.Duration // spent in FIDEDUPERANGE
-	ZeroBlocksPunched uint64
+	BytesRewritten uint64
+	// BytesKeptWouldGrow is the data of compressed extents left alone
+	// because rewriting what they hold would take more space than
+	// freeing them gives back.
+	BytesKeptWouldGrow uint64
+	IoctlTime          time.Duration // spent in FIDEDUPERANGE
+	ZeroBlocksPunched  uint64
 }
 
 func (d *DedupStats) add(o DedupStats) {
@@ -42,6 +47,7 @@ func (d *DedupStats) add(o DedupStats) {
 	d.BytesHashed += o.BytesHashed
 	d.BytesFreed += o.BytesFreed
 	d.BytesRewritten += o.BytesRewritten
+	d.BytesKeptWouldGrow += o.BytesKeptWouldGrow
 	d.IoctlTime += o.IoctlTime
 	d.ZeroBlocksPunched += o.ZeroBlocksPunched
 }
@@ -70,7 +76,7 @@ type deduper struct {
 	// own maps disk extents to the volume's items referencing them, read
 	// on the first extent the image shares.
 	own    map[uint64][]refLoc
-	tmpDir string
+	tmpDir *fsroot.Root
 	stats  DedupStats
 	// compressed counts the logical bytes the stage rewrote compressed,
 	// for the job's bytes_compressed; skippedShared those of compressible
@@ -124,7 +130,7 @@ func (d *deduper) finish() {
 	if d.res != nil {
 		d.res.close()
 	}
-	if err := d.p.flushIndex(); err != nil {
+	if err := d.p.releaseIndex(); err != nil {
 		d.p.log.Warn("cannot write dedup index back", "pool", d.p.Name, "err", err)
 	}
 }

@@ -307,11 +307,14 @@ func (d *deduper) cut(seg, pending []dataExtent) {
 }
 
 // batches groups the pieces, in order, into batches of about chunkBytes.
+// A compressed extent (at most 128 KiB of data) is never cut between two
+// batches, so that a batch frees it whole or leaves it (see rewrite).
 func (d *deduper) batches() [][]int {
 	var out [][]int
 	var size uint64
 	for i, pc := range d.pieces {
-		if len(out) == 0 || size+pc.item.Length > chunkBytes {
+		sameExtent := i > 0 && d.pieces[i-1].plan == pc.plan && d.plans[pc.plan].compressed
+		if len(out) == 0 || size+pc.item.Length > chunkBytes && !sameExtent {
 			out, size = append(out, nil), 0
 		}
 		out[len(out)-1] = append(out[len(out)-1], i)
@@ -423,7 +426,8 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *optimise
 		}
 		work = append(work, w)
 	}
-	if err := d.rewrite(img, work, o); err != nil {
+	work, err := d.rewrite(img, work, o)
+	if err != nil {
 		return err
 	}
 	for _, w := range work {
@@ -451,9 +455,10 @@ type pieceDests struct {
 
 // decide settles whether pl is taken apart, and if so which files
 // reference it: when some of it is saved, or it is compressible, and
-// rewriting it frees it. A saving extent then frees at least as much as
-// it rewrites (the extent holds the rest and more), and a compressible
-// one is rewritten in less space, so the pool never grows.
+// rewriting it frees it. An uncompressed saving extent then frees at least
+// as much as it rewrites (the extent holds the rest and more), and a
+// compressible one is rewritten in less space; a compressed one is checked
+// once its rest is rewritten (see rewrite). So the pool never grows.
 func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extentPlan) error {
 	pl.decided = true
 	if pl.saved == 0 && !pl.forced && !pl.compressible {
@@ -505,75 +510,6 @@ func freeSpace(img dedupDest) (uint64, error) {
 		return 0, fmt.Errorf("statfs %s: %w", img.path, err)
 	}
 	return st.Bavail * uint64(st.Bsize), nil
-}
-
-// rewrite writes the image's bytes in the work's rests to one compressed
-// copy and deduplicates each rest into its piece's files, then indexes
-// the copy's blocks where they now lie.
-func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) error {
-	var total uint64
-	for _, w := range work {
-		for _, s := range d.pieces[w.piece].rest {
-			total += s.length
-		}
-	}
-	if total == 0 {
-		return nil
-	}
-	if cap(d.copyBuf) < int(total) {
-		d.copyBuf = make([]byte, total)
-	}
-	buf := d.copyBuf[:total]
-	pos := uint64(0)
-	for _, w := range work {
-		for _, s := range d.pieces[w.piece].rest {
-			if _, err := img.f.ReadAt(buf[pos:pos+s.length], int64(s.offset)); err != nil {
-				return fmt.Errorf("read %s at %d: %w", img.path, s.offset, err)
-			}
-			pos += s.length
-		}
-	}
-	cp, err := newCompressedCopy(d.tmpDir, o.enc)
-	if err != nil {
-		return err
-	}
-	defer cp.remove()
-	if err := cp.write(buf, copyBase); err != nil {
-		return err
-	}
-	failpoint.Hit("dedup.after-rewrite-copy")
-	pos = copyBase
-	for _, w := range work {
-		for _, s := range d.pieces[w.piece].rest {
-			targets := make([]btrfs.DedupeDest, len(w.dests))
-			for i, dst := range w.dests {
-				targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
-			}
-			if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
-				return fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
-			}
-			pos += s.length
-		}
-	}
-	d.stats.BytesRewritten += total
-	exts, err := cp.extents()
-	if err != nil {
-		return err
-	}
-	for _, e := range exts {
-		compressed := e.Compression != btrfs.CompressNone
-		o.created[e.DiskBytenr] = e.DiskNumBytes
-		if compressed {
-			d.compressed += e.Length
-		}
-		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, copyBase+total); p += blockSize {
-			blk := buf[p-copyBase : p-copyBase+blockSize]
-			if addr, ok := blockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {
-				d.idx.Insert(dedupindex.HashBlock(blk), addr)
-			}
-		}
-	}
-	return nil
 }
 
 func (d *deduper) dedupeTimed(src *os.File, off, n uint64, dests []btrfs.DedupeDest) ([]uint64, error) {

@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-
-	"golang.org/x/sys/unix"
 )
 
 // run is a verified match: length bytes of the image at offset equal
@@ -155,7 +153,7 @@ func (d *deduper) source(path string) (*os.File, error) {
 	if f, ok := d.srcs[path]; ok {
 		return f, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := d.p.openFile(path, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

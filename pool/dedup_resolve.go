@@ -2,9 +2,9 @@ package pool
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -55,7 +55,7 @@ type resolver struct {
 // change while their VM runs, and what they share with their clean image
 // is found through it.
 func (p *Pool) newResolver() (*resolver, error) {
-	dir, err := os.Open(p.Volumes.Dir())
+	dir, err := p.openDir()
 	if err != nil {
 		return nil, err
 	}
@@ -80,14 +80,14 @@ func (p *Pool) newResolver() (*resolver, error) {
 			if strings.HasSuffix(path, "-dirty.img") {
 				continue
 			}
-			var st unix.Stat_t
-			if err := unix.Lstat(path, &st); errors.Is(err, unix.ENOENT) {
+			info, err := p.statFile(path)
+			if errors.Is(err, unix.ENOENT) {
 				continue // removed meanwhile
 			} else if err != nil {
-				return fail(fmt.Errorf("stat %s: %w", path, err))
+				return fail(err)
 			}
-			if st.Mode&unix.S_IFMT == unix.S_IFREG {
-				r.path[st.Ino] = path
+			if info.Mode().IsRegular() {
+				r.path[info.Sys().(*syscall.Stat_t).Ino] = path
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,10 +10,12 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
 )
@@ -228,8 +231,9 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 	stale := exts[0].DiskBytenr + exts[0].ExtentOffset
 	hash := dedupindex.HashBlock(data[:4096])
 	h.close()
-	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
-	idx, _, err := dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	// At the size the pool gave it, which the pool keeps.
+	size := dedupindex.StoredSize(stateRoot(t, h.dir), "dedup.idx")
+	idx, _, err := dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +256,7 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 		t.Fatal("b's image changed")
 	}
 	h.close()
-	idx, _, err = dedupindex.Open(idxPath, dedupindex.DefaultSize(1<<30))
+	idx, _, err = dedupindex.Open(stateRoot(t, h.dir), "dedup.idx", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,28 +334,57 @@ func TestFullPassDedupsExistingData(t *testing.T) {
 	}
 }
 
+// TestCorruptIndexIsSetAside: an index file that is torn, or crafted with
+// a valid checksum and a huge size, is set aside and a fresh index used;
+// the job and the pool carry on, and the daemon does not run out of
+// memory at every start.
 func TestCorruptIndexIsSetAside(t *testing.T) {
-	h := newOptHarness(t)
-	idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
-	if err := os.MkdirAll(filepath.Dir(idxPath), 0o700); err != nil {
-		t.Fatal(err)
+	for i, tc := range []struct {
+		name    string
+		content []byte
+	}{
+		{"torn", []byte("not an index")},
+		{"huge size", craftedIndexHeader(1<<44, 1<<32)},
+		{"size over its length", craftedIndexHeader(1<<30, 1<<18)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			idxPath := filepath.Join(h.dir, pool.StateDir, "dedup.idx")
+			if err := os.MkdirAll(filepath.Dir(idxPath), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(idxPath, tc.content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			data := noise(10+uint64(i), 2*mib)
+			h.session("appvms/c/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+			if _, err := os.Stat(idxPath + ".corrupt"); err != nil {
+				t.Errorf("corrupt index not set aside: %v", err)
+			}
+			if done := h.sched.Recent(); len(done) != 1 || done[0].Err != nil {
+				t.Fatalf("jobs %+v", done)
+			}
+			// The fresh index works: a second copy is found.
+			h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
+			if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
+				t.Errorf("counters %+v", c)
+			}
+		})
 	}
-	if err := os.WriteFile(idxPath, []byte("not an index"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	data := noise(10, 2*mib)
-	h.session("appvms/c/private", func(dirty string) { writeAt(t, dirty, 0, data) })
-	if _, err := os.Stat(idxPath + ".corrupt"); err != nil {
-		t.Errorf("corrupt index not set aside: %v", err)
-	}
-	if done := h.sched.Recent(); len(done) != 1 || done[0].Err != nil {
-		t.Fatalf("jobs %+v", done)
-	}
-	// The fresh index works: a second copy is found.
-	h.session("appvms/d/private", func(dirty string) { writeAt(t, dirty, 0, data) })
-	if c := h.sched.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
-		t.Errorf("counters %+v", c)
-	}
+}
+
+// craftedIndexHeader is the header of an index file with a valid
+// checksum claiming a table of size bytes in nbuckets buckets, and
+// nothing else.
+func craftedIndexHeader(size, nbuckets uint64) []byte {
+	h := make([]byte, 4096)
+	copy(h, "bvdo-dix")
+	binary.LittleEndian.PutUint32(h[8:], 1)
+	binary.LittleEndian.PutUint32(h[12:], 4096)
+	binary.LittleEndian.PutUint64(h[16:], size)
+	binary.LittleEndian.PutUint64(h[24:], nbuckets)
+	binary.LittleEndian.PutUint64(h[32:], xxhash.Sum64(h[:32]))
+	return h
 }
 
 // TestDedupTakesExtentsApart writes new extents only part of which is
@@ -424,4 +457,16 @@ func TestDedupAcrossSegments(t *testing.T) {
 	if got, _ := os.ReadFile(img); !slices.Equal(got, want) {
 		t.Fatal("image content changed")
 	}
+}
+
+// stateRoot opens the state directory of the pool at dir until the test
+// ends.
+func stateRoot(t *testing.T, dir string) *fsroot.Root {
+	t.Helper()
+	r, err := fsroot.Open(filepath.Join(dir, pool.StateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

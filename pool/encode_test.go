@@ -53,7 +53,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 			enc := newCopyEncoder(0, func(error) { said++ })
 			// As copies are made: with the compression property, where the
 			// filesystem has it.
-			c, err := newCompressedCopy(tt.dir(t), enc)
+			c, err := newCompressedCopy(openRoot(t, tt.dir(t)), enc)
 			if err != nil && tt.compressed {
 				t.Fatal(err)
 			}
@@ -88,7 +88,11 @@ func TestCopyEncoderWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logical, disk uint64
-			for _, e := range btrfstest.Extents(t, f.Name()) {
+			exts, err := btrfs.Extents(f, 0) // the copy has no name to open
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range exts {
 				if e.IsHole() {
 					continue
 				}
@@ -109,7 +113,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	data := executableLike(2*mib, 2)
 	enc := newCopyEncoder(0, func(err error) { t.Fatal(err) })
-	c, err := newCompressedCopy(btrfstest.Mount(t, 0), enc)
+	c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -36,16 +37,24 @@ func (r *Registry) releaseIdle() {
 	}
 	r.mu.Unlock()
 	for _, p := range pools {
-		if p.sched == nil || p.sched.whileIdle(p, p.releaseIndex) {
-			if err := p.Volumes.Release(); err != nil {
-				p.log.Warn("cannot release pool directory", "pool", p.Name, "err", err)
-			}
+		if p.sched == nil || p.sched.whileIdle(p, p.closeIdleIndex) {
+			p.releaseDirs()
 		}
 	}
 }
 
-// releaseIndex closes the dedup index; the next job opens it again.
-func (p *Pool) releaseIndex() {
+// releaseDirs releases the descriptors of the pool directory and its
+// StateDir that the pool's parts hold; each opens its directory again
+// when next used.
+func (p *Pool) releaseDirs() {
+	err := errors.Join(p.Volumes.Release(), p.usage.release(), p.stateDir.Release(), p.dir.Release())
+	if err != nil {
+		p.log.Warn("cannot release pool directory", "pool", p.Name, "err", err)
+	}
+}
+
+// closeIdleIndex closes the dedup index; the next job opens it again.
+func (p *Pool) closeIdleIndex() {
 	if err := p.closeIndex(); err != nil {
 		p.log.Warn("cannot close idle dedup index", "pool", p.Name, "err", err)
 	}

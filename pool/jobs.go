@@ -40,12 +40,19 @@ type Job struct {
 }
 
 // merge folds a newer job for the same volume into j: the older start
-// generation still covers every extent neither job has finished.
+// generation still covers every extent neither job has finished, since
+// everything written later has a higher generation, whether or not the
+// newer job recorded its own. An older job that recorded none found its
+// data as what the newest revision lacks; the newer commit made the image
+// holding that data the newest revision, so only a pass over the whole
+// image still finds it.
 func (j Job) merge(newer Job) Job {
-	if newer.Since < j.Since || newer.DiffRevision {
+	switch {
+	case j.DiffRevision:
+		j.Since, j.DiffRevision = 0, false
+	case !newer.DiffRevision && newer.Since < j.Since:
 		j.Since = newer.Since
 	}
-	j.DiffRevision = j.DiffRevision || newer.DiffRevision
 	j.Full = j.Full || newer.Full
 	j.Precache = j.Precache || newer.Precache
 	j.Held = false
@@ -242,6 +249,9 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	}
 
 	held := s.account(run, res)
+	// Measured unless the daemon is stopping, before the job leaves the
+	// list: whoever waits for it then reads figures that include it.
+	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
 
 	switch {
 	case errors.Is(err, errHeld) || held:
@@ -296,11 +306,7 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 		s.recent = s.recent[1:]
 	}
 	s.mu.Unlock()
-	var saved uint64
-	if err == nil {
-		saved = uint64(max(res.Saved(), 0))
-	}
-	p.finishJob(job, saved)
+	p.finishJob(job)
 	return done
 }
 
@@ -504,6 +510,14 @@ func (s *Scheduler) Paused() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.paused) > 0
+}
+
+// Changed returns a channel that is closed at the next change of the
+// jobs' states: queued, started, held, finished, paused or resumed.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Counters returns the totals since the daemon started.

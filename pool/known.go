@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // knownFile, in the daemon's state directory, lists the pools the daemon
@@ -96,7 +98,12 @@ func saveKnown(dir string, k knownState) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", knownFile, err)
 	}
-	return writeFileDurably(filepath.Join(dir, knownFile), data)
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return writeFileDurably(root, knownFile, data)
 }
 
 // identify returns the device and inode of dir, not following a symlink.
@@ -208,7 +215,7 @@ func (r *Registry) closeLocked(p *Pool) error {
 	if p.sched != nil {
 		p.sched.forget(p)
 	}
-	return errors.Join(p.state.flush(), p.closeIndex(), p.Volumes.Close())
+	return errors.Join(p.state.flush(), p.closeIndex(), p.usage.close(), p.Volumes.Close(), p.stateDir.Close(), p.dir.Close())
 }
 
 // rememberLocked records p among the known pools, written at once when

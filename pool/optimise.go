@@ -12,6 +12,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -61,7 +62,7 @@ func (r *Result) add(o Result) {
 // deduplicated into every one of them; anything else is left alone.
 type optimiser struct {
 	level   int
-	tmpDir  string // beneath the pool, on the same filesystem
+	tmpDir  *fsroot.Root // beneath the pool, on the same filesystem; nil: none
 	onLevel func(error)
 	// refs maps a disk extent to the volume's items that reference it,
 	// read once per job on the first shared extent met, and kept current
@@ -73,13 +74,18 @@ type optimiser struct {
 	// proportional to the new data, not to the image.
 	replaced, created map[uint64]uint64
 	// made is what settle found the job made: new extents still in use.
-	made   map[uint64]uint64
+	made map[uint64]uint64
+	// began divides the extents written before the job, all older, from
+	// those written since, at least as new: a file extent item keeps its
+	// data extent's generation when cloned or deduplicated, so an extent
+	// the job shared into the volume from elsewhere stays older.
+	began  uint64
 	dedup  *deduper     // nil: compression only
 	enc    *copyEncoder // compresses compressed copies
 	phases *phases
 }
 
-func newOptimiser(level int, tmpDir string, onLevel func(error)) *optimiser {
+func newOptimiser(level int, tmpDir *fsroot.Root, onLevel func(error)) *optimiser {
 	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
 		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
 }
@@ -104,12 +110,26 @@ func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) e
 	return nil
 }
 
-// newExtents returns the disk extents (bytenr -> disk bytes) in the files
-// that are at least as new as each file's since, once the job's work is
-// done: also what the job wrote. Their difference from those the plan
-// found (plannedExtents) is what the job made, wherever range defrag chose
-// to write it.
-func (p *Pool) newExtents(vid string, files []fileWork) (map[uint64]uint64, error) {
+// syncGeneration commits the pool's filesystem and returns the generation
+// from which extents are written after the call (btrfs.SyncGeneration).
+func (p *Pool) syncGeneration() (uint64, error) {
+	dir, err := os.Open(p.Volumes.Dir())
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	return btrfs.SyncGeneration(dir)
+}
+
+// madeExtents returns the disk extents (bytenr -> disk bytes) the files
+// reference that were written since the job began, once its work is done:
+// what the job made, wherever range defrag chose to write it. Extents the
+// job deduplicated into the files from other volumes are older and left
+// out: they existed before the job and take no more space for it. (With
+// several jobs at once, a copy another job made meanwhile and this one
+// shared counts against both: a saving is then under-reported, never
+// over-reported.)
+func (p *Pool) madeExtents(vid string, files []fileWork, began uint64) (map[uint64]uint64, error) {
 	found := map[uint64]uint64{}
 	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
 		for _, fw := range files {
@@ -123,7 +143,7 @@ func (p *Pool) newExtents(vid string, files []fileWork) (map[uint64]uint64, erro
 			if err != nil {
 				return err
 			}
-			exts, err := btrfs.Extents(f, fw.since)
+			exts, err := btrfs.Extents(f, max(fw.since, began))
 			f.Close()
 			if err != nil {
 				return err
@@ -165,6 +185,9 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 		return res, err
 	}
 	failpoint.Hit("optimise.after-plan")
+	if o.began, err = p.syncGeneration(); err != nil {
+		return res, err
+	}
 	initial := plannedExtents(files)
 	o.phases.done("plan")
 	defer func() {
@@ -309,8 +332,8 @@ type fileWork struct {
 	since uint64
 	items []workItem
 	// extents are the clean image's new data extents, for the dedup stage;
-	// disk are the disk extents of all the file's new items, to tell what
-	// the job made (see newExtents).
+	// disk are the disk extents of all the file's new items: those the
+	// job may replace, and free (see optimiser.settle).
 	extents []dataExtent
 	disk    map[uint64]uint64
 }
@@ -665,7 +688,7 @@ func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
 
 // settle measures what the job freed; see optimiser.settle.
 func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
-	dir, err := os.Open(p.Volumes.Dir())
+	dir, err := p.openDir()
 	if err != nil {
 		return err
 	}
@@ -673,15 +696,8 @@ func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint6
 	if err := btrfs.Sync(dir); err != nil {
 		return err
 	}
-	now, err := p.newExtents(job.VID, files)
-	if err != nil {
+	if o.made, err = p.madeExtents(job.VID, files, o.began); err != nil {
 		return err
-	}
-	o.made = map[uint64]uint64{}
-	for bytenr, n := range now {
-		if _, old := initial[bytenr]; !old {
-			o.made[bytenr] = n
-		}
 	}
 	if o.dedup != nil {
 		if err := o.dedup.settle(dir, o, res); err != nil {

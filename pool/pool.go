@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -31,11 +32,14 @@ type Pool struct {
 	Name    string
 	Volumes *volume.Store
 	commits atomic.Uint64 // mirrors state.Commits, read without a copy of the state
-	saved   atomic.Uint64 // mirrors state.Saved
 	log     *slog.Logger
 	state   *stateStore
-	sched   *Scheduler // nil: commits are not optimised
-	index   poolIndex
+	// dir is the pool directory and stateDir its StateDir, through which
+	// every file the pool opens by name is opened.
+	dir, stateDir *fsroot.Root
+	sched         *Scheduler // nil: commits are not optimised
+	index         poolIndex
+	usage         *usageKeeper
 	// id is the directory's device and inode when opened: a directory
 	// made at the same path since is another pool.
 	id knownPool
@@ -44,8 +48,9 @@ type Pool struct {
 // Commits counts the commits that landed in this pool.
 func (p *Pool) Commits() uint64 { return p.commits.Load() }
 
-// Saved is the disk space the pool's optimizer jobs freed.
-func (p *Pool) Saved() uint64 { return p.saved.Load() }
+// Saved is the disk space the pool's optimizer jobs freed, net, as
+// UsageFile keeps it across restarts.
+func (p *Pool) Saved() uint64 { return uint64(max(p.usage.savedBytes(), 0)) }
 
 // Usage reports the filesystem's size and used bytes, as file-reflink does.
 func (p *Pool) Usage() (size, used int64, err error) {
@@ -60,7 +65,7 @@ func (p *Pool) Usage() (size, used int64, err error) {
 // generation, from which the VM's writes will be told from old data, and
 // holds the volume's optimiser job, whose extents the VM now shares.
 func (p *Pool) started(st volume.Started) {
-	gen, err := generationOf(st.Dirty)
+	gen, err := p.generationOf(st.Dirty)
 	err = errors.Join(err, p.state.update(func(s *state) {
 		if _, known := s.Started[st.VID]; !(st.Reused && known) && gen != 0 {
 			s.Started[st.VID] = gen
@@ -87,6 +92,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
 		p.state.updateSoon(func(s *state) { s.Commits++ })
+		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
@@ -243,13 +249,11 @@ func (p *Pool) dropJob(vid string) {
 
 // finishJob drops job once it has run, unless a request merged into it
 // while it ran (an optimize, an import's commit): that one is queued
-// again and must run too. It adds what the job saved to the pool's total.
-// A crash before the write only runs the job again.
-func (p *Pool) finishJob(job Job, saved uint64) {
-	p.saved.Add(saved)
-	p.state.updateSoon(func(s *state) {
-		s.Saved += saved
-		s.Jobs = slices.DeleteFunc(s.Jobs, func(j Job) bool { return j == job })
+// again and must run too. A crash before the write only runs the job
+// again.
+func (p *Pool) finishJob(job Job) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		return slices.DeleteFunc(jobs, func(j Job) bool { return j == job })
 	})
 }
 
@@ -257,18 +261,50 @@ func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
 	p.state.updateSoon(func(s *state) { s.Jobs = fn(s.Jobs) })
 }
 
-// tmpDir holds compressed copies while they are deduplicated into images.
-func (p *Pool) tmpDir() string { return filepath.Join(p.Volumes.Dir(), StateDir, "tmp") }
+// tmpDir holds compressed copies while they are deduplicated into images:
+// files made with O_TMPFILE, which never have a name.
+func (p *Pool) tmpDir() *fsroot.Root { return p.stateDir }
+
+// oldTmpDir is where compressed copies were named before they were made
+// with O_TMPFILE, beneath StateDir.
+const oldTmpDir = "tmp"
 
 // generationOf opens path without following a symlink: a dirty image
 // planted as one must not lead the daemon outside the pool.
-func generationOf(path string) (uint64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+func (p *Pool) generationOf(path string) (uint64, error) {
+	f, err := p.openFile(path, os.O_RDONLY)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	return btrfs.Generation(f)
+}
+
+// openFile opens path, a file of the pool, beneath the pool directory and
+// without following a symlink anywhere along it.
+func (p *Pool) openFile(path string, flag int) (*os.File, error) {
+	rel, err := filepath.Rel(p.dir.Name(), path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errors.New("not beneath the pool")}
+	}
+	return p.dir.OpenFile(rel, flag|unix.O_NOFOLLOW, 0)
+}
+
+// statFile describes path, a file of the pool, itself (a symlink is not
+// followed), looked up beneath the pool directory.
+func (p *Pool) statFile(path string) (fs.FileInfo, error) {
+	f, err := p.openFile(path, unix.O_PATH)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Stat()
+}
+
+// openDir opens the pool directory, for the ioctls that take any file of
+// its filesystem.
+func (p *Pool) openDir() (*os.File, error) {
+	return p.dir.OpenFile(".", os.O_RDONLY|unix.O_DIRECTORY, 0)
 }
 
 // Registry opens each pool directory once and keeps it open.
@@ -324,35 +360,61 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 
 // openLocked opens the pool at dir, which no open pool has.
 func (r *Registry) openLocked(name, dir string) (*Pool, error) {
-	dev, ino, err := identify(dir)
+	if _, _, err := identify(dir); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", dir, err)
+	}
+	p, err := r.openPool(name, dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
-	st, err := openState(dir)
-	if err != nil {
-		return nil, fmt.Errorf("pool %s: %w", dir, err)
-	}
-	st.lazy.failed = func(err error) { r.log.Warn("cannot save pool state", "pool", name, "err", err) }
-	p := &Pool{Name: name, log: r.log, state: st, sched: r.sched, id: knownPool{Name: name, Dir: dir, Dev: dev, Ino: ino}}
-	totals := st.read()
-	p.commits.Store(totals.Commits)
-	p.saved.Store(totals.Saved)
-	p.index.account = &r.indexes
-	store, err := volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
-	if err != nil {
-		return nil, err
-	}
-	p.Volumes = store
-	// Compressed copies left by a job the daemon died in are of no use
-	// (the job starts over on what is still uncompressed) and only take
-	// space.
-	if err := os.RemoveAll(p.tmpDir()); err != nil {
+	// The directory opened, whatever stood at dir when identify looked.
+	dev, ino := p.dir.ID()
+	p.id = knownPool{Name: name, Dir: dir, Dev: dev, Ino: ino}
+	p.state.lazy.failed = func(err error) { r.log.Warn("cannot save pool state", "pool", name, "err", err) }
+	p.commits.Store(p.state.read().Commits)
+	// Compressed copies named by an older daemon that died in a job are of
+	// no use (the job starts over on what is still uncompressed) and only
+	// take space.
+	if err := p.stateDir.RemoveAll(oldTmpDir); err != nil {
 		r.log.Warn("cannot remove leftover compressed copies", "pool", name, "err", err)
 	}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
+	p.usage.refreshLater()
 	if p.sched != nil {
 		p.sched.resume(p, p.jobs()) // unfinished before a restart
+	}
+	return p, nil
+}
+
+// openPool opens the pool directory, its state and its volumes.
+func (r *Registry) openPool(name, dir string) (*Pool, error) {
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	stateDir, err := openStateDir(root)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Pool, error) {
+		root.Close()
+		stateDir.Close()
+		return nil, err
+	}
+	st, err := openState(stateDir, r.log)
+	if err != nil {
+		return fail(err)
+	}
+	p := &Pool{Name: name, log: r.log, state: st, dir: root, stateDir: stateDir, sched: r.sched}
+	p.index.account = &r.indexes
+	p.Volumes, err = volume.Open(dir, r.log, volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: r.writing})
+	if err != nil {
+		return fail(err)
+	}
+	if p.usage, err = openUsageKeeper(dir, r.log, r.sched != nil && r.sched.cfg.IdleIO); err != nil {
+		return fail(errors.Join(err, p.Volumes.Close()))
 	}
 	return p, nil
 }

@@ -84,6 +84,7 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 // removed forgets what the pool's state says of a removed volume: the
 // full passes' marks and its start generation.
 func (p *Pool) removed(vid string) {
+	p.usage.refreshLater()
 	err := p.state.update(func(s *state) {
 		delete(s.Processed, vid)
 		delete(s.Started, vid)

@@ -6,8 +6,11 @@ import (
 	"io/fs"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -168,11 +171,13 @@ type compressedCopy struct {
 	enc *copyEncoder
 }
 
-func newCompressedCopy(dir string, enc *copyEncoder) (compressedCopy, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return compressedCopy{}, fmt.Errorf("create %s: %w", dir, err)
+func newCompressedCopy(dir *fsroot.Root, enc *copyEncoder) (compressedCopy, error) {
+	if dir == nil {
+		return compressedCopy{}, errors.New("create compressed copy: no directory for it")
 	}
-	f, err := os.CreateTemp(dir, "copy-*")
+	// O_TMPFILE: the copy never has a name, so no du or compsize of the
+	// pool trips over it, and nothing planted at a name is followed.
+	f, err := dir.OpenFile(".", unix.O_RDWR|unix.O_TMPFILE, 0o600)
 	if err != nil {
 		return compressedCopy{}, fmt.Errorf("create compressed copy: %w", err)
 	}
@@ -197,15 +202,14 @@ func (c compressedCopy) write(data []byte, off uint64) error {
 	return nil
 }
 
-// remove empties, closes and removes the copy; what was deduplicated
-// from it stays. Emptying it first hands its extents back in the running
-// transaction: once writeback has taken an inode reference (as when a
-// write fails for lack of space), unlinking leaves the file's last put,
-// and with it the freeing of its extents, to btrfs' cleaner thread.
+// remove empties and closes the copy, which has no name; what was
+// deduplicated from it stays. Emptying it first hands its extents back in
+// the running transaction: once writeback has taken an inode reference
+// (as when a write fails for lack of space), the file's last put, and
+// with it the freeing of its extents, is left to btrfs' cleaner thread.
 func (c compressedCopy) remove() {
 	_ = c.Truncate(0)
 	c.Close()
-	_ = os.Remove(c.Name())
 }
 
 // extents lists the copy's data extents.

@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // StateDir is the pool's own directory of daemon state, beneath dir_path.
@@ -33,39 +37,44 @@ type state struct {
 	Jobs    []Job             `json:"jobs"`
 	// Processed: vid -> file name -> the full pass's mark on that file.
 	Processed map[string]map[string]fileMark `json:"processed,omitempty"`
-	// Commits and Saved are the pool's totals: commits that landed, and
-	// disk bytes its optimizer jobs freed.
+	// Commits counts the commits that landed in the pool. The bytes its
+	// jobs saved are kept in UsageFile, which the driver reads.
 	Commits uint64 `json:"commits,omitempty"`
-	Saved   uint64 `json:"saved,omitempty"`
 }
 
 // stateStore keeps a pool's state in memory and on disk.
 type stateStore struct {
 	mu   sync.Mutex
-	path string
+	dir  *fsroot.Root // the pool's StateDir
 	st   state
 	lazy lazyWrite
 }
 
-func openState(poolDir string) (*stateStore, error) {
-	dir := filepath.Join(poolDir, StateDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
-	}
-	s := &stateStore{path: filepath.Join(dir, stateFile), st: emptyState()}
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
+// maxStateBytes bounds what is read of a state file: a few hundred bytes
+// per volume and job, so a file larger than this is not one the daemon
+// wrote.
+const maxStateBytes = 64 << 20
+
+// openState reads the pool's state from the state directory dir. A torn,
+// foreign or oversized file, or something other than a file of its own,
+// costs only optimization work: it is set aside, logged, and the state
+// starts over, so that it cannot stop the daemon at every start.
+func openState(dir *fsroot.Root, log *slog.Logger) (*stateStore, error) {
+	s := &stateStore{dir: dir, st: emptyState()}
+	st, err := readState(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	var st state
-	if err := json.Unmarshal(data, &st); err != nil || st.Version != stateVersion {
-		// A torn or foreign file costs only optimisation work: start over
-		// and keep the old file for inspection.
-		_ = os.Rename(s.path, s.path+".bad")
+	case errors.Is(err, errBadState) || errors.Is(err, fsroot.ErrNotOwnFile):
+		aside := stateFile + ".bad"
+		if renameErr := dir.Rename(stateFile, aside); renameErr != nil {
+			aside = "" // a directory, say, where the state file should be
+			err = errors.Join(err, renameErr, dir.RemoveAll(stateFile))
+		}
+		log.Warn("pool state unreadable; set aside and started afresh", "dir", dir.Name(), "aside", aside, "err", err)
 		return s, nil
+	case err != nil:
+		return nil, err
 	}
 	if st.Started == nil {
 		st.Started = map[string]uint64{}
@@ -75,6 +84,32 @@ func openState(poolDir string) (*stateStore, error) {
 	}
 	s.st = st
 	return s, nil
+}
+
+// errBadState means the state file is not one this daemon can use.
+var errBadState = errors.New("bad state file")
+
+func readState(dir *fsroot.Root) (state, error) {
+	var st state
+	f, err := dir.OpenOwnFile(stateFile, os.O_RDONLY)
+	if err != nil {
+		return st, fmt.Errorf("read state: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	switch {
+	case err != nil:
+		return st, fmt.Errorf("read state %s: %w", f.Name(), err)
+	case len(data) > maxStateBytes:
+		return st, fmt.Errorf("%w: %s is over %d bytes", errBadState, f.Name(), maxStateBytes)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("%w: %s: %w", errBadState, f.Name(), err)
+	}
+	if st.Version != stateVersion {
+		return st, fmt.Errorf("%w: %s: version %d, want %d", errBadState, f.Name(), st.Version, stateVersion)
+	}
+	return st, nil
 }
 
 func emptyState() state {
@@ -113,7 +148,7 @@ func (s *stateStore) writeLocked() error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	s.lazy.written()
-	return writeFileDurably(s.path, data)
+	return writeFileDurably(s.dir, stateFile, data)
 }
 
 // read returns a copy of the state.
@@ -125,7 +160,7 @@ func (s *stateStore) read() state {
 
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
-		Processed: map[string]map[string]fileMark{}, Commits: st.Commits, Saved: st.Saved}
+		Processed: map[string]map[string]fileMark{}, Commits: st.Commits}
 	for k, v := range st.Started {
 		c.Started[k] = v
 	}
@@ -135,9 +170,15 @@ func (st state) clone() state {
 	return c
 }
 
-func writeFileDurably(path string, data []byte) error {
-	tmp := path + "~"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+// writeFileDurably replaces name beneath dir with data: a temp file made
+// anew (whatever stood at its name is removed, never followed), synced,
+// renamed over name, and the directory synced.
+func writeFileDurably(dir *fsroot.Root, name string, data []byte) error {
+	tmp := name + "~"
+	if err := dir.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
@@ -150,20 +191,12 @@ func writeFileDurably(path string, data []byte) error {
 	}
 	failpoint.Hit("state.after-temp-write")
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = dir.Rename(tmp, name)
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		_ = dir.Remove(tmp)
+		return fmt.Errorf("write %s/%s: %w", dir.Name(), name, err)
 	}
 	failpoint.Hit("state.after-rename")
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("open %s: %w", filepath.Dir(path), err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", filepath.Dir(path), err)
-	}
-	return nil
+	return dir.SyncDir()
 }

@@ -47,7 +47,7 @@ def complete(line, env=None):
     return sorted(w for w in proc.stdout.split("\n") if w), proc.stderr
 
 
-COMMANDS = ["compress", "help", "jobs", "optimize", "stats", "status", "version"]
+COMMANDS = ["compress", "estimate", "help", "jobs", "optimize", "stats", "status", "version"]
 
 
 class CommandsAndFlags(unittest.TestCase):
@@ -68,6 +68,8 @@ class CommandsAndFlags(unittest.TestCase):
                 (f"btrfs-vdo --socket {tmp}/s.sock jo", ["jobs"]),
                 ("btrfs-vdo optimize --full --n", ["--no-wait"]),
                 ("btrfs-vdo stats --j", ["--json"]),
+                (f"btrfs-vdo estimate --sample 5% {tmp}/s", [f"{tmp}/sockets"]),
+                ("btrfs-vdo estimate --level 1", ["1", "10", "11", "12", "13", "14", "15"]),
                 ("btrfs-vdo compress --level 1", ["1", "10", "11", "12", "13", "14", "15"]),
                 (f"btrfs-vdo compress --json {tmp}/s", [f"{tmp}/sockets"]),
                 ("btrfs-vdo help ", COMMANDS),

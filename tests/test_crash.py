@@ -3,7 +3,9 @@ an operation (internal/failpoint), restarted, and driven through what
 qubesd runs after a crash; every image must then hold its old or its new
 content, never a mix and never nothing, revisions must be intact, no temp
 file may outlive the next start, and interrupted optimiser jobs must
-resume and finish.
+resume and finish. Every revision present must hold one of the states
+committed before, in the order they were committed, and none of the
+revisions_to_keep newest before the image may be missing.
 
 The crash is the daemon's death, not a power loss: the page cache
 survives, so what this proves is the order of the steps, not fsync."""
@@ -13,6 +15,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +31,7 @@ FAILPOINT_ENV = "BTRFS_VDO_FAILPOINT"
 NAMES_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "internal", "failpoint", "names.txt")
 ABSENT = "absent"
+KEEP = 2  # the pool's revisions_to_keep
 # How long a background job may take to reach its failpoint.
 DEATH_TIMEOUT = 120
 
@@ -89,6 +93,24 @@ class World:
     vms: dict
     allowed: dict = dataclasses.field(default_factory=dict)
     target: str = "work"  # the VM the operation is for
+    # vid -> the histories the volume may have after the operation: lists
+    # of the states it held, oldest first, the image's state last.
+    histories: dict = dataclasses.field(default_factory=dict)
+    removing: bool = False  # the operation removes volumes and their revisions
+
+    def created(self, vid, digest):
+        self.histories[vid] = [[digest]]
+
+    def committed(self, vid, digest):
+        for history in self.histories[vid]:
+            history.append(digest)
+
+    def may_become(self, vid, history):
+        """The operation may leave vid with this history instead."""
+        self.histories[vid].append(history)
+
+    def now(self, vid):
+        return self.histories[vid][0]
 
 
 class Crash(IntegrationCase):
@@ -104,7 +126,7 @@ class Crash(IntegrationCase):
         self.assertEqual(sorted(covered), registered_failpoints())
 
     def crash(self, number, scenario):
-        self.use_pool(f"{number:02d}-{scenario.failpoint}-{scenario.arm}", revisions_to_keep="2")
+        self.use_pool(f"{number:02d}-{scenario.failpoint}-{scenario.arm}", revisions_to_keep=str(KEEP))
         world = self.build_world()
         getattr(self, "arm_" + scenario.arm.replace("-", "_"))(world)
         self.cli("jobs", "--wait")
@@ -163,6 +185,8 @@ class Crash(IntegrationCase):
             self.assertFalse(os.path.exists(self.path("appvms", "work")))
             for vid in [v for v in world.allowed if v.startswith("appvms/work/")]:
                 del world.allowed[vid]
+                del world.histories[vid]
+            world.removing = False
         for vm in vms.values():
             self.start(vm)
         self.assertEqual(self.leftovers(), [], "temp files outlived the next start")
@@ -171,6 +195,7 @@ class Crash(IntegrationCase):
                              f"{vid} started with other data than it holds")
         for vm in vms.values():
             self.stop(vm)
+            self.note_commit(world, vm)
         self.cli("jobs", "--wait")
         self.assertEqual(json.loads(self.cli("jobs", "--json"))["jobs"], [])
         self.check_images(world, before, "after a start and a stop", precache=True)
@@ -191,28 +216,79 @@ class Crash(IntegrationCase):
                 self.assertTrue(os.path.exists(pre), f"{vid} has no precache {stage}")
             if os.path.exists(pre) and os.path.exists(clean) and same_stat(pre, clean):
                 self.assertEqual(now[pre], now[clean], f"{vid}: a usable precache differs from the image {stage}")
+        for vid in world.histories:
+            self.check_revisions(world, vid, now, stage)
+
+    def check_revisions(self, world, vid, now, stage):
+        """The revisions of vid are states it held, in order, and include
+        the KEEP states before its image (unless it is being removed),
+        under one of the histories the operation may have left."""
+        image = now.get(self.clean(vid), ABSENT)
+        revisions = [now[path] for path in self.revision_files(vid)]
+        candidates = [h for h in world.histories[vid] if h[-1] == image]
+        self.assertTrue(candidates or world.removing,
+                        f"{vid} {stage}: image {image[:12]} is no state it may hold")
+        failures = []
+        for history in candidates:
+            problem = revisions_problem(revisions, history, None if world.removing else KEEP)
+            if problem is None:
+                return
+            failures.append(problem)
+        if candidates:
+            self.fail(f"{vid} {stage}: {'; '.join(failures)}")
+
+    def revision_files(self, vid):
+        """Every file of vid's revision glob, by revision number; numbers
+        that are no decimal sort first."""
+        directory, volume = os.path.split(self.path(vid))
+        found = []
+        for name in os.listdir(directory):
+            match = re.fullmatch(re.escape(volume) + r"\.img\.(.+)@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", name)
+            if match:
+                number = match.group(1)
+                found.append((int(number) if number.isdigit() else -1, os.path.join(directory, name)))
+        return [path for _, path in sorted(found)]
 
     # -- worlds -------------------------------------------------------------
 
     def build_world(self):
         """A template and an AppVM whose private has two commits, so it
         has two revisions, and no job pending."""
+        world = World(vms={})
         tpl = self.make_template()
+        self.note_created(world, tpl)
         self.start(tpl)
         self.write_volume(tpl, "root", 0, harness.pattern("tpl", MiB))
         self.stop(tpl)
+        self.note_commit(world, tpl)
         work = self.make_appvm("work", tpl)
+        self.note_created(world, work)
         for offset, seed in ((0, "P1"), (MiB, "P2")):
             self.start(work)
             self.write_volume(work, "private", offset, harness.pattern(seed, MiB))
             self.stop(work)
+            self.note_commit(world, work)
         self.cli("jobs", "--wait")
-        return World(vms={"fedora": tpl, "work": work})
+        return world
+
+    def origin_vids_of(self, vm):
+        return [f"{vm.dir_path_prefix}/{vm.name}/{name}" for name, vol in vm.volumes.items() if vol.save_on_stop]
+
+    def note_created(self, world, vm):
+        world.vms[vm.name] = vm
+        for vid in self.origin_vids_of(vm):
+            world.created(vid, harness.sha256(self.clean(vid)))
+
+    def note_commit(self, world, vm):
+        """vm has stopped: each of its origin volumes committed its state."""
+        for vid in self.origin_vids_of(vm):
+            if vid in world.histories:
+                world.committed(vid, harness.sha256(self.clean(vid)))
 
     def reload(self, world):
         """New pool and VM objects for the same files, as qubesd makes at
         its start."""
-        self.pool = self.make_pool(revisions_to_keep="2")
+        self.pool = self.make_pool(revisions_to_keep=str(KEEP))
         self.app = fakes.FakeApp([self.pool], default_pool=self.pool)
         vms = {}
         for name, old in world.vms.items():
@@ -231,17 +307,22 @@ class Crash(IntegrationCase):
         self.start(work)
         self.write_volume(work, "private", 0, harness.pattern("P3", 2 * MiB))
         self.write_volume(work, "root", 0, harness.pattern("root scratch", MiB))
-        world.allowed["appvms/work/private"] = {harness.sha256(self.path("appvms", "work", "private-dirty.img"))}
+        dirty = harness.sha256(self.path("appvms", "work", "private-dirty.img"))
+        world.allowed["appvms/work/private"] = {dirty}
+        world.may_become("appvms/work/private", world.now("appvms/work/private") + [dirty])
 
     def arm_compressible(self, world):
         """A VM's first run writes three chunks of compressible data: its
         directory has no compression property yet, so the data lands
         uncompressed and the optimiser has it all to do."""
-        vm = world.vms["text"] = self.make_appvm("text", world.vms["fedora"])
+        vm = self.make_appvm("text", world.vms["fedora"])
+        self.note_created(world, vm)
         world.target = "text"
         self.start(vm)
         self.write_volume(vm, "private", 0, harness.compressible("P3", 24 * MiB))
-        world.allowed["appvms/text/private"] = {harness.sha256(self.path("appvms", "text", "private-dirty.img"))}
+        dirty = harness.sha256(self.path("appvms", "text", "private-dirty.img"))
+        world.allowed["appvms/text/private"] = {dirty}
+        world.may_become("appvms/text/private", world.now("appvms/text/private") + [dirty])
 
     def arm_no_precache(self, world):
         os.remove(self.path("appvms", "work", "private-precache.img"))
@@ -249,12 +330,15 @@ class Crash(IntegrationCase):
     def arm_import(self, world):
         path = self.run_async(world.vms["work"].storage.import_data("private", None))
         harness.write_at(path, 3 * MiB, harness.pattern("imported", MiB))
-        world.allowed["appvms/work/private"] = {harness.sha256(self.clean("appvms/work/private")), harness.sha256(path)}
+        imported = harness.sha256(path)
+        world.allowed["appvms/work/private"] = {harness.sha256(self.clean("appvms/work/private")), imported}
+        world.may_become("appvms/work/private", world.now("appvms/work/private") + [imported])
 
     def arm_clone(self, world):
-        world.vms["clone"] = self.make_appvm("clone", world.vms["fedora"])
-        world.allowed["appvms/clone/private"] = {harness.sha256(self.clean("appvms/clone/private")),
-                                                 harness.sha256(self.clean("appvms/work/private"))}
+        self.note_created(world, self.make_appvm("clone", world.vms["fedora"]))
+        source = harness.sha256(self.clean("appvms/work/private"))
+        world.allowed["appvms/clone/private"] = {harness.sha256(self.clean("appvms/clone/private")), source}
+        world.may_become("appvms/clone/private", world.now("appvms/clone/private") + [source])
 
     def arm_legacy(self, world, data=None):
         """A volume as another driver left it: image, revision and precache
@@ -274,6 +358,12 @@ class Crash(IntegrationCase):
         old.init_storage()
         world.vms["old"] = old
         world.target = "old"
+        self.note_legacy(world)
+
+    def note_legacy(self, world):
+        """The legacy volume's history: its revisions, then its image."""
+        states = [harness.sha256(path) for path in self.revision_files("appvms/old/private")]
+        world.histories["appvms/old/private"] = [states + [harness.sha256(self.clean("appvms/old/private"))]]
 
     def arm_legacy_revisions(self, world):
         """A volume as another driver left it after two commits: its two
@@ -290,6 +380,7 @@ class Crash(IntegrationCase):
             f.write(harness.numbered_text("older", 16 * MiB))
         os.utime(first, (1735689600, 1735689600))
         harness.run("cp", "--reflink=always", "--preserve=timestamps", first, second)
+        self.note_legacy(world)
 
     def arm_legacy_repeats(self, world):
         """The same, holding blocks repeated within it: the dedup stage
@@ -302,6 +393,10 @@ class Crash(IntegrationCase):
         self.run_async(world.vms[world.target].storage.stop())
 
     def op_start(self, world):
+        # A start killed after it made the dirty image leaves it for the
+        # next stop to commit: the same state once more.
+        vid = "appvms/work/private"
+        world.may_become(vid, world.now(vid) + [world.now(vid)[-1]])
         self.run_async(world.vms["work"].storage.start())
 
     def op_import_data_end(self, world):
@@ -312,11 +407,19 @@ class Crash(IntegrationCase):
         self.run_async(clone.storage.import_volume(clone.volumes["private"], work.volumes["private"]))
 
     def op_revert(self, world):
-        world.allowed["appvms/work/private"].add(harness.sha256(glob.glob(self.path("appvms/work/private.img.2@*"))[0]))
+        vid = "appvms/work/private"
+        target = harness.sha256(glob.glob(self.path("appvms/work/private.img.2@*"))[0])
+        world.allowed[vid].add(target)
+        # The image becomes the newest revision, revision 2 the image.
+        history = world.now(vid)
+        revisions = [harness.sha256(p) for p in self.revision_files(vid)]
+        revisions.remove(target)
+        world.may_become(vid, revisions + [history[-1], target])
         self.run_async(world.vms["work"].storage.revert("private", "2"))
 
     def op_remove(self, world):
         world.allowed["appvms/work/private"].add(ABSENT)
+        world.removing = True
         self.run_async(world.vms["work"].storage.remove())
 
     def op_optimize(self, world):
@@ -332,7 +435,13 @@ class Crash(IntegrationCase):
         harness.run("cp", "--reflink=always", image, scratch)
         os.truncate(scratch, size)
         world.allowed["appvms/work/private"] = {harness.sha256(image), harness.sha256(scratch)}
+        resized = harness.sha256(scratch)
         os.remove(scratch)
+        vid = "appvms/work/private"
+        # Stopped, the image is replaced; running, the dirty image is
+        # what the next stop commits, at either size.
+        history = world.now(vid)
+        world.may_become(vid, history + [resized] if work.running else history[:-1] + [resized])
         self.run_async(work.storage.resize("private", size))
 
     # -- files --------------------------------------------------------------
@@ -359,6 +468,30 @@ class Crash(IntegrationCase):
             found += [os.path.join(root, n) for n in names if "~" in n or n.endswith("-import.img")]
         found += glob.glob(self.path(".btrfs-vdo", "tmp", "*"))
         return found
+
+
+def revisions_problem(revisions, history, keep):
+    """What is wrong with revisions (digests, oldest first) under history
+    (the states held, the image's last), or None. A commit or revert killed
+    after saving the image as a revision leaves one revision too many, a
+    copy of the image, as the newest."""
+    position = 0
+    for digest in revisions:
+        try:
+            position = history.index(digest, position) + 1
+        except ValueError:
+            return f"revisions {short(revisions)} are not states of {short(history)} in order"
+    if keep is None:
+        return None
+    kept = history[max(len(history) - 1 - keep, 0):-1]
+    trimmed = revisions[:-1] if revisions and revisions[-1] == history[-1] else revisions
+    if kept and revisions[-len(kept):] != kept and trimmed[-len(kept):] != kept:
+        return f"revisions {short(revisions)} lack one of {short(kept)}, kept from {short(history)}"
+    return None
+
+
+def short(digests):
+    return [d[:8] for d in digests]
 
 
 def same_stat(a, b):

@@ -194,7 +194,7 @@ class Sandboxed(IntegrationCase):
         self.run_async(vm.storage.revert("private", next(iter(private.revisions))))
         self.cli("jobs", "--wait")
 
-        outcomes = json.loads(self.cli("optimize", "--full", "--json", self.dir_path))
+        outcomes = json.loads(self.cli("optimize", "--full", "--json", self.dir_path))["outcomes"]
         self.assertTrue(outcomes)
         self.assertEqual([o["error"] for o in outcomes], [""] * len(outcomes))
         jobs = json.loads(self.cli("jobs", "--json"))

@@ -26,6 +26,7 @@ func (s *Store) Locked(vid, op string, fn func(*Locked) error) error {
 	}
 	unlock := s.locks.lock(vid)
 	defer unlock()
+	defer s.dirs.rlock(p.Dir)()
 	defer s.hooks.Writing(op, vid)()
 	return fn(&Locked{s: s, p: p})
 }
@@ -69,7 +70,9 @@ func (l *Locked) Revisions() ([]string, error) {
 	return names, nil
 }
 
-// Open opens one of the volume's files, never through a symlink.
+// Open opens one of the volume's files, never through a symlink, and
+// refuses a hard link to anything but the pool's images (see links.go):
+// what is opened here gets its extents rewritten and its properties set.
 func (l *Locked) Open(name string, flag int) (*os.File, error) {
 	if name != l.p.Clean && name != l.p.Precache && !strings.HasPrefix(name, l.p.Clean+".") {
 		return nil, fmt.Errorf("%w: %s is not a file of %s", ErrInvalidName, name, l.p.Dir+"/"+l.p.Name)
@@ -77,6 +80,18 @@ func (l *Locked) Open(name string, flag int) (*os.File, error) {
 	f, err := l.s.files.root.OpenFile(name, flag|noFollow, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", l.s.files.abs(name), err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		err = fmt.Errorf("stat %s: %w", l.s.files.abs(name), err)
+	} else if name == l.p.Precache {
+		err = l.s.files.checkSingleLink(name, info)
+	} else {
+		err = l.s.files.checkLinksInPool(name, info)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
 }

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +21,9 @@ const copyBlock = 4096
 const copyChunk = 1 << 20
 
 // cloneOrCopy fills dst, an empty file, with src's data: a reflink when the
-// filesystem allows it, otherwise a sparse byte copy. It reports whether it
-// reflinked.
-func cloneOrCopy(dst, src *os.File) (bool, error) {
+// filesystem allows it, otherwise a sparse byte copy, which stops when ctx
+// is done. It reports whether it reflinked.
+func cloneOrCopy(ctx context.Context, dst, src *os.File) (bool, error) {
 	err := btrfs.Clone(dst, src)
 	if err == nil {
 		return true, nil
@@ -30,18 +31,22 @@ func cloneOrCopy(dst, src *os.File) (bool, error) {
 	if !btrfs.CloneUnsupported(err) {
 		return false, err
 	}
-	return false, sparseCopy(dst, src)
+	return false, sparseCopy(ctx, dst, src)
 }
 
 // sparseCopy copies src into dst without writing zero blocks, then sets
-// dst's size to src's. src may be a regular file or a block device.
-func sparseCopy(dst, src *os.File) error {
+// dst's size to src's. src may be a regular file or a block device. It
+// gives up between two chunks once ctx is done.
+func sparseCopy(ctx context.Context, dst, src *os.File) error {
 	size, err := src.Seek(0, io.SeekEnd)
 	if err != nil {
 		return fmt.Errorf("size of %s: %w", src.Name(), err)
 	}
 	buf := make([]byte, copyChunk)
 	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("copy of %s stopped at %d: %w", src.Name(), off, err)
+		}
 		dataOff, err := nextData(src, off)
 		if err != nil {
 			return err

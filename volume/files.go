@@ -53,7 +53,8 @@ func (f files) mkdirAll(dir string) error {
 	return f.mkdir(dir)
 }
 
-// removeEmptyDir removes dir if it is empty.
+// removeEmptyDir removes dir if it is empty; a directory that is gone
+// already, or that is not empty (again), is left as it is.
 func (f files) removeEmptyDir(dir string) error {
 	entries, err := f.readDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) > 0) {
@@ -62,7 +63,11 @@ func (f files) removeEmptyDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.root.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err = f.root.Remove(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, fs.ErrExist):
+		return nil
+	case err != nil:
 		return fmt.Errorf("remove directory %s: %w", f.abs(dir), err)
 	}
 	return f.syncDir(path.Dir(dir))
@@ -123,7 +128,23 @@ func (f files) rename(src, dst string) error {
 	if err := f.root.Rename(src, dst); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", f.abs(src), f.abs(dst), err)
 	}
-	return f.syncDir(path.Dir(dst))
+	if err := f.syncDir(path.Dir(dst)); err != nil {
+		return dirSyncError{err}
+	}
+	return nil
+}
+
+// dirSyncError is a rename that took place but whose directory could not
+// be synced: undoing what led up to it would lose data the new name now
+// holds.
+type dirSyncError struct{ error }
+
+func (e dirSyncError) Unwrap() error { return e.error }
+
+// renamed tells whether a rename that returned err took place.
+func renamed(err error) bool {
+	var synced dirSyncError
+	return err == nil || errors.As(err, &synced)
 }
 
 // remove deletes name; a missing file is not an error.

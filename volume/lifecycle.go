@@ -38,23 +38,30 @@ func (s *Store) Create(spec Spec) (State, error) {
 }
 
 // Remove deletes every file of the volume, revisions included, and its
-// directory when that becomes empty. Missing files are not an error.
+// directory when that becomes empty. Missing files are not an error, so a
+// second remove succeeds too. qubesd removes a VM's volumes concurrently:
+// the directory is removed under its exclusive lock, once no operation of
+// any volume in it runs, and only if it is empty then.
 func (s *Store) Remove(spec Spec) (State, error) {
 	var st State
+	var dir string
 	err := s.volumeOp("remove", spec, func(p Paths) error {
 		if err := s.removeAll(p); err != nil {
 			return err
 		}
 		failpoint.Hit("remove.after-files")
-		if err := s.files.removeEmptyDir(p.Dir); err != nil {
-			return err
-		}
 		s.log.Info("removed volume", "vid", spec.VID)
 		s.hooks.Removed(spec.VID)
 		st = State{Size: spec.Size, Revisions: []Revision{}}
+		dir = p.Dir
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	unlock := s.dirs.lock(dir)
+	defer unlock()
+	return st, opError("remove", spec.VID, s.files.removeEmptyDir(dir))
 }
 
 // Verify checks that the image a start needs is there: the source's clean
@@ -100,6 +107,9 @@ func (s *Store) Start(spec Spec) (State, error) {
 		}
 		switch {
 		case dirty:
+			if _, err := s.files.statDirty(p.Dirty, spec); err != nil {
+				return err
+			}
 			s.log.Info("reusing dirty image", "vid", spec.VID)
 			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty), Reused: true})
 		case spec.SnapshotsDisabled() && spec.Kind() == Origin:
@@ -133,6 +143,9 @@ func (s *Store) startOrigin(p Paths, spec Spec) error {
 	if err := s.removeStalePrecache(p); err != nil {
 		return err
 	}
+	if _, err := s.files.statSingle(p.Precache); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	failpoint.Hit("start.after-precache-check")
 	err := s.files.rename(p.Precache, p.Dirty)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -146,6 +159,13 @@ func (s *Store) startOrigin(p Paths, spec Spec) error {
 // snapshots disabled the running volume exists only as its dirty image.
 func (s *Store) startWithoutSnapshots(p Paths, spec Spec) error {
 	if err := s.pruneRevisions(p, 0); err != nil {
+		return err
+	}
+	clean, err := s.files.stat(p.Clean)
+	if err != nil {
+		return err
+	}
+	if err := s.files.checkLinksInPool(p.Clean, clean); err != nil {
 		return err
 	}
 	if _, err := s.files.remove(p.Precache); err != nil {
@@ -186,6 +206,9 @@ func (s *Store) Stop(spec Spec) (State, error) {
 		}
 		switch {
 		case dirty && spec.SnapshotsDisabled():
+			if _, err := s.files.statDirty(p.Dirty, spec); err != nil {
+				return err
+			}
 			if err := s.files.rename(p.Dirty, p.Clean); err != nil {
 				return err
 			}
@@ -279,7 +302,9 @@ func (s *Store) state(p Paths, spec Spec) (State, error) {
 	return st, err
 }
 
-// removeAll deletes every file of the volume.
+// removeAll deletes every file of the volume: its images, its revisions
+// and whatever else its revision glob matches (a revision number that is
+// no id of ours is not listed, but must not keep the directory alive).
 func (s *Store) removeAll(p Paths) error {
 	if err := s.removeIncomplete(p); err != nil {
 		return err
@@ -287,11 +312,36 @@ func (s *Store) removeAll(p Paths) error {
 	if err := s.pruneRevisions(p, 0); err != nil {
 		return err
 	}
+	if err := s.removeRevisionLookalikes(p); err != nil {
+		return err
+	}
 	failpoint.Hit("remove.after-revisions")
 	for _, name := range []string{p.Clean, p.Precache, p.Dirty} {
 		if _, err := s.files.remove(name); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// removeRevisionLookalikes deletes the files that match the volume's
+// revision glob without being revisions it lists.
+func (s *Store) removeRevisionLookalikes(p Paths) error {
+	entries, err := s.files.readDir(p.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !p.matchesRevisionGlob(e.Name()) {
+			continue
+		}
+		if _, err := s.files.remove(p.Dir + "/" + e.Name()); err != nil {
+			return err
+		}
+		s.log.Info("removed file matching the revision glob", "path", s.files.abs(p.Dir+"/"+e.Name()))
 	}
 	return nil
 }
@@ -306,7 +356,9 @@ func (s *Store) removeIncomplete(p Paths) error {
 		return err
 	}
 	for _, e := range entries {
-		if name := e.Name(); p.ownsFile(name) && strings.Contains(name, "~") {
+		name := e.Name()
+		base, _, temp := strings.Cut(name, "~")
+		if temp && (p.ownsFile(name) || p.matchesRevisionGlob(base)) {
 			if _, err := s.files.remove(p.Dir + "/" + name); err != nil {
 				return err
 			}

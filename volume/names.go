@@ -16,7 +16,15 @@ var (
 	revisionPattern  = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 	// revisionFile matches "<vol>.img.<N>@<timestamp>Z" after the volume name.
 	revisionFile = regexp.MustCompile(`^\.img\.([1-9][0-9]{0,18})@([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})Z$`)
+	// revisionGlob is file-reflink's revision glob after the volume name,
+	// "<vol>.img.*?@????-??-??T??:??:??Z": every name it would list,
+	// including those whose number is no revision id of ours.
+	revisionGlob = regexp.MustCompile(`^\.img\.[^/]+@[^/]{4}-[^/]{2}-[^/]{2}T[^/]{2}:[^/]{2}:[^/]{2}Z$`)
 )
+
+// maxRevision is the largest revision number: ids have at most 19 digits,
+// so that every one fits a uint64 and sorts as a number.
+const maxRevision = 9999999999999999999
 
 // Paths holds every file name of one volume, relative to the pool directory.
 type Paths struct {
@@ -65,6 +73,15 @@ func (p Paths) ownsFile(name string) bool {
 	return ok && revisionFile.MatchString(rest)
 }
 
+// matchesRevisionGlob reports whether name, a file in p.Dir, is one that
+// file-reflink's revision glob of this volume would list, a revision of
+// ours or not. Remove deletes these too, so that no file of the volume
+// outlives it.
+func (p Paths) matchesRevisionGlob(name string) bool {
+	rest, ok := strings.CutPrefix(name, p.Name)
+	return ok && revisionGlob.MatchString(rest)
+}
+
 // parseRevision returns the revision id and timestamp encoded in name, a
 // file in p.Dir.
 func (p Paths) parseRevision(name string) (id, timestamp string, ok bool) {
@@ -80,7 +97,9 @@ func (p Paths) parseRevision(name string) (id, timestamp string, ok bool) {
 }
 
 // ValidateVID refuses any vid that is not exactly
-// "appvms|vm-templates/<vm>/<volume>" with safe components.
+// "appvms|vm-templates/<vm>/<volume>" with safe components, and any
+// volume name whose files could be another volume's in the same
+// directory (see volumeNameClash).
 func ValidateVID(vid string) error {
 	parts := strings.Split(vid, "/")
 	if len(parts) != 3 {
@@ -94,7 +113,32 @@ func ValidateVID(vid string) error {
 			return invalidName("vid %q: component %q is not allowed", vid, part)
 		}
 	}
+	if clash := volumeNameClash(parts[2]); clash != "" {
+		return invalidName("vid %q: volume name %s, so its files could be another volume's", vid, clash)
+	}
 	return nil
+}
+
+// imageSuffixes are what the file-reflink layout appends to a volume
+// name before ".img" for its images other than the clean one.
+var imageSuffixes = []string{"-dirty", "-precache", "-import"}
+
+// volumeNameClash says why files of volume name could be those of
+// another volume in the same directory, or "" when they cannot: volume
+// "private-dirty"'s clean image is "private"'s dirty image, and volume
+// "private.img"'s revisions match the revision glob of "private"
+// ("private.img.*@…Z"). Temp-file and revision characters ('~', '@',
+// ':') are refused by componentPattern already.
+func volumeNameClash(name string) string {
+	for _, suffix := range imageSuffixes {
+		if strings.HasSuffix(name, suffix) {
+			return fmt.Sprintf("ends in %q", suffix)
+		}
+	}
+	if strings.Contains(name, ".img") {
+		return `contains ".img"`
+	}
+	return ""
 }
 
 // ValidateRevision refuses a revision id that is not a decimal number.

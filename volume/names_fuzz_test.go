@@ -16,6 +16,10 @@ func FuzzValidateVID(f *testing.F) {
 	f.Add("appvms/work/private", "1", "private.img.1@2025-01-01T00:00:00Z")
 	f.Add("vm-templates/fedora-42/root", "18446744073709551615", "private.img.01@2025-01-01T00:00:00Z")
 	f.Add("appvms/../../etc", "../1", "private.img.1@2025-01-01T00:00:00Z~a1b2")
+	f.Add("appvms/work/private", "1", "private-dirty")
+	f.Add("appvms/work/private", "2", "private.img")
+	f.Add("appvms/work/root", "3", "root-precache")
+	f.Add("appvms/work/private", "9999999999999999999", "private.img.10000000000000000000@2025-01-01T00:00:00Z")
 	f.Fuzz(func(t *testing.T, vid, rev, name string) {
 		p, err := PathsFor(vid)
 		if (err == nil) != (ValidateVID(vid) == nil) {
@@ -41,6 +45,12 @@ func FuzzValidateVID(f *testing.F) {
 				t.Fatalf("revision %q of %q: %s does not parse back (%q %q %v)", rev, vid, file, id, ts, ok)
 			}
 		}
+		// Two volumes of one directory never claim each other's files,
+		// revisions and temp files included.
+		if other, err := PathsFor(p.Dir + "/" + name); err == nil && other.Name != p.Name {
+			checkNoClash(t, p, other)
+			checkNoClash(t, other, p)
+		}
 		// A directory entry taken for a revision names a valid id and is
 		// exactly the file that revision's name leads back to.
 		if id, ts, ok := p.parseRevision(name); ok {
@@ -50,8 +60,31 @@ func FuzzValidateVID(f *testing.F) {
 			if back := path.Base(p.Revision(id, ts)); back != name {
 				t.Fatalf("entry %q of %q parsed as revision %q@%q, which names %q", name, vid, id, ts, back)
 			}
+			if !p.matchesRevisionGlob(name) {
+				t.Fatalf("revision %q of %q is not matched by the revision glob", name, vid)
+			}
 		}
 	})
+}
+
+// checkNoClash fails if volume a owns any file of volume b: an image, a
+// revision or a temp file of either.
+func checkNoClash(t *testing.T, a, b Paths) {
+	t.Helper()
+	const timestamp = "2025-01-01T00:00:00"
+	for _, name := range []string{b.Clean, b.Dirty, b.Precache, b.Import, b.Revision("1", timestamp)} {
+		for _, file := range []string{path.Base(name), path.Base(name) + "~a1b2"} {
+			if a.ownsFile(file) {
+				t.Fatalf("volume %q owns %q of volume %q", a.Name, file, b.Name)
+			}
+			if a.matchesRevisionGlob(file) {
+				t.Fatalf("volume %q's revision glob matches %q of volume %q", a.Name, file, b.Name)
+			}
+			if _, _, ok := a.parseRevision(file); ok {
+				t.Fatalf("volume %q takes %q of volume %q for a revision", a.Name, file, b.Name)
+			}
+		}
+	}
 }
 
 // checkBeneathPool fails unless every name in p is a clean relative path

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,8 +17,10 @@ import (
 const timestampLayout = "2006-01-02T15:04:05"
 
 // revisions lists the volume's revisions, oldest first. Only regular
-// files count: anything else with a revision's name (a symlink planted to
-// have a revert rename it over the image) is foreign and left alone.
+// files whose number is a revision id (decimal, no leading zero, at most
+// 19 digits) count: anything else with a revision's name (a symlink
+// planted to have a revert rename it over the image, a number past
+// maxRevision) is foreign, and neither listed, pruned nor reverted to.
 func (s *Store) revisions(p Paths) ([]Revision, error) {
 	revs := []Revision{}
 	entries, err := s.files.readDir(p.Dir)
@@ -56,73 +59,143 @@ func (s *Store) pruneRevisions(p Paths, keep int) error {
 	return nil
 }
 
-// addRevision saves the clean image as the next revision, named after the
-// clean image's mtime. With revisions_to_keep 0 nothing is kept.
-func (s *Store) addRevision(p Paths, spec Spec) error {
-	if spec.RevisionsToKeep == 0 {
-		return nil
+// saveClean makes the clean image the next revision, by a hard link
+// named after its mtime, and returns the revision's name, or "" when it
+// saves none: the volume keeps no revisions or has no clean image, or its
+// newest revision already is the clean image's inode, left by a commit or
+// revert that was killed before its rename. The rename that follows
+// replaces the clean name, so the revision keeps the old image whole
+// without a copy, and only an interrupted commit leaves the two names on
+// one inode, which tells such a left-over from a revision of equal data.
+func (s *Store) saveClean(p Paths, spec Spec) (string, error) {
+	if spec.RevisionsToKeep <= 0 {
+		return "", nil
 	}
-	info, err := s.files.stat(p.Clean)
+	clean, err := s.files.stat(p.Clean)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	revs, err := s.revisions(p)
 	if err != nil {
-		return err
+		return "", err
 	}
 	next := uint64(1)
 	if len(revs) > 0 {
-		next = revisionNumber(revs[len(revs)-1].ID) + 1
+		newest := revs[len(revs)-1]
+		info, err := s.files.stat(p.Revision(newest.ID, newest.Timestamp))
+		if err != nil {
+			return "", err
+		}
+		if os.SameFile(info, clean) {
+			s.log.Info("newest revision already is the clean image", "vid", spec.VID, "revision", newest.ID)
+			return "", nil
+		}
+		if revisionNumber(newest.ID) >= maxRevision {
+			return "", fmt.Errorf("%w: revision %s has the largest number a revision can have; remove it to commit",
+				ErrInvalidName, newest.ID)
+		}
+		next = revisionNumber(newest.ID) + 1
 	}
-	rev := Revision{
-		ID:        fmt.Sprint(next),
-		Timestamp: info.ModTime().UTC().Format(timestampLayout),
-	}
-	if err := s.copyFile(p.Clean, p.Revision(rev.ID, rev.Timestamp), copyOptions{}); err != nil {
-		return err
+	rev := Revision{ID: fmt.Sprint(next), Timestamp: clean.ModTime().UTC().Format(timestampLayout)}
+	name := p.Revision(rev.ID, rev.Timestamp)
+	if err := s.files.link(p.Clean, name); err != nil {
+		return "", err
 	}
 	s.log.Info("saved revision", "vid", spec.VID, "revision", rev.ID, "timestamp", rev.Timestamp)
-	return nil
+	return name, nil
 }
 
-// commit makes from (the dirty or the import image) the new clean image:
-// the old clean image becomes a revision, old revisions are pruned, from is
-// synced and renamed over the clean image, and a new precache is made.
-// Until the rename, the old state is whole; after it, the new one is.
-func (s *Store) commit(p Paths, spec Spec, from string) error {
-	hasClean, err := s.files.exists(p.Clean)
+// dropRevision removes a revision saved by a commit that then failed, so
+// that the failure changes nothing.
+func (s *Store) dropRevision(name string) {
+	if name == "" {
+		return
+	}
+	if _, err := s.files.remove(name); err != nil {
+		s.log.Warn("could not remove the revision of a failed commit", "path", s.files.abs(name), "err", err)
+	}
+}
+
+// checkCommit refuses a commit that could not complete, before it changes
+// anything: from must be a regular file with one link, and each other
+// image name of the volume a regular file or nothing, so that neither the
+// steps of the commit nor the state read after it fail on something
+// planted.
+func (s *Store) checkCommit(p Paths, from string) error {
+	info, err := s.files.stat(from)
 	if err != nil {
 		return err
 	}
-	if hasClean && !spec.SnapshotsDisabled() {
-		if err := s.addRevision(p, spec); err != nil {
+	check := s.files.checkSingleLink
+	if from == p.Dirty {
+		// Started with snapshots disabled, the dirty image is the clean
+		// image renamed, which running snapshot volumes may still link as
+		// their clean image; revisions_to_keep may have been raised since.
+		check = s.files.checkLinksInPool
+	}
+	if err := check(from, info); err != nil {
+		return err
+	}
+	for _, name := range []string{p.Clean, p.Dirty, p.Precache, p.Import} {
+		if _, err := s.files.stat(name); name != from && err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	failpoint.Hit("commit.after-revision")
-	if err := s.pruneRevisions(p, spec.RevisionsToKeep); err != nil {
+	return nil
+}
+
+// commit makes from (the dirty or the import image) the new clean image.
+// Everything that can refuse it is checked first; then from is synced,
+// the clean image saved as a new revision and from renamed over the clean
+// image. A failure up to there removes the new revision again, so a
+// failed commit changes no file. Old revisions are pruned only once the
+// commit has landed, and a new precache is made.
+func (s *Store) commit(p Paths, spec Spec, from string) error {
+	if err := s.checkCommit(p, from); err != nil {
 		return err
 	}
-	failpoint.Hit("commit.after-prune")
 	if err := s.syncFile(from); err != nil {
 		return err
 	}
 	failpoint.Hit("commit.after-fsync")
-	if _, err := s.files.remove(p.Precache); err != nil {
+	saved, err := s.saveClean(p, spec)
+	if err != nil {
 		return err
 	}
-	failpoint.Hit("commit.after-precache-removal")
-	if err := s.files.rename(from, p.Clean); err != nil {
+	failpoint.Hit("commit.after-revision")
+	if err := s.replaceClean(p, from); err != nil {
+		if !renamed(err) {
+			s.dropRevision(saved)
+		}
 		return err
 	}
 	failpoint.Hit("commit.after-rename")
 	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
+	if err := s.pruneRevisions(p, spec.RevisionsToKeep); err != nil {
+		// The commit has landed and is what the caller asked for; the
+		// next commit prunes what is left.
+		s.log.Warn("could not prune revisions", "vid", spec.VID, "err", err)
+	}
+	failpoint.Hit("commit.after-prune")
 	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean), Precache: !spec.SnapshotsDisabled()})
 	if later || spec.SnapshotsDisabled() {
 		return nil
 	}
 	defer failpoint.Hit("commit.after-precache-copy")
 	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
+}
+
+// replaceClean drops the precache, which would be stale, and renames from
+// over the clean image.
+func (s *Store) replaceClean(p Paths, from string) error {
+	if _, err := s.files.remove(p.Precache); err != nil {
+		return err
+	}
+	failpoint.Hit("commit.after-precache-removal")
+	return s.files.rename(from, p.Clean)
 }
 
 // Revert makes revision id (the newest when id is "") the clean image. The
@@ -150,16 +223,23 @@ func (s *Store) Revert(spec Spec, id string) (State, error) {
 		if err != nil {
 			return err
 		}
-		if err := s.addRevision(p, spec); err != nil {
+		saved, err := s.saveClean(p, spec)
+		if err != nil {
 			return err
 		}
 		failpoint.Hit("revert.after-revision")
+		moved := false // the revision became the clean image
 		err = s.refreshPrecache(p, spec, func() error {
 			failpoint.Hit("revert.after-precache-removal")
 			defer failpoint.Hit("revert.after-rename")
-			return s.files.rename(p.Revision(rev.ID, rev.Timestamp), p.Clean)
+			err := s.files.rename(p.Revision(rev.ID, rev.Timestamp), p.Clean)
+			moved = renamed(err)
+			return err
 		})
 		if err != nil {
+			if !moved {
+				s.dropRevision(saved)
+			}
 			return err
 		}
 		failpoint.Hit("revert.after-precache-copy")
@@ -252,7 +332,7 @@ func (s *Store) copyFile(src, dst string, opts copyOptions) error {
 	}
 	return s.files.replace(dst, mtime, func(tmp *os.File) error {
 		if opts.size == nil || *opts.size != 0 {
-			if _, err := cloneOrCopy(tmp, in); err != nil {
+			if _, err := cloneOrCopy(context.Background(), tmp, in); err != nil {
 				return fmt.Errorf("copy %s to %s: %w", s.files.abs(src), tmp.Name(), err)
 			}
 		}

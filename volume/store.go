@@ -52,7 +52,12 @@ type Store struct {
 	files files
 	log   *slog.Logger
 	hooks Hooks
-	locks keyedMutex
+	locks keyedMutex // by vid: one operation per volume at a time
+	// dirs is by volume directory: every operation holds it shared, so
+	// that the removal of a sibling volume, which takes it exclusively to
+	// remove the directory when it has become empty, can never take the
+	// directory from under a file being made or removed in it.
+	dirs keyedMutex
 }
 
 // Open opens the pool directory dir, which must be an existing absolute
@@ -116,25 +121,41 @@ func (s *Store) volumeOp(op string, spec Spec, fn func(p Paths) error) error {
 	}
 	unlock := s.locks.lock(spec.VID)
 	defer unlock()
+	defer s.dirs.rlock(p.Dir)()
 	if !readOnlyOps[op] {
 		defer s.hooks.Writing(op, spec.VID)()
 	}
 	return opError(op, spec.VID, fn(p))
 }
 
-// keyedMutex serialises work per key and forgets keys nobody holds.
+// keyedMutex is a read-write lock per key that forgets keys nobody holds.
 type keyedMutex struct {
 	mu    sync.Mutex
 	locks map[string]*refMutex
 }
 
 type refMutex struct {
-	sync.Mutex
+	sync.RWMutex
 	refs int
 }
 
+// lock takes key's lock exclusively.
 func (k *keyedMutex) lock(key string) (unlock func()) {
+	m := k.ref(key)
+	m.Lock()
+	return func() { m.Unlock(); k.unref(key, m) }
+}
+
+// rlock takes key's lock shared.
+func (k *keyedMutex) rlock(key string) (unlock func()) {
+	m := k.ref(key)
+	m.RLock()
+	return func() { m.RUnlock(); k.unref(key, m) }
+}
+
+func (k *keyedMutex) ref(key string) *refMutex {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.locks == nil {
 		k.locks = map[string]*refMutex{}
 	}
@@ -144,15 +165,13 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 		k.locks[key] = m
 	}
 	m.refs++
-	k.mu.Unlock()
+	return m
+}
 
-	m.Lock()
-	return func() {
-		m.Unlock()
-		k.mu.Lock()
-		if m.refs--; m.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
+func (k *keyedMutex) unref(key string, m *refMutex) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if m.refs--; m.refs == 0 {
+		delete(k.locks, key)
 	}
 }

@@ -2,6 +2,7 @@ package volume_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -511,7 +512,7 @@ func TestImportVolume(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := origin(tt.vid, 1)
 			h.must(h.store.Create(dst))
-			st := h.must(h.store.ImportVolume(dst, tt.source))
+			st := h.must(h.store.ImportVolume(context.Background(), dst, tt.source))
 			if st.Size != tt.size || h.sum(tt.vid+".img") != tt.sum {
 				t.Fatalf("imported %+v", st)
 			}
@@ -520,7 +521,7 @@ func TestImportVolume(t *testing.T) {
 			}
 		})
 	}
-	if _, err := h.store.ImportVolume(origin("appvms/x/private", 1), "/nonexistent/src.img"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := h.store.ImportVolume(context.Background(), origin("appvms/x/private", 1), "/nonexistent/src.img"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("import from a missing source: %v", err)
 	}
 	h.assertFiles(map[string]bool{"appvms/x/private-import.img": false})
@@ -604,6 +605,36 @@ func TestRefusesUnsafeNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A symlink that stays inside the pool, from one VM's directory to
+// another's, is refused like any other: through it, an operation on one
+// VM's volume would change the other VM's files.
+func TestRefusesLinksBetweenVMDirectories(t *testing.T) {
+	h := newHarness(t)
+	work := origin("appvms/work/private", 1)
+	h.must(h.store.Create(work))
+	h.write("appvms/work/private.img", 0, []byte("work's data"))
+	want := h.sum("appvms/work/private.img")
+	if err := os.Symlink("work", h.path("appvms/evil")); err != nil {
+		t.Fatal(err)
+	}
+	evil := origin("appvms/evil/private", 1)
+	ops := map[string]func() error{
+		"start":  func() error { _, err := h.store.Start(evil); return err },
+		"resize": func() error { _, err := h.store.Resize(evil, 1<<20); return err },
+		"revert": func() error { _, err := h.store.Revert(evil, ""); return err },
+		"remove": func() error { _, err := h.store.Remove(evil); return err },
+	}
+	for name, op := range ops {
+		if err := op(); err == nil {
+			t.Errorf("%s through a symlinked VM directory succeeded", name)
+		}
+	}
+	if got := h.sum("appvms/work/private.img"); got != want {
+		t.Errorf("work's image changed through the link: %s, want %s", got, want)
+	}
+	h.assertFiles(map[string]bool{"appvms/work/private-dirty.img": false, "appvms/work/private-precache.img": true})
 }
 
 func TestSameVolumeIsSerialised(t *testing.T) {

@@ -1,10 +1,13 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/loopdev"
@@ -23,7 +26,7 @@ func (s *Store) Resize(spec Spec, size int64) (State, error) {
 		if size < 0 {
 			return fmt.Errorf("%w: negative size %d", ErrInvalidName, size)
 		}
-		err := s.resizeDirty(p, size)
+		err := s.resizeDirty(p, spec, size)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && spec.Kind() == Origin:
 			err = s.refreshPrecache(p, spec, func() error {
@@ -44,12 +47,19 @@ func (s *Store) Resize(spec Spec, size int64) (State, error) {
 	return st, err
 }
 
-func (s *Store) resizeDirty(p Paths, size int64) error {
+func (s *Store) resizeDirty(p Paths, spec Spec, size int64) error {
 	f, err := s.files.root.OpenFile(p.Dirty, os.O_RDWR|noFollow, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", s.files.abs(p.Dirty), err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if err := s.files.checkDirtyLinks(p.Dirty, info, spec); err != nil {
+		return err
+	}
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %s to %d: %w", f.Name(), size, err)
 	}
@@ -143,12 +153,20 @@ func (s *Store) ImportDataEnd(spec Spec, success bool) (State, error) {
 // ImportVolume copies the committed data at source (another volume's
 // export, of any driver) into the import image, by reflink within one
 // filesystem and by sparse copy across, then commits it. Volumes that are
-// not save_on_stop have nothing to import.
-func (s *Store) ImportVolume(spec Spec, source string) (State, error) {
+// not save_on_stop have nothing to import. The copy stops when ctx is
+// done (the daemon is stopping), leaving the volume as it was.
+//
+// source must be a regular file or a block device. The contract lets an
+// export be a pipe too, but the import takes the source's size and copies
+// it sparsely by offset, which a pipe cannot give; and opening a pipe
+// waits for its writer, holding the volume's lock for as long. So a pipe
+// (or socket, or character device) is refused, and it is opened without
+// blocking to find out.
+func (s *Store) ImportVolume(ctx context.Context, spec Spec, source string) (State, error) {
 	var st State
 	err := s.volumeOp("import volume", spec, func(p Paths) error {
 		if spec.Kind() == Origin {
-			if err := s.importFrom(p, source); err != nil {
+			if err := s.importFrom(ctx, p, source); err != nil {
 				_, _ = s.files.remove(p.Import)
 				return err
 			}
@@ -164,10 +182,10 @@ func (s *Store) ImportVolume(spec Spec, source string) (State, error) {
 	return st, err
 }
 
-func (s *Store) importFrom(p Paths, source string) error {
-	in, err := os.Open(source)
+func (s *Store) importFrom(ctx context.Context, p Paths, source string) error {
+	in, err := openSource(source)
 	if err != nil {
-		return fmt.Errorf("open source: %w", err)
+		return err
 	}
 	defer in.Close()
 	if err := s.files.mkdirAll(p.Dir); err != nil {
@@ -176,7 +194,7 @@ func (s *Store) importFrom(p Paths, source string) error {
 	var reflinked bool
 	err = s.files.replace(p.Import, zeroTime, func(tmp *os.File) error {
 		var err error
-		reflinked, err = cloneOrCopy(tmp, in)
+		reflinked, err = cloneOrCopy(ctx, tmp, in)
 		if err != nil {
 			return fmt.Errorf("copy %s to %s: %w", source, tmp.Name(), err)
 		}
@@ -187,4 +205,27 @@ func (s *Store) importFrom(p Paths, source string) error {
 		s.log.Info("imported volume data", "source", source, "to", s.files.abs(p.Import), "reflinked", reflinked)
 	}
 	return err
+}
+
+// openSource opens an import source without blocking (a pipe would wait
+// for a writer) and refuses anything but a regular file or a block device.
+func openSource(source string) (*os.File, error) {
+	fd, err := unix.Open(source, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open source: %w", &fs.PathError{Op: "open", Path: source, Err: err})
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat source: %w", &fs.PathError{Op: "stat", Path: source, Err: err})
+	}
+	if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFREG && kind != unix.S_IFBLK {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%w: source %s is not a regular file or a block device", ErrNotSupported, source)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("source %s: %w", source, err)
+	}
+	return os.NewFile(uintptr(fd), source), nil
 }

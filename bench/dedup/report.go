@@ -51,6 +51,9 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	row("", "duperemove", "btrfs-vdo", "target", "met")
 	row("first pass over the pool", "(-r -d, new hashfile)", "(optimize --full)")
 	passRows(a.First, b.First)
+	est := b.Estimate.Total
+	row("  estimated beforehand: freed", "", benchenv.MiB(est.SavingBytes)+" ± "+benchenv.MiB(int64(est.DedupedErrorBytes)))
+	row("    estimate: bytes read, wall time", "", benchenv.MiB(int64(b.Estimate.BytesRead))+", "+benchenv.Secs(b.EstimateWall))
 	row("update round, then a pass", "(rerun, same hashfile)", "(the commit's job)")
 	passRows(a.Update, b.Update)
 	row("    of which the commit (stop)", "", benchenv.Secs(b.Update.Commit))
@@ -86,6 +89,7 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 			fmt.Fprintf(w, "btrfs-vdo %s: %s\n", n.what, n.p.Note)
 		}
 	}
+	fmt.Fprintln(w, "Estimated beforehand: btrfs-vdo estimate on the pool before the first pass (95% interval), cold caches.")
 	fmt.Fprintln(w, "Bytes freed: compsize's disk usage of the pool's volume files before the pass minus after it.")
 	fmt.Fprintln(w, "Sharing kept: 1 - sharing lost / bytes of the images in the same extents as their newest revisions")
 	fmt.Fprintln(w, "before the pass. Sharing lost: growth of the revisions' data stored apart from their images' (a range")

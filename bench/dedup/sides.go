@@ -8,10 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
+	estimation "github.com/btrfs-vdo/btrfs-vdo/internal/estimate"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -44,6 +46,10 @@ type result struct {
 	Upd           corpus.Update
 	Changed       int64 // bytes of the updated image not shared with its revision
 	Index         int64 // btrfs-vdo: size of the dedup index file
+	// Estimate is btrfs-vdo estimate's report on the pool before the
+	// first pass, EstimateWall its time with cold caches.
+	Estimate     estimation.Report
+	EstimateWall time.Duration
 }
 
 // dropCaches writes back and drops the page cache, so the next pass reads
@@ -131,6 +137,9 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 	if r.First.Before, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
 		return r, err
 	}
+	if err := runEstimate(ctx, mnt, c, &r); err != nil {
+		return r, err
+	}
 	benchenv.Logf("btrfs-vdo side: optimize --full %s", c.Dir)
 	if err := daemonPass(ctx, mnt, d, &r.First, func() (benchenv.Phase, error) { return d.OptimizeFull(ctx, c.Dir) }); err != nil {
 		return r, err
@@ -165,6 +174,19 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 	}
 	r.Index = info.Size()
 	return r, nil
+}
+
+// runEstimate estimates, with cold caches, what the first pass will save.
+func runEstimate(ctx context.Context, mnt string, c *corpus.Corpus, r *result) error {
+	if err := dropCaches(mnt); err != nil {
+		return err
+	}
+	benchenv.Logf("btrfs-vdo side: estimate %s", c.Dir)
+	began := time.Now()
+	var err error
+	r.Estimate, err = estimation.Run(ctx, c.Dir, estimation.Options{Seed: 1})
+	r.EstimateWall = time.Since(began)
+	return err
 }
 
 // daemonPass runs work with cold caches and fills p with its phase, the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
 )
 
@@ -30,7 +31,7 @@ func benchIndex(cfg config) error {
 	size := dedupindex.DefaultSize(cfg.pool)
 
 	start := time.Now()
-	f, _, err := dedupindex.Open(path, size)
+	f, _, err := openIndex(path, size)
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func reload(path string, size uint64) error {
 	debug.FreeOSMemory()
 	resetPeakRSS()
 	start := time.Now()
-	f, how, err := dedupindex.Open(path, size)
+	f, how, err := openIndex(path, size)
 	if err != nil {
 		return err
 	}
@@ -173,4 +174,14 @@ func resetPeakRSS() {
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/hash: cannot reset the peak RSS:", err)
 	}
+}
+
+// openIndex opens the index file at path through a root at its directory.
+func openIndex(path string, size uint64) (*dedupindex.File, dedupindex.Opened, error) {
+	root, err := fsroot.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, dedupindex.Opened{}, err
+	}
+	defer root.Close()
+	return dedupindex.Open(root, filepath.Base(path), size)
 }

@@ -68,9 +68,9 @@ func printJobs(w io.Writer, res api.JobsResult, sz sizes) error {
 	k := res.Counters
 	fmt.Fprintf(w, "\nsince start: %d jobs done, %d failed; examined %s, compressed %s, saved %s, left shared %s\n",
 		k.JobsDone, k.JobsFailed, sz.of(k.BytesExamined), sz.of(k.BytesCompressed), sz.signed(k.BytesSaved), sz.of(k.SkippedShared))
-	_, err := fmt.Fprintf(w, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, %d ms in dedupe, %d zero blocks punched\n",
+	_, err := fmt.Fprintf(w, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, kept %s that would grow, %d ms in dedupe, %d zero blocks punched\n",
 		k.DedupTries, k.DedupHits, k.DedupMisses, sz.of(k.DedupBytesHashed), sz.of(k.DedupBytesFreed),
-		sz.of(k.DedupBytesRewritten), k.DedupIoctlMs, k.ZeroBlocksPunched)
+		sz.of(k.DedupBytesRewritten), sz.of(k.DedupKeptWouldGrow), k.DedupIoctlMs, k.ZeroBlocksPunched)
 	return err
 }
 

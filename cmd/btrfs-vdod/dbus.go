@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -13,9 +14,19 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
+// Reconnection to the system bus backs off from busRetryMin to
+// busRetryMax: a restarted bus is back within a second, and a machine
+// without one is tried again now and then at the cost of a failed
+// connect.
+const (
+	busRetryMin = 200 * time.Millisecond
+	busRetryMax = 30 * time.Second
+)
+
 // connectBus connects to the system bus, at $DBUS_SYSTEM_BUS_ADDRESS or the
 // standard socket. The bus is optional: without it the daemon serves qubesd
-// all the same, with no shutdown inhibitor, battery watch or status object.
+// all the same, with no shutdown inhibitor, battery watch or status object,
+// and keeps trying (busLink).
 func connectBus(log *slog.Logger) *dbus.Conn {
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
@@ -25,9 +36,100 @@ func connectBus(log *slog.Logger) *dbus.Conn {
 	return conn
 }
 
+// busLink keeps the daemon on the system bus: when the connection drops
+// (the bus restarted) it connects again, backing off, and takes up its
+// name, its status object, the battery watch and, if an operation is
+// writing, the shutdown inhibitor again.
+type busLink struct {
+	log       *slog.Logger
+	version   string
+	inhibitor *bus.Inhibitor
+	status    *daemonStatus
+	battery   bus.Pauser // nil: battery_policy = "run"
+}
+
+// busSession is the daemon's presence on one connection.
+type busSession struct {
+	conn  *dbus.Conn
+	watch sync.WaitGroup // the battery watch
+}
+
+// start takes up the daemon's place on conn (nil if there is no bus yet)
+// before it returns, and keeps it on the bus until ctx is done. The
+// returned function waits for that.
+func (l *busLink) start(ctx context.Context, conn *dbus.Conn) (wait func()) {
+	var s *busSession
+	if conn != nil {
+		s = l.attach(ctx, conn)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(ctx, s)
+	}()
+	return func() { <-done }
+}
+
+// run waits for the session's connection to close and connects again,
+// until ctx is done.
+func (l *busLink) run(ctx context.Context, s *busSession) {
+	delay := busRetryMin
+	for {
+		if s != nil {
+			select {
+			case <-ctx.Done():
+			case <-s.conn.Context().Done():
+			}
+			l.detach(s)
+			if ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("lost the D-Bus system bus; connecting again")
+			delay = busRetryMin
+			s = nil
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, busRetryMax)
+		conn, err := dbus.ConnectSystemBus()
+		if err != nil {
+			l.log.Debug("D-Bus system bus still unreachable", "err", err, "retry", delay)
+			continue
+		}
+		l.log.Info("connected to the D-Bus system bus")
+		s = l.attach(ctx, conn)
+	}
+}
+
+func (l *busLink) attach(ctx context.Context, conn *dbus.Conn) *busSession {
+	s := &busSession{conn: conn}
+	l.inhibitor.SetConn(conn)
+	l.status.export(conn, l.version)
+	if l.battery != nil {
+		s.watch.Add(1)
+		go func() {
+			defer s.watch.Done()
+			watchBattery(ctx, conn, l.log, l.battery)
+		}()
+	}
+	return s
+}
+
+// detach closes the session's connection; a lock the inhibitor holds
+// stays held.
+func (l *busLink) detach(s *busSession) {
+	l.inhibitor.SetConn(nil)
+	s.conn.Close()
+	s.watch.Wait()
+}
+
 // watchBattery pauses the jobs while the machine is on battery.
 func watchBattery(ctx context.Context, conn *dbus.Conn, log *slog.Logger, jobs bus.Pauser) {
-	if err := bus.WatchBattery(ctx, conn, log, jobs); err != nil {
+	err := bus.WatchBattery(ctx, conn, log, jobs)
+	if err != nil && conn.Connected() {
 		log.Warn("not watching the battery", "err", err)
 	}
 }
@@ -53,12 +155,49 @@ func (d *daemonStatus) export(conn *dbus.Conn, version string) {
 	svc, err := bus.Export(conn, version, d)
 	if err != nil {
 		d.log.Warn("no status on D-Bus", "err", err)
-		return
 	}
 	d.mu.Lock()
-	d.svc = svc
+	d.svc = svc // nil on failure: the last connection's object is gone
 	d.mu.Unlock()
-	d.log.Debug("status published on D-Bus", "name", bus.Name)
+	if err == nil {
+		d.log.Debug("status published on D-Bus", "name", bus.Name)
+	}
+}
+
+// changed tells the status object that the status may have changed; it
+// sends what did, coalesced.
+func (d *daemonStatus) changed() {
+	d.mu.Lock()
+	svc := d.svc
+	d.mu.Unlock()
+	if svc != nil {
+		svc.Changed()
+	}
+}
+
+// watchJobs reports every change of the jobs' states (queued, started,
+// held, finished, paused) until ctx is done.
+func (d *daemonStatus) watchJobs(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.jobs.Changed():
+			d.changed()
+		}
+	}
+}
+
+// writing wraps the volume operations' hook: when a file-changing
+// operation ends, a commit may have been counted or a pool opened.
+func (d *daemonStatus) writing(next func(op, vid string) (done func())) func(op, vid string) (done func()) {
+	return func(op, vid string) func() {
+		done := next(op, vid)
+		return func() {
+			done()
+			d.changed()
+		}
+	}
 }
 
 // jobDone is the scheduler's report of a finished job: it has the totals
@@ -76,6 +215,7 @@ func (d *daemonStatus) jobDone(j pool.JobDone) {
 		if err := svc.JobFinished(j.VID, saved); err != nil {
 			d.log.Debug("cannot announce finished job", "vid", j.VID, "err", err)
 		}
+		svc.Changed()
 	}
 }
 

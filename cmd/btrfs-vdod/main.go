@@ -54,17 +54,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var writing func(op, vid string) (done func())
-	conn := connectBus(log)
-	if conn != nil {
-		defer conn.Close()
-		writing = bus.NewInhibitor(conn, log).Writing
-	}
-	pools := pool.NewRegistry(log, writing)
+	inhibitor := bus.NewInhibitor(nil, log) // on the bus once busLink connects it
+	status := newDaemonStatus(nil, log)
+	pools := pool.NewRegistry(log, status.writing(inhibitor.Writing))
+	status.pools = pools
 	defer pools.Close()
 	pools.SetIndexSizes(indexSizes(cfg))
 	limitMemory(pools, log)
-	status := newDaemonStatus(pools, log)
 	sched := pool.NewScheduler(pool.SchedulerConfig{
 		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
 		IdleIO: cfg.IOPriority == config.IOPriorityIdle,
@@ -81,12 +77,19 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if conn != nil {
-		status.export(conn, version.Version)
-		if cfg.BatteryPolicy == config.BatteryPause {
-			go watchBattery(ctx, conn, log, sched)
-		}
+	// The bus stays until the requests in flight are done: the shutdown
+	// inhibitor matters most while the machine shuts down.
+	busCtx, leaveBus := context.WithCancel(context.Background())
+	link := &busLink{log: log, version: version.Version, inhibitor: inhibitor, status: status}
+	if cfg.BatteryPolicy == config.BatteryPause {
+		link.battery = sched
 	}
+	busDone := link.start(busCtx, connectBus(log))
+	defer func() {
+		leaveBus()
+		busDone()
+	}()
+	go status.watchJobs(busCtx)
 	go pools.ReleaseIdle(ctx, pool.IdleRelease)
 	jobsDone := make(chan struct{})
 	go func() {
@@ -150,7 +153,7 @@ func poolZstdLevels(cfg config.Config) map[string]int {
 }
 
 // indexSizes collects the configured dedup index sizes, global and per
-// pool by directory; 0 leaves an index sized for its pool's filesystem.
+// pool by directory; 0 leaves an index sized by its pool's data.
 func indexSizes(cfg config.Config) pool.IndexSizes {
 	s := pool.IndexSizes{Pools: map[string]uint64{}}
 	if cfg.IndexSize != nil {

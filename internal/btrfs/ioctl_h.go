@@ -62,6 +62,9 @@ const (
 	btrfsExtentDataKey      = 108 // file extent item, in a subvolume tree
 	btrfsExtentItemKey      = 168 // data extent item, keyed (bytenr, 168, length)
 	btrfsExtentTreeObjectid = 2
+	btrfsCsumTreeObjectid   = 7
+	btrfsExtentCsumObjectid = 1<<64 - 10 // -10ULL: the objectid of every data checksum item
+	btrfsExtentCsumKey      = 128        // data checksums, keyed by the logical address of their first sector
 )
 
 // btrfsFirstFreeObjectid is a subvolume's root directory's inode number.

@@ -31,7 +31,7 @@ const (
 // WatchBattery pauses p while UPower reports the machine on battery and
 // resumes it when it is back on AC, until ctx is done. Without UPower
 // the machine counts as on AC. It returns an error if it cannot subscribe
-// to the signals or loses the connection.
+// to the signals or loses the connection, resuming p if it paused it.
 func WatchBattery(ctx context.Context, conn *dbus.Conn, log *slog.Logger, p Pauser) error {
 	// The sender match keeps other peers from pausing the jobs with a
 	// forged signal.
@@ -51,6 +51,9 @@ func WatchBattery(ctx context.Context, conn *dbus.Conn, log *slog.Logger, p Paus
 	defer conn.RemoveSignal(signals)
 
 	w := battery{log: log, p: p}
+	// Jobs paused by this watch must not stay paused once it ends (the
+	// bus went away): a later watch starts from "on AC".
+	defer w.set(false)
 	w.set(readOnBattery(ctx, conn, log))
 	for {
 		select {

@@ -85,3 +85,28 @@ func TestBatteryUPowerComesAndGoes(t *testing.T) {
 		t.Fatalf("UPower stopped: got call %q, want a resume", got)
 	}
 }
+
+// A watch that loses its bus ends with an error and lifts its pause: the
+// daemon watches again once back on a bus, starting from "on AC".
+func TestBatteryWatchLostResumes(t *testing.T) {
+	b := bustest.Start(t)
+	bustest.NewUPower(t, b.Conn(t), true)
+	p := make(pauser, 8)
+	errc := make(chan error, 1)
+	go func() { errc <- bus.WatchBattery(context.Background(), b.Conn(t), discard, p) }()
+	if got := p.next(5 * time.Second); got != "pause: on battery" {
+		t.Fatalf("on battery: got call %q", got)
+	}
+	b.Kill()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Error("the watch ended without an error when the bus went away")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not end when the bus went away")
+	}
+	if got := p.next(time.Second); got != "resume: on battery" {
+		t.Fatalf("after losing the bus: got call %q, want a resume", got)
+	}
+}

@@ -6,7 +6,8 @@
 //   - WatchBattery pauses background jobs while UPower reports the machine
 //     on battery;
 //   - a Service owns the name org.qubes_os.BtrfsVdo1 and publishes the
-//     daemon's status as read-only properties, with a JobFinished signal.
+//     daemon's status as read-only properties, with a JobFinished signal
+//     and PropertiesChanged when they change.
 //
 // Nothing here is needed to serve qubesd: the daemon runs without a bus,
 // and each part fails on its own without stopping the others.

@@ -27,18 +27,38 @@ const inhibitWhy = "Writing Qubes VM image files"
 // login1 client, which opens a second connection of its own and cannot
 // bound the call with a timeout.
 type Inhibitor struct {
-	logind dbus.BusObject
-	log    *slog.Logger
+	log *slog.Logger
 
 	mu      sync.Mutex
+	logind  dbus.BusObject // nil while off the bus
 	writers int
 	lock    *os.File // nil while not held
 	failing bool     // the last attempt failed: do not log each retry
 }
 
-// NewInhibitor returns an Inhibitor that asks logind on conn.
+// NewInhibitor returns an Inhibitor that asks logind on conn, or, while
+// conn is nil, lets operations go ahead unprotected.
 func NewInhibitor(conn *dbus.Conn, log *slog.Logger) *Inhibitor {
-	return &Inhibitor{logind: conn.Object("org.freedesktop.login1", "/org/freedesktop/login1"), log: log}
+	i := &Inhibitor{log: log}
+	i.SetConn(conn)
+	return i
+}
+
+// SetConn makes the Inhibitor ask logind on conn from now on, nil for no
+// bus; the daemon calls it when it has reconnected to a restarted bus. A
+// lock already held stays held: it is a file descriptor logind watches,
+// not tied to the bus connection. If operations are writing without one
+// (they began while the bus was away), it is taken now.
+func (i *Inhibitor) SetConn(conn *dbus.Conn) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.logind = nil
+	if conn != nil {
+		i.logind = conn.Object("org.freedesktop.login1", "/org/freedesktop/login1")
+	}
+	if i.logind != nil && i.writers > 0 && i.lock == nil {
+		i.take("reconnect", "")
+	}
 }
 
 // Writing is the pool's hook: it is called as a file-changing operation
@@ -56,6 +76,9 @@ func (i *Inhibitor) Writing(op, vid string) (done func()) {
 
 // take asks logind for the lock; i.mu is held.
 func (i *Inhibitor) take(op, vid string) {
+	if i.logind == nil {
+		return // off the bus: SetConn takes it once back
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), inhibitTimeout)
 	defer cancel()
 	var fd dbus.UnixFD

@@ -74,3 +74,37 @@ func TestInhibitorWithoutLogind(t *testing.T) {
 		t.Error("lock still held after the writer ended")
 	}
 }
+
+// Across a bus restart: a lock held stays held (logind watches its file
+// descriptor, not the connection), and a writer that began while the bus
+// was away gets one as soon as the daemon is back on a bus.
+func TestInhibitorAcrossReconnect(t *testing.T) {
+	first := bustest.Start(t)
+	logind := bustest.NewLogind(t, first.Conn(t))
+	inh := bus.NewInhibitor(first.Conn(t), discard)
+	done := inh.Writing("stop", "appvms/work/private")
+	inh.SetConn(nil) // the connection dropped
+	if locks := logind.Locks(); len(locks) != 1 || !locks[0].Held() {
+		t.Fatalf("lock lost with the connection: %d locks", len(locks))
+	}
+	done()
+	if logind.Locks()[0].Held() {
+		t.Fatal("lock held after the writer ended off the bus")
+	}
+
+	done = inh.Writing("start", "appvms/work/private") // off the bus: unprotected
+	second := bustest.Start(t)
+	logind = bustest.NewLogind(t, second.Conn(t))
+	inh.SetConn(second.Conn(t))
+	if locks := logind.Locks(); len(locks) != 1 || !locks[0].Held() {
+		t.Fatalf("after reconnecting with a writer at work: %d locks", len(locks))
+	}
+	done()
+	if logind.Locks()[0].Held() {
+		t.Error("lock held after the writer ended")
+	}
+	inh.SetConn(second.Conn(t)) // no writer: no lock
+	if n := len(logind.Locks()); n != 1 {
+		t.Errorf("reconnecting without a writer took a lock: %d locks", n)
+	}
+}

@@ -3,6 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
@@ -38,9 +40,16 @@ type StatusSource interface {
 	Status() Status
 }
 
+// changedInterval is the shortest time between two PropertiesChanged
+// signals: a burst of changes (a commit queueing a job that starts at
+// once) is sent as one.
+const changedInterval = 250 * time.Millisecond
+
 // Service is the daemon's object on the bus.
 type Service struct {
-	conn *dbus.Conn
+	conn    *dbus.Conn
+	props   statusProps
+	changed chan struct{} // a change to look for; buffered, never blocks
 }
 
 // properties in Interface, with their D-Bus types.
@@ -71,7 +80,58 @@ func Export(conn *dbus.Conn, version string, src StatusSource) (*Service, error)
 	if err != nil {
 		return nil, fmt.Errorf("own %s: %w", Name, err)
 	}
-	return &Service{conn: conn}, nil
+	svc := &Service{conn: conn, props: props, changed: make(chan struct{}, 1)}
+	go svc.emitChanges(conn.Context().Done())
+	return svc, nil
+}
+
+// Changed tells the service that the status may have changed. It never
+// waits: the properties are read again and what differs is sent with
+// PropertiesChanged, at most once per changedInterval.
+func (s *Service) Changed() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// emitChanges sends PropertiesChanged with the properties that differ
+// from those last sent, until done (the connection closes).
+func (s *Service) emitChanges(done <-chan struct{}) {
+	last := s.props.values()
+	var sent time.Time
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.changed:
+		}
+		if wait := changedInterval - time.Since(sent); wait > 0 {
+			select {
+			case <-done:
+				return
+			case <-time.After(wait):
+			}
+		}
+		// What changed while waiting is in the values read next.
+		select {
+		case <-s.changed:
+		default:
+		}
+		now := s.props.values()
+		diff := map[string]dbus.Variant{}
+		for name, v := range now {
+			if !reflect.DeepEqual(v.Value(), last[name].Value()) {
+				diff[name] = v
+			}
+		}
+		if len(diff) == 0 {
+			continue
+		}
+		// A failure means the connection is going: done follows.
+		_ = s.conn.Emit(Path, propChanged, Interface, diff, []string{})
+		last, sent = now, time.Now()
+	}
 }
 
 // JobFinished announces that a background job on vid ended, having saved
@@ -87,8 +147,11 @@ func introspection() *introspect.Node {
 	props := make([]introspect.Property, len(properties))
 	for i, p := range properties {
 		p.Access = "read"
-		// Values are computed on each read; no PropertiesChanged is sent.
-		p.Annotations = []introspect.Annotation{{Name: "org.freedesktop.DBus.Property.EmitsChangedSignal", Value: "false"}}
+		emits := "true" // PropertiesChanged carries the new value
+		if p.Name == "Version" {
+			emits = "const"
+		}
+		p.Annotations = []introspect.Annotation{{Name: "org.freedesktop.DBus.Property.EmitsChangedSignal", Value: emits}}
 		props[i] = p
 	}
 	return &introspect.Node{
@@ -110,7 +173,7 @@ func introspection() *introspect.Node {
 // statusProps implements org.freedesktop.DBus.Properties by asking the
 // source on every read. godbus's prop package keeps a copy of each value
 // that the daemon would have to refresh on every change; asking is simpler
-// and never stale.
+// and never stale, and Changed compares with what was last sent.
 type statusProps struct {
 	version string
 	src     StatusSource
@@ -132,6 +195,11 @@ func (p statusProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error)
 	if iface != Interface {
 		return nil, dbus.NewError("org.freedesktop.DBus.Error.UnknownInterface", []any{"no interface " + iface})
 	}
+	return p.values(), nil
+}
+
+// values reads every property of Interface from the source.
+func (p statusProps) values() map[string]dbus.Variant {
 	st := p.src.Status()
 	var commits, saved uint64
 	for _, pool := range st.Pools {
@@ -145,7 +213,7 @@ func (p statusProps) GetAll(iface string) (map[string]dbus.Variant, *dbus.Error)
 		"BytesSaved":  dbus.MakeVariant(saved),
 		"JobsQueued":  dbus.MakeVariant(st.JobsQueued),
 		"JobsRunning": dbus.MakeVariant(st.JobsRunning),
-	}, nil
+	}
 }
 
 func (p statusProps) Set(iface, name string, _ dbus.Variant) *dbus.Error {

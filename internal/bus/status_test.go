@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +84,13 @@ func TestStatusProperties(t *testing.T) {
 			if j < 0 || !strings.HasPrefix(tests[j].want, p.Type+" ") || p.Access != "read" {
 				t.Errorf("introspected property %s %s %s does not match the values read", p.Access, p.Type, p.Name)
 			}
+			emits := "true"
+			if p.Name == "Version" {
+				emits = "const"
+			}
+			if len(p.Annotations) != 1 || p.Annotations[0].Value != emits {
+				t.Errorf("property %s annotated %+v, want EmitsChangedSignal %s", p.Name, p.Annotations, emits)
+			}
 		}
 		if len(iface.Signals) != 1 || iface.Signals[0].Name != "JobFinished" {
 			t.Errorf("signals %+v, want JobFinished", iface.Signals)
@@ -152,5 +160,107 @@ func TestPolicyFile(t *testing.T) {
 	out, err = command(t, true, "busctl", "--address="+b.Address, "set-property", bus.Name, string(bus.Path), bus.Interface, "JobsQueued", "u", "0")
 	if err == nil || !strings.Contains(out, "denied") {
 		t.Errorf("nobody setting a property: %v, %q; want access denied", err, out)
+	}
+}
+
+// mutableSource is a status that changes under the test's hand.
+type mutableSource struct {
+	mu sync.Mutex
+	st bus.Status
+}
+
+func (s *mutableSource) Status() bus.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+func (s *mutableSource) set(fn func(*bus.Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.st)
+}
+
+// propertiesChanged subscribes conn to the status object's
+// PropertiesChanged.
+func propertiesChanged(t *testing.T, conn *dbus.Conn) chan *dbus.Signal {
+	t.Helper()
+	if err := conn.AddMatchSignal(dbus.WithMatchObjectPath(bus.Path),
+		dbus.WithMatchInterface("org.freedesktop.DBus.Properties"), dbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	signals := make(chan *dbus.Signal, 64)
+	conn.Signal(signals)
+	return signals
+}
+
+// A change is sent with the properties that changed and their values; a
+// burst of changes is sent as one signal, and no change sends none.
+func TestPropertiesChanged(t *testing.T) {
+	b := bustest.Start(t)
+	src := &mutableSource{}
+	svc, err := bus.Export(b.Conn(t), "1.2.3", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signals := propertiesChanged(t, b.Conn(t))
+
+	src.set(func(st *bus.Status) { st.JobsQueued = 1 })
+	svc.Changed()
+	sig := waitSignal(t, signals)
+	if len(sig.Body) != 3 || sig.Body[0] != bus.Interface {
+		t.Fatalf("PropertiesChanged body %v", sig.Body)
+	}
+	changed := sig.Body[1].(map[string]dbus.Variant)
+	if len(changed) != 1 || changed["JobsQueued"].Value() != uint32(1) {
+		t.Fatalf("changed %v, want JobsQueued 1 alone", changed)
+	}
+
+	// A burst: 50 changes within 100 ms.
+	began := time.Now()
+	for i := range 50 {
+		src.set(func(st *bus.Status) {
+			st.JobsQueued = 0
+			st.JobsRunning = 1
+			st.Pools = []bus.PoolStatus{{Name: "vdo", DirPath: "/vdo", Commits: uint64(i + 1), BytesSaved: 4096}}
+		})
+		svc.Changed()
+		time.Sleep(2 * time.Millisecond)
+	}
+	var last map[string]dbus.Variant
+	count := 0
+	for deadline := time.After(time.Second); ; {
+		select {
+		case sig := <-signals:
+			count++
+			last = sig.Body[1].(map[string]dbus.Variant)
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if elapsed := time.Since(began); count < 1 || count > int(elapsed/(200*time.Millisecond))+1 {
+		t.Errorf("%d signals for 50 changes in %s, want a few per second at most", count, elapsed)
+	}
+	if last["Commits"].Value() != uint64(50) || last["BytesSaved"].Value() != uint64(4096) {
+		t.Errorf("last signal %v, want the final Commits 50 and BytesSaved", last)
+	}
+
+	svc.Changed() // nothing differs
+	select {
+	case sig := <-signals:
+		t.Errorf("a signal without a change: %v", sig.Body)
+	case <-time.After(time.Second):
+	}
+}
+
+func waitSignal(t *testing.T, signals chan *dbus.Signal) *dbus.Signal {
+	t.Helper()
+	select {
+	case sig := <-signals:
+		return sig
+	case <-time.After(5 * time.Second):
+		t.Fatal("no PropertiesChanged")
+		return nil
 	}
 }

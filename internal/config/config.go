@@ -33,7 +33,7 @@ type Config struct {
 	Socket   string `toml:"socket"`
 	LogLevel string `toml:"log_level"`
 	// IndexSize is every pool's dedup index size; nil sizes each index
-	// for its pool's filesystem.
+	// by its pool's data.
 	IndexSize *Size `toml:"index_size"`
 	ZstdLevel int   `toml:"zstd_level"`
 	// JobConcurrency bounds the background jobs running at once, across

@@ -15,8 +15,11 @@ import (
 )
 
 // resolve is how every name is looked up: beneath the root, through no
-// magic link.
-const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
+// symlink at all. A link that stays beneath the root is refused too: the
+// file-reflink layout has none, and one planted from a VM's directory to
+// another's would let an operation on one VM's volume change the other's
+// files, which the per-volume lock does not serialise.
+const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
 // Root is a directory beneath which names are resolved. Its descriptor
 // may be released while no lookup runs, so that the root does not keep
@@ -25,6 +28,10 @@ const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
 type Root struct {
 	name     string
 	dev, ino uint64 // of the directory opened first
+	// parent and base are set for a root opened with OpenRoot, which is
+	// opened again beneath its parent as it was at first.
+	parent *Root
+	base   string
 
 	mu    sync.Mutex
 	fd    int // O_PATH descriptor of the root directory; -1 when released
@@ -58,6 +65,9 @@ func openDir(dir string) (int, unix.Stat_t, error) {
 // Name is the path the root was opened with.
 func (r *Root) Name() string { return r.name }
 
+// ID is the device and inode of the root's directory.
+func (r *Root) ID() (dev, ino uint64) { return r.dev, r.ino }
+
 // Close releases the root's descriptor.
 func (r *Root) Close() error { return r.Release() }
 
@@ -84,7 +94,7 @@ func (r *Root) acquire() (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fd < 0 {
-		fd, st, err := openDir(r.name)
+		fd, st, err := r.reopen()
 		if err != nil {
 			return -1, err
 		}
@@ -96,6 +106,15 @@ func (r *Root) acquire() (int, error) {
 	}
 	r.users++
 	return r.fd, nil
+}
+
+// reopen opens the root's directory again: by its path, or for a root
+// opened with OpenRoot, beneath its parent and not through a symlink.
+func (r *Root) reopen() (int, unix.Stat_t, error) {
+	if r.parent == nil {
+		return openDir(r.name)
+	}
+	return r.parent.openSubdir(r.base)
 }
 
 func (r *Root) release() {

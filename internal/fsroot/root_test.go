@@ -68,8 +68,8 @@ func TestOpenStaysBeneath(t *testing.T) {
 	}{
 		{"file", os.O_RDONLY, "inside"},
 		{"sub/../file", os.O_RDONLY, "inside"},
-		{"rel-in", os.O_RDONLY, "inside"},
-		{"sub/up-in", os.O_RDONLY, "inside"},
+		{"rel-in", os.O_RDONLY, ""}, // links that stay beneath are refused too
+		{"sub/up-in", os.O_RDONLY, ""},
 		{"rel-in", os.O_RDONLY | unix.O_NOFOLLOW, ""},
 		{"../outside/secret", os.O_RDONLY, ""},
 		{"sub/../../outside/secret", os.O_RDONLY, ""},
@@ -148,8 +148,8 @@ func TestLastComponentIsNeverFollowed(t *testing.T) {
 	if _, err := r.Stat("abs-out"); err == nil {
 		t.Error("Stat(abs-out) followed a link out of the root")
 	}
-	if info, err := r.Stat("rel-in"); err != nil || !info.Mode().IsRegular() {
-		t.Errorf("Stat(rel-in) = %v, %v; want the file it points to", info, err)
+	if _, err := r.Stat("rel-in"); err == nil {
+		t.Error("Stat(rel-in) followed a link that stays beneath the root")
 	}
 	old := time.Unix(1000, 0)
 	if err := r.Chtimes("rel-out", old, old); err != nil {

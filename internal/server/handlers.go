@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,8 +179,16 @@ func handleImportDataEnd(s *Server, raw json.RawMessage) (any, error) {
 
 func handleImportVolume(s *Server, raw json.RawMessage) (any, error) {
 	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportVolumeArgs) (any, error) {
-		return stateResult(st.ImportVolume(spec, a.SourcePath))
+		return stateResult(st.ImportVolume(s.stoppingContext(), spec, a.SourcePath))
 	})
+}
+
+// stoppingContext is done when the daemon stops; Background before Serve.
+func (s *Server) stoppingContext() context.Context {
+	if s.stopping == nil {
+		return context.Background()
+	}
+	return s.stopping
 }
 
 func toSpec(v api.Volume) volume.Spec {

@@ -75,8 +75,8 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 		BytesCompressed: c.BytesCompressed, BytesSaved: c.BytesSaved, SkippedShared: c.SkippedShared,
 		DedupTries: c.Dedup.Tries, DedupHits: c.Dedup.Hits, DedupMisses: c.Dedup.Misses,
 		DedupBytesHashed: c.Dedup.BytesHashed, DedupBytesFreed: c.Dedup.BytesFreed,
-		DedupBytesRewritten: c.Dedup.BytesRewritten,
-		DedupIoctlMs:        c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
+		DedupBytesRewritten: c.Dedup.BytesRewritten, DedupKeptWouldGrow: c.Dedup.BytesKeptWouldGrow,
+		DedupIoctlMs: c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
 	}
 	return res, nil
 }

@@ -46,7 +46,10 @@ type Server struct {
 	// DefaultMaxConns.
 	MaxConns int
 
-	started  time.Time
+	started time.Time
+	// stopping is Serve's ctx, done when the daemon stops: work that may
+	// wait on something outside the pool (an import's source) ends then.
+	stopping context.Context
 	requests atomic.Uint64
 	conns    sync.WaitGroup
 	inFlight atomic.Int64
@@ -63,6 +66,7 @@ var ErrStopTimeout = errors.New("gave up waiting for requests in flight")
 // with a growing pause; only a listener that is broken ends it early.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.started = time.Now()
+	s.stopping = ctx
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	slots := newConnSlots(s.maxConns())

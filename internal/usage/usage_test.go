@@ -424,3 +424,49 @@ func TestRatio(t *testing.T) {
 		}
 	}
 }
+
+// Totals, given the same files open, gives compsize's numbers without the
+// sharing split, and refuses what is not a regular file.
+func TestTotalsMatchCompsize(t *testing.T) {
+	btrfstest.RequireCommands(t, "compsize")
+	dir := btrfstest.Mount(t, 0, "compress=zstd")
+	populate(t, dir)
+	totals := usage.NewTotals()
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := totals.Add(f); err != nil {
+			return err
+		}
+		return totals.Add(f) // counted once
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := totals.Report()
+	want := runCompsize(t, []string{dir})
+	t.Logf("\n%s", table(want, got))
+	if got.Total != want.rows["TOTAL"] {
+		t.Errorf("TOTAL = %+v, compsize %+v", got.Total, want.rows["TOTAL"])
+	}
+	if got.Files != want.files || got.Extents != want.extents || got.Refs != want.refs {
+		t.Errorf("files, extents, refs = %d %d %d, compsize %d %d %d", got.Files, got.Extents, got.Refs, want.files, want.extents, want.refs)
+	}
+	if got.SharedDiskBytes != 0 || got.ExclusiveDiskBytes != 0 {
+		t.Errorf("shared %d, exclusive %d; want no split", got.SharedDiskBytes, got.ExclusiveDiskBytes)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := totals.Add(d); err == nil {
+		t.Error("Add took a directory")
+	}
+}

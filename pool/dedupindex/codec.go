@@ -110,10 +110,22 @@ func (x *Index) WriteTo(w io.Writer) (int64, error) {
 	return total, nil
 }
 
+// tableBytesIn returns the size of the table an encoding of n bytes
+// holds, 0 if none fits.
+func tableBytesIn(n int64) uint64 {
+	if n < headerBytes {
+		return 0
+	}
+	return uint64(n-headerBytes) / (bucketBytes + 8) * bucketBytes
+}
+
 // ReadFrom reads an index written by WriteTo (or kept up to date by
-// WriteDirty). Torn, truncated or foreign data yields an error wrapping
-// ErrCorrupt; any other error is r's.
-func ReadFrom(r io.Reader) (*Index, error) {
+// WriteDirty) whose table is at most limit bytes. Torn, truncated or
+// foreign data, and a header claiming a larger table, yield an error
+// wrapping ErrCorrupt; any other error is r's. The header is checked
+// against limit before anything is allocated for the table: a header is
+// read from disk, and its size must not decide the daemon's memory.
+func ReadFrom(r io.Reader, limit uint64) (*Index, error) {
 	h := make([]byte, headerBytes)
 	if _, err := io.ReadFull(r, h); err != nil {
 		return nil, readError("header", err)
@@ -121,6 +133,9 @@ func ReadFrom(r io.Reader) (*Index, error) {
 	size, err := parseHeader(h)
 	if err != nil {
 		return nil, err
+	}
+	if size > limit {
+		return nil, fmt.Errorf("%w: a table of %d bytes, over the %d allowed", ErrCorrupt, size, limit)
 	}
 	x, err := New(size)
 	if err != nil {

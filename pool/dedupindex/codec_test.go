@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -50,7 +51,7 @@ func encode(t testing.TB, x *Index) []byte {
 func TestRoundTrip(t *testing.T) {
 	for _, nbuckets := range []int{1, 3, 300} {
 		x := filled(t, nbuckets)
-		y, err := ReadFrom(bytes.NewReader(encode(t, x)))
+		y, err := ReadFrom(bytes.NewReader(encode(t, x)), math.MaxUint64)
 		if err != nil {
 			t.Fatalf("%d buckets: %v", nbuckets, err)
 		}
@@ -112,7 +113,7 @@ func TestCorruptionDetected(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ReadFrom(bytes.NewReader(tc.bad(slices.Clone(good))))
+			_, err := ReadFrom(bytes.NewReader(tc.bad(slices.Clone(good))), math.MaxUint64)
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("ReadFrom = %v, want ErrCorrupt", err)
 			}
@@ -122,7 +123,7 @@ func TestCorruptionDetected(t *testing.T) {
 
 func TestReadErrorIsNotCorruption(t *testing.T) {
 	boom := errors.New("boom")
-	_, err := ReadFrom(iotest.ErrReader(boom))
+	_, err := ReadFrom(iotest.ErrReader(boom), math.MaxUint64)
 	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
 		t.Fatalf("ReadFrom = %v, want boom and not ErrCorrupt", err)
 	}

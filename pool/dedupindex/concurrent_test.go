@@ -3,6 +3,7 @@ package dedupindex
 import (
 	"bytes"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func TestConcurrent(t *testing.T) {
 	if _, err := x.WriteDirty(img); err != nil {
 		t.Fatal(err)
 	}
-	y, err := ReadFrom(bytes.NewReader(img.b))
+	y, err := ReadFrom(bytes.NewReader(img.b), math.MaxUint64)
 	if err != nil {
 		t.Fatalf("image written during the run: %v", err)
 	}

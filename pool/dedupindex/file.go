@@ -6,19 +6,20 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // File is an index kept in a file: read whole by Open, written back in
 // place, changed buckets only, by Flush.
 type File struct {
 	*Index
-	path string
+	path string     // for messages
 	mu   sync.Mutex // serialises Flush and Close
 	f    *os.File   // nil once closed
 }
@@ -31,34 +32,38 @@ type Opened struct {
 	// and Corrupt why; it wraps ErrCorrupt.
 	SetAside string
 	Corrupt  error
-	// Rewritten: the file was copy-on-write and was written anew to be
-	// overwritten in place (see inPlace).
+	// Rewritten: the file was copy-on-write or preallocated and was
+	// written anew to be overwritten in place (see noCOW).
 	Rewritten bool
 }
 
-// Open loads the index at path, or creates an empty one of size bytes. A
-// corrupt file is renamed to path+".corrupt" and a fresh index started; a
-// file of another size is converted. A new file is written whole to a
-// temporary file, synced and renamed into place.
-func Open(path string, size uint64) (*File, Opened, error) {
+// Open loads the index at name beneath dir, or creates an empty one of
+// size bytes. Nothing at name is followed or written through: a symlink, a
+// FIFO or a file with other links there counts as corrupt. A corrupt file
+// is renamed to name+".corrupt" and a fresh index started; a file of
+// another size is converted. A new file is written whole as an unnamed
+// O_TMPFILE file, synced, and only then linked in at name.
+func Open(dir *fsroot.Root, name string, size uint64) (*File, Opened, error) {
 	var how Opened
-	if err := os.Remove(tempPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	path := dir.Name() + "/" + name
+	// Older versions wrote a new file at this name before renaming it.
+	if err := dir.RemoveAll(tempName(name)); err != nil {
 		return nil, how, fmt.Errorf("remove leftover dedup index: %w", err)
 	}
-	x, f, err := load(path)
+	x, f, err := load(dir, name, maxConvert*size)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		how.Created = true
 		x, err = New(size)
 	case errors.Is(err, ErrCorrupt):
 		how = Opened{Created: true, SetAside: path + ".corrupt", Corrupt: err}
-		if err = os.Rename(path, how.SetAside); err != nil {
+		if err = setAside(dir, name, name+".corrupt"); err != nil {
 			return nil, how, fmt.Errorf("set corrupt dedup index aside: %w", err)
 		}
 		x, err = New(size)
 	case err != nil:
 		return nil, how, err
-	case x.Size() == size && !copyOnWrite(f):
+	case x.Size() == size && !notInPlace(f):
 		return &File{Index: x, path: path, f: f}, how, nil
 	case x.Size() == size:
 		how.Rewritten = true
@@ -71,28 +76,73 @@ func Open(path string, size uint64) (*File, Opened, error) {
 	if err != nil {
 		return nil, how, err
 	}
-	if f, err = create(path, x); err != nil {
+	if f, err = create(dir, name, x); err != nil {
 		return nil, how, err
 	}
 	return &File{Index: x, path: path, f: f}, how, nil
 }
 
-func tempPath(path string) string { return path + ".new" }
+func tempName(name string) string { return name + ".new" }
 
-// load reads the index at path and returns it with the file open for
-// writing back.
-func load(path string) (*Index, *os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// StoredSize returns the table size of the index file at name beneath
+// dir, as its header and length agree on it; 0 when there is none or it
+// is not an index.
+func StoredSize(dir *fsroot.Root, name string) uint64 {
+	f, err := dir.OpenOwnFile(name, os.O_RDONLY)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	h := make([]byte, headerBytes)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return 0
+	}
+	size, err := parseHeader(h)
+	if err != nil || encodedLen(size) != fi.Size() {
+		return 0
+	}
+	return size
+}
+
+// maxConvert bounds the file Open converts to the size asked for: a table
+// of up to maxConvert times that size. A larger one is not what this
+// daemon wrote for any recent configuration, and would take that much
+// memory to read, so it is set aside as corrupt.
+const maxConvert = 4
+
+// setAside renames name to aside, replacing whatever aside holds; a
+// directory at name, which no rename can replace it with, is removed.
+func setAside(dir *fsroot.Root, name, aside string) error {
+	if err := dir.RemoveAll(aside); err != nil {
+		return err
+	}
+	return dir.Rename(name, aside)
+}
+
+// load reads the index at name beneath dir, of a table of at most limit
+// bytes, and returns it with the file open for writing back. The table's
+// size is checked against the file's length before it is read.
+func load(dir *fsroot.Root, name string, limit uint64) (*Index, *os.File, error) {
+	f, err := dir.OpenOwnFile(name, os.O_RDWR)
+	if errors.Is(err, fsroot.ErrNotOwnFile) {
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open dedup index: %w", err)
 	}
-	x, err := ReadFrom(bufio.NewReaderSize(f, chunkBuckets*bucketBytes))
+	path := f.Name()
+	fi, err := f.Stat()
+	var x *Index
 	if err == nil {
-		// Bytes past the end mean the file is not what WriteTo wrote.
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && fi.Size() != encodedLen(x.Size()) {
-			err = fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, fi.Size(), encodedLen(x.Size()))
-		}
+		x, err = ReadFrom(bufio.NewReaderSize(f, chunkBuckets*bucketBytes), min(limit, tableBytesIn(fi.Size())))
+	}
+	// Bytes past the end mean the file is not what WriteTo wrote.
+	if err == nil && fi.Size() != encodedLen(x.Size()) {
+		err = fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, fi.Size(), encodedLen(x.Size()))
 	}
 	if err != nil {
 		f.Close()
@@ -101,82 +151,84 @@ func load(path string) (*Index, *os.File, error) {
 	return x, f, nil
 }
 
-// create writes x whole to a new file at path, durably, and returns it
-// open for writing back. The mode is 0600: the hashes tell which known
-// blocks the pool's VMs hold.
-func create(path string, x *Index) (*os.File, error) {
-	tmp := tempPath(path)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+// create writes x whole to a new file at name beneath dir, durably, and
+// returns it open for writing back. Until it is complete the file has no
+// name: a crash leaves nothing behind, and no du of the pool meets a file
+// that grows. The mode is 0600: the hashes tell which known blocks the
+// pool's VMs hold.
+func create(dir *fsroot.Root, name string, x *Index) (*os.File, error) {
+	f, err := dir.OpenFile(".", os.O_RDWR|unix.O_TMPFILE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create dedup index: %w", err)
 	}
 	x.clean()
-	if err := inPlace(f, encodedLen(x.Size())); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
+	err = noCOW(f)
+	if err == nil {
+		_, err = x.WriteTo(f)
 	}
-	if _, err = x.WriteTo(&zeroSkipper{f: f}); err == nil {
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = dir.RemoveAll(name)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = dir.LinkFile(f, name)
+	}
+	if err == nil {
+		err = dir.SyncDir()
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("create dedup index %s: %w", path, err)
+		return nil, fmt.Errorf("create dedup index %s/%s: %w", dir.Name(), name, err)
 	}
 	return f, nil
 }
 
-// inPlace makes f, still empty, size bytes long with all of its space
-// allocated now and, where the filesystem copies on write, without
-// copy-on-write: a flush then overwrites the changed buckets where they
-// lie and never needs new space, so writing the index back cannot grow
-// the pool, nor fail on a full disk. The file loses btrfs's checksums;
-// the index has its own.
-func inPlace(f *os.File, size int64) error {
-	if flags, err := btrfs.Flags(f); err == nil {
-		if err := btrfs.SetFlags(f, flags|btrfs.FlagNoCOW); err != nil && !unsupported(err) {
-			return err
-		}
-	} else if !unsupported(err) {
-		return err
+// noCOW makes f, still empty, a file that is not copied on write, where
+// the filesystem copies on write. Written whole, zeros included, its
+// space is all taken when it is made, and a flush overwrites the changed
+// buckets where they lie and never needs new space, so writing the index
+// back cannot grow the pool, nor fail on a full disk. The file loses
+// btrfs's checksums; the index has its own.
+//
+// The space is written, not preallocated: a flush into a preallocated
+// extent splits it, and btrfs filesystem du (FIEMAP) walking a file whose
+// extents split under it reported a 33.6 MB index as up to 31 GB.
+func noCOW(f *os.File) error {
+	flags, err := btrfs.Flags(f)
+	if err == nil {
+		err = btrfs.SetFlags(f, flags|btrfs.FlagNoCOW)
 	}
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
-		return fmt.Errorf("allocate %d bytes for %s: %w", size, f.Name(), err)
+	if err != nil && !unsupported(err) {
+		return err
 	}
 	return nil
 }
 
-// copyOnWrite reports whether f is a file of a copy-on-write filesystem
-// that lacks the no-COW flag: one written before inPlace existed.
-func copyOnWrite(f *os.File) bool {
+// notInPlace reports whether f is a file of a copy-on-write filesystem
+// that a flush would not overwrite in place: one that lacks the no-COW
+// flag, or has preallocated extents (both written before noCOW existed).
+func notInPlace(f *os.File) bool {
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil || st.Type != unix.BTRFS_SUPER_MAGIC {
 		return false
 	}
 	flags, err := btrfs.Flags(f)
-	return err == nil && flags&btrfs.FlagNoCOW == 0
+	if err != nil {
+		return false
+	}
+	if flags&btrfs.FlagNoCOW == 0 {
+		return true
+	}
+	extents, err := btrfs.Extents(f, 0)
+	return err == nil && slices.ContainsFunc(extents, func(e btrfs.Extent) bool { return e.Type == btrfs.ExtentPrealloc })
 }
 
 // unsupported reports an error of a filesystem without inode flags, or
 // without the no-COW one.
 func unsupported(err error) bool {
 	return errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Flush writes the buckets changed since the last flush in place and
@@ -212,25 +264,4 @@ func (f *File) Close() error {
 		f.f = nil
 	}
 	return err
-}
-
-// zeroSkipper writes at increasing offsets of f but skips runs of zeros:
-// a new index is mostly empty buckets, and its file, allocated whole by
-// inPlace, reads as zeros already.
-type zeroSkipper struct {
-	f   *os.File
-	off int64
-}
-
-func (w *zeroSkipper) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b != 0 {
-			if _, err := w.f.WriteAt(p, w.off); err != nil {
-				return 0, err
-			}
-			break
-		}
-	}
-	w.off += int64(len(p))
-	return len(p), nil
 }

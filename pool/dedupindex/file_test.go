@@ -1,27 +1,44 @@
 package dedupindex
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 const fileSize = 64 * bucketBytes
 
 func openFile(t *testing.T, path string, size uint64) (*File, Opened) {
 	t.Helper()
-	f, how, err := Open(path, size)
+	f, how, err := openPath(t, path, size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
 	return f, how
+}
+
+// openPath opens the index at path through a root at its directory.
+func openPath(t testing.TB, path string, size uint64) (*File, Opened, error) {
+	t.Helper()
+	root, err := fsroot.Open(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return Open(root, filepath.Base(path), size)
 }
 
 func TestOpenFlushReopen(t *testing.T) {
@@ -97,7 +114,7 @@ func TestOpenSetsCorruptFileAside(t *testing.T) {
 			if _, err := os.Stat(how.SetAside); err != nil {
 				t.Fatal(err)
 			}
-			h, how, err := Open(path, fileSize)
+			h, how, err := openPath(t, path, fileSize)
 			if err != nil || how != (Opened{}) {
 				t.Fatalf("Open of the fresh file: %+v, %v", how, err)
 			}
@@ -127,25 +144,27 @@ func TestOpenResizes(t *testing.T) {
 
 func TestOpenRemovesLeftover(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dedup.idx")
-	if err := os.WriteFile(tempPath(path), []byte("half written"), 0o600); err != nil {
+	if err := os.WriteFile(path+".new", []byte("half written"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	openFile(t, path, fileSize)
-	if _, err := os.Stat(tempPath(path)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(path + ".new"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("leftover temporary file: %v", err)
 	}
 }
 
 func TestOpenRejectsBadSize(t *testing.T) {
-	if _, _, err := Open(filepath.Join(t.TempDir(), "dedup.idx"), 1000); err == nil {
+	if _, _, err := openPath(t, filepath.Join(t.TempDir(), "dedup.idx"), 1000); err == nil {
 		t.Fatal("Open with a size of 1000 succeeded")
 	}
 }
 
 // The index file is overwritten where it lies: all its space is taken
-// when it is made, and a flush moves none of its extents, so writing the
-// index back never needs new space. A file written copy-on-write (before
-// this was so) is written anew on Open.
+// when it is made, written rather than preallocated, and a flush moves
+// none of its extents, so writing the index back never needs new space
+// nor splits an extent under a du of the pool. A file written
+// copy-on-write or preallocated (before this was so) is written anew on
+// Open.
 func TestFileIsOverwrittenInPlace(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -165,6 +184,36 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 			defer f.Close()
 			if _, err := x.WriteTo(f); err != nil {
 				t.Fatal(err)
+			}
+		}, true},
+		{"preallocated", func(t *testing.T, path string) {
+			x, err := New(32 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var img bytes.Buffer
+			if _, err := x.WriteTo(&img); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := noCOW(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(img.Len())); err != nil {
+				t.Fatal(err)
+			}
+			// What an older version wrote: the blocks that are not zeros.
+			for off := 0; off < img.Len(); off += bucketBytes {
+				b := img.Bytes()[off:min(off+bucketBytes, img.Len())]
+				if !bytes.Equal(b, make([]byte, len(b))) {
+					if _, err := f.WriteAt(b, int64(off)); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 		}, true},
 	}
@@ -191,6 +240,9 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 				btrfstest.Sync(t, filepath.Dir(path))
 				at := map[uint64]bool{}
 				for _, e := range btrfstest.Extents(t, path) {
+					if e.Type == btrfs.ExtentPrealloc {
+						t.Fatalf("preallocated extent %+v", e)
+					}
 					at[e.DiskBytenr] = true
 				}
 				return at
@@ -206,6 +258,60 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 				if !before[at] {
 					t.Fatalf("a flush wrote a new extent at %d; the file was in %v", at, before)
 				}
+			}
+		})
+	}
+}
+
+// A header read from disk must not decide how much memory the daemon
+// takes: a crafted header with a valid checksum and a huge size is set
+// aside as corrupt before anything of that size is allocated, whatever
+// the file's length.
+func TestOpenBoundsHeaderSize(t *testing.T) {
+	const huge = 1 << 44
+	for _, tc := range []struct {
+		name           string
+		size, nbuckets uint64
+		length         int64 // of the file; the header alone if 0
+	}{
+		{name: "huge size, header only", size: huge, nbuckets: huge / bucketBytes},
+		{name: "1 GiB size, header only", size: 1 << 30, nbuckets: 1 << 30 / bucketBytes},
+		{name: "1 GiB size, sparse file of that length", size: 1 << 30, nbuckets: 1 << 30 / bucketBytes, length: encodedLen(1 << 30)},
+		{name: "size over the file's length", size: 4 * fileSize, nbuckets: 4 * fileSize / bucketBytes, length: encodedLen(fileSize)},
+		{name: "size under the file's length", size: fileSize, nbuckets: fileSize / bucketBytes, length: encodedLen(2 * fileSize)},
+		{name: "bucket count disagrees", size: fileSize, nbuckets: fileSize/bucketBytes + 1, length: encodedLen(fileSize)},
+		{name: "truncated", size: fileSize, nbuckets: fileSize / bucketBytes, length: headerBytes + 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dedup.idx")
+			h := make([]byte, headerBytes)
+			copy(h, magic)
+			binary.LittleEndian.PutUint32(h[8:], version)
+			binary.LittleEndian.PutUint32(h[12:], bucketBytes)
+			binary.LittleEndian.PutUint64(h[16:], tc.size)
+			binary.LittleEndian.PutUint64(h[24:], tc.nbuckets)
+			binary.LittleEndian.PutUint64(h[32:], xxhash.Sum64(h[:32]))
+			if err := os.WriteFile(path, h, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.length != 0 {
+				if err := os.Truncate(path, tc.length); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			f, how, err := openPath(t, path, fileSize)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if !how.Created || !errors.Is(how.Corrupt, ErrCorrupt) || f.Size() != fileSize {
+				t.Errorf("Open of a crafted header: %+v, size %d; want a fresh index set up in its place", how, f.Size())
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+				t.Errorf("Open allocated %d bytes for an index of %d", n, fileSize)
 			}
 		})
 	}

@@ -15,22 +15,34 @@ const (
 	// finds most duplicate runs of 128 KiB and more, since one matching
 	// block is enough and the match is extended over its neighbours.
 	defaultPerTB = 128 << 20
-	// minSize keeps small pools' indexes big enough for their templates.
-	minSize = 32 << 20
+	// fullSize is the size up to which an index has room for every block
+	// of its pool's data twice over (16-byte cells, one per 4 KiB block,
+	// and as many free), so that a small pool's index misses nothing; it
+	// is reached at 4 GiB of data. Past it, defaultPerTB takes over once
+	// it asks for more.
+	fullSize = 32 << 20
+	// bytesPerFull is the data one byte of a fully covering index holds.
+	bytesPerFull = BlockSize / (2 * cellBytes)
+	// minSize is an empty pool's index: a few buckets.
+	minSize = 64 * bucketBytes
 	tb      = 1_000_000_000_000
 	// maxStripes is far more locks than cores, so workers rarely wait on
 	// each other, at 64 bytes each.
 	maxStripes = 1024
 )
 
-// DefaultSize returns the default index size for a pool of poolBytes:
-// 128 MiB per TB (10^12 bytes), at least 32 MiB, in whole buckets.
-func DefaultSize(poolBytes uint64) uint64 {
-	hi, lo := bits.Mul64(poolBytes, defaultPerTB)
+// DefaultSize returns the default index size for a pool holding
+// dataBytes of data, in whole buckets: room for every block twice over up
+// to 32 MiB (4 GiB of data), then 128 MiB per TB (10^12 bytes) once that
+// is more, and never below 256 KiB. An index sized by the data it indexes
+// stays a small part of a small pool.
+func DefaultSize(dataBytes uint64) uint64 {
+	hi, lo := bits.Mul64(dataBytes, defaultPerTB)
 	q, r := bits.Div64(hi, lo, tb)
 	if r != 0 {
 		q++
 	}
+	q = max(q, min((dataBytes+bytesPerFull-1)/bytesPerFull, fullSize))
 	q = (q + bucketBytes - 1) / bucketBytes * bucketBytes
 	return max(q, minSize)
 }

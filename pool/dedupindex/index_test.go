@@ -52,7 +52,12 @@ func TestDefaultSize(t *testing.T) {
 	for _, tc := range []struct {
 		pool, want uint64
 	}{
-		{0, 32 << 20},
+		{0, 256 << 10},
+		{16 << 20, 256 << 10},
+		{64 << 20, 512 << 10},
+		{1 << 30, 8 << 20},
+		{1<<30 + 1, 8<<20 + bucketBytes}, // rounded up to whole buckets
+		{4 << 30, 32 << 20},
 		{250e9, 32 << 20},
 		{1e12, 128 << 20},
 		{1.5e12, 192 << 20},

@@ -15,6 +15,17 @@ reached over a Unix socket, see client.py) does all file work.
   event loop (qvm-ls, the disk widget, admin.vm.volume.Info, backup
   planning), and a blocking daemon round trip there could stall every
   other qube's request.
+  A volume's usage is st_blocks of its image: the logical bytes the VM
+  filled, not what they take on disk once compressed or shared. qubesd
+  compares it with the volume's size to warn that the VM runs out of
+  space, which compression does not change.
+* The pool's usage_details (qvm-pool info) are statvfs's data_size and
+  data_usage plus, read from a file the daemon writes beneath the pool
+  after every background job, at pool open and after removals
+  (usagefile.py), the pool's disk_usage, uncompressed and referenced
+  bytes as compsize counts them, the bytes the jobs saved, and
+  usage_time, when the figures were measured. A missing or doubtful file
+  leaves only the first two.
 * Daemon and transport failures all become
   qubes.exc.StoragePoolException, the only exception qubesd shows to the
   user instead of dropping the connection.

@@ -25,6 +25,11 @@ _REVISION = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
 _TIMESTAMP = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 
 
+# What the layout appends to a volume name for its other images: a volume
+# named with one of these at its end would own another volume's files.
+_IMAGE_SUFFIXES = ("-dirty", "-precache", "-import")
+
+
 class InvalidName(ValueError):
     """A vid or revision id that could escape or confuse the layout."""
 
@@ -44,6 +49,14 @@ def validate_vid(vid: str) -> str:
     for part in parts[1:]:
         if not _NAME.fullmatch(part) or ".." in part:
             raise InvalidName(f"invalid vid {vid!r}: bad component {part!r}")
+    volume = parts[2]
+    # "private-dirty.img" is the dirty image of "private"; revisions of
+    # "private.img" match the revision glob of "private".
+    if volume.endswith(_IMAGE_SUFFIXES) or ".img" in volume:
+        raise InvalidName(
+            f"invalid vid {vid!r}: volume name {volume!r} could name "
+            "another volume's files"
+        )
     return vid
 
 

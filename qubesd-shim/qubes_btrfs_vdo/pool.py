@@ -15,7 +15,7 @@ import qubes.exc
 import qubes.storage
 import qubes.utils
 
-from qubes_btrfs_vdo import client
+from qubes_btrfs_vdo import client, usagefile
 from qubes_btrfs_vdo.volume import BtrfsVdoVolume, pool_ref
 
 LOGGER = logging.getLogger("qubes.storage.btrfs_vdo")
@@ -131,14 +131,23 @@ class BtrfsVdoPool(qubes.storage.Pool):
 
     @property
     def usage_details(self):
+        """The filesystem's size and use (statvfs, as file-reflink), plus
+        the daemon's figures for the pool's files when it has written
+        them (usagefile.py): disk_usage, uncompressed and referenced as
+        compsize counts them, saved (bytes the background jobs freed since
+        the pool's first job), and usage_time, when they were measured
+        (seconds since the epoch). No daemon round trip: qubesd calls this
+        on its event loop."""
         try:
             stat = os.statvfs(self.dir_path)
         except OSError:
             return {}
-        return {
+        details = {
             "data_size": stat.f_frsize * stat.f_blocks,
             "data_usage": stat.f_frsize * (stat.f_blocks - stat.f_bfree),
         }
+        details.update(usagefile.read(self.dir_path))
+        return details
 
     @property
     def size(self):

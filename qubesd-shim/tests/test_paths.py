@@ -60,10 +60,14 @@ class TestPathsJson(unittest.TestCase):
 
     def test_rules_edges(self):
         ok = ["appvms/a/b", "vm-templates/fedora-42/root",
-              "appvms/_x/y.z", "appvms/" + "w" * 64 + "/private"]
+              "appvms/_x/y.z", "appvms/" + "w" * 64 + "/private",
+              "appvms/x-dirty/private", "appvms/a.img/b", "appvms/a/dirty",
+              "appvms/a/b-dirtyx", "appvms/a/b.im"]
         for vid in ok:
             self.assertEqual(paths.validate_vid(vid), vid)
         bad = ["appvms/a/b\n", "appvms/a/b/", "/appvms/a/b", "appvms/a/é",
+               "appvms/a/b-dirty", "appvms/a/b-precache", "appvms/a/b-import",
+               "appvms/a/b.img", "appvms/a/b.img2", "appvms/a/.img",
                "appvms/" + "w" * 65 + "/private", 7, None]
         for vid in bad:
             with self.subTest(vid=vid), self.assertRaises(paths.InvalidName):

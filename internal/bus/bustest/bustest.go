@@ -56,8 +56,11 @@ const readyTimeout = 10 * time.Second
 // Bus is a running private dbus-daemon.
 type Bus struct {
 	// Address is the bus address, for DBUS_SYSTEM_BUS_ADDRESS or
-	// busctl --address.
+	// busctl --address; Restart changes its guid.
 	Address string
+
+	conf string
+	cmd  *exec.Cmd
 }
 
 // Start runs a dbus-daemon that allows everything until t ends.
@@ -96,7 +99,7 @@ func start(t testing.TB, policy string) *Bus {
 			t.Fatal(err)
 		}
 	}
-	conf := filepath.Join(dir, "bus.conf")
+	b := &Bus{conf: filepath.Join(dir, "bus.conf")}
 	text := fmt.Sprintf(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -106,10 +109,18 @@ func start(t testing.TB, policy string) *Bus {
   %s
 </busconfig>
 `, filepath.Join(dir, "bus.sock"), policy)
-	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(b.conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--nosyslog", "--print-address=1")
+	b.run(t)
+	t.Cleanup(b.Kill)
+	return b
+}
+
+// run starts dbus-daemon and waits until it listens.
+func (b *Bus) run(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command("dbus-daemon", "--config-file="+b.conf, "--nofork", "--nopidfile", "--nosyslog", "--print-address=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +130,7 @@ func start(t testing.TB, policy string) *Bus {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dbus-daemon: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	b.cmd = cmd
 	// dbus-daemon prints its address once it listens.
 	addr := make(chan string, 1)
 	go func() {
@@ -134,11 +142,27 @@ func start(t testing.TB, policy string) *Bus {
 		if a == "" {
 			t.Fatalf("dbus-daemon exited: %s", stderr.String())
 		}
-		return &Bus{Address: a}
+		b.Address = a
 	case <-time.After(readyTimeout):
 		t.Fatalf("dbus-daemon did not start within %s: %s", readyTimeout, stderr.String())
-		return nil
 	}
+}
+
+// Kill stops the bus as a crash would: every connection drops.
+func (b *Bus) Kill() {
+	if b.cmd != nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+		b.cmd = nil
+	}
+}
+
+// Restart kills the bus and starts a new one at the same socket, with
+// none of the old one's names, connections or match rules.
+func (b *Bus) Restart(t testing.TB) {
+	t.Helper()
+	b.Kill()
+	b.run(t)
 }
 
 // Conn opens a new connection to the bus, closed when t ends.

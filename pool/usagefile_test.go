@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package pool_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+)
+
+func readUsageRecord(t *testing.T, dir string) (pool.UsageRecord, os.FileInfo) {
+	t.Helper()
+	name := filepath.Join(dir, pool.UsageFile)
+	info, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec pool.UsageRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatalf("%s: %v: %q", name, err, data)
+	}
+	return rec, info
+}
+
+// waitUsageRewritten waits for a background measurement (the pool open's)
+// to replace what was at the file's name, before, with a regular file.
+func waitUsageRewritten(t *testing.T, dir string, before os.FileInfo) pool.UsageRecord {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := os.Lstat(filepath.Join(dir, pool.UsageFile))
+		if err == nil && info.Mode().IsRegular() && (before == nil || !os.SameFile(info, before)) {
+			rec, _ := readUsageRecord(t, dir)
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the usage file was not rewritten after the pool opened")
+		}
+	}
+}
+
+// poolFiles are the files the usage file accounts for.
+func poolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	for _, top := range pool.TopDirs {
+		found, err := filepath.Glob(filepath.Join(dir, top, "*", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, found...)
+	}
+	return files
+}
+
+// After each job the usage file holds compsize's figures for the pool's
+// files and the bytes the jobs saved, which a restart keeps counting on.
+func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
+	h := newOptHarness(t)
+	s := spec("appvms/work/private")
+	h.must(h.p.Volumes.Create(s))
+	h.must(h.p.Volumes.Start(s))
+	writeAt(t, h.path("appvms/work/private-dirty.img"), 0, text("first", 32*mib))
+	h.must(h.p.Volumes.Stop(s))
+	h.wait()
+
+	rec, info := readUsageRecord(t, h.dir)
+	want := measure(t, poolFiles(t, h.dir)...).Total
+	got := [3]uint64{rec.DiskUsage, rec.Uncompressed, rec.Referenced}
+	if got != [3]uint64{want.DiskBytes, want.UncompressedBytes, want.ReferencedBytes} {
+		t.Errorf("disk, uncompressed, referenced = %v, compsize's %+v", got, want)
+	}
+	if saved := h.sched.Counters().BytesSaved; rec.Saved != saved || saved < 16*mib {
+		t.Errorf("saved %d, the jobs saved %d", rec.Saved, saved)
+	}
+	if rec.DiskUsage >= rec.Uncompressed || rec.DirPath != h.dir || time.Since(time.Unix(rec.Time, 0)) > time.Minute {
+		t.Errorf("record %+v", rec)
+	}
+
+	h.close()
+	h.open()
+	reopened := waitUsageRewritten(t, h.dir, info)
+	if reopened.Saved != rec.Saved || reopened.DiskUsage != rec.DiskUsage {
+		t.Errorf("after reopening: %+v, before %+v", reopened, rec)
+	}
+	h.must(h.p.Volumes.Start(s))
+	// Guest writes are compressed as written; a copy of older data is
+	// what the job still frees, by deduplicating it.
+	writeAt(t, h.path("appvms/work/private-dirty.img"), 32*mib, text("first", 16*mib))
+	h.must(h.p.Volumes.Stop(s))
+	h.wait()
+	again, _ := readUsageRecord(t, h.dir)
+	if more := h.sched.Counters().BytesSaved; more <= 0 || again.Saved != rec.Saved+more {
+		t.Errorf("saved %d after a second job that saved %d, %d before", again.Saved, more, rec.Saved)
+	}
+}
+
+// A corrupt file starts the count over and is replaced; planted symlinks
+// are replaced, never written through.
+func TestUsageFileRecoversAndFollowsNoSymlink(t *testing.T) {
+	h := newOptHarness(t)
+	name := filepath.Join(h.dir, pool.UsageFile)
+	waitUsageRewritten(t, h.dir, nil) // written after the open
+	h.close()
+	outside := filepath.Join(filepath.Dir(h.dir), "outside")
+	if err := os.WriteFile(outside, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, planted := range []string{name + "~", name} {
+		if err := os.Remove(planted); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, planted); err != nil {
+			t.Fatal(err)
+		}
+	}
+	planted, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	rec := waitUsageRewritten(t, h.dir, planted)
+	if data, err := os.ReadFile(outside); err != nil || string(data) != "keep" {
+		t.Fatalf("the file a symlink pointed to: %q, %v", data, err)
+	}
+	if rec.Saved != 0 || rec.Version != 1 {
+		t.Fatalf("usage file %+v", rec)
+	}
+
+	h.close()
+	if err := os.WriteFile(name, []byte(`{"version":1,"saved":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	corrupt, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	if rec := waitUsageRewritten(t, h.dir, corrupt); rec.Saved != 0 || rec.Version != 1 {
+		t.Fatalf("after a corrupt file: %+v", rec)
+	}
+}
