@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # btrfs-vdo: see README.md. Every target that runs anything installs what it
 # needs first (scripts/install-deps).
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package api
 
 // Code is a stable error code. Codes are never renamed or reused: the shim

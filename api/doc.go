@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package api is the one definition of the protocol between btrfs-vdod and
 // its clients: the qubesd shim (Python) and the btrfs-vdo CLI.
 //

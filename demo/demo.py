@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A tour of btrfs-vdo: a loop-mounted btrfs pool, the daemon, and qubesd's
 own call sequences (python-stub) driving the real driver for a template
 and two AppVMs. Everything it makes is removed at the end, also on failure

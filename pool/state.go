@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package pool
 
 import (
@@ -96,12 +98,17 @@ func readState(dir *fsroot.Root) (state, error) {
 		return st, fmt.Errorf("read state: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
-	switch {
-	case err != nil:
-		return st, fmt.Errorf("read state %s: %w", f.Name(), err)
-	case len(data) > maxStateBytes:
+	info, err := f.Stat()
+	if err != nil {
+		return st, fmt.Errorf("read state: %w", err)
+	}
+	if info.Size() > maxStateBytes {
 		return st, fmt.Errorf("%w: %s is over %d bytes", errBadState, f.Name(), maxStateBytes)
+	}
+	// Read no more than the size said, whatever the file grew to since.
+	data, err := io.ReadAll(io.LimitReader(f, info.Size()))
+	if err != nil {
+		return st, fmt.Errorf("read state %s: %w", f.Name(), err)
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
 		return st, fmt.Errorf("%w: %s: %w", errBadState, f.Name(), err)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Install the btrfs-vdo qubesd driver without pip (stdlib only).
 
     python3 install.py --target /usr/lib/python3.11/site-packages \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Shared set-up of the integration tests: one loop-mounted btrfs and one
 daemon per test class, a fresh pool directory per test, qubesd's fake app
 and VMs from python-stub, and the real shim."""

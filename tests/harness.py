@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A loop-mounted btrfs and a running btrfs-vdod, for the integration
 tests, the demo and the benchmarks.
 

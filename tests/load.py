@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A load of AppVMs sharing one template, cycling start/stop through the
 shim while the optimiser compresses what they commit; used by
 tests/test_load.py with moderate numbers and by bench/soak with large ones.

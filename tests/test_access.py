@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Who may talk to the daemon, and which files it will touch: a non-root
 peer is refused by the real daemon, its socket is root's alone, and
 symlinks planted in the pool are refused or replaced, never followed."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Crash at every failpoint: the daemon is SIGKILLed between two steps of
 an operation (internal/failpoint), restarted, and driven through what
 qubesd runs after a crash; every image must then hold its old or its new

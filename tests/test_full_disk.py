@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A full filesystem: commit, import, clone and optimise fail with a
 no_space StoragePoolException and change nothing; the optimiser never
 leaves more space used than it found; once space is freed the same

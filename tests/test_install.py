@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """make install and make shim-install lay out what dom0 needs, and the
 installed shim is found by qubesd's entry-point lookup."""
 

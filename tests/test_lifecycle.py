@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """qubesd's lifecycle sequences (contract §5) through the shim and the real
 daemon, judged by the bytes a VM reads back."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Load: 16 AppVMs sharing one template run 32 start/stop cycles at once,
 over a thousand requests through the shim, while the optimiser compresses
 their commits: no deadlock, no error, every byte where it was written,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The background optimiser seen from outside: commits through the shim,
 btrfs-vdo optimize/jobs/stats, figures checked against compsize."""
 

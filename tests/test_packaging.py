@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """make dist and make uninstall: the tarball holds the sources, vendor/ and
 the spec, made the same way twice; every place that names the version
 agrees with the file version; uninstall removes exactly what install put.

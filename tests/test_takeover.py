@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """An existing file-reflink pool directory works unchanged once qubes.xml's
 driver says btrfs-vdo: revisions, precache and dirty leftovers included."""
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package volume keeps Qubes VM images in the file-reflink layout and moves
 // them through their lifecycle: create, start, stop (commit), revert,
 // resize, import, export and remove.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 package volume
 
 // Spec is a volume's configuration as qubesd holds it at the moment of an

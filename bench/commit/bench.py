@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """bench/commit: how long a VM shutdown's commit takes through btrfs-vdo
 (shim -> socket -> daemon) against the same commit done in-process the way
 Qubes' file-reflink driver does it (reflink revision, fsync, rename,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command compress compares btrfs-vdo's optimiser with the seed recipe's
 // `btrfs filesystem defragment -czstd` on one generated corpus (see
 // bench/corpus), built twice from the same seed on two loop-mounted btrfs

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package corpus builds a deterministic stand-in for a Qubes storage pool
 // in the file-reflink layout, for benchmarks of compression and dedup.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command dedup compares btrfs-vdo's dedup with the seed recipe's
 // `duperemove -r -d --hashfile=F --dedupe-options=same,partial` on one
 // generated corpus (see bench/corpus), built twice from the same seed on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """bench/soak: many AppVMs sharing one template cycle start/stop through
 the shim at once, with queries and backups in between, while the
 optimiser compresses what they commit (tests/load.py, with larger numbers

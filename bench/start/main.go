@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command start measures how long a VM start waits when the optimiser is
 // compressing the same volume, against a start with the optimiser idle.
 // A start holds the volume's job at its next chunk, so the difference

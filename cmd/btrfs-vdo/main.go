@@ -41,7 +41,7 @@ var commands = []command{
 	{"optimize", "[--full] [--no-wait] [--json] [--bytes] TARGET", "dedup and compress TARGET's volumes, unsharing nothing", optimize},
 	{"jobs", "[--json] [--wait] [--bytes]", "the optimizer's jobs and totals", jobs},
 	{"compress", "[--level N] [--json] [--bytes] PATH...", "compress dom0 files on btrfs without unsharing", compress},
-	{"estimate", "[--json] [--sample SIZE] [--seed N] [--level N] DIR", "estimate what optimize --full would save in a pool directory (read-only)", estimate},
+	{"estimate", "[--sample SIZE|FRACTION] [--seed N] [--level N] [--json] [--bytes] DIR", "estimate what optimize --full would save in a pool directory (read-only)", estimate},
 	{"version", "[--json]", "print the CLI's and the daemon's versions", showVersion},
 }
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Command btrfs-vdod is the btrfs-vdo helper daemon: it serves qubesd's
 // btrfs-vdo storage driver on a Unix socket and does all work on the pool's
 // image files. It runs in the foreground and logs to stderr. Its settings

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package btrfs talks to the kernel for btrfs-vdo: reflinks, extent
 // listings, compression and deduplication of image files. It is the only
 // package that uses ioctls and unsafe struct layouts; everything above it

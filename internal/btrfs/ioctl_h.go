@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 //go:build linux && (386 || amd64 || arm || arm64 || loong64 || riscv64 || s390x)
 
 // The ioctl numbers below use the generic _IOC encoding

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package btrfstest gives tests a real, freshly made btrfs: a sparse image
 // file, mkfs.btrfs, and a loop mount that is undone when the test ends.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package bus connects btrfs-vdod to the D-Bus system bus:
 //
 //   - an Inhibitor holds a logind delay lock on shutdown and sleep while

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package client calls btrfs-vdod over its socket with the api types; the
 // CLI and the integration tests use it.
 package client

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package config reads btrfs-vdod's configuration file,
 // /etc/btrfs-vdo/config.toml. Every key is optional: a key left out takes
 // its default, and a file that does not exist at the default path means

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package failpoint lets the crash tests kill the daemon at named points
 // between the steps of an operation, as a power loss would.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package ioprio sets the I/O scheduling priority of the calling thread
 // (ioprio_set(2)), so background work such as compression and
 // deduplication yields the disk to running VMs.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package loopdev finds the loop devices backed by a file and tells them
 // when the file has grown. Qubes attaches VM images through loop devices;
 // after an image is resized, the loop device keeps its old size until its

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package usage measures how much disk space a set of files on one btrfs
 // filesystem takes, with the numbers compsize prints for the same files,
 // plus how much of that space the set holds alone.

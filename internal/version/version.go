@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package version holds the release version of the daemon and the CLI.
 package version
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package dedupindex is the pool-wide dedup index: a fixed-size, lossy table
 // from the hash of a 4 KiB block to where btrfs stores a block with that
 // content, modelled on bees' hash table.

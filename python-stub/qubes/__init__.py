@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Test-only stand-in for the parts of qubesd's ``qubes`` package that a
 storage driver touches.
 

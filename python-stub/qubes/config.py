@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Constants from qubes/config.py at 1ad5f9b8 that drivers and Pool read."""
 
 import os.path

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The exception classes of qubes/exc.py at 1ad5f9b8 that storage code meets.
 
 qubesd sends the class name and str() of any QubesException (and of

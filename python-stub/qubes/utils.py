@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Helpers from qubes/utils.py at 1ad5f9b8 that storage drivers use.
 
 The durability helpers follow the same recipe as upstream: write next to

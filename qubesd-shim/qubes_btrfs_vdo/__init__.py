@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """btrfs-vdo: a qubes.storage driver for VM images on btrfs.
 
 Design. The driver is thin; the btrfs-vdod daemon (running as root,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Client for btrfs-vdod's socket protocol (api/doc.go).
 
 One request per connection: write one JSON line ``{"v", "op", "args"}``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """File names of the file-reflink layout, derived in one place.
 
 Pure functions, no I/O except list_revisions, which reads one directory.

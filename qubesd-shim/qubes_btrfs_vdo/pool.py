@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """BtrfsVdoPool: the class qubesd loads through the ``qubes.storage`` entry
 point ``btrfs-vdo``.
 

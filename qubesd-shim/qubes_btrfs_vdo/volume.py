@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """BtrfsVdoVolume: qubesd's view of one volume.
 
 Async operations: take the volume lock, make one daemon call, keep the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Tests of the btrfs-vdo qubesd driver; run from the repository root:
 
     PYTHONPATH=python-stub:qubesd-shim python3 -m unittest discover \\

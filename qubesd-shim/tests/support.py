@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Shared test helpers: repository files, fixtures, a fake btrfs-vdod.
 
 The fake daemon is a real asyncio Unix-socket server in a temp directory;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Each shim method sends exactly the golden request of its op and uses
 the golden response; each golden error reaches the user unchanged."""
 

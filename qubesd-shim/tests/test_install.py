@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """install.py produces an installation qubesd can discover, and every
 source file compiles."""
 

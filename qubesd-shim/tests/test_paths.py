@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """paths.py agrees with api/testdata/paths.json, which pins the Go side too."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """BtrfsVdoPool: options as strings, config, init_volume without I/O."""
 
 import builtins

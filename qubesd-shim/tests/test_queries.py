@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Sync queries answered from a file-reflink layout in a temp directory,
 without the daemon."""
 

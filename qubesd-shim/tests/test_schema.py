@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The shim's protocol tables equal api/schema.json, generated from the Go
 types, so neither side can drift."""
 

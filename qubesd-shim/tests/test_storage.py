@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The shim under qubesd's own call sequences (the stub's Storage, which
 reproduces qubes.storage.Storage's orderings)."""
 

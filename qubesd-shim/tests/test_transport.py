@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Whatever goes wrong between shim and daemon, qubesd gets a
 StoragePoolException with a message saying what to check, never an
 OSError, TimeoutError or JSON error (which would end as "Got empty

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
 // Package bustest runs a private dbus-daemon for tests, with stand-ins for
 // the two system services btrfs-vdod talks to: logind, which hands out
 // inhibitor locks, and UPower, which says whether the machine is on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Stand-in for qubes/storage/__init__.py at 1ad5f9b8.
 
 BlockDevice, Volume, Pool, VolumesCollection and the module helpers keep

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fake app and VMs for driver tests, shaped like TestApp/TestVM/
 TestTemplateVM in qubes/tests/storage.py of qubes-core-admin 1ad5f9b8.
 

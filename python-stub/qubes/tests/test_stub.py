@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Checks that the stand-in behaves like qubes-core-admin 1ad5f9b8 where
 driver tests depend on it."""
 
