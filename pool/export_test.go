@@ -11,3 +11,6 @@ func SetSegmentBytes(t testing.TB, n uint64) {
 	segmentBytes = n
 	t.Cleanup(func() { segmentBytes = old })
 }
+
+// StateWrites counts the writes of p's state file since it opened.
+func StateWrites(p *Pool) uint64 { return p.state.lazy.writes.Load() }

@@ -369,8 +369,10 @@ func (s *Scheduler) enqueue(p *Pool, vid string) {
 
 // put records job in p's state, merged into the volume's pending job
 // (see putJob), after prepare, if given, has set it up against the state,
-// and makes it runnable. It returns the id of the job that covers it.
-func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, error) {
+// and makes it runnable. It returns the id of the job that covers it. A
+// durable job is on disk before put returns; another is written with the
+// next batch (see updateSoon).
+func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Job)) (uint64, error) {
 	s.mu.Lock()
 	// Held across the state's update, so that no job starts or ends
 	// between the look at s.running and the merge.
@@ -378,12 +380,18 @@ func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, e
 	s.lastID++
 	job.ID = s.lastID
 	var id uint64
-	err := p.state.tryUpdate(func(st *state) {
+	change := func(st *state) {
 		if prepare != nil {
 			prepare(st, &job)
 		}
 		st.Jobs, id = putJob(st.Jobs, job, running)
-	})
+	}
+	var err error
+	if durable {
+		err = p.state.tryUpdate(change)
+	} else {
+		p.state.updateSoon(change)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -393,17 +401,23 @@ func (s *Scheduler) put(p *Pool, job Job, prepare func(*state, *Job)) (uint64, e
 }
 
 // resume makes the jobs a pool left unfinished runnable, and hands out
-// new ids above theirs.
+// new ids above theirs. A held job whose volume stopped meanwhile runs
+// too: its commit may have come while the daemon was down.
 func (s *Scheduler) resume(p *Pool, jobs []Job) {
 	s.mu.Lock()
+	s.pools[p.Volumes.Dir()] = p
 	for _, job := range jobs {
 		s.lastID = max(s.lastID, job.ID)
 	}
 	s.mu.Unlock()
 	for _, job := range jobs {
-		if !job.Held {
-			s.enqueue(p, job.VID)
+		if job.Held && p.holdIfRunning(job.VID) {
+			continue
 		}
+		if job.Held {
+			p.unholdJob(job.VID)
+		}
+		s.enqueue(p, job.VID)
 	}
 }
 

@@ -2,7 +2,11 @@
 
 package pool
 
-import "testing"
+import (
+	"io"
+	"log/slog"
+	"testing"
+)
 
 // A request merged into a job not yet running is covered by that job's
 // run and gets its id; one merged into a running job runs after it, under
@@ -41,8 +45,14 @@ func TestPutJobIDs(t *testing.T) {
 
 // Ids handed out after a restart stay above those of the jobs a pool left.
 func TestResumeKeepsIDsUnique(t *testing.T) {
-	s := NewScheduler(SchedulerConfig{}, nil, nil)
-	p := &Pool{}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := NewScheduler(SchedulerConfig{}, log, nil)
+	reg := NewRegistry(log, nil)
+	t.Cleanup(func() { reg.Close() })
+	p, err := reg.Open("p", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.mu.Lock()
 	s.lastID = 2
 	s.mu.Unlock()

@@ -27,6 +27,7 @@ const mib = 1 << 20
 type optHarness struct {
 	t     *testing.T
 	dir   string
+	state string // the daemon's state directory
 	reg   *pool.Registry
 	sched *pool.Scheduler
 	p     *pool.Pool
@@ -40,22 +41,32 @@ func newOptHarness(t *testing.T) *optHarness {
 	if _, err := pool.Setup(dir, true); err != nil {
 		t.Fatal(err)
 	}
-	h := &optHarness{t: t, dir: dir}
+	h := &optHarness{t: t, dir: dir, state: t.TempDir()}
 	h.open()
 	t.Cleanup(h.close)
 	return h
 }
 
-// open starts a registry and scheduler on the pool, as a daemon start does.
+// open starts a registry and scheduler on the pool, as a daemon start
+// does: the pool is opened from the daemon's memory of it, or as qubesd's
+// first request opens it the first time.
 func (h *optHarness) open() {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h.reg = pool.NewRegistry(log, nil)
-	h.sched = pool.NewScheduler(pool.SchedulerConfig{IdleIO: true}, log, nil)
+	h.sched = pool.NewScheduler(pool.SchedulerConfig{IdleIO: true}, log, h.reg.JobDone)
 	h.reg.SetScheduler(h.sched)
+	if err := h.reg.Remember(h.state); err != nil {
+		h.t.Fatal(err)
+	}
+	h.reg.Restore()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { h.sched.Run(ctx); close(done) }()
 	h.stop = func() { cancel(); <-done }
+	if pools := h.reg.List(); len(pools) == 1 {
+		h.p = pools[0]
+		return
+	}
 	p, err := h.reg.Open("vdo", h.dir)
 	if err != nil {
 		h.t.Fatal(err)

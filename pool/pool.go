@@ -33,7 +33,7 @@ var ErrNoReflinks = errors.New("the filesystem does not support reflinks")
 type Pool struct {
 	Name    string
 	Volumes *volume.Store
-	commits atomic.Uint64
+	commits atomic.Uint64 // mirrors state.Commits, read without a copy of the state
 	log     *slog.Logger
 	state   *stateStore
 	// dir is the pool directory and stateDir its StateDir, through which
@@ -42,11 +42,17 @@ type Pool struct {
 	sched         *Scheduler // nil: commits are not optimised
 	index         poolIndex
 	usage         *usageKeeper
+	// id is the directory's device and inode when opened: a directory
+	// made at the same path since is another pool.
+	id knownPool
 }
 
-// Commits counts the commits that landed in this pool since the daemon
-// started.
+// Commits counts the commits that landed in this pool.
 func (p *Pool) Commits() uint64 { return p.commits.Load() }
+
+// Saved is the disk space the pool's optimizer jobs freed, net, as
+// UsageFile keeps it across restarts.
+func (p *Pool) Saved() uint64 { return uint64(max(p.usage.savedBytes(), 0)) }
 
 // Usage reports the filesystem's size and used bytes, as file-reflink does.
 func (p *Pool) Usage() (size, used int64, err error) {
@@ -87,11 +93,15 @@ func (p *Pool) started(st volume.Started) {
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
+		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	_, err := p.sched.put(p, job, func(s *state, job *Job) {
+	// Written before the commit's reply: the job alone will make the
+	// precache, so it must survive a crash.
+	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
+		s.Commits++
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
@@ -100,6 +110,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 		delete(s.Started, c.VID)
 	})
 	if err != nil {
+		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false
 	}
@@ -126,14 +137,47 @@ func putJob(jobs []Job, job Job, running bool) ([]Job, uint64) {
 	return append(jobs, job), job.ID
 }
 
+// ErrNotOptimizable means a volume has nothing a job could work on now.
+var ErrNotOptimizable = errors.New("nothing to optimize")
+
 // Optimise queues a pass over the volume vid, of every uncompressed extent
 // when full, including those shared with its revisions. It returns the id
-// of the job whose outcome will report the pass.
+// of the job whose outcome will report the pass. The job is written
+// lazily: a crash loses only the request, which the administrator sees.
 func (p *Pool) Optimise(vid string, full bool) (uint64, error) {
 	if p.sched == nil {
 		return 0, errors.New("optimization is disabled")
 	}
-	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, nil)
+	if err := p.optimizable(vid); err != nil {
+		return 0, err
+	}
+	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, false, nil)
+}
+
+// optimizable refuses a volume whose job could only wait: one that runs
+// (its extents are the VM's; its commit queues a job) or that has no
+// committed image (volatile and snapshot volumes), which no commit would
+// ever release.
+func (p *Pool) optimizable(vid string) error {
+	running, err := p.Volumes.Running(vid)
+	if err != nil {
+		return err
+	}
+	if running {
+		return fmt.Errorf("%w: %s is running; its next commit queues its optimization", ErrNotOptimizable, vid)
+	}
+	paths, err := volume.PathsFor(vid)
+	if err != nil {
+		return err
+	}
+	files, err := p.Volumes.Files(vid)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(files, p.Volumes.Path(paths.Clean)) {
+		return fmt.Errorf("%w: %s has no committed image", ErrNotOptimizable, vid)
+	}
+	return nil
 }
 
 func (p *Pool) job(vid string) (Job, bool) {
@@ -149,16 +193,24 @@ func (p *Pool) jobs() []Job { return p.state.read().Jobs }
 
 // holdIfRunning holds vid's job if the volume is running, deciding under
 // the volume's lock so that a commit cannot slip in between and be
-// forgotten. It reports whether it held the job.
+// forgotten. It reports whether the job waits: held, or dropped because
+// the volume runs without a recorded origin start, so no commit would
+// ever release it (a volatile or snapshot volume).
 func (p *Pool) holdIfRunning(vid string) bool {
 	held := false
 	err := p.Volumes.Locked(vid, "hold", func(l *volume.Locked) error {
 		running, err := l.Running()
-		if err == nil && running {
-			p.holdJob(vid)
-			held = true
+		if err != nil || !running {
+			return err
 		}
-		return err
+		held = true
+		if _, origin := p.state.read().Started[vid]; origin {
+			p.holdJob(vid)
+			return nil
+		}
+		p.log.Info("dropped optimization of a running volume no commit will follow", "pool", p.Name, "vid", vid)
+		p.dropJob(vid)
+		return nil
 	})
 	if err != nil {
 		p.log.Warn("cannot tell whether the volume runs", "vid", vid, "err", err)
@@ -167,7 +219,10 @@ func (p *Pool) holdIfRunning(vid string) bool {
 }
 
 func (p *Pool) holdJob(vid string) {
-	p.updateJobs(func(jobs []Job) []Job {
+	if job, ok := p.job(vid); !ok || job.Held {
+		return // nothing to write
+	}
+	p.updateJobsSoon(func(jobs []Job) []Job {
 		for i := range jobs {
 			if jobs[i].VID == vid {
 				jobs[i].Held = true
@@ -177,25 +232,35 @@ func (p *Pool) holdJob(vid string) {
 	})
 }
 
-// finishJob drops job once it has run, unless a request merged into it
-// while it ran (an optimize, an import's commit): that one is queued
-// again and must run too.
-func (p *Pool) finishJob(job Job) {
-	p.updateJobs(func(jobs []Job) []Job {
-		out := jobs[:0]
-		for _, j := range jobs {
-			if j != job {
-				out = append(out, j)
+func (p *Pool) unholdJob(vid string) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		for i := range jobs {
+			if jobs[i].VID == vid {
+				jobs[i].Held = false
 			}
 		}
-		return out
+		return jobs
 	})
 }
 
-func (p *Pool) updateJobs(fn func([]Job) []Job) {
-	if err := p.state.update(func(s *state) { s.Jobs = fn(s.Jobs) }); err != nil {
-		p.log.Warn("cannot save optimiser jobs", "pool", p.Name, "err", err)
-	}
+func (p *Pool) dropJob(vid string) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		return slices.DeleteFunc(jobs, func(j Job) bool { return j.VID == vid })
+	})
+}
+
+// finishJob drops job once it has run, unless a request merged into it
+// while it ran (an optimize, an import's commit): that one is queued
+// again and must run too. A crash before the write only runs the job
+// again.
+func (p *Pool) finishJob(job Job) {
+	p.updateJobsSoon(func(jobs []Job) []Job {
+		return slices.DeleteFunc(jobs, func(j Job) bool { return j == job })
+	})
+}
+
+func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
+	p.state.updateSoon(func(s *state) { s.Jobs = fn(s.Jobs) })
 }
 
 // tmpDir holds compressed copies while they are deduplicated into images:
@@ -253,6 +318,10 @@ type Registry struct {
 	writing func(op, vid string) (done func())
 	sched   *Scheduler
 	indexes indexAccount // of every pool's dedup index
+	// stateDir holds knownFile; "" keeps nothing across restarts.
+	stateDir   string
+	remembered knownState
+	saveSoon   *time.Timer // set while known waits to be written
 }
 
 // NewRegistry returns an empty registry. writing, which may be nil, is
@@ -279,12 +348,32 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.pools[dir]; ok {
-		return p, nil
+		if p = r.current(p); p != nil {
+			return p, nil
+		}
+	}
+	p, err := r.openLocked(name, dir)
+	if err != nil {
+		return nil, err
+	}
+	r.rememberLocked(p)
+	return p, nil
+}
+
+// openLocked opens the pool at dir, which no open pool has.
+func (r *Registry) openLocked(name, dir string) (*Pool, error) {
+	if _, _, err := identify(dir); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	p, err := r.openPool(name, dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
+	// The directory opened, whatever stood at dir when identify looked.
+	dev, ino := p.dir.ID()
+	p.id = knownPool{Name: name, Dir: dir, Dev: dev, Ino: ino}
+	p.state.lazy.failed = func(err error) { r.log.Warn("cannot save pool state", "pool", name, "err", err) }
+	p.commits.Store(p.state.read().Commits)
 	// Compressed copies named by an older daemon that died in a job are of
 	// no use (the job starts over on what is still uncompressed) and only
 	// take space.
@@ -336,6 +425,9 @@ func (r *Registry) openPool(name, dir string) (*Pool, error) {
 func (r *Registry) List() []*Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, p := range r.pools {
+		r.current(p)
+	}
 	pools := make([]*Pool, 0, len(r.pools))
 	for _, p := range r.pools {
 		pools = append(pools, p)
@@ -351,8 +443,9 @@ func (r *Registry) List() []*Pool {
 var ErrNested = errors.New("pools cannot nest")
 
 // CheckNesting refuses dir if it is inside an open pool's directory or a
-// pool directory the daemon served before (see servedBefore), or if it
-// contains an open pool's directory. dir itself may be a pool already.
+// directory some daemon served as a pool (see servedBefore: the registry
+// may not list it), or if it contains an open pool's directory. dir
+// itself may be a pool already.
 func (r *Registry) CheckNesting(dir string) error {
 	for _, p := range r.List() {
 		other := p.Volumes.Dir()
@@ -381,10 +474,10 @@ func (r *Registry) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
-	for dir, p := range r.pools {
-		errs = append(errs, p.closeIndex(), p.usage.close(), p.Volumes.Close(), p.stateDir.Close(), p.dir.Close())
-		delete(r.pools, dir)
+	for _, p := range r.pools {
+		errs = append(errs, r.closeLocked(p))
 	}
+	errs = append(errs, r.saveKnownLocked())
 	return errors.Join(errs...)
 }
 

@@ -39,13 +39,17 @@ type state struct {
 	Jobs    []Job             `json:"jobs"`
 	// Processed: vid -> file name -> the full pass's mark on that file.
 	Processed map[string]map[string]fileMark `json:"processed,omitempty"`
+	// Commits counts the commits that landed in the pool. The bytes its
+	// jobs saved are kept in UsageFile, which the driver reads.
+	Commits uint64 `json:"commits,omitempty"`
 }
 
 // stateStore keeps a pool's state in memory and on disk.
 type stateStore struct {
-	mu  sync.Mutex
-	dir *fsroot.Root // the pool's StateDir
-	st  state
+	mu   sync.Mutex
+	dir  *fsroot.Root // the pool's StateDir
+	st   state
+	lazy lazyWrite
 }
 
 // maxStateBytes bounds what is read of a state file: a few hundred bytes
@@ -150,6 +154,7 @@ func (s *stateStore) writeLocked() error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
+	s.lazy.written()
 	return writeFileDurably(s.dir, stateFile, data)
 }
 
@@ -162,7 +167,7 @@ func (s *stateStore) read() state {
 
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
-		Processed: map[string]map[string]fileMark{}}
+		Processed: map[string]map[string]fileMark{}, Commits: st.Commits}
 	for k, v := range st.Started {
 		c.Started[k] = v
 	}

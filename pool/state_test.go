@@ -11,11 +11,13 @@ import (
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// TestUnsavedJobIsNotListed: a job whose state cannot be written (a full
-// disk, say) is refused, and no queued job is left behind that nothing
-// would run and that btrfs-vdo jobs --wait would wait for forever.
+// TestUnsavedJobIsNotListed: a commit's job whose state cannot be
+// written (a full disk, say) is refused, and no queued job is left behind
+// that a crash would lose and that btrfs-vdo jobs --wait would wait for;
+// the commit makes the precache itself.
 func TestUnsavedJobIsNotListed(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -27,16 +29,25 @@ func TestUnsavedJobIsNotListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
+	s := volume.Spec{VID: "appvms/work/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 1 << 20}
+	for _, op := range []func(volume.Spec) (volume.State, error){p.Volumes.Create, p.Volumes.Start} {
+		if _, err := op(s); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The state's temp file cannot be created where a directory that is
 	// not empty stands.
 	if err := os.MkdirAll(filepath.Join(dir, pool.StateDir, "state.json~", "full"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Optimise("appvms/work/private", false); err == nil {
-		t.Fatal("Optimise succeeded without saving its job")
+	if _, err := p.Volumes.Stop(s); err != nil {
+		t.Fatal(err)
 	}
 	if jobs := sched.Jobs(); len(jobs) != 0 {
-		t.Fatalf("jobs listed after a failed Optimise: %+v", jobs)
+		t.Fatalf("jobs listed after a commit whose job was not saved: %+v", jobs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "appvms/work/private-precache.img")); err != nil {
+		t.Fatalf("the commit left the precache to a job that was not saved: %v", err)
 	}
 }
 
@@ -70,8 +81,10 @@ func TestBadStateIsSetAside(t *testing.T) {
 			}
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-			reg.SetScheduler(pool.NewScheduler(pool.SchedulerConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil))
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			reg := pool.NewRegistry(log, nil)
+			sched := pool.NewScheduler(pool.SchedulerConfig{}, log, nil)
+			reg.SetScheduler(sched)
 			p, err := reg.Open("p", dir)
 			runtime.ReadMemStats(&after)
 			if err != nil {
@@ -84,8 +97,16 @@ func TestBadStateIsSetAside(t *testing.T) {
 			if _, err := os.Stat(path + ".bad"); err != nil {
 				t.Errorf("bad state not set aside: %v", err)
 			}
-			if _, err := p.Optimise("appvms/work/private", false); err != nil {
-				t.Errorf("the fresh state cannot be written: %v", err)
+			// A commit's job is written before the commit returns, or not
+			// listed at all.
+			spec := volume.Spec{VID: "appvms/work/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 1 << 20}
+			for _, op := range []func(volume.Spec) (volume.State, error){p.Volumes.Create, p.Volumes.Start, p.Volumes.Stop} {
+				if _, err := op(spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if jobs := sched.Jobs(); len(jobs) != 1 {
+				t.Errorf("the fresh state cannot be written: jobs %+v", jobs)
 			}
 		})
 	}

@@ -43,8 +43,9 @@ func (e ambiguousName) Unwrap() error { return ErrUnknownTarget }
 // Resolve turns an administrator's target into volumes: "" (every open
 // pool), a known pool's name or directory, "POOL:VID", or a VM's name (its
 // volumes in every open pool). It never adopts a directory as a new pool:
-// the only directory it opens is one the daemon has served before (see
-// servedBefore), after a restart.
+// the pools it knows are those set up through the daemon or used by
+// qubesd, remembered across restarts (see Registry.Remember). A directory
+// merely laid out as a pool (a copy, a pool qvm-pool removed) is refused.
 func (r *Registry) Resolve(target string) ([]VolumeIn, error) {
 	if poolPart, vid, ok := strings.Cut(target, ":"); ok {
 		return r.resolveVolume(poolPart, vid)
@@ -91,9 +92,6 @@ func (r *Registry) known(name string) (*Pool, error) {
 		if p := r.openAt(dir); p != nil {
 			return p, nil
 		}
-		if servedBefore(dir) {
-			return r.Open(filepath.Base(dir), dir)
-		}
 		return nil, r.unknown("%s is not a pool directory", dir)
 	}
 	var named []*Pool
@@ -114,12 +112,15 @@ func (r *Registry) known(name string) (*Pool, error) {
 func (r *Registry) openAt(dir string) *Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.pools[dir]
+	if p := r.pools[dir]; p != nil {
+		return r.current(p)
+	}
+	return nil
 }
 
 // servedBefore reports whether dir holds a pool's layout and the daemon's
-// state directory: a pool the daemon used before it last restarted, which
-// qubesd has not asked about yet.
+// state directory: a pool some daemon served, which this one may not know
+// (served before it remembered pools, or its list was lost).
 func servedBefore(dir string) bool {
 	for _, sub := range append([]string{StateDir}, TopDirs...) {
 		info, err := os.Lstat(filepath.Join(dir, sub))

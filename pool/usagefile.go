@@ -74,7 +74,7 @@ type usageKeeper struct {
 
 	// mu serialises measuring and writing, and guards the fields below.
 	mu       sync.Mutex
-	saved    int64
+	saved    atomic.Int64 // also read without mu, which a measurement holds
 	last     UsageRecord
 	closed   bool
 	measured time.Time     // when the last measurement began
@@ -97,7 +97,8 @@ func openUsageKeeper(dir string, log *slog.Logger, idleIO bool) (*usageKeeper, e
 	case err != nil:
 		log.Warn("cannot read the pool's usage figures; counting saved bytes from 0", "dir", dir, "err", err)
 	default:
-		u.saved, u.last = rec.Saved, rec
+		u.saved.Store(rec.Saved)
+		u.last = rec
 	}
 	return u, nil
 }
@@ -134,7 +135,7 @@ func readUsageFile(root *fsroot.Root) (UsageRecord, error) {
 func (u *usageKeeper) jobRan(saved int64, measure bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.saved += saved
+	u.saved.Add(saved)
 	if measure && u.waitLocked(time.Now()) > 0 {
 		measure = false
 		u.refreshLater()
@@ -198,13 +199,20 @@ func (u *usageKeeper) updateLocked(measure bool) {
 				"ms", time.Since(began).Milliseconds())
 		}
 	}
-	rec.Version, rec.DirPath, rec.Saved = usageFileVersion, u.root.Name(), u.saved
+	rec.Version, rec.DirPath, rec.Saved = usageFileVersion, u.root.Name(), u.saved.Load()
 	if err := writeUsageFile(u.root, rec); err != nil {
 		u.log.Warn("cannot write the pool's usage figures", "err", err)
 		return
 	}
 	u.last = rec
 }
+
+// savedBytes is the disk space the pool's jobs freed, net.
+func (u *usageKeeper) savedBytes() int64 { return u.saved.Load() }
+
+// release lets go of the pool directory's descriptor while the pool is
+// idle; the next measurement or write opens it again.
+func (u *usageKeeper) release() error { return u.root.Release() }
 
 // close waits for a measurement under way and stops any later one.
 func (u *usageKeeper) close() error {

@@ -81,6 +81,8 @@ class Daemon:
         self.rundir = tempfile.mkdtemp(prefix=PREFIX + "run-", dir="/var/tmp")
         self.socket = os.path.join(self.rundir, "sock", "btrfs-vdod.sock")
         self.log_path = os.path.join(self.rundir, "daemon.log")
+        # What the daemon remembers across its restarts, never the system's.
+        self.state_dir = os.path.join(self.rundir, "state")
         self.extra_args = extra_args
         self.env = dict(env or {})
         self.wrapper = list(wrapper)
@@ -91,7 +93,7 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*self.wrapper, os.path.join(BIN, "btrfs-vdod"), "--socket", self.socket,
-                 "--log-level", "debug", *self.extra_args],
+                 "--log-level", "debug", "--state-dir", self.state_dir, *self.extra_args],
                 stdout=log, stderr=log, env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + 10

@@ -215,6 +215,9 @@ func (s *Store) Stop(spec Spec) (State, error) {
 				return err
 			}
 			s.log.Info("stopped volume without snapshot", "vid", spec.VID)
+			// The VM's data is now the volume's committed data: the pool
+			// may optimize it, and retry a job the start held.
+			s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
 		case dirty:
 			if err := s.commit(p, spec, p.Dirty); err != nil {
 				return err

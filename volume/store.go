@@ -93,6 +93,12 @@ func (s *Store) Dir() string { return s.files.root.Name() }
 // Close releases the pool directory.
 func (s *Store) Close() error { return s.files.root.Close() }
 
+// Release lets go of the pool directory's descriptor unless an operation
+// uses it, so that an idle store does not keep its filesystem busy; the
+// next operation opens the directory again, and fails if another one
+// stands at its path now.
+func (s *Store) Release() error { return s.files.root.Release() }
+
 // Path is the absolute path of a volume file name returned in Paths.
 func (s *Store) Path(name string) string { return s.files.abs(name) }
 

@@ -137,19 +137,18 @@ func watchBattery(ctx context.Context, conn *dbus.Conn, log *slog.Logger, jobs b
 }
 
 // daemonStatus is what the daemon publishes on D-Bus: its pools, the
-// scheduler's jobs, and the bytes each pool's jobs saved since it started.
+// scheduler's jobs, and the bytes each pool's jobs saved.
 type daemonStatus struct {
 	pools *pool.Registry
 	jobs  *pool.Scheduler
 	log   *slog.Logger
 
-	mu    sync.Mutex
-	saved map[string]uint64 // by pool directory
-	svc   *bus.Service      // nil until exported
+	mu  sync.Mutex
+	svc *bus.Service // nil until exported
 }
 
 func newDaemonStatus(pools *pool.Registry, log *slog.Logger) *daemonStatus {
-	return &daemonStatus{pools: pools, log: log, saved: map[string]uint64{}}
+	return &daemonStatus{pools: pools, log: log}
 }
 
 // export publishes the status on the bus; a failure costs only the status
@@ -203,15 +202,15 @@ func (d *daemonStatus) writing(next func(op, vid string) (done func())) func(op,
 	}
 }
 
-// jobDone is the scheduler's report of a finished job: it counts the bytes
+// jobDone is the scheduler's report of a finished job: it has the totals
 // saved and announces the job on the bus. A failed job saved nothing.
 func (d *daemonStatus) jobDone(j pool.JobDone) {
+	d.pools.JobDone(j)
 	var saved uint64
 	if j.Err == nil {
 		saved = uint64(max(j.Result.Saved(), 0))
 	}
 	d.mu.Lock()
-	d.saved[j.Dir] += saved
 	svc := d.svc
 	d.mu.Unlock()
 	if svc != nil {
@@ -225,12 +224,9 @@ func (d *daemonStatus) jobDone(j pool.JobDone) {
 // Status reports the open pools, ordered by directory, and the jobs.
 func (d *daemonStatus) Status() bus.Status {
 	var st bus.Status
-	d.mu.Lock()
 	for _, p := range d.pools.List() {
-		dir := p.Volumes.Dir()
-		st.Pools = append(st.Pools, bus.PoolStatus{Name: p.Name, DirPath: dir, Commits: p.Commits(), BytesSaved: d.saved[dir]})
+		st.Pools = append(st.Pools, bus.PoolStatus{Name: p.Name, DirPath: p.Volumes.Dir(), Commits: p.Commits(), BytesSaved: p.Saved()})
 	}
-	d.mu.Unlock()
 	slices.SortFunc(st.Pools, func(a, b bus.PoolStatus) int { return strings.Compare(a.DirPath, b.DirPath) })
 	for _, j := range d.jobs.Jobs() {
 		if j.State == "running" {

@@ -69,6 +69,11 @@ func run() error {
 	}, log, status.jobDone)
 	status.jobs = sched
 	pools.SetScheduler(sched)
+	if err := pools.Remember(cfg.StateDir); err != nil {
+		return err
+	}
+	// Pending jobs resume now, not when a request first names their pool.
+	pools.Restore()
 	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
 		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
 
@@ -87,6 +92,7 @@ func run() error {
 		busDone()
 	}()
 	go status.watchJobs(busCtx)
+	go pools.ReleaseIdle(ctx, pool.IdleRelease)
 	jobsDone := make(chan struct{})
 	go func() {
 		sched.Run(ctx)

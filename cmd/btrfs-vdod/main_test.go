@@ -89,7 +89,9 @@ func startDaemon(t *testing.T, o daemonOpts) *vdod {
 		t.Fatal(err)
 	}
 	defer stderr.Close()
-	args := []string{"--config", configPath, "--log-level", "debug"}
+	// Never the system's state directory: what a test daemon remembers
+	// dies with the test.
+	args := []string{"--config", configPath, "--log-level", "debug", "--state-dir", filepath.Join(dir, "state")}
 	env := append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS=unix:path="+filepath.Join(dir, "no-bus"))
 	if o.journal {
 		env = append(env, "JOURNAL_STREAM="+devIno(stderr))

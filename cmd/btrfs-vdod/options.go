@@ -27,6 +27,7 @@ func parseFlags(args []string) *options {
 	f.BoolVar(&o.checkConfig, "check-config", false, "check the configuration file and exit: 0 if it is valid, 1 if not")
 	f.String("socket", api.DefaultSocket, "listen on this Unix socket `path` when not socket-activated (overrides socket in the file)")
 	f.String("log-level", "info", "log `level`: debug, info, warn or error (overrides log_level in the file)")
+	f.String("state-dir", config.DefaultStateDir, "remember the pools served and the optimizer's totals in `path` (overrides state_dir in the file)")
 	f.BoolVar(&o.version, "version", false, "print the version and exit")
 	f.Usage = func() {
 		fmt.Fprintf(f.Output(), `Usage: btrfs-vdod [flags]
@@ -61,6 +62,8 @@ func (o *options) load() (config.Config, error) {
 			cfg.Socket = f.Value.String()
 		case "log-level":
 			cfg.LogLevel = f.Value.String()
+		case "state-dir":
+			cfg.StateDir = f.Value.String()
 		}
 	})
 	return cfg, nil

@@ -24,6 +24,10 @@ import (
 // DefaultPath is where the daemon looks for its configuration.
 const DefaultPath = "/etc/btrfs-vdo/config.toml"
 
+// DefaultStateDir is where the daemon keeps what it remembers across
+// restarts.
+const DefaultStateDir = "/var/lib/btrfs-vdo"
+
 // Config is the daemon's configuration. The README's Configuration
 // section documents each key; packaging/config.toml lists them with their
 // defaults.
@@ -43,6 +47,9 @@ type Config struct {
 	IOPriority     string   `toml:"io_priority"`
 	BatteryPolicy  string   `toml:"battery_policy"`
 	StopTimeout    Duration `toml:"stop_timeout"`
+	// StateDir holds what the daemon remembers across restarts: the pools
+	// it serves and the optimizer's totals and recent outcomes.
+	StateDir string `toml:"state_dir"`
 	// Pools holds per-pool overrides keyed by the pool's dir_path: the
 	// directory is what identifies a pool to the daemon, while its name
 	// is only qubesd's label and can change.
@@ -92,6 +99,7 @@ func Default() Config {
 		IOPriority:        IOPriorityIdle,
 		BatteryPolicy:     BatteryPause,
 		StopTimeout:       Duration(2 * time.Minute),
+		StateDir:          DefaultStateDir,
 		Pools:             map[string]PoolOverride{},
 	}
 }
@@ -174,6 +182,9 @@ func (c Config) problems() []problem {
 	add := func(msg string, key ...string) { ps = append(ps, problem{key: key, msg: msg}) }
 	if !isCleanAbs(c.Socket) {
 		add(fmt.Sprintf("%q is not a clean absolute path", c.Socket), "socket")
+	}
+	if !isCleanAbs(c.StateDir) || c.StateDir == "/" {
+		add(fmt.Sprintf("%q is not a clean absolute path below /", c.StateDir), "state_dir")
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		add(fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel), "log_level")

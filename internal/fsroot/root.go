@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,31 +21,106 @@ import (
 // files, which the per-volume lock does not serialise.
 const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
-// Root is an open directory beneath which names are resolved.
+// Root is a directory beneath which names are resolved. Its descriptor
+// may be released while no lookup runs, so that the root does not keep
+// its filesystem busy (umount); the next lookup opens the same directory
+// again, or fails if another one stands at its path now.
 type Root struct {
-	fd   int // O_PATH descriptor of the root directory
-	name string
+	name     string
+	dev, ino uint64 // of the directory opened first
+	// parent and base are set for a root opened with OpenRoot, which is
+	// opened again beneath its parent as it was at first.
+	parent *Root
+	base   string
+
+	mu    sync.Mutex
+	fd    int // O_PATH descriptor of the root directory; -1 when released
+	users int // lookups using fd
 }
 
 // Open opens the directory dir as a root. dir itself is resolved as any
 // path is, from the caller's working directory.
 func Open(dir string) (*Root, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, st, err := openDir(dir)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open root", Path: dir, Err: err}
+		return nil, err
 	}
-	return &Root{fd: fd, name: dir}, nil
+	return &Root{fd: fd, name: dir, dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+func openDir(dir string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		if err = unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		return -1, st, &fs.PathError{Op: "open root", Path: dir, Err: err}
+	}
+	return fd, st, nil
 }
 
 // Name is the path the root was opened with.
 func (r *Root) Name() string { return r.name }
 
+// ID is the device and inode of the root's directory.
+func (r *Root) ID() (dev, ino uint64) { return r.dev, r.ino }
+
 // Close releases the root's descriptor.
-func (r *Root) Close() error {
-	if err := unix.Close(r.fd); err != nil {
+func (r *Root) Close() error { return r.Release() }
+
+// Release closes the root's descriptor unless a lookup uses it; the next
+// lookup opens the directory again.
+func (r *Root) Release() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fd < 0 || r.users > 0 {
+		return nil
+	}
+	err := unix.Close(r.fd)
+	r.fd = -1
+	if err != nil {
 		return &fs.PathError{Op: "close root", Path: r.name, Err: err}
 	}
 	return nil
+}
+
+// acquire returns the root's descriptor, opening the directory again if
+// it was released; ESTALE if another directory stands at its path now.
+// Every acquire is followed by a release.
+func (r *Root) acquire() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fd < 0 {
+		fd, st, err := r.reopen()
+		if err != nil {
+			return -1, err
+		}
+		if uint64(st.Dev) != r.dev || st.Ino != r.ino {
+			unix.Close(fd)
+			return -1, &fs.PathError{Op: "open root", Path: r.name, Err: unix.ESTALE}
+		}
+		r.fd = fd
+	}
+	r.users++
+	return r.fd, nil
+}
+
+// reopen opens the root's directory again: by its path, or for a root
+// opened with OpenRoot, beneath its parent and not through a symlink.
+func (r *Root) reopen() (int, unix.Stat_t, error) {
+	if r.parent == nil {
+		return openDir(r.name)
+	}
+	return r.parent.openSubdir(r.base)
+}
+
+func (r *Root) release() {
+	r.mu.Lock()
+	r.users--
+	r.mu.Unlock()
 }
 
 // OpenFile opens name beneath the root with flag and perm as os.OpenFile
@@ -159,9 +235,14 @@ func (r *Root) openat2(name string, flags, mode uint64) (int, error) {
 	if name == "" {
 		return -1, unix.ENOENT
 	}
+	root, err := r.acquire()
+	if err != nil {
+		return -1, err
+	}
+	defer r.release()
 	how := unix.OpenHow{Flags: flags, Mode: mode, Resolve: resolve}
 	for try := 0; ; try++ {
-		fd, err := unix.Openat2(r.fd, name, &how)
+		fd, err := unix.Openat2(root, name, &how)
 		switch {
 		case (err == unix.EAGAIN && try < maxRetries) || err == unix.EINTR:
 			continue

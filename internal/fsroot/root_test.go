@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -256,4 +257,49 @@ func TestRootSurvivesItsPathBeingReplaced(t *testing.T) {
 	if string(data[:n]) != "inside" {
 		t.Errorf("read %q, want the original directory's file", data[:n])
 	}
+}
+
+// A released root keeps no descriptor open and opens its directory again
+// at the next lookup, but never another directory made at its path.
+func TestReleasedRootReopensOnlyItsDirectory(t *testing.T) {
+	r, dir, outside := tree(t)
+	if err := r.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if held := openUnder(t, dir); len(held) != 0 {
+		t.Fatalf("a released root holds %v", held)
+	}
+	if _, err := r.Stat("file"); err != nil {
+		t.Fatalf("Stat after Release = %v", err)
+	}
+	if err := r.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Stat("file"); !errors.Is(err, unix.ESTALE) {
+		t.Fatalf("Stat with another directory at the root's path = %v, want ESTALE", err)
+	}
+}
+
+// openUnder lists the descriptors of this process open on paths under
+// dir.
+func openUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for _, e := range entries {
+		link, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && (link == dir || strings.HasPrefix(link, dir+"/")) {
+			held = append(held, link)
+		}
+	}
+	return held
 }

@@ -17,11 +17,27 @@ const noFollow = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_
 // OpenRoot opens the directory name beneath r as a root of its own. name
 // itself must be a directory, not a symlink to one.
 func (r *Root) OpenRoot(name string) (*Root, error) {
-	fd, err := r.openat2(name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, st, err := r.openSubdir(name)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open root", Path: r.join(name), Err: err}
+		return nil, err
 	}
-	return &Root{fd: fd, name: r.join(name)}, nil
+	return &Root{fd: fd, name: r.join(name), dev: uint64(st.Dev), ino: st.Ino, parent: r, base: name}, nil
+}
+
+// openSubdir opens the directory name beneath r, refusing a symlink, for
+// a root of its own.
+func (r *Root) openSubdir(name string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := r.openat2(name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		if err = unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		return -1, st, &fs.PathError{Op: "open root", Path: r.join(name), Err: err}
+	}
+	return fd, st, nil
 }
 
 // LinkFile gives the open file f, made with O_TMPFILE or unlinked, the

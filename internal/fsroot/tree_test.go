@@ -57,6 +57,59 @@ func TestOpenRootRefusesSymlink(t *testing.T) {
 	}
 }
 
+// A released root opened with OpenRoot opens its directory again beneath
+// its parent, and refuses a symlink or another directory put in its place.
+func TestReleasedSubRootReopensOnlyItsDirectory(t *testing.T) {
+	r, dir, outside := tree(t)
+	write(t, filepath.Join(dir, "sub", "mine"), "x")
+	sub, err := r.OpenRoot("sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for _, release := range []*fsroot.Root{sub, r} {
+		if err := release.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held := openUnder(t, dir); len(held) != 0 {
+		t.Fatalf("released roots hold %v", held)
+	}
+	if _, err := sub.Stat("mine"); err != nil {
+		t.Fatalf("Stat after Release = %v", err)
+	}
+	for _, tt := range []struct {
+		name    string
+		replace func(sub string) error
+		want    error
+	}{
+		{"symlink", func(sub string) error { return os.Symlink(outside, sub) }, unix.ENOTDIR},
+		{"directory", func(sub string) error { return os.Mkdir(sub, 0o700) }, unix.ESTALE},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "sub")
+			if err := sub.Release(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path, path+"."+tt.name); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.replace(path); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sub.Stat("mine"); !errors.Is(err, tt.want) {
+				t.Fatalf("Stat with a %s at the root's path = %v, want %v", tt.name, err, tt.want)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+"."+tt.name, path); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestOpenOwnFile(t *testing.T) {
 	r, dir, outside := tree(t)
 	if err := os.Link(filepath.Join(outside, "secret"), filepath.Join(dir, "hard")); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
@@ -30,6 +31,11 @@ func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	var errs []error
 	for _, v := range vols {
 		id, err := v.Pool.Optimise(v.VID, args.Full)
+		if errors.Is(err, pool.ErrNotOptimizable) && !strings.Contains(args.Target, ":") {
+			// A running VM's volumes among many: their commits queue jobs.
+			s.Log.Info("not optimizing", "pool", v.Pool.Name, "vid", v.VID, "reason", err)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("Cannot optimize %s:%s: %w", v.Pool.Name, v.VID, err))
 			continue
