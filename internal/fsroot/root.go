@@ -3,6 +3,7 @@
 package fsroot
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -130,11 +131,45 @@ func (r *Root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, erro
 	if flag&(unix.O_CREAT|unix.O_TMPFILE) != 0 {
 		mode = uint64(perm.Perm()) // openat2 refuses a mode it would not use
 	}
-	fd, err := r.openat2(name, uint64(flag)|unix.O_CLOEXEC, mode)
+	if flag&unix.O_PATH != 0 { // opens nothing, so it cannot block
+		fd, err := r.openat2(name, uint64(flag)|unix.O_CLOEXEC, mode)
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: r.join(name), Err: err}
+		}
+		return os.NewFile(uintptr(fd), r.join(name)), nil
+	}
+	// Opened without blocking, so that a FIFO planted at name cannot hold
+	// the caller (and the volume's lock) until someone opens its other end.
+	fd, err := r.openat2(name, uint64(flag)|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
+	if err == unix.ENXIO { // a FIFO without a reader, opened for writing
+		err = ErrNotFileOrDir
+	}
+	if err == nil {
+		if err = fileOrDir(fd); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: r.join(name), Err: err}
 	}
 	return os.NewFile(uintptr(fd), r.join(name)), nil
+}
+
+// ErrNotFileOrDir is what OpenFile says of a FIFO, a socket or a device:
+// nothing beneath a root the daemon works in is meant to be one.
+var ErrNotFileOrDir = errors.New("not a regular file or a directory")
+
+// fileOrDir refuses what fd opened unless it is a regular file or a
+// directory, and makes fd blocking again for what it is.
+func fileOrDir(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if mode := st.Mode & unix.S_IFMT; mode != unix.S_IFREG && mode != unix.S_IFDIR {
+		return ErrNotFileOrDir
+	}
+	return unix.SetNonblock(fd, false)
 }
 
 // Open opens name beneath the root for reading.

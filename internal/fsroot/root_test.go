@@ -303,3 +303,38 @@ func openUnder(t *testing.T, dir string) []string {
 	}
 	return held
 }
+
+// A FIFO, planted where a file or directory is expected, is refused at
+// once instead of blocking until its other end is opened.
+func TestOpenRefusesFIFOsWithoutBlocking(t *testing.T) {
+	r, dir, _ := tree(t)
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []int{os.O_RDONLY, os.O_WRONLY, os.O_RDWR} {
+		done := make(chan error, 1)
+		go func() {
+			f, err := r.OpenFile("fifo", flag, 0)
+			if err == nil {
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, fsroot.ErrNotFileOrDir) {
+				t.Errorf("OpenFile(fifo, %#o) = %v, want ErrNotFileOrDir", flag, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("OpenFile(fifo, %#o) blocked", flag)
+		}
+	}
+	f, err := r.Open("file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Errorf("a regular file is left non-blocking: flags %#o, %v", fl, err)
+	}
+}

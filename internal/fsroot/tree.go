@@ -116,8 +116,8 @@ var ErrNotOwnFile = errors.New("not a regular file of its own")
 // without blocking on a FIFO, and refuses anything but a regular file with
 // a single link (ErrNotOwnFile).
 func (r *Root) OpenOwnFile(name string, flag int) (*os.File, error) {
-	f, err := r.OpenFile(name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENXIO) {
+	f, err := r.OpenFile(name, flag|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENXIO) || errors.Is(err, ErrNotFileOrDir) {
 		return nil, &fs.PathError{Op: "open", Path: r.join(name), Err: ErrNotOwnFile}
 	}
 	if err != nil {
