@@ -374,6 +374,7 @@ class Robustness(IntegrationCase):
         self.start(vm2)
         self.assertEqual(self.read_volume(vm2, "private", 0, len(data)), data)
         self.stop(vm2)
+        self.wait_jobs()  # the commit's job writes its precache through a temp file
         leftovers = [n for n in os.listdir(self.path("appvms", "work")) if "~" in n]
         self.assertEqual(leftovers, [])
 
