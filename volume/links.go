@@ -76,24 +76,36 @@ func (f files) statSingle(name string) (fs.FileInfo, error) {
 
 // checkLinksInPool refuses a file that has a link other than name itself
 // or a clean image or revision in the pool.
+//
+// Other volumes' links come and go while the scan runs (a snapshot volume
+// starting or stopping links or unlinks the source's image under its own
+// lock), so a count that no longer matches the file's is taken again.
 func (f files) checkLinksInPool(name string, info fs.FileInfo) error {
 	n := links(info)
-	if n == 1 {
-		return nil
-	}
-	found, err := f.poolLinks(info)
-	if err != nil {
-		return err
-	}
-	if !isCleanOrRevisionName(path.Base(name)) {
-		found++ // name itself, which the scan does not count
-	}
-	if found < n {
-		return fmt.Errorf("%s has %d hard links, %d of them no image of the pool: %w",
-			f.abs(name), n, n-found, ErrInvalidName)
+	for try := 0; n > 1; try++ {
+		found, err := f.poolLinks(info)
+		if err != nil {
+			return err
+		}
+		if !isCleanOrRevisionName(path.Base(name)) {
+			found++ // name itself, which the scan does not count
+		}
+		if found >= n {
+			return nil
+		}
+		now, err := f.root.Lstat(name)
+		if err != nil || !os.SameFile(info, now) || links(now) == n || try == linkScanTries {
+			return fmt.Errorf("%s has %d hard links, %d of them no image of the pool: %w",
+				f.abs(name), n, n-found, ErrInvalidName)
+		}
+		n = links(now)
 	}
 	return nil
 }
+
+// linkScanTries bounds the scans of a file whose link count keeps
+// changing under them.
+const linkScanTries = 3
 
 // poolLinks counts the clean images and revisions of the pool that are
 // the file info describes.
