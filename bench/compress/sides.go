@@ -4,13 +4,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
@@ -164,7 +160,7 @@ func wholeImagePass(ctx context.Context, mnt, img, vid string, d *benchenv.Daemo
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return benchenv.Phase{}, fmt.Errorf("whole-image pool: %w", err)
 	}
-	if err := copyData(img, dst); err != nil {
+	if err := corpus.CopySparse(img, dst); err != nil {
 		return benchenv.Phase{}, err
 	}
 	if err := benchenv.SyncFS(mnt); err != nil {
@@ -176,55 +172,4 @@ func wholeImagePass(ctx context.Context, mnt, img, vid string, d *benchenv.Daemo
 	}
 	benchenv.Logf("btrfs-vdo side: optimize --full over a plain copy of %s", vid)
 	return d.OptimizeFull(ctx, dir)
-}
-
-// copyData copies src's data regions into a new file dst of the same
-// size, leaving holes as holes: new, unshared, uncompressed extents.
-func copyData(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	err = copyRegions(in, out)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	return nil
-}
-
-func copyRegions(in, out *os.File) error {
-	info, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if err := out.Truncate(info.Size()); err != nil {
-		return err
-	}
-	fd := int(in.Fd())
-	for off := int64(0); off < info.Size(); {
-		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.NewOffsetWriter(out, start), io.NewSectionReader(in, start, end-start)); err != nil {
-			return err
-		}
-		off = end
-	}
-	return nil
 }

@@ -41,7 +41,7 @@ func (c *Corpus) CopyTo(dir string) (*Corpus, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := copyFile(src, dst); err != nil {
+		if err := CopySparse(src, dst); err != nil {
 			return nil, err
 		}
 		images[sig] = dst
@@ -81,7 +81,7 @@ func copyOrReflink(src, dst string, images map[string]string) error {
 		}
 		return reflink(img, dst, info.ModTime())
 	default:
-		return copyFile(src, dst)
+		return CopySparse(src, dst)
 	}
 }
 
@@ -100,9 +100,9 @@ func extentSignature(path string) (string, error) {
 	return fmt.Sprint(ext), nil
 }
 
-// copyFile copies src's data regions into a new file dst of the same size
-// and mtime, leaving holes as holes.
-func copyFile(src, dst string) error {
+// CopySparse copies src's data regions into a new file dst of the same
+// size and mtime, leaving holes as holes: new, unshared extents.
+func CopySparse(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
