@@ -48,8 +48,8 @@ func BackedBy(path string) ([]string, error) {
 	var devs []string
 	for _, dir := range names {
 		data, err := os.ReadFile(filepath.Join(dir, "loop", "backing_file"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // not bound to a file
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+			continue // not bound to a file, or being detached as we read
 		}
 		if err != nil {
 			return nil, fmt.Errorf("find loop devices of %s: %w", path, err)
