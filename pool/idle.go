@@ -14,17 +14,30 @@ import (
 // its jobs done; the next request opens what it needs again.
 const IdleRelease = 5 * time.Second
 
-// ReleaseIdle releases idle pools' descriptors every period until ctx is
-// done.
-func (r *Registry) ReleaseIdle(ctx context.Context, period time.Duration) {
+// Run keeps the registry's housekeeping until ctx is done: it releases
+// idle pools' descriptors every period, and has the optimizer's totals
+// written after its jobs finish.
+func (r *Registry) Run(ctx context.Context, period time.Duration) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	var changed <-chan struct{} // nil without an optimizer: never ready
+	var finished uint64
+	if r.optimizer != nil {
+		changed = r.optimizer.Changed()
+		finished = r.optimizer.Counters().Finished()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 			r.releaseIdle()
+		case <-changed:
+			changed = r.optimizer.Changed()
+			if n := r.optimizer.Counters().Finished(); n != finished {
+				finished = n
+				r.saveTotalsSoon()
+			}
 		}
 	}
 }
@@ -37,45 +50,11 @@ func (r *Registry) releaseIdle() {
 	}
 	r.mu.Unlock()
 	for _, p := range pools {
-		if p.sched == nil || p.sched.whileIdle(p, p.closeIdleIndex) {
-			p.releaseDirs()
+		if !p.Optimizer.ReleaseIfIdle() {
+			continue
+		}
+		if err := errors.Join(p.stateDir.Release(), p.dir.Release()); err != nil {
+			p.log.Warn("cannot release pool directory", "pool", p.Name, "err", err)
 		}
 	}
-}
-
-// releaseDirs releases the descriptors of the pool directory and its
-// StateDir that the pool's parts hold; each opens its directory again
-// when next used.
-func (p *Pool) releaseDirs() {
-	err := errors.Join(p.Volumes.Release(), p.usage.release(), p.stateDir.Release(), p.dir.Release())
-	if err != nil {
-		p.log.Warn("cannot release pool directory", "pool", p.Name, "err", err)
-	}
-}
-
-// closeIdleIndex closes the dedup index; the next job opens it again.
-func (p *Pool) closeIdleIndex() {
-	if err := p.closeIndex(); err != nil {
-		p.log.Warn("cannot close idle dedup index", "pool", p.Name, "err", err)
-	}
-}
-
-// whileIdle runs fn if no job of p is queued or running, before any can
-// start, and reports whether it did.
-func (s *Scheduler) whileIdle(p *Pool, fn func()) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir := p.Volumes.Dir()
-	for key := range s.running {
-		if key.dir == dir {
-			return false
-		}
-	}
-	for _, key := range s.queue {
-		if key.dir == dir {
-			return false
-		}
-	}
-	fn()
-	return true
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // knownFile, in the daemon's state directory, lists the pools the daemon
@@ -35,24 +36,24 @@ type knownPool struct {
 }
 
 type knownState struct {
-	Version  int         `json:"version"`
-	Pools    []knownPool `json:"pools"`
-	Counters Counters    `json:"counters"`
-	Recent   []jobRecord `json:"recent"`
+	Version  int                `json:"version"`
+	Pools    []knownPool        `json:"pools"`
+	Counters optimizer.Counters `json:"counters"`
+	Recent   []jobRecord        `json:"recent"`
 }
 
 // jobRecord is a JobDone as written: its error as text.
 type jobRecord struct {
-	ID       uint64    `json:"id"`
-	Pool     string    `json:"pool"`
-	Dir      string    `json:"dir"`
-	VID      string    `json:"vid"`
-	Finished time.Time `json:"finished"`
-	Result   Result    `json:"result"`
-	Err      string    `json:"error,omitempty"`
+	ID       uint64           `json:"id"`
+	Pool     string           `json:"pool"`
+	Dir      string           `json:"dir"`
+	VID      string           `json:"vid"`
+	Finished time.Time        `json:"finished"`
+	Result   optimizer.Result `json:"result"`
+	Err      string           `json:"error,omitempty"`
 }
 
-func recordOf(d JobDone) jobRecord {
+func recordOf(d optimizer.JobDone) jobRecord {
 	r := jobRecord{ID: d.ID, Pool: d.Pool, Dir: d.Dir, VID: d.VID, Finished: d.Finished, Result: d.Result}
 	if d.Err != nil {
 		r.Err = d.Err.Error()
@@ -60,8 +61,8 @@ func recordOf(d JobDone) jobRecord {
 	return r
 }
 
-func (r jobRecord) done() JobDone {
-	d := JobDone{ID: r.ID, Pool: r.Pool, Dir: r.Dir, VID: r.VID, Finished: r.Finished, Result: r.Result}
+func (r jobRecord) done() optimizer.JobDone {
+	d := optimizer.JobDone{ID: r.ID, Pool: r.Pool, Dir: r.Dir, VID: r.VID, Finished: r.Finished, Result: r.Result}
 	if r.Err != "" {
 		d.Err = errors.New(r.Err)
 	}
@@ -103,7 +104,7 @@ func saveKnown(dir string, k knownState) error {
 		return err
 	}
 	defer root.Close()
-	return writeFileDurably(root, knownFile, data)
+	return root.WriteFileDurably(knownFile, data)
 }
 
 // identify returns the device and inode of dir, not following a symlink.
@@ -129,10 +130,9 @@ func withPool(pools []knownPool, p knownPool) []knownPool {
 // once; a crash loses at most this much of them.
 const knownSaveDelay = time.Second
 
-// Remember keeps the pools the daemon serves, and the optimizer's totals
-// and recent outcomes, in dir across restarts. Call it after
-// SetScheduler and before Restore.
-func (r *Registry) Remember(dir string) error {
+// remember keeps the pools the daemon serves, and the optimizer's totals
+// and recent outcomes, in dir across restarts.
+func (r *Registry) remember(dir string) error {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
 		return fmt.Errorf("state directory %q is not a clean absolute path", dir)
 	}
@@ -140,15 +140,13 @@ func (r *Registry) Remember(dir string) error {
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.stateDir, r.remembered = dir, k
-	if r.sched != nil {
-		recent := make([]JobDone, 0, len(k.Recent))
+	if r.optimizer != nil {
+		recent := make([]optimizer.JobDone, 0, len(k.Recent))
 		for _, rec := range k.Recent {
 			recent = append(recent, rec.done())
 		}
-		r.sched.restore(k.Counters, recent)
+		r.optimizer.Restore(k.Counters, recent)
 	}
 	return nil
 }
@@ -212,10 +210,7 @@ func (r *Registry) current(p *Pool) *Pool {
 // scheduler; its pending jobs stay in its state.
 func (r *Registry) closeLocked(p *Pool) error {
 	delete(r.pools, p.id.Dir)
-	if p.sched != nil {
-		p.sched.forget(p)
-	}
-	return errors.Join(p.state.flush(), p.closeIndex(), p.usage.close(), p.Volumes.Close(), p.stateDir.Close(), p.dir.Close())
+	return errors.Join(p.Optimizer.Close(), p.stateDir.Close(), p.dir.Close())
 }
 
 // rememberLocked records p among the known pools, written at once when
@@ -240,9 +235,9 @@ func (r *Registry) forgetLocked(dir string) {
 	}
 }
 
-// JobDone, told of each finished job, has the optimizer's totals and
-// recent outcomes written within knownSaveDelay.
-func (r *Registry) JobDone(JobDone) {
+// saveTotalsSoon has the optimizer's totals and recent outcomes written
+// within knownSaveDelay.
+func (r *Registry) saveTotalsSoon() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stateDir == "" || r.saveSoon != nil {
@@ -269,41 +264,12 @@ func (r *Registry) saveKnownLocked() error {
 		return nil
 	}
 	r.remembered.Version = knownVersion
-	if r.sched != nil {
-		r.remembered.Counters = r.sched.Counters()
+	if r.optimizer != nil {
+		r.remembered.Counters = r.optimizer.Counters()
 		r.remembered.Recent = r.remembered.Recent[:0]
-		for _, d := range r.sched.Recent() {
+		for _, d := range r.optimizer.Recent() {
 			r.remembered.Recent = append(r.remembered.Recent, recordOf(d))
 		}
 	}
 	return saveKnown(r.stateDir, r.remembered)
-}
-
-// restore takes up the totals and recent outcomes from before a restart,
-// and hands out new ids above theirs.
-func (s *Scheduler) restore(c Counters, recent []JobDone) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats = c
-	s.recent = append(recent, s.recent...)
-	if len(s.recent) > recentJobs {
-		s.recent = s.recent[len(s.recent)-recentJobs:]
-	}
-	for _, d := range s.recent {
-		s.lastID = max(s.lastID, d.ID)
-	}
-}
-
-// forget drops a pool that closed, with its queued jobs, which stay in
-// its state for the next open.
-func (s *Scheduler) forget(p *Pool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir := p.Volumes.Dir()
-	if s.pools[dir] != p {
-		return
-	}
-	delete(s.pools, dir)
-	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
-	s.notifyLocked()
 }

@@ -4,8 +4,6 @@ package pool_test
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -50,7 +49,7 @@ func TestSetup(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Setup: %v, want %v", err, tt.wantErr)
 			}
-			for _, top := range pool.TopDirs {
+			for _, top := range volume.TopDirs {
 				_, statErr := os.Stat(filepath.Join(tt.dir, top))
 				if (statErr == nil) != tt.wantDirs {
 					t.Errorf("%s exists: %v, want %v", top, statErr == nil, tt.wantDirs)
@@ -70,8 +69,7 @@ func TestSetup(t *testing.T) {
 
 func TestRegistryOpensEachDirectoryOnce(t *testing.T) {
 	mnt := btrfstest.Mount(t, 256<<20)
-	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	t.Cleanup(func() { reg.Close() })
+	reg := pooltest.Start(t, pooltest.Options{}).Pools
 	a, err := reg.Open("vdo", mnt)
 	if err != nil {
 		t.Fatal(err)

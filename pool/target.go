@@ -122,7 +122,7 @@ func (r *Registry) openAt(dir string) *Pool {
 // state directory: a pool some daemon served, which this one may not know
 // (served before it remembered pools, or its list was lost).
 func servedBefore(dir string) bool {
-	for _, sub := range append([]string{StateDir}, TopDirs...) {
+	for _, sub := range append([]string{volume.StateDir}, volume.TopDirs...) {
 		info, err := os.Lstat(filepath.Join(dir, sub))
 		if err != nil || !info.IsDir() {
 			return false

@@ -4,19 +4,17 @@ package pool_test
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
 // A pass over many volumes takes the templates first, across pools.
 func TestResolveOrdersTemplatesFirst(t *testing.T) {
-	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	t.Cleanup(func() { reg.Close() })
+	reg := pooltest.Start(t, pooltest.Options{}).Pools
 	for _, name := range []string{"a", "b"} {
 		p, err := reg.Open(name, t.TempDir())
 		if err != nil {
@@ -52,8 +50,7 @@ func TestResolveOrdersTemplatesFirst(t *testing.T) {
 // A name several open pools share names none of them: the directory
 // tells them apart.
 func TestResolveRefusesAnAmbiguousName(t *testing.T) {
-	reg := pool.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	t.Cleanup(func() { reg.Close() })
+	reg := pooltest.Start(t, pooltest.Options{}).Pools
 	var dirs []string
 	for range 2 {
 		dir := t.TempDir()

@@ -137,7 +137,7 @@ func (s *Store) MakePrecache(vid string) error {
 // the AppVMs' that shares it.
 func (s *Store) List() ([]string, error) {
 	var vids []string
-	for _, prefix := range []string{"vm-templates", "appvms"} {
+	for _, prefix := range TopDirs {
 		vms, err := s.files.readDir(prefix)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

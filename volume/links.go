@@ -111,7 +111,7 @@ const linkScanTries = 3
 // the file info describes.
 func (f files) poolLinks(info fs.FileInfo) (uint64, error) {
 	var found uint64
-	for _, prefix := range vidPrefixes {
+	for _, prefix := range TopDirs {
 		vms, err := f.readDir(prefix)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

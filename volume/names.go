@@ -10,8 +10,15 @@ import (
 	"strings"
 )
 
-// Directory prefixes of a vid, as file-reflink and dom0's udev rules know them.
-var vidPrefixes = []string{"appvms", "vm-templates"}
+// TopDirs are the directories of a pool, one per vid prefix, as
+// file-reflink and dom0's udev rules know them: templates first, since
+// AppVMs share their data and a pass over them should come first.
+var TopDirs = []string{"vm-templates", "appvms"}
+
+// StateDir is the pool's own directory of daemon state, beneath dir_path.
+// Its name does not match the udev patterns for VM images, and no vid can
+// name it (a vid starts with appvms/ or vm-templates/).
+const StateDir = ".btrfs-vdo"
 
 var (
 	componentPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
@@ -107,8 +114,8 @@ func ValidateVID(vid string) error {
 	if len(parts) != 3 {
 		return invalidName("vid %q: want <appvms|vm-templates>/<vm>/<volume>", vid)
 	}
-	if !contains(vidPrefixes, parts[0]) {
-		return invalidName("vid %q: first component must be one of %v", vid, vidPrefixes)
+	if !contains(TopDirs, parts[0]) {
+		return invalidName("vid %q: first component must be one of %v", vid, TopDirs)
 	}
 	for _, part := range parts[1:] {
 		if strings.Contains(part, "..") || !componentPattern.MatchString(part) {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 )
 
 // hashRounds is how often each pass runs; the best round is reported, as

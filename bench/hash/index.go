@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/dedupindex"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 )
 
 // rssSlack is the allowance over the index size.

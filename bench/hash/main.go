@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-// Command hash measures the dedup index (pool/dedupindex) against the
+// Command hash measures the dedup index (pool/optimizer/dedupindex) against the
 // targets of issue 4: hashing at least 1 GB/s per core on cached data, and
 // a peak RSS of at most the index size plus 64 MiB. It prints:
 //

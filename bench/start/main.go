@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -66,15 +67,17 @@ func run(idleRuns, busyRuns int, size int64) error {
 	// The store reports a start to the writing hook once it holds the
 	// volume's lock: the time until then is what the start waited for it.
 	var locked time.Time
-	reg := pool.NewRegistry(log, func(op, _ string) func() {
+	sched := optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)
+	reg, err := pool.NewRegistry(pool.Config{Log: log, Optimizer: sched, Writing: func(op, _ string) func() {
 		if op == "start" {
 			locked = time.Now()
 		}
 		return func() {}
-	})
+	}})
+	if err != nil {
+		return err
+	}
 	defer reg.Close()
-	sched := pool.NewScheduler(pool.SchedulerConfig{IdleIO: true}, log, nil)
-	reg.SetScheduler(sched)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go sched.Run(ctx)

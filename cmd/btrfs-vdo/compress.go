@@ -15,7 +15,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 const compressUsage = `Usage: btrfs-vdo compress [--level N] [--json] [--bytes] PATH...
@@ -114,7 +114,7 @@ func compressPaths(paths []string, level int, stderr io.Writer) (compressReport,
 	tty := isTerminal(stderr)
 	last := time.Now()
 	sz := sizes{}
-	res, err := pool.CompressFiles(ctx, paths, level, func(path string, examined uint64) {
+	res, err := optimizer.CompressFiles(ctx, paths, level, func(path string, examined uint64) {
 		if tty && time.Since(last) > 200*time.Millisecond {
 			fmt.Fprintf(stderr, "\r\033[Kcompressing: %s examined, %s", sz.of(examined), path)
 			last = time.Now()

@@ -4,12 +4,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -23,9 +20,8 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	estimation "github.com/btrfs-vdo/btrfs-vdo/internal/estimate"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 const mib = 1 << 20
@@ -287,7 +283,8 @@ func TestEstimateMatchesOptimize(t *testing.T) {
 		t.Errorf("estimate counts %d bytes on disk now, compsize %d", r.Total.DiskBytes, before)
 	}
 
-	socket, pools := startOptimizingDaemon(t)
+	// The daemon's default configuration.
+	socket, pools := serveDaemon(t, optimizer.SchedulerConfig{Workers: 1, ZstdLevel: estimation.DefaultZstdLevel, IdleIO: true})
 	// The daemon knows a pool once qubesd uses it, as it does when the
 	// taken-over pool's first volume is started.
 	if _, err := pools.Open("takeover", dir); err != nil {
@@ -315,34 +312,6 @@ func TestEstimateMatchesOptimize(t *testing.T) {
 	if diff := r.Total.SavingBytes - freed; diff > tolerance || -diff > tolerance {
 		t.Errorf("estimated saving %d, optimize freed %d: off by %d, more than %d", r.Total.SavingBytes, freed, diff, tolerance)
 	}
-}
-
-// startOptimizingDaemon serves a socket with pools and the optimiser's
-// scheduler, wired as btrfs-vdod wires them with the default
-// configuration, and returns the socket's path and the pools.
-func startOptimizingDaemon(t *testing.T) (string, *pool.Registry) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "run", "s.sock")
-	ln, err := server.Listen(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pools := pool.NewRegistry(log, nil)
-	sched := pool.NewScheduler(pool.SchedulerConfig{Workers: 1, ZstdLevel: estimation.DefaultZstdLevel, IdleIO: true}, log, nil)
-	pools.SetScheduler(sched)
-	srv := &server.Server{Pools: pools, Log: log, Version: "9.9.9", Jobs: sched}
-	ctx, cancel := context.WithCancel(context.Background())
-	served, scheduled := make(chan error, 1), make(chan struct{})
-	go func() { done := srv.Serve(ctx, ln); served <- done }()
-	go func() { sched.Run(ctx); close(scheduled) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-		<-scheduled
-		pools.Close()
-	})
-	return path, pools
 }
 
 func TestParseSample(t *testing.T) {

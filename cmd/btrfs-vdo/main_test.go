@@ -5,8 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,33 +15,38 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
 // startDaemon serves a real daemon, with its optimizer running, on a
 // socket of its own.
 func startDaemon(t *testing.T) string {
 	t.Helper()
+	path, _ := serveDaemon(t, optimizer.SchedulerConfig{})
+	return path
+}
+
+// serveDaemon serves pools and an optimizer of configuration cfg, wired
+// as btrfs-vdod wires them, on a socket of its own, and returns the
+// socket's path and the pools.
+func serveDaemon(t *testing.T, cfg optimizer.SchedulerConfig) (string, *pool.Registry) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "s.sock")
 	ln, err := server.Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pools := pool.NewRegistry(log, nil)
-	sched := pool.NewScheduler(pool.SchedulerConfig{}, log, nil)
-	pools.SetScheduler(sched)
-	srv := &server.Server{Pools: pools, Log: log, Version: "9.9.9", Jobs: sched}
+	d := pooltest.Start(t, pooltest.Options{Optimizer: &cfg})
+	srv := &server.Server{Pools: d.Pools, Log: pooltest.Discard(), Version: "9.9.9", Jobs: d.Jobs}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	go func() { sched.Run(ctx); done <- nil }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
-		pools.Close()
+		<-served
 	})
-	return path
+	return path, d.Pools
 }
 
 // result is what one run of the CLI printed and returned.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // A target the daemon does not know is a usage error naming the pools it
@@ -25,7 +25,7 @@ func TestUnknownTargetsChangeNothing(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(stranger, "appvms"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	etcHadState := exists(filepath.Join("/etc", pool.StateDir))
+	etcHadState := exists(filepath.Join("/etc", volume.StateDir))
 	tests := []struct {
 		args  []string
 		wants []string
@@ -49,11 +49,11 @@ func TestUnknownTargetsChangeNothing(t *testing.T) {
 			}
 		})
 	}
-	if exists(filepath.Join(stranger, pool.StateDir)) {
+	if exists(filepath.Join(stranger, volume.StateDir)) {
 		t.Errorf("%s was adopted as a pool", stranger)
 	}
-	if !etcHadState && exists(filepath.Join("/etc", pool.StateDir)) {
-		t.Errorf("stats /etc made /etc/%s", pool.StateDir)
+	if !etcHadState && exists(filepath.Join("/etc", volume.StateDir)) {
+		t.Errorf("stats /etc made /etc/%s", volume.StateDir)
 	}
 	r := cli(t, socket, "status", "--json")
 	if strings.Contains(r.stdout, stranger) || strings.Contains(r.stdout, `"/etc"`) {

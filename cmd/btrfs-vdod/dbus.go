@@ -14,6 +14,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // Reconnection to the system bus backs off from busRetryMin to
@@ -46,7 +47,8 @@ type busLink struct {
 	log       *slog.Logger
 	version   string
 	inhibitor *bus.Inhibitor
-	status    *daemonStatus
+	announcer *busAnnouncer
+	status    daemonStatus
 	battery   bus.Pauser // nil: battery_policy = "run"
 }
 
@@ -109,7 +111,7 @@ func (l *busLink) run(ctx context.Context, s *busSession) {
 func (l *busLink) attach(ctx context.Context, conn *dbus.Conn) *busSession {
 	s := &busSession{conn: conn}
 	l.inhibitor.SetConn(conn)
-	l.status.export(conn, l.version)
+	l.announcer.export(conn, l.version, l.status)
 	if l.battery != nil {
 		s.watch.Add(1)
 		go func() {
@@ -140,89 +142,11 @@ func watchBattery(ctx context.Context, conn *dbus.Conn, log *slog.Logger, jobs b
 // scheduler's jobs, and the bytes each pool's jobs saved.
 type daemonStatus struct {
 	pools *pool.Registry
-	jobs  *pool.Scheduler
-	log   *slog.Logger
-
-	mu  sync.Mutex
-	svc *bus.Service // nil until exported
-}
-
-func newDaemonStatus(pools *pool.Registry, log *slog.Logger) *daemonStatus {
-	return &daemonStatus{pools: pools, log: log}
-}
-
-// export publishes the status on the bus; a failure costs only the status
-// object.
-func (d *daemonStatus) export(conn *dbus.Conn, version string) {
-	svc, err := bus.Export(conn, version, d)
-	if err != nil {
-		d.log.Warn("no status on D-Bus", "err", err)
-	}
-	d.mu.Lock()
-	d.svc = svc // nil on failure: the last connection's object is gone
-	d.mu.Unlock()
-	if err == nil {
-		d.log.Debug("status published on D-Bus", "name", bus.Name)
-	}
-}
-
-// changed tells the status object that the status may have changed; it
-// sends what did, coalesced.
-func (d *daemonStatus) changed() {
-	d.mu.Lock()
-	svc := d.svc
-	d.mu.Unlock()
-	if svc != nil {
-		svc.Changed()
-	}
-}
-
-// watchJobs reports every change of the jobs' states (queued, started,
-// held, finished, paused) until ctx is done.
-func (d *daemonStatus) watchJobs(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-d.jobs.Changed():
-			d.changed()
-		}
-	}
-}
-
-// writing wraps the volume operations' hook: when a file-changing
-// operation ends, a commit may have been counted or a pool opened.
-func (d *daemonStatus) writing(next func(op, vid string) (done func())) func(op, vid string) (done func()) {
-	return func(op, vid string) func() {
-		done := next(op, vid)
-		return func() {
-			done()
-			d.changed()
-		}
-	}
-}
-
-// jobDone is the scheduler's report of a finished job: it has the totals
-// saved and announces the job on the bus. A failed job saved nothing.
-func (d *daemonStatus) jobDone(j pool.JobDone) {
-	d.pools.JobDone(j)
-	var saved uint64
-	if j.Err == nil {
-		saved = uint64(max(j.Result.Saved(), 0))
-	}
-	d.mu.Lock()
-	svc := d.svc
-	d.mu.Unlock()
-	if svc != nil {
-		if err := svc.JobFinished(j.VID, saved); err != nil {
-			d.log.Debug("cannot announce finished job", "vid", j.VID, "err", err)
-		}
-		svc.Changed()
-	}
+	jobs  *optimizer.Scheduler
 }
 
 // Status reports the open pools, ordered by directory, and the jobs.
-func (d *daemonStatus) Status() bus.Status {
+func (d daemonStatus) Status() bus.Status {
 	var st bus.Status
 	for _, p := range d.pools.List() {
 		st.Pools = append(st.Pools, bus.PoolStatus{Name: p.Name, DirPath: p.Volumes.Dir(), Commits: p.Commits(), BytesSaved: p.Saved()})
@@ -236,4 +160,83 @@ func (d *daemonStatus) Status() bus.Status {
 		}
 	}
 	return st
+}
+
+// busAnnouncer sends the daemon's status changes and finished jobs to the
+// status object, while one is exported.
+type busAnnouncer struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	svc *bus.Service // nil until exported
+}
+
+// export publishes src on the bus; a failure costs only the status
+// object.
+func (a *busAnnouncer) export(conn *dbus.Conn, version string, src bus.StatusSource) {
+	svc, err := bus.Export(conn, version, src)
+	if err != nil {
+		a.log.Warn("no status on D-Bus", "err", err)
+	}
+	a.mu.Lock()
+	a.svc = svc // nil on failure: the last connection's object is gone
+	a.mu.Unlock()
+	if err == nil {
+		a.log.Debug("status published on D-Bus", "name", bus.Name)
+	}
+}
+
+func (a *busAnnouncer) service() *bus.Service {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.svc
+}
+
+// changed tells the status object that the status may have changed; it
+// sends what did, coalesced.
+func (a *busAnnouncer) changed() {
+	if svc := a.service(); svc != nil {
+		svc.Changed()
+	}
+}
+
+// watchJobs reports every change of the jobs' states (queued, started,
+// held, finished, paused) until ctx is done.
+func (a *busAnnouncer) watchJobs(ctx context.Context, jobs *optimizer.Scheduler) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-jobs.Changed():
+			a.changed()
+		}
+	}
+}
+
+// writing wraps the volume operations' hook: when a file-changing
+// operation ends, a commit may have been counted or a pool opened.
+func (a *busAnnouncer) writing(next func(op, vid string) (done func())) func(op, vid string) (done func()) {
+	return func(op, vid string) func() {
+		done := next(op, vid)
+		return func() {
+			done()
+			a.changed()
+		}
+	}
+}
+
+// jobDone is the scheduler's report of a finished job: it announces the
+// job on the bus with the bytes it saved. A failed job saved nothing.
+func (a *busAnnouncer) jobDone(j optimizer.JobDone) {
+	svc := a.service()
+	if svc == nil {
+		return
+	}
+	var saved uint64
+	if j.Err == nil {
+		saved = uint64(max(j.Result.Saved(), 0))
+	}
+	if err := svc.JobFinished(j.VID, saved); err != nil {
+		a.log.Debug("cannot announce finished job", "vid", j.VID, "err", err)
+	}
+	svc.Changed()
 }

@@ -5,8 +5,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,28 +18,27 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus/bustest"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
 // Finished jobs are announced with JobFinished; a failed job or one that
 // grew the files saved nothing. The status lists the pool with the total
 // its usage file keeps (none here: no job of its ran).
 func TestDaemonStatusCountsFinishedJobs(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pools := pool.NewRegistry(log, nil)
-	t.Cleanup(func() { pools.Close() })
+	d := pooltest.Start(t, pooltest.Options{Optimizer: &optimizer.SchedulerConfig{}})
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "appvms"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pools.Open("vdo", dir); err != nil {
+	if _, err := d.Pools.Open("vdo", dir); err != nil {
 		t.Fatal(err)
 	}
-	status := newDaemonStatus(pools, log)
-	status.jobs = pool.NewScheduler(pool.SchedulerConfig{}, log, nil)
+	status := daemonStatus{pools: d.Pools, jobs: d.Jobs}
+	announcer := &busAnnouncer{log: pooltest.Discard()}
 
 	b := bustest.Start(t)
-	status.export(b.Conn(t), "1.2.3")
+	announcer.export(b.Conn(t), "1.2.3", status)
 	listener := b.Conn(t)
 	if err := listener.AddMatchSignal(dbus.WithMatchInterface(bus.Interface)); err != nil {
 		t.Fatal(err)
@@ -50,15 +47,15 @@ func TestDaemonStatusCountsFinishedJobs(t *testing.T) {
 	listener.Signal(signals)
 
 	jobs := []struct {
-		done  pool.JobDone
+		done  optimizer.JobDone
 		saved uint64
 	}{
-		{pool.JobDone{Dir: dir, VID: "appvms/a/private", Result: pool.Result{DiskBefore: 100, DiskAfter: 40}}, 60},
-		{pool.JobDone{Dir: dir, VID: "appvms/b/private", Result: pool.Result{DiskBefore: 10, DiskAfter: 20}}, 0},
-		{pool.JobDone{Dir: dir, VID: "appvms/c/private", Result: pool.Result{DiskBefore: 10}, Err: errors.New("failed")}, 0},
+		{optimizer.JobDone{Dir: dir, VID: "appvms/a/private", Result: optimizer.Result{DiskBefore: 100, DiskAfter: 40}}, 60},
+		{optimizer.JobDone{Dir: dir, VID: "appvms/b/private", Result: optimizer.Result{DiskBefore: 10, DiskAfter: 20}}, 0},
+		{optimizer.JobDone{Dir: dir, VID: "appvms/c/private", Result: optimizer.Result{DiskBefore: 10}, Err: errors.New("failed")}, 0},
 	}
 	for _, j := range jobs {
-		status.jobDone(j.done)
+		announcer.jobDone(j.done)
 		select {
 		case sig := <-signals:
 			if sig.Name != bus.Interface+".JobFinished" || sig.Body[0] != j.done.VID || sig.Body[1] != j.saved {

@@ -24,6 +24,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/version"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 func main() {
@@ -57,21 +58,19 @@ func run() error {
 		return err
 	}
 	inhibitor := bus.NewInhibitor(nil, log) // on the bus once busLink connects it
-	status := newDaemonStatus(nil, log)
-	pools := pool.NewRegistry(log, status.writing(inhibitor.Writing))
-	status.pools = pools
-	defer pools.Close()
-	pools.SetIndexSizes(indexSizes(cfg))
-	limitMemory(pools, log)
-	sched := pool.NewScheduler(pool.SchedulerConfig{
+	announcer := &busAnnouncer{log: log}
+	sched := optimizer.NewScheduler(optimizer.SchedulerConfig{
 		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
 		IdleIO: cfg.IOPriority == config.IOPriorityIdle, MinCompressSaving: cfg.MinCompressSaving / 100,
-	}, log, status.jobDone)
-	status.jobs = sched
-	pools.SetScheduler(sched)
-	if err := pools.Remember(cfg.StateDir); err != nil {
+		IndexSizes: indexSizes(cfg), OnIndexSized: memoryReport(log),
+	}, log, announcer.jobDone)
+	pools, err := pool.NewRegistry(pool.Config{
+		Log: log, Writing: announcer.writing(inhibitor.Writing), Optimizer: sched, StateDir: cfg.StateDir,
+	})
+	if err != nil {
 		return err
 	}
+	defer pools.Close()
 	// Pending jobs resume now, not when a request first names their pool.
 	pools.Restore()
 	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
@@ -82,7 +81,8 @@ func run() error {
 	// The bus stays until the requests in flight are done: the shutdown
 	// inhibitor matters most while the machine shuts down.
 	busCtx, leaveBus := context.WithCancel(context.Background())
-	link := &busLink{log: log, version: version.Version, inhibitor: inhibitor, status: status}
+	link := &busLink{log: log, version: version.Version, inhibitor: inhibitor, announcer: announcer,
+		status: daemonStatus{pools: pools, jobs: sched}}
 	if cfg.BatteryPolicy == config.BatteryPause {
 		link.battery = sched
 	}
@@ -91,8 +91,8 @@ func run() error {
 		leaveBus()
 		busDone()
 	}()
-	go status.watchJobs(busCtx)
-	go pools.ReleaseIdle(ctx, pool.IdleRelease)
+	go announcer.watchJobs(busCtx, sched)
+	go pools.Run(ctx, pool.IdleRelease)
 	jobsDone := make(chan struct{})
 	go func() {
 		sched.Run(ctx)
@@ -156,8 +156,8 @@ func poolZstdLevels(cfg config.Config) map[string]int {
 
 // indexSizes collects the configured dedup index sizes, global and per
 // pool by directory; 0 leaves an index sized by its pool's data.
-func indexSizes(cfg config.Config) pool.IndexSizes {
-	s := pool.IndexSizes{Pools: map[string]uint64{}}
+func indexSizes(cfg config.Config) optimizer.IndexSizes {
+	s := optimizer.IndexSizes{Pools: map[string]uint64{}}
 	if cfg.IndexSize != nil {
 		s.Default = uint64(*cfg.IndexSize)
 	}

@@ -7,8 +7,6 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
-
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
 // workingAllowance is the memory the daemon needs besides its dedup
@@ -27,15 +25,16 @@ func memoryLimit(indexBytes uint64) int64 {
 	return int64(indexBytes) + workingAllowance
 }
 
-// limitMemory keeps the Go runtime's soft memory limit at memoryLimit of
-// the pools' open indexes, which open lazily with their first job. An
-// operator's GOMEMLIMIT wins: the daemon then leaves the limit alone.
-func limitMemory(pools *pool.Registry, log *slog.Logger) {
+// memoryReport returns the scheduler's index report that keeps the Go
+// runtime's soft memory limit at memoryLimit of the pools' open indexes,
+// which open lazily with their first job. An operator's GOMEMLIMIT wins:
+// the daemon then leaves the limit alone.
+func memoryReport(log *slog.Logger) func(indexBytes uint64) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		log.Debug("GOMEMLIMIT is set; not sizing the memory limit for the dedup indexes")
-		return
+		return nil
 	}
-	pools.OnIndexSized(memoryLimiter(log, debug.SetMemoryLimit))
+	return memoryLimiter(log, debug.SetMemoryLimit)
 }
 
 // memoryLimiter returns the index report that applies the limit with set

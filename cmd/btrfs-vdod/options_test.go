@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/config"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -206,10 +206,10 @@ func TestIndexSizes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		global *config.Size
-		want   pool.IndexSizes
+		want   optimizer.IndexSizes
 	}{
-		{"sized for the filesystem unless overridden", nil, pool.IndexSizes{Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
-		{"global and override", &global, pool.IndexSizes{Default: 256 << 20, Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
+		{"sized for the filesystem unless overridden", nil, optimizer.IndexSizes{Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
+		{"global and override", &global, optimizer.IndexSizes{Default: 256 << 20, Pools: map[string]uint64{"/var/lib/qubes-vdo": 1 << 30}}},
 	} {
 		cfg := config.Default()
 		cfg.IndexSize = tc.global

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 // Package deptest keeps the module's imports pointing one way:
-// cmd → internal/server | internal/client → pool → volume → internal/btrfs,
-// with api, the wire protocol, on the standard library alone.
+// cmd → internal/server | internal/client → pool → pool/optimizer →
+// volume → internal/btrfs, with api, the wire protocol, on the standard
+// library alone.
 package deptest
 
 import (
@@ -20,8 +21,9 @@ const module = "github.com/btrfs-vdo/btrfs-vdo"
 type rule struct {
 	pkg string
 	// deny are packages (and those below them) pkg must not depend on,
-	// directly or through another package.
-	deny []string
+	// directly or through another package; denyExact are such packages
+	// without those below them.
+	deny, denyExact []string
 	// imports, when set, are the only module packages pkg may import
 	// directly.
 	imports []string
@@ -31,6 +33,7 @@ var rules = []rule{
 	{pkg: "internal/btrfs", deny: []string{"volume", "pool", "api", "internal/server", "internal/client", "cmd"}},
 	{pkg: "volume", deny: []string{"pool", "api", "internal/server", "internal/client", "cmd"}},
 	{pkg: "pool", deny: []string{"api", "internal/server", "internal/client", "cmd"}},
+	{pkg: "pool/optimizer", denyExact: []string{"pool", "pool/pooltest"}},
 	{pkg: "internal/server", deny: []string{"internal/client", "cmd"}},
 	{pkg: "internal/client", deny: []string{"internal/server", "cmd"}},
 	{pkg: "cmd/btrfs-vdo", deny: []string{"internal/server", "cmd/btrfs-vdod"}, imports: []string{
@@ -40,7 +43,7 @@ var rules = []rule{
 		"internal/estimate", "internal/config",
 		// compress optimizes a file in-process instead of asking the
 		// daemon; these imports should go with that.
-		"pool", "internal/btrfs", "internal/ioprio", "internal/usage",
+		"pool/optimizer", "internal/btrfs", "internal/ioprio", "internal/usage",
 	}},
 }
 
@@ -60,7 +63,7 @@ func TestImportDirection(t *testing.T) {
 			}
 			matched = true
 			for _, dep := range info.deps {
-				if rel, ok := strings.CutPrefix(dep, module+"/"); ok && underAny(rel, r.deny) {
+				if rel, ok := strings.CutPrefix(dep, module+"/"); ok && (underAny(rel, r.deny) || slices.Contains(r.denyExact, rel)) {
 					t.Errorf("%s depends on %s", name, rel)
 				}
 			}

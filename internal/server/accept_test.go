@@ -127,7 +127,12 @@ func serveWithFewDescriptors(path string) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	srv := &Server{Version: "test", Log: log, Pools: pool.NewRegistry(log, nil), MaxConns: 4 * floodIdle}
+	pools, err := pool.NewRegistry(pool.Config{Log: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(1)
+	}
+	srv := &Server{Version: "test", Log: log, Pools: pools, MaxConns: 4 * floodIdle}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		os.Exit(1)

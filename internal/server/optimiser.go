@@ -11,6 +11,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 var errNoOptimiser = &api.Error{Code: api.CodeNotSupported, Message: "the optimizer is not running in this daemon"}
@@ -30,8 +31,8 @@ func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	res := api.OptimizeResult{Queued: []api.QueuedJob{}}
 	var errs []error
 	for _, v := range vols {
-		id, err := v.Pool.Optimise(v.VID, args.Full)
-		if errors.Is(err, pool.ErrNotOptimizable) && !strings.Contains(args.Target, ":") {
+		id, err := v.Pool.Optimizer.Optimise(v.VID, args.Full)
+		if errors.Is(err, optimizer.ErrNotOptimizable) && !strings.Contains(args.Target, ":") {
 			// A running VM's volumes among many: their commits queue jobs.
 			s.Log.Info("not optimizing", "pool", v.Pool.Name, "vid", v.VID, "reason", err)
 			continue

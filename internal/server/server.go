@@ -20,6 +20,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // defaultReadTimeout bounds how long a client may take to send its
@@ -38,7 +39,7 @@ type Server struct {
 	// AllowUID is the only peer uid served; qubesd runs as root.
 	AllowUID uint32
 	// Jobs is the optimiser's scheduler; nil when optimisation is off.
-	Jobs *pool.Scheduler
+	Jobs *optimizer.Scheduler
 	// ReadTimeout overrides defaultReadTimeout when set.
 	ReadTimeout time.Duration
 	// StopTimeout bounds how long Serve waits for the requests in flight

@@ -20,7 +20,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
 // dialEnv makes the test binary act as a client that sends one hello and
@@ -81,7 +81,7 @@ func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listen
 		srv.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if srv.Pools == nil {
-		srv.Pools = pool.NewRegistry(srv.Log, nil)
+		srv.Pools = pooltest.Start(t, pooltest.Options{Log: srv.Log}).Pools
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -3,7 +3,7 @@
 
 The daemon measures the pool's image files after every background job,
 when it opens the pool and after removals, and writes
-``<dir_path>/.btrfs-vdo/usage.json`` atomically (pool/usagefile.go):
+``<dir_path>/.btrfs-vdo/usage.json`` atomically (pool/optimizer/usagefile.go):
 
     {"version":1,"dir_path":"/var/lib/qubes-vdo","time":1765094400,
      "disk_usage":…,"uncompressed":…,"referenced":…,"saved":…}

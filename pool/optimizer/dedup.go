@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// blockSize is the unit hashed and deduplicated: btrfs's sector size.
+const blockSize = 4096
+
+// DedupStats are the dedup stage's counters (docs/counters.md).
+type DedupStats struct {
+	Tries       uint64 // index lookups that returned an address
+	Hits        uint64 // lookups that found the same bytes at an address
+	Misses      uint64 // lookups whose addresses held other bytes, or none resolved
+	BytesHashed uint64 // non-zero bytes hashed
+	// BytesFreed is the disk space of the extents the stage deduplicated,
+	// rewrote or punched that are free once the transaction committed:
+	// measured, not the bytes passed to FIDEDUPERANGE.
+	BytesFreed uint64
+	// BytesRewritten is the data rewritten compressed: extents that
+	// compress, and the rest of extents part of which was deduplicated or
+	// punched, so that they are freed whole.
+	BytesRewritten uint64
+	// BytesKeptWouldGrow is the data of compressed extents left alone
+	// because rewriting what they hold would take more space than
+	// freeing them gives back.
+	BytesKeptWouldGrow uint64
+	IoctlTime          time.Duration // spent in FIDEDUPERANGE
+	ZeroBlocksPunched  uint64
+}
+
+func (d *DedupStats) add(o DedupStats) {
+	d.Tries += o.Tries
+	d.Hits += o.Hits
+	d.Misses += o.Misses
+	d.BytesHashed += o.BytesHashed
+	d.BytesFreed += o.BytesFreed
+	d.BytesRewritten += o.BytesRewritten
+	d.BytesKeptWouldGrow += o.BytesKeptWouldGrow
+	d.IoctlTime += o.IoctlTime
+	d.ZeroBlocksPunched += o.ZeroBlocksPunched
+}
+
+// deduper is one job's dedup stage. It works on the clean image's extents
+// the job covers, the data the VM wrote, in place of the compression
+// stage (see apartPass): each extent some of whose blocks are found
+// elsewhere, or are zero, or that compresses, is taken apart. The
+// matching blocks are deduplicated against the older copy, the zero ones
+// punched, and the rest rewritten compressed, so that the extent loses
+// every reference and is freed: btrfs frees nothing of an extent while
+// any part of it is referenced. The blocks that stay are indexed.
+//
+// Only extents referenced by the clean image alone, or also by the
+// volume's revisions and precache at the same ranges (all of which are
+// changed together), are touched: rewriting some references of an extent
+// that anything else holds would add a copy without freeing it.
+type deduper struct {
+	p    *Pool
+	idx  *dedupindex.File
+	res  *resolver           // made on the first index hit
+	srcs map[string]*os.File // sources, opened read-only
+	// touched are the disk extents (bytenr -> disk bytes) the stage
+	// deduplicated, rewrote or punched.
+	touched map[uint64]uint64
+	// own maps disk extents to the volume's items referencing them, read
+	// on the first extent the image shares.
+	own    map[uint64][]refLoc
+	tmpDir *fsroot.Root
+	enc    *copyEncoder // the job's, which judges what compresses
+	stats  DedupStats
+	// compressed counts the logical bytes the stage rewrote compressed,
+	// for the job's bytes_compressed; skippedShared those of compressible
+	// extents left alone because something beyond the volume holds them.
+	compressed, skippedShared uint64
+	// examined counts the logical bytes of uncompressed extents the stage
+	// judged for compression, for the job's bytes_examined.
+	examined uint64
+
+	// The segment's extents, their pieces, and the table of blocks its
+	// first walk met first; spans are the extents the pass may still free
+	// (the segment's and the later ones'), by address.
+	plans  []extentPlan
+	spans  []diskSpan
+	pieces []piece
+	local  map[uint64]localBlock
+	// noRoom is the first extent kept for lack of free space to rewrite
+	// it, the job's error once the stage has done what it could.
+	noRoom error
+	// Buffers reused from one piece or batch to the next, so that the
+	// stage's garbage does not grow with the data: the piece read, a
+	// candidate source's bytes while they are compared, a copy's data, and
+	// a block's addresses in the index.
+	readBuf, cmpBuf, copyBuf []byte
+	addrBuf                  []uint64
+}
+
+// deduperFor returns the dedup stage for a job on p, or nil when the
+// pool's index cannot be opened (the job then only compresses).
+func (s *Scheduler) deduperFor(p *Pool, job Job) *deduper {
+	idx, err := p.dedupIndex()
+	if err != nil {
+		s.log.Warn("dedup stage off for this job", "pool", p.Name, "vid", job.VID, "err", err)
+		return nil
+	}
+	return newDeduper(p, idx)
+}
+
+func newDeduper(p *Pool, idx *dedupindex.File) *deduper {
+	return &deduper{p: p, idx: idx, srcs: map[string]*os.File{}, touched: map[uint64]uint64{}, tmpDir: p.tmpDir()}
+}
+
+// finish closes what the stage opened and writes the index back.
+func (d *deduper) finish() {
+	if d == nil {
+		return
+	}
+	for _, f := range d.srcs {
+		f.Close()
+	}
+	if d.res != nil {
+		d.res.close()
+	}
+	if err := d.p.releaseIndex(); err != nil {
+		d.p.log.Warn("cannot write dedup index back", "pool", d.p.Name, "err", err)
+	}
+}
+
+// dataExtent is a disk extent and the clean image's items referencing it.
+type dataExtent struct {
+	bytenr, diskBytes uint64
+	compressed        bool
+	items             []btrfs.Extent
+}
+
+// dedupStage runs the dedup stage on the clean image's new extents, as
+// the plan found them (fw), telling progress the share of it done. What it
+// freed is counted with the rest of the job's work, at its end (see
+// settle).
+func (o *optimiser) dedupStage(ctx context.Context, job Job, fw fileWork, progress func(done, total uint64)) error {
+	return o.dedup.apartPass(ctx, o, job, fw, progress)
+}
+
+// byDiskExtent groups a file's extent items by the disk extent they
+// reference, in file order. Inline extents, holes, and preallocated
+// extents (which read as zeros and are punched like zeros written out) are
+// left out.
+func byDiskExtent(exts []btrfs.Extent) []dataExtent {
+	byBytenr := map[uint64]int{}
+	var all []dataExtent
+	for _, e := range exts {
+		if e.Type == btrfs.ExtentInline || e.IsHole() {
+			continue
+		}
+		i, ok := byBytenr[e.DiskBytenr]
+		if !ok {
+			i = len(all)
+			byBytenr[e.DiskBytenr] = i
+			all = append(all, dataExtent{bytenr: e.DiskBytenr, diskBytes: e.DiskNumBytes,
+				compressed: e.Compression != btrfs.CompressNone})
+		}
+		all[i].items = append(all[i].items, e)
+	}
+	return all
+}
+
+// readPiece reads the image's bytes of item into the stage's read buffer,
+// valid until the next call.
+func (d *deduper) readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
+	if uint64(cap(d.readBuf)) < item.Length {
+		d.readBuf = make([]byte, item.Length)
+	}
+	data := d.readBuf[:item.Length]
+	if n, err := img.f.ReadAt(data, int64(item.Offset)); err != nil && !(errors.Is(err, io.EOF) && n == len(data)) {
+		return nil, fmt.Errorf("read %s at %d: %w", img.path, item.Offset, err)
+	}
+	return data, nil
+}
+
+// settle counts the touched extents now free (the caller committed the
+// transaction through dir) and hands them to the job's accounting of
+// replaced and created extents.
+func (d *deduper) settle(dir *os.File, o *optimiser, res *Result) error {
+	for bytenr, n := range d.touched {
+		_, err := btrfs.ExtentRefCount(dir, bytenr)
+		freed := errors.Is(err, fs.ErrNotExist)
+		if err != nil && !freed {
+			return err
+		}
+		if freed {
+			d.stats.BytesFreed += n
+		}
+		switch _, made := o.created[bytenr]; {
+		case !made:
+			o.replaced[bytenr] = n
+		case freed:
+			delete(o.created, bytenr) // made and freed by this job
+		}
+		delete(d.touched, bytenr)
+	}
+	res.Dedup = d.stats
+	res.BytesExamined += d.examined
+	res.BytesCompressed += d.compressed
+	res.SkippedShared += d.skippedShared
+	d.compressed, d.skippedShared, d.examined = 0, 0, 0
+	return nil
+}
+
+// dedupDest is a file being deduplicated into: the clean image, or a
+// revision or precache sharing its extent.
+type dedupDest struct {
+	f    *os.File
+	path string
+}
+
+// span is a file range.
+type span struct{ offset, length uint64 }
+
+func addSpan(spans []span, off, n uint64) []span {
+	if k := len(spans) - 1; k >= 0 && spans[k].offset+spans[k].length == off {
+		spans[k].length += n
+		return spans
+	}
+	return append(spans, span{off, n})
+}
+
+// targets names the files whose references to de must all go for de to
+// be freed, the clean image first: the image alone when nothing else
+// references de; also the volume's revisions and precache when they
+// reference it at exactly the image's ranges (as after a reflink copy).
+// It returns none when anything else references de: de cannot be freed,
+// though its blocks are still good sources.
+func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]string, error) {
+	if ok, err := referencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
+		if ok {
+			return []string{l.Clean()}, nil
+		}
+		return nil, err
+	}
+	if d.own == nil {
+		var err error
+		if d.own, err = volumeRefs(l); err != nil {
+			return nil, err
+		}
+	}
+	locs := d.own[de.bytenr]
+	total, err := btrfs.ExtentRefCount(img.f, de.bytenr)
+	if err != nil || total != uint64(len(locs)) {
+		return nil, err
+	}
+	ranges := map[refLoc]bool{}
+	for _, it := range de.items {
+		ranges[refLoc{offset: it.Offset, extentOffset: it.ExtentOffset, length: it.Length}] = true
+	}
+	perFile := map[string]int{}
+	for _, loc := range locs {
+		if !ranges[refLoc{offset: loc.offset, extentOffset: loc.extentOffset, length: loc.length}] {
+			return nil, nil
+		}
+		perFile[loc.name]++
+	}
+	names := []string{l.Clean()}
+	for name, n := range perFile {
+		if n != len(de.items) {
+			return nil, nil
+		}
+		if name != l.Clean() {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+)
+
+// The dedup stage works on the extents the plan listed. If the clean image
+// is replaced in between (a revert, an import), those extents are another
+// file's: the stage must stop before reading anything.
+func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
+	p, dir := openTestPool(t, "appvms/a")
+	img := filepath.Join(dir, "appvms/a/private.img")
+	writeFile(t, img, 0, executableLike(4*mib, 3), false)
+	job := Job{VID: "appvms/a/private"}
+	files, err := p.planFiles(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || !files[0].clean || len(files[0].extents) == 0 {
+		t.Fatalf("plan %+v: want the clean image's extents", files)
+	}
+	btrfstest.Reflink(t, img, img+"~")
+	if err := os.Rename(img+"~", img); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.dedupIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newOptimiser(0, p.tmpDir(), func(error) {})
+	o.enc = newCopyEncoder(0, 0, func(error) {})
+	o.dedup = newDeduper(p, idx)
+	defer o.dedup.finish()
+	if err := o.dedupStage(context.Background(), job, files[0], func(uint64, uint64) {}); err != nil {
+		t.Fatal(err)
+	}
+	if s := o.dedup.stats; s.BytesHashed != 0 || s.BytesRewritten != 0 || len(o.dedup.touched) != 0 {
+		t.Fatalf("the stage worked on the replaced image: %+v, touched %v", s, o.dedup.touched)
+	}
+}

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
+)
+
+// indexName is the dedup index's file under the pool's StateDir.
+const indexName = "dedup.idx"
+
+// IndexSizes sizes the pools' dedup indexes, in bytes, each a positive
+// multiple of 4 KiB.
+type IndexSizes struct {
+	// Default is every pool's size; 0 sizes each index by its pool's
+	// data (dedupindex.DefaultSize), growing it as the data grows.
+	Default uint64
+	// Pools overrides Default for the pools at these directories.
+	Pools map[string]uint64
+}
+
+// indexAccount is the scheduler's side of its pools' indexes: the sizes
+// they are to have and the bytes the open ones hold.
+type indexAccount struct {
+	mu     sync.Mutex
+	sizes  IndexSizes
+	open   uint64             // including those opening
+	report func(total uint64) // nil: nobody asked
+}
+
+// sizeFor returns the configured size of the index of the pool at dir, 0
+// for the default.
+func (a *indexAccount) sizeFor(dir string) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n, ok := a.sizes.Pools[dir]; ok {
+		return n
+	}
+	return a.sizes.Default
+}
+
+// reserve counts an index of n bytes before it loads, so that a memory
+// limit set from the report already has room for it.
+func (a *indexAccount) reserve(n uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.open += n
+	if a.report != nil {
+		a.report(a.open)
+	}
+}
+
+// release uncounts an index that closed or failed to open. It is not
+// reported: indexes close only as the registry does, and a limit left too
+// high after a failed open only makes collection lazier.
+func (a *indexAccount) release(n uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.open -= n
+}
+
+// poolIndex is a pool's dedup index, opened by the first job that needs
+// it and kept open until the registry closes. One sized by its pool's
+// data is reopened larger when the data has outgrown it, between jobs.
+type poolIndex struct {
+	mu      sync.Mutex
+	f       *dedupindex.File
+	users   int // jobs holding f: it is only replaced when none does
+	account *indexAccount
+}
+
+// dedupIndex returns the pool's dedup index for a job, which gives it
+// back with releaseIndex. The index is opened or created at its
+// configured size, or else sized for the pool's data (see autoSize).
+func (p *Pool) dedupIndex() (*dedupindex.File, error) {
+	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
+	if p.index.f != nil && p.index.users > 0 {
+		p.index.users++
+		return p.index.f, nil
+	}
+	size, err := p.indexSize()
+	switch {
+	case err != nil && p.index.f == nil:
+		return nil, err
+	case err != nil:
+		p.log.Warn("cannot size dedup index; keeping it as it is", "pool", p.Name, "err", err)
+	case p.index.f != nil && size != p.index.f.Size():
+		p.log.Info("resizing dedup index to follow the pool's data", "pool", p.Name, "bytes", p.index.f.Size(), "new", size)
+		if err := p.closeIndexLocked(); err != nil {
+			p.log.Warn("cannot write dedup index back", "pool", p.Name, "err", err)
+		}
+	}
+	if p.index.f == nil {
+		if err := p.openIndexLocked(size); err != nil {
+			return nil, err
+		}
+	}
+	p.index.users++
+	return p.index.f, nil
+}
+
+// releaseIndex gives back the index a job took and writes its changed
+// buckets back.
+func (p *Pool) releaseIndex() error {
+	p.index.mu.Lock()
+	p.index.users = max(p.index.users-1, 0)
+	p.index.mu.Unlock()
+	return p.flushIndex()
+}
+
+func (p *Pool) openIndexLocked(size uint64) error {
+	path := filepath.Join(p.stateDir.Name(), indexName)
+	p.index.account.reserve(size)
+	f, how, err := dedupindex.Open(p.stateDir, indexName, size)
+	if err != nil {
+		p.index.account.release(size)
+		return fmt.Errorf("open dedup index of pool %s: %w", p.Name, err)
+	}
+	switch {
+	case how.SetAside != "":
+		p.log.Warn("dedup index corrupt; set aside and started afresh", "pool", p.Name, "aside", how.SetAside, "err", how.Corrupt)
+	case how.Created:
+		p.log.Info("created dedup index", "pool", p.Name, "path", path, "bytes", f.Size())
+	case how.Resized:
+		p.log.Info("resized dedup index", "pool", p.Name, "path", path, "bytes", f.Size())
+	case how.Rewritten:
+		p.log.Info("rewrote dedup index to be overwritten in place", "pool", p.Name, "path", path, "bytes", f.Size())
+	}
+	p.index.f = f
+	return nil
+}
+
+// indexSize is the size the pool's index is to have: the configured one,
+// or else autoSize of what it has now (that of the open index, or of the
+// file) and of the pool's data.
+func (p *Pool) indexSize() (uint64, error) {
+	if n := p.index.account.sizeFor(p.Volumes.Dir()); n != 0 {
+		return n, nil
+	}
+	data, err := p.dataBytes()
+	if err != nil {
+		return 0, err
+	}
+	current := dedupindex.StoredSize(p.stateDir, indexName)
+	if p.index.f != nil {
+		current = p.index.f.Size()
+	}
+	return autoSize(current, dedupindex.DefaultSize(data)), nil
+}
+
+// autoSize is the size of an index of current bytes (0: none) whose pool's
+// data asks for want: it is kept while want is within a factor of two of
+// it, so that an index is not rewritten for every bit of data added or
+// removed, and grows to want once the data has doubled past it.
+func autoSize(current, want uint64) uint64 {
+	if want/2 < current && current < 2*want {
+		return current
+	}
+	return want
+}
+
+// dataBytes is the space the pool's images take, by which its index is
+// sized: every file of every volume but the precaches, which are
+// reflinks of the clean images. Revisions count whole although they
+// mostly share the images' extents: a generous index costs little.
+func (p *Pool) dataBytes() (uint64, error) {
+	vids, err := p.Volumes.List()
+	if err != nil {
+		return 0, fmt.Errorf("list volumes of pool %s: %w", p.Name, err)
+	}
+	var total uint64
+	for _, vid := range vids {
+		files, err := p.Volumes.Files(vid)
+		if err != nil {
+			return 0, err
+		}
+		for _, path := range files {
+			if strings.HasSuffix(path, "-precache.img") {
+				continue
+			}
+			info, err := p.statFile(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return 0, err
+			}
+			if info.Mode().IsRegular() {
+				total += uint64(info.Sys().(*syscall.Stat_t).Blocks) * 512
+			}
+		}
+	}
+	return total, nil
+}
+
+// flushIndex writes the index's changed buckets back, if it is open.
+func (p *Pool) flushIndex() error {
+	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
+	if p.index.f == nil {
+		return nil
+	}
+	if err := p.index.f.Flush(); err != nil {
+		return fmt.Errorf("flush dedup index of pool %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// closeIndex flushes and closes the index, if it is open.
+func (p *Pool) closeIndex() error {
+	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
+	return p.closeIndexLocked()
+}
+
+func (p *Pool) closeIndexLocked() error {
+	if p.index.f == nil {
+		return nil
+	}
+	size := p.index.f.Size()
+	err := p.index.f.Close()
+	p.index.f = nil
+	p.index.account.release(size)
+	if err != nil {
+		return fmt.Errorf("close dedup index of pool %s: %w", p.Name, err)
+	}
+	return nil
+}

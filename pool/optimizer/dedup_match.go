@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+)
+
+// run is a verified match: length bytes of the image at offset equal
+// src's. hash and addr name the index entry that found it (none for a
+// match within the job's own data, whose source extent is plan's).
+type run struct {
+	src        blockSource
+	offset     uint64
+	length     int
+	hash, addr uint64
+	fromIndex  bool
+	plan       int
+}
+
+// maxLocalBlocks bounds the job's table of its own new blocks, which finds
+// data repeated within what the job covers before any of it is indexed:
+// about 5 MiB of memory for 1 GiB of new data; past that, repeats are
+// found only by later jobs, through the index.
+const maxLocalBlocks = 1 << 18
+
+// localBlock is where the job first met a block it is to rewrite: the
+// image offset, and the plan of the extent holding it.
+type localBlock struct {
+	offset uint64
+	plan   int
+}
+
+// findRun returns the longest verified run of blocks, from the block at
+// the start of data (image offset off, hash h) on, that an older copy
+// holds: first among the job's own earlier blocks, then in the index. A
+// run of length 0 means there is none.
+func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error) {
+	if lb, ok := d.local[h]; ok && lb.offset != off {
+		src := blockSource{path: img.path, offset: lb.offset}
+		n, err := d.runLength(src, img, off, data)
+		if err != nil || n > 0 {
+			return run{src: src, offset: off, length: n, plan: lb.plan}, err
+		}
+	}
+	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], h)
+	addrs := d.addrBuf
+	if len(addrs) == 0 {
+		return run{}, nil
+	}
+	d.stats.Tries++
+	if d.res == nil {
+		var err error
+		if d.res, err = d.p.newResolver(); err != nil {
+			return run{}, err
+		}
+	}
+	for _, addr := range addrs {
+		if d.inPass(addr) {
+			// The pass's own data, met through an entry gone stale:
+			// sharing it would pin an extent the pass may free.
+			continue
+		}
+		srcs := d.res.resolve(addr, d.source)
+		for _, src := range srcs {
+			n, err := d.runLength(src, img, off, data)
+			if err != nil {
+				return run{}, err
+			}
+			if n > 0 {
+				d.stats.Hits++
+				return run{src: src, offset: off, length: n, hash: h, addr: addr, fromIndex: true}, nil
+			}
+		}
+		if len(srcs) > 0 {
+			d.idx.Erase(h, addr) // the data there changed since it was indexed
+		}
+	}
+	d.stats.Misses++
+	return run{}, nil
+}
+
+// inPass reports whether addr lies in one of the extents the pass may
+// still free: the segment's, or a later segment's.
+func (d *deduper) inPass(addr uint64) bool {
+	base := addr & (1<<blockShift - 1)
+	i, _ := slices.BinarySearchFunc(d.spans, base, func(s diskSpan, a uint64) int { return cmp.Compare(s.start, a) })
+	if i < len(d.spans) && d.spans[i].start == base {
+		return true
+	}
+	return i > 0 && base < d.spans[i-1].end
+}
+
+// diskSpan is the logical address range of a data extent.
+type diskSpan struct{ start, end uint64 }
+
+// runLength returns how many bytes from the start of data (the image's
+// bytes at off) equal src's, in whole non-zero blocks. The source is read
+// and compared before any dedupe, so a stale index entry costs a read
+// rather than an ioctl. It is read in windows doubling from firstWindow,
+// so that a short run costs a short read, not one of the rest of data.
+func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []byte) (int, error) {
+	f, err := d.source(src.path)
+	if err != nil || f == nil {
+		return 0, err
+	}
+	n := len(data)
+	if src.path == img.path && src.offset < off+uint64(n) && off < src.offset+uint64(n) {
+		// Same-file ranges must not overlap.
+		n = int(max(src.offset, off) - min(src.offset, off))
+	}
+	length := 0
+	for window := firstWindow; length+blockSize <= n; window *= 2 {
+		end := min(length+window, n)
+		if cap(d.cmpBuf) < end-length {
+			d.cmpBuf = make([]byte, max(end-length, maxWindow))
+		}
+		have := d.cmpBuf[:end-length]
+		got, err := f.ReadAt(have, int64(src.offset)+int64(length))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("read %s at %d: %w", src.path, src.offset+uint64(length), err)
+		}
+		for b := 0; b+blockSize <= got; b += blockSize {
+			blk := data[length : length+blockSize]
+			if !bytes.Equal(have[b:b+blockSize], blk) || isZero(blk) {
+				return length, nil
+			}
+			length += blockSize
+		}
+		if got < len(have) {
+			break // the source ends
+		}
+		window = min(window, maxWindow/2)
+	}
+	return length, nil
+}
+
+// The windows runLength reads a source in: a few blocks first, doubling
+// up to maxWindow.
+const (
+	firstWindow = 4 * blockSize
+	maxWindow   = 1 << 20
+)
+
+// source opens path read-only, once per job; nil when it is gone.
+func (d *deduper) source(path string) (*os.File, error) {
+	if f, ok := d.srcs[path]; ok {
+		return f, nil
+	}
+	f, err := d.p.openFile(path, os.O_RDONLY)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d.srcs[path] = f
+	return f, nil
+}
+
+var zeroBlock [blockSize]byte
+
+// isZero reports whether b holds only zero bytes.
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), blockSize)
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}

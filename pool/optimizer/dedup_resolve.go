@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+)
+
+// Index addresses. A block of an uncompressed extent is indexed by its
+// btrfs logical address: the extent's disk_bytenr plus the block's offset
+// into it. A compressed extent has no per-block logical addresses; its
+// blocks are indexed by the extent's disk_bytenr with the block's number
+// within the extent's data (below 32: btrfs compresses at most 128 KiB
+// per extent) in the address's top bits, so that the index's alignment
+// rule holds. Either way the kernel can say which files hold the block,
+// so the daemon keeps no map of the pool's extents.
+
+// blockShift places a compressed block's number in an address. Logical
+// addresses below it cover 256 PiB of chunks; blocks of an extent beyond
+// are not indexed.
+const blockShift = 58
+
+// blockAddr is the index address of the block at offset eo into the data
+// of the extent at bytenr, and false when the block cannot have one.
+func blockAddr(bytenr uint64, compressed bool, eo uint64) (uint64, bool) {
+	switch {
+	case bytenr+eo >= 1<<blockShift:
+		return 0, false
+	case compressed:
+		return bytenr | (eo/blockSize)<<blockShift, true
+	}
+	return bytenr + eo, true
+}
+
+// blockSource is a file range holding the block an address names.
+type blockSource struct {
+	path   string
+	offset uint64
+}
+
+// resolver turns index addresses into the pool's files and offsets that
+// hold them, through the kernel's back references.
+type resolver struct {
+	dir  *os.File          // the pool's directory, for the ioctls
+	root uint64            // the subvolume holding the pool
+	path map[uint64]string // inode -> clean image, precache or revision
+}
+
+// newResolver lists the pool's files. Dirty images are left out: they
+// change while their VM runs, and what they share with their clean image
+// is found through it.
+func (p *Pool) newResolver() (*resolver, error) {
+	dir, err := p.openDir()
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{dir: dir, path: map[uint64]string{}}
+	fail := func(err error) (*resolver, error) {
+		dir.Close()
+		return nil, err
+	}
+	if r.root, err = btrfs.SubvolumeID(dir); err != nil {
+		return fail(err)
+	}
+	vids, err := p.Volumes.List()
+	if err != nil {
+		return fail(err)
+	}
+	for _, vid := range vids {
+		files, err := p.Volumes.Files(vid)
+		if err != nil {
+			return fail(err)
+		}
+		for _, path := range files {
+			if strings.HasSuffix(path, "-dirty.img") {
+				continue
+			}
+			info, err := p.statFile(path)
+			if errors.Is(err, unix.ENOENT) {
+				continue // removed meanwhile
+			} else if err != nil {
+				return fail(err)
+			}
+			if info.Mode().IsRegular() {
+				r.path[info.Sys().(*syscall.Stat_t).Ino] = path
+			}
+		}
+	}
+	return r, nil
+}
+
+func (r *resolver) close() { r.dir.Close() }
+
+// resolve returns the pool's file ranges that may hold the block at addr,
+// opening files with open. The caller compares bytes before trusting one:
+// an entry is stale once its extent is freed and the space reused.
+func (r *resolver) resolve(addr uint64, open func(string) (*os.File, error)) []blockSource {
+	base, block := addr&(1<<blockShift-1), addr>>blockShift
+	refs, err := btrfs.LogicalInodesAt(r.dir, base)
+	if err != nil {
+		return nil // no extent there any more, or not yet committed
+	}
+	var out []blockSource
+	for _, ref := range refs {
+		path, ok := r.path[ref.Inode]
+		if !ok || ref.Root != r.root {
+			continue
+		}
+		if block == 0 {
+			// The block's own file offset for an uncompressed extent;
+			// an item's start for a compressed one, which holds block 0
+			// there unless the item skips it (the bytes then differ).
+			out = append(out, blockSource{path: path, offset: ref.Offset})
+			continue
+		}
+		f, err := open(path)
+		if err != nil || f == nil {
+			continue
+		}
+		it, err := btrfs.ExtentAt(f, ref.Offset)
+		eo := block * blockSize
+		if err != nil || it.DiskBytenr != base || it.Compression == btrfs.CompressNone ||
+			eo < it.ExtentOffset || eo >= it.ExtentOffset+it.Length {
+			continue
+		}
+		out = append(out, blockSource{path: path, offset: it.Offset + eo - it.ExtentOffset})
+	}
+	return out
+}

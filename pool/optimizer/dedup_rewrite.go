@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"fmt"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
+)
+
+// rewrite writes the image's bytes in the work's rests to compressed
+// copies and deduplicates each rest into its piece's files, then indexes
+// the copies' blocks where they now lie. It returns the work left to
+// carry out.
+//
+// The rests of uncompressed extents go to one copy: it takes at most the
+// rests' size, which is less than the extents it frees. Those of
+// compressed extents go to another, which may take more than the extents
+// free, where they were compressed better than the copy is (at a higher
+// level, say): that copy is used only when it takes no more. Otherwise
+// those compressed extents are left alone, their pieces dropped from the
+// work, and counted; each lies whole in the batch (see batches), so
+// nothing of them was changed yet.
+func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) ([]pieceDests, error) {
+	var plain, packed []pieceDests
+	for _, w := range work {
+		if pl := &d.plans[d.pieces[w.piece].plan]; pl.compressed && pl.rest > 0 {
+			packed = append(packed, w)
+		} else {
+			plain = append(plain, w)
+		}
+	}
+	if _, err := d.rewriteRests(img, plain, o, 0); err != nil {
+		return nil, err
+	}
+	freed := map[int]uint64{}
+	for _, w := range packed {
+		pl := d.pieces[w.piece].plan
+		freed[pl] = d.plans[pl].diskBytes
+	}
+	var limit uint64
+	for _, n := range freed {
+		limit += n
+	}
+	done, err := d.rewriteRests(img, packed, o, limit)
+	if err != nil || done {
+		return work, err
+	}
+	for pl := range freed {
+		d.plans[pl].dests = nil // kept: its blocks are indexed where they lie
+		for _, it := range d.plans[pl].items {
+			d.stats.BytesKeptWouldGrow += it.Length
+		}
+	}
+	return plain, nil
+}
+
+// rewriteRests writes the rests of work to one compressed copy and, unless
+// the copy takes more than limit bytes on disk (0: no limit), deduplicates
+// them into place and indexes them. It reports whether it did.
+func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, limit uint64) (bool, error) {
+	buf, err := d.readRests(img, work)
+	if err != nil || len(buf) == 0 {
+		return true, err
+	}
+	cp, err := newCompressedCopy(d.tmpDir, o.enc)
+	if err != nil {
+		return false, err
+	}
+	defer cp.remove()
+	if err := d.writeStretches(cp, work, buf); err != nil {
+		return false, err
+	}
+	failpoint.Hit("dedup.after-rewrite-copy")
+	if limit > 0 {
+		if grows, err := cp.takesMoreThan(limit); err != nil || grows {
+			return false, err
+		}
+	}
+	pos := uint64(copyBase)
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			targets := make([]btrfs.DedupeDest, len(w.dests))
+			for i, dst := range w.dests {
+				targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
+			}
+			if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
+				return false, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
+			}
+			pos += s.length
+		}
+	}
+	d.stats.BytesRewritten += uint64(len(buf))
+	// Listed once the dedupes wrote the copy back: the units stored
+	// plainly have no extents before.
+	exts, err := cp.extents()
+	if err != nil {
+		return false, err
+	}
+	d.indexCopy(exts, buf, o)
+	return true, nil
+}
+
+// writeStretches writes buf, the work's rests one after the other, to cp
+// at copyBase, a stretch at a time: each run of rests contiguous in the
+// image starts a compressed unit of its own. A unit holding the ends of
+// two ranges the image reads apart would be read whole for each.
+func (d *deduper) writeStretches(cp compressedCopy, work []pieceDests, buf []byte) error {
+	var from, pos uint64
+	end := uint64(1<<64 - 1) // image offset where the last rest ended
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			if s.offset != end && pos > from {
+				if err := cp.write(buf[from:pos], copyBase+from); err != nil {
+					return err
+				}
+				from = pos
+			}
+			pos += s.length
+			end = s.offset + s.length
+		}
+	}
+	if pos == from {
+		return nil
+	}
+	return cp.write(buf[from:pos], copyBase+from)
+}
+
+// takesMoreThan reports whether the copy's data takes more than limit
+// bytes on disk. It writes the copy back first: the units stored plainly
+// have no extents until then.
+func (c compressedCopy) takesMoreThan(limit uint64) (bool, error) {
+	if err := c.Sync(); err != nil {
+		return false, fmt.Errorf("write back %s: %w", c.Name(), err)
+	}
+	exts, err := c.extents()
+	return diskBytesOf(exts) > limit, err
+}
+
+// readRests reads the image's bytes in the work's rests, one after the
+// other, into the stage's copy buffer.
+func (d *deduper) readRests(img dedupDest, work []pieceDests) ([]byte, error) {
+	var total uint64
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			total += s.length
+		}
+	}
+	if cap(d.copyBuf) < int(total) {
+		d.copyBuf = make([]byte, total)
+	}
+	buf := d.copyBuf[:total]
+	pos := uint64(0)
+	for _, w := range work {
+		for _, s := range d.pieces[w.piece].rest {
+			if _, err := img.f.ReadAt(buf[pos:pos+s.length], int64(s.offset)); err != nil {
+				return nil, fmt.Errorf("read %s at %d: %w", img.path, s.offset, err)
+			}
+			pos += s.length
+		}
+	}
+	return buf, nil
+}
+
+// indexCopy records the copy's extents as made by the job and indexes
+// their blocks (buf, written at copyBase) where they lie.
+func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte, o *optimiser) {
+	end := copyBase + uint64(len(buf))
+	for _, e := range exts {
+		compressed := e.Compression != btrfs.CompressNone
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+		if compressed {
+			d.compressed += e.Length
+		}
+		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, end); p += blockSize {
+			blk := buf[p-copyBase : p-copyBase+blockSize]
+			if addr, ok := blockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {
+				d.idx.Insert(dedupindex.HashBlock(blk), addr)
+			}
+		}
+	}
+}
+
+// diskBytesOf is the disk space of the data extents exts reference, each
+// once.
+func diskBytesOf(exts []btrfs.Extent) uint64 {
+	seen := map[uint64]bool{}
+	var n uint64
+	for _, e := range exts {
+		if !seen[e.DiskBytenr] {
+			seen[e.DiskBytenr] = true
+			n += e.DiskNumBytes
+		}
+	}
+	return n
+}

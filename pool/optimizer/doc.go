@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+// Package optimizer compresses and deduplicates what VMs wrote, when their
+// volumes commit, without unsharing anything Qubes' revisions share.
+//
+// Nouns:
+//   - A job is the pending work on one volume (Job): queued by a commit or
+//     by the optimize command, kept in the pool's state.json until done,
+//     held while the volume runs, merged with later requests.
+//   - The Scheduler runs jobs on its workers, one volume at a time, pauses
+//     them (battery) and yields to a VM start at the next chunk.
+//   - A Pool is the optimizer's side of one pool: its jobs' state, its
+//     dedup index (dedupindex, under StateDir) and its usage figures
+//     (usage.json, read by qvm-pool info).
+//   - A plan is the work a job finds in each file (fileWork): the extents
+//     written since the volume started, or every uncompressed one for a
+//     full pass, cut into chunks (workItem) of at most chunkBytes.
+//   - In the dedup stage an extent plan (extentPlan) says, for each
+//     extent of a segment of new data, which of its pieces (piece) match
+//     blocks found elsewhere, are zero, or stay; a span (diskSpan) is a
+//     disk extent the pass may still free.
+//   - The ledger of a job is what it replaced and made, by disk extent;
+//     settle reads it back after the transaction commits to tell the space
+//     really freed (Result.DiskBefore, DiskAfter).
+//
+// The pipeline of one job (Scheduler.runJob, Pool.optimiseVolume):
+//
+//	plan → dedup (the clean image) → compress the rest (revisions, or
+//	what dedup left) → precache → settle
+//
+// Lock order: a volume's lock (volume.Store.Locked, held by a start, a
+// commit and each chunk of a job), then the Scheduler's mutex, then a
+// Pool's state store or dedup index. Nothing holding the Scheduler's
+// mutex takes a volume's lock.
+package optimizer

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+)
+
+// executableLike mixes runs of random bytes with runs of text, as code and
+// tables do in an executable: zstd shrinks it by a third or more, while
+// btrfs's sampling takes it for incompressible.
+func executableLike(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	words := []string{"init", "open", "read", "close", "error", "buffer", "length", "return"}
+	b := make([]byte, 0, n+8192)
+	for len(b) < n {
+		if rng.IntN(2) == 0 {
+			for range 512 + rng.IntN(7680) {
+				b = append(b, byte(rng.Uint32()))
+			}
+			continue
+		}
+		for range 100 + rng.IntN(1400) {
+			b = append(b, words[rng.IntN(len(words))]...)
+			b = append(b, ' ')
+		}
+	}
+	return b[:n]
+}
+
+// A copy's data is stored zstd-compressed whatever btrfs would have
+// guessed of it, reads back unchanged, and where the kernel takes no
+// encoded writes (here: not btrfs) is written plainly, said once.
+func TestCopyEncoderWrite(t *testing.T) {
+	data := executableLike(4*mib+5*blockSize, 1)
+	tests := []struct {
+		name       string
+		dir        func(t *testing.T) string
+		compressed bool
+	}{
+		{"btrfs", func(t *testing.T) string { return btrfstest.Mount(t, 0) }, true},
+		{"not btrfs", func(t *testing.T) string { return btrfstest.Tmpfs(t) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			said := 0
+			enc := newCopyEncoder(0, 0, func(error) { said++ })
+			// As copies are made: with the compression property, where the
+			// filesystem has it.
+			c, err := newCompressedCopy(openRoot(t, tt.dir(t)), enc)
+			if err != nil && tt.compressed {
+				t.Fatal(err)
+			}
+			f := c.File
+			if !tt.compressed {
+				if f, err = os.Create(filepath.Join(tt.dir(t), "copy")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer f.Close()
+			for i := range 2 {
+				if err := enc.write(f, data, copyBase+uint64(i*len(data))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 2 {
+				got := make([]byte, len(data))
+				if _, err := f.ReadAt(got, int64(copyBase+i*len(data))); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, data) {
+					t.Fatalf("copy %d reads back other bytes", i)
+				}
+			}
+			if want := map[bool]int{true: 0, false: 1}[tt.compressed]; said != want {
+				t.Fatalf("fallback said %d times, want %d", said, want)
+			}
+			if !tt.compressed {
+				return
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			var logical, disk uint64
+			exts, err := btrfs.Extents(f, 0) // the copy has no name to open
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range exts {
+				if e.IsHole() {
+					continue
+				}
+				if e.Compression != btrfs.CompressZstd {
+					t.Errorf("extent %+v is not zstd", e)
+				}
+				logical, disk = logical+e.Length, disk+e.DiskNumBytes
+			}
+			if logical != uint64(2*len(data)) || disk > logical*3/4 {
+				t.Fatalf("%d bytes stored in %d: want all of %d, in at most 3/4", logical, disk, 2*len(data))
+			}
+		})
+	}
+}
+
+// Copies are written batch after batch: once warm, the encoder reuses its
+// buffers instead of making a frame arena per write.
+func TestCopyEncoderReusesItsBuffers(t *testing.T) {
+	data := executableLike(2*mib, 2)
+	enc := newCopyEncoder(0, 0, func(err error) { t.Fatal(err) })
+	c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.remove()
+	write := func(i int) {
+		if err := enc.write(c.File, data, copyBase+uint64(i*len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 1; i <= 4; i++ {
+		write(i)
+	}
+	runtime.ReadMemStats(&after)
+	// A fresh arena per write would be 2 MiB each.
+	if perWrite := (after.TotalAlloc - before.TotalAlloc) / 4; perWrite >= mib {
+		t.Fatalf("%d bytes allocated per write of %d", perWrite, len(data))
+	}
+}

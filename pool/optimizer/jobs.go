@@ -1,0 +1,647 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
+)
+
+// Job is one volume's pending optimisation, as persisted in the pool's
+// state so a daemon restart resumes it.
+type Job struct {
+	// ID tells this job's outcome from other runs on the same volume; it
+	// is unique among the jobs of the daemon's pools.
+	ID  uint64 `json:"id,omitempty"`
+	VID string `json:"vid"`
+	// Since is the filesystem generation from which extents are new; 0
+	// covers the whole image.
+	Since uint64 `json:"since"`
+	// DiffRevision: no start generation was recorded, so new extents are
+	// those the newest revision does not reference.
+	DiffRevision bool `json:"diff_revision,omitempty"`
+	// Full also rewrites extents shared with the volume's own revisions and
+	// precache, and works on the revisions too (optimize --full). It takes
+	// each file from where the last full pass through it stopped (see
+	// fileMark).
+	Full bool `json:"full,omitempty"`
+	// Precache: make the precache when done (the commit left it for us).
+	Precache bool `json:"precache,omitempty"`
+	// Held: the volume started before the job finished; it waits for the
+	// next commit, which merges into it.
+	Held   bool      `json:"held,omitempty"`
+	Queued time.Time `json:"queued"`
+}
+
+// merge folds a newer job for the same volume into j: the older start
+// generation still covers every extent neither job has finished, since
+// everything written later has a higher generation, whether or not the
+// newer job recorded its own. An older job that recorded none found its
+// data as what the newest revision lacks; the newer commit made the image
+// holding that data the newest revision, so only a pass over the whole
+// image still finds it.
+func (j Job) merge(newer Job) Job {
+	switch {
+	case j.DiffRevision:
+		j.Since, j.DiffRevision = 0, false
+	case !newer.DiffRevision && newer.Since < j.Since:
+		j.Since = newer.Since
+	}
+	j.Full = j.Full || newer.Full
+	j.Precache = j.Precache || newer.Precache
+	j.Held = false
+	return j
+}
+
+// JobStatus describes a queued or running job.
+type JobStatus struct {
+	ID        uint64
+	Pool      string
+	Dir       string
+	VID       string
+	State     string // queued, running, held, paused
+	DoneBytes uint64
+	Total     uint64
+	Queued    time.Time
+}
+
+// JobDone reports a finished job.
+type JobDone struct {
+	ID       uint64
+	Pool     string
+	Dir      string
+	VID      string
+	Finished time.Time
+	Result   Result
+	Err      error
+}
+
+// recentJobs is how many finished jobs Recent remembers.
+const recentJobs = 64
+
+// SchedulerConfig tunes the scheduler.
+type SchedulerConfig struct {
+	Workers   int // jobs run at once; default 1
+	ZstdLevel int // 0: the kernel's default level
+	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
+	PoolZstdLevels map[string]int
+	IdleIO         bool // run jobs at idle I/O priority
+	// MinCompressSaving is the share of its bytes (0 to 1) compression
+	// must save for data to be stored compressed; 0 takes
+	// DefaultMinCompressSaving.
+	MinCompressSaving float64
+	// IndexSizes sizes the pools' dedup indexes; an index file of another
+	// size is converted as it opens.
+	IndexSizes IndexSizes
+	// OnIndexSized, which may be nil, is told the total bytes of the open
+	// dedup indexes each time one is about to open, counting it at the
+	// size it is to have: they are most of the daemon's memory. Calls
+	// come one at a time; it must not use the scheduler.
+	OnIndexSized func(total uint64)
+}
+
+// Scheduler runs optimiser jobs in the background, one volume at a time per
+// worker, and lets a VM start take precedence: a start holds its volume's
+// job at the next chunk without waiting for it.
+type Scheduler struct {
+	cfg    SchedulerConfig
+	log    *slog.Logger
+	onDone func(JobDone)
+
+	mu      sync.Mutex
+	queue   []jobKey
+	running map[jobKey]*runningJob
+	paused  map[string]bool // reasons
+	wake    chan struct{}
+	changed chan struct{} // closed and replaced on every state change
+	pools   map[string]*Pool
+	stats   Counters
+	recent  []JobDone
+	lastID  uint64 // the newest job id handed out
+	// encoders are the compressed copies' encoders, by zstd level, kept
+	// across jobs.
+	encoders map[int]*copyEncoder
+	indexes  indexAccount // of every pool's dedup index
+}
+
+type jobKey struct{ dir, vid string }
+
+type runningJob struct {
+	id          uint64 // of the job that runs, which may have been merged into since
+	cancel      context.CancelFunc
+	done, total uint64
+	held        bool
+}
+
+// Counters are the scheduler's totals since the daemon started.
+type Counters struct {
+	JobsDone        uint64
+	JobsFailed      uint64
+	BytesExamined   uint64
+	BytesCompressed uint64
+	BytesSaved      int64
+	SkippedShared   uint64
+	Dedup           DedupStats
+}
+
+// Finished counts the jobs that ended, done or failed.
+func (c Counters) Finished() uint64 { return c.JobsDone + c.JobsFailed }
+
+// NewScheduler returns a scheduler; Run starts its workers. onDone may be
+// nil.
+func NewScheduler(cfg SchedulerConfig, log *slog.Logger, onDone func(JobDone)) *Scheduler {
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if onDone == nil {
+		onDone = func(JobDone) {}
+	}
+	return &Scheduler{
+		cfg: cfg, log: log, onDone: onDone,
+		running: map[jobKey]*runningJob{}, paused: map[string]bool{},
+		wake: make(chan struct{}, 1), changed: make(chan struct{}), pools: map[string]*Pool{},
+		indexes: indexAccount{sizes: cfg.IndexSizes, report: cfg.OnIndexSized},
+	}
+}
+
+// Run works on jobs until ctx is done. A job cut short by ctx stays in its
+// pool's state and resumes when the daemon next opens the pool.
+func (s *Scheduler) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.worker(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Scheduler) worker(ctx context.Context) {
+	// The I/O priority belongs to the thread: keep this goroutine on one.
+	runtime.LockOSThread()
+	if s.cfg.IdleIO {
+		if err := ioprio.SetIdle(); err != nil {
+			s.log.Warn("cannot lower optimiser I/O priority", "err", err)
+		}
+	}
+	for {
+		key, p, job, ok := s.next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				continue
+			}
+		}
+		s.runJob(ctx, key, p, job)
+	}
+}
+
+// next takes the oldest runnable job, unless paused.
+func (s *Scheduler) next() (jobKey, *Pool, Job, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.paused) > 0 {
+		return jobKey{}, nil, Job{}, false
+	}
+	for i, key := range s.queue {
+		if _, busy := s.running[key]; busy {
+			continue // queued again while it runs: one job per volume at a time
+		}
+		p := s.pools[key.dir]
+		job, ok := p.job(key.vid)
+		if !ok || job.Held {
+			continue
+		}
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		s.running[key] = &runningJob{id: job.ID}
+		s.notifyLocked()
+		return key, p, job, true
+	}
+	return jobKey{}, nil, Job{}, false
+}
+
+func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	run := s.running[key]
+	run.cancel = cancel
+	s.mu.Unlock()
+	// The job counts as running until its outcome is recorded and it has
+	// left the pool's state, so that put never merges into a job whose
+	// run is over.
+	defer s.release(key)
+
+	began := time.Now()
+	level, ok := s.cfg.PoolZstdLevels[key.dir]
+	if !ok {
+		level = s.cfg.ZstdLevel
+	}
+	o := newOptimiser(level, p.tmpDir(), func(err error) {
+		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
+	})
+	o.enc = s.encoderFor(level)
+	o.dedup = s.deduperFor(p, job)
+	defer o.dedup.finish()
+	res, err := p.optimiseVolume(jobCtx, o, job, func(done, total uint64) {
+		s.mu.Lock()
+		run.done, run.total = done, total
+		s.mu.Unlock()
+		s.waitWhilePaused(jobCtx)
+	})
+	if err == nil && job.Precache {
+		failpoint.Hit("optimise.before-precache")
+		err = p.Volumes.MakePrecache(job.VID)
+		o.phases.done("precache")
+	}
+
+	held := s.account(run, res)
+	// Measured unless the daemon is stopping, before the job leaves the
+	// list: whoever waits for it then reads figures that include it.
+	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
+
+	switch {
+	case errors.Is(err, errHeld) || held:
+		if p.holdIfRunning(job.VID) {
+			s.log.Info("optimisation held: volume started", "pool", p.Name, "vid", job.VID, "saved", res.Saved())
+		} else {
+			s.enqueue(p, job.VID) // stopped again meanwhile: carry on
+		}
+		return
+	case ctx.Err() != nil:
+		s.log.Info("optimisation interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
+		return
+	}
+	done := s.recordOutcome(key, p, job, res, err)
+	if err != nil {
+		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
+	} else {
+		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
+			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
+			"ms", time.Since(began).Milliseconds(), o.phases.attr())
+	}
+	s.onDone(done)
+}
+
+// account adds a run's figures to the totals and tells whether a start
+// held the run.
+func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.BytesExamined += res.BytesExamined
+	s.stats.BytesCompressed += res.BytesCompressed
+	s.stats.BytesSaved += res.Saved()
+	s.stats.SkippedShared += res.SkippedShared
+	s.stats.Dedup.add(res.Dedup)
+	s.notifyLocked()
+	return run.held
+}
+
+// recordOutcome counts a finished job, keeps its outcome among the recent
+// ones and drops it from the pool's jobs, in that order: whoever sees it
+// gone (jobs --wait, optimize) also sees how it ended.
+func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err error) JobDone {
+	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
+	s.mu.Lock()
+	if err != nil {
+		s.stats.JobsFailed++
+	} else {
+		s.stats.JobsDone++
+	}
+	s.recent = append(s.recent, done)
+	if len(s.recent) > recentJobs {
+		s.recent = s.recent[1:]
+	}
+	s.mu.Unlock()
+	p.finishJob(job)
+	return done
+}
+
+// encoderFor returns the copies' encoder at level, made on first use.
+func (s *Scheduler) encoderFor(level int) *copyEncoder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if enc := s.encoders[level]; enc != nil {
+		return enc
+	}
+	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, func(err error) {
+		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
+	})
+	if s.encoders == nil {
+		s.encoders = map[int]*copyEncoder{}
+	}
+	s.encoders[level] = enc
+	return enc
+}
+
+// waitWhilePaused blocks between chunks while jobs are paused.
+func (s *Scheduler) waitWhilePaused(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		paused, changed := len(s.paused) > 0, s.changed
+		s.mu.Unlock()
+		if !paused {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// enqueue makes the pool's job for vid runnable.
+func (s *Scheduler) enqueue(p *Pool, vid string) {
+	key := jobKey{p.Volumes.Dir(), vid}
+	s.mu.Lock()
+	s.pools[key.dir] = p
+	queued := false
+	for _, k := range s.queue {
+		queued = queued || k == key
+	}
+	if !queued {
+		s.queue = append(s.queue, key)
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+// put records job in p's state, merged into the volume's pending job
+// (see putJob), after prepare, if given, has set it up against the state,
+// and makes it runnable. It returns the id of the job that covers it. A
+// durable job is on disk before put returns; another is written with the
+// next batch (see updateSoon).
+func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Job)) (uint64, error) {
+	s.mu.Lock()
+	// Held across the state's update, so that no job starts or ends
+	// between the look at s.running and the merge.
+	_, running := s.running[jobKey{p.Volumes.Dir(), job.VID}]
+	s.lastID++
+	job.ID = s.lastID
+	var id uint64
+	change := func(st *state) {
+		if prepare != nil {
+			prepare(st, &job)
+		}
+		st.Jobs, id = putJob(st.Jobs, job, running)
+	}
+	var err error
+	if durable {
+		err = p.state.tryUpdate(change)
+	} else {
+		p.state.updateSoon(change)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s.enqueue(p, job.VID)
+	return id, nil
+}
+
+// resume makes the jobs a pool left unfinished runnable, and hands out
+// new ids above theirs. A held job whose volume stopped meanwhile runs
+// too: its commit may have come while the daemon was down.
+func (s *Scheduler) resume(p *Pool, jobs []Job) {
+	s.mu.Lock()
+	s.pools[p.Volumes.Dir()] = p
+	for _, job := range jobs {
+		s.lastID = max(s.lastID, job.ID)
+	}
+	s.mu.Unlock()
+	for _, job := range jobs {
+		if job.Held && p.holdIfRunning(job.VID) {
+			continue
+		}
+		if job.Held {
+			p.unholdJob(job.VID)
+		}
+		s.enqueue(p, job.VID)
+	}
+}
+
+// release ends key's run and lets a worker take the job queued for it
+// meanwhile.
+func (s *Scheduler) release(key jobKey) {
+	s.mu.Lock()
+	delete(s.running, key)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+func (s *Scheduler) wakeWorker() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hold stops vid's running job at its next chunk; it is called by a start
+// with the volume's lock held, so it must not wait.
+func (s *Scheduler) hold(p *Pool, vid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if run, ok := s.running[jobKey{p.Volumes.Dir(), vid}]; ok {
+		run.held = true
+		if run.cancel != nil {
+			run.cancel()
+		}
+	}
+}
+
+// Pause stops starting new chunks until every reason is resumed.
+func (s *Scheduler) Pause(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.paused[reason] {
+		s.log.Info("optimiser paused", "reason", reason)
+	}
+	s.paused[reason] = true
+	s.notifyLocked()
+}
+
+// Resume drops a pause reason.
+func (s *Scheduler) Resume(reason string) {
+	s.mu.Lock()
+	if s.paused[reason] {
+		s.log.Info("optimiser resumed", "reason", reason)
+	}
+	delete(s.paused, reason)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+func (s *Scheduler) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Jobs lists queued, running and held jobs of every pool.
+func (s *Scheduler) Jobs() []JobStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []JobStatus
+	for dir, p := range s.pools {
+		for _, job := range p.jobs() {
+			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: "queued", Queued: job.Queued}
+			// A job merged into while running waits for the run to end.
+			if run, ok := s.running[jobKey{dir, job.VID}]; ok && run.id == job.ID {
+				st.State, st.DoneBytes, st.Total = "running", run.done, run.total
+			}
+			switch {
+			case job.Held:
+				st.State = "held"
+			case len(s.paused) > 0 && st.State == "queued":
+				st.State = "paused"
+			}
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Queued.Before(out[j].Queued) })
+	return out
+}
+
+// Recent returns the last finished jobs, oldest first.
+func (s *Scheduler) Recent() []JobDone {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]JobDone(nil), s.recent...)
+}
+
+// Paused reports whether jobs are paused.
+func (s *Scheduler) Paused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.paused) > 0
+}
+
+// Changed returns a channel that is closed at the next change of the
+// jobs' states: queued, started, held, finished, paused or resumed.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Counters returns the totals since the daemon started.
+func (s *Scheduler) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Wait returns when no job of the given volumes (all, if none given) is
+// queued or running — held jobs do not count — or when ctx is done.
+func (s *Scheduler) Wait(ctx context.Context, keys ...JobStatus) error {
+	for {
+		s.mu.Lock()
+		busy, changed := false, s.changed
+		for _, st := range s.jobsLocked() {
+			if st.State != "held" && matches(keys, st) {
+				busy = true
+			}
+		}
+		s.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Scheduler) jobsLocked() []JobStatus {
+	var out []JobStatus
+	for dir, p := range s.pools {
+		for _, job := range p.jobs() {
+			state := "queued"
+			if job.Held {
+				state = "held"
+			}
+			out = append(out, JobStatus{Dir: dir, VID: job.VID, State: state})
+		}
+	}
+	return out
+}
+
+func matches(keys []JobStatus, st JobStatus) bool {
+	if len(keys) == 0 {
+		return true
+	}
+	for _, k := range keys {
+		if k.Dir == st.Dir && (k.VID == "" || k.VID == st.VID) {
+			return true
+		}
+	}
+	return false
+}
+
+// Restore takes up the totals and recent outcomes from before a restart,
+// and hands out new ids above theirs.
+func (s *Scheduler) Restore(c Counters, recent []JobDone) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = c
+	s.recent = append(recent, s.recent...)
+	if len(s.recent) > recentJobs {
+		s.recent = s.recent[len(s.recent)-recentJobs:]
+	}
+	for _, d := range s.recent {
+		s.lastID = max(s.lastID, d.ID)
+	}
+}
+
+// forget drops a pool that closed, with its queued jobs, which stay in
+// its state for the next open.
+func (s *Scheduler) forget(p *Pool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	if s.pools[dir] != p {
+		return
+	}
+	delete(s.pools, dir)
+	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
+	s.notifyLocked()
+}
+
+// whileIdle runs fn if no job of p is queued or running, before any can
+// start, and reports whether it did.
+func (s *Scheduler) whileIdle(p *Pool, fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	for key := range s.running {
+		if key.dir == dir {
+			return false
+		}
+	}
+	for _, key := range s.queue {
+		if key.dir == dir {
+			return false
+		}
+	}
+	fn()
+	return true
+}

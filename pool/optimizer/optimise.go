@@ -1,0 +1,709 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"sort"
+	"syscall"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// Tunables of the optimiser.
+const (
+	// chunkBytes bounds the work done under a volume's lock at a time, and
+	// so how long a VM start can wait for the optimiser: one range defrag
+	// of 2 MiB takes about 20 ms (bench/start).
+	chunkBytes = 2 << 20
+	// defragPasses retries pieces the kernel skipped: range defrag is best
+	// effort (it gives up on pages busy with I/O and when a signal is
+	// pending), so the result is checked and the rest asked for again.
+	defragPasses = 5
+	// copyBuffer is the read size when writing a compressed copy.
+	copyBuffer = 1 << 20
+)
+
+// errHeld means the volume started while its job ran: the job waits for
+// the next commit, which finds everything still left to do.
+var errHeld = errors.New("volume started; optimisation held until its next commit")
+
+// Result is what one job achieved.
+type Result struct {
+	BytesExamined   uint64 // logical bytes of the extents considered
+	BytesCompressed uint64 // logical bytes rewritten compressed
+	SkippedShared   uint64 // logical bytes left alone: shared beyond the volume
+	// DiskBefore is the disk space of the extents the job replaced and
+	// that are now free; DiskAfter that of the extents it made and that
+	// are in use: the space really freed, not bytes rewritten.
+	DiskBefore, DiskAfter uint64
+	Dedup                 DedupStats
+}
+
+// Saved is the disk space the job freed.
+func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) }
+
+func (r *Result) add(o Result) {
+	r.BytesExamined += o.BytesExamined
+	r.BytesCompressed += o.BytesCompressed
+	r.SkippedShared += o.SkippedShared
+}
+
+// optimiser rewrites a volume's new extents compressed, without ever
+// unsharing an extent: an extent only this file references is rewritten in
+// place by a range defrag; one shared among the volume's own files
+// (image, revisions, precache) at the same range gets a compressed copy
+// deduplicated into every one of them; anything else is left alone.
+type optimiser struct {
+	level   int
+	tmpDir  *fsroot.Root // beneath the pool, on the same filesystem; nil: none
+	onLevel func(error)
+	// refs maps a disk extent to the volume's items that reference it,
+	// read once per job on the first shared extent met, and kept current
+	// as extents are replaced, so each chunk costs what it rewrites.
+	refs map[uint64][]refLoc
+	// replaced and created record the disk extents the job rewrote and
+	// the ones it made (bytenr -> disk bytes), so that what it freed is
+	// measured from the extents it touched: the job's cost stays
+	// proportional to the new data, not to the image.
+	replaced, created map[uint64]uint64
+	// made is what settle found the job made: new extents still in use.
+	made map[uint64]uint64
+	// began divides the extents written before the job, all older, from
+	// those written since, at least as new: a file extent item keeps its
+	// data extent's generation when cloned or deduplicated, so an extent
+	// the job shared into the volume from elsewhere stays older.
+	began  uint64
+	dedup  *deduper     // nil: compression only
+	enc    *copyEncoder // compresses compressed copies
+	phases *phases
+}
+
+func newOptimiser(level int, tmpDir *fsroot.Root, onLevel func(error)) *optimiser {
+	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
+		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
+}
+
+// settle counts, among the extents the job replaced that existed before
+// it, those now freed, and sums the extents it made that are in use. The
+// caller has committed the transaction, so reference counts are current.
+func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) error {
+	for bytenr, n := range o.replaced {
+		if _, old := initial[bytenr]; !old {
+			continue // made by this job and replaced again: neither freed nor made
+		}
+		if _, err := btrfs.ExtentRefCount(f, bytenr); errors.Is(err, fs.ErrNotExist) {
+			res.DiskBefore += n
+		} else if err != nil {
+			return err
+		}
+	}
+	for _, n := range o.made {
+		res.DiskAfter += n
+	}
+	return nil
+}
+
+// syncGeneration commits the pool's filesystem and returns the generation
+// from which extents are written after the call (btrfs.SyncGeneration).
+func (p *Pool) syncGeneration() (uint64, error) {
+	dir, err := os.Open(p.Volumes.Dir())
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	return btrfs.SyncGeneration(dir)
+}
+
+// madeExtents returns the disk extents (bytenr -> disk bytes) the files
+// reference that were written since the job began, once its work is done:
+// what the job made, wherever range defrag chose to write it. Extents the
+// job deduplicated into the files from other volumes are older and left
+// out: they existed before the job and take no more space for it. (With
+// several jobs at once, a copy another job made meanwhile and this one
+// shared counts against both: a saving is then under-reported, never
+// over-reported.)
+func (p *Pool) madeExtents(vid string, files []fileWork, began uint64) (map[uint64]uint64, error) {
+	found := map[uint64]uint64{}
+	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
+		for _, fw := range files {
+			if fw.noCOW {
+				continue // left alone, and not planned
+			}
+			f, err := l.Open(fw.name, os.O_RDONLY)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			exts, err := btrfs.Extents(f, max(fw.since, began))
+			f.Close()
+			if err != nil {
+				return err
+			}
+			addDiskExtents(found, exts)
+		}
+		return nil
+	})
+	return found, err
+}
+
+// plannedExtents are the disk extents the plan found new in the files,
+// before the job's work: the data it is to work on.
+func plannedExtents(files []fileWork) map[uint64]uint64 {
+	found := map[uint64]uint64{}
+	for _, fw := range files {
+		maps.Copy(found, fw.disk)
+	}
+	return found
+}
+
+// addDiskExtents adds the data extents exts reference to found (bytenr ->
+// disk bytes).
+func addDiskExtents(found map[uint64]uint64, exts []btrfs.Extent) {
+	for _, e := range exts {
+		if !e.IsHole() && e.Type != btrfs.ExtentInline {
+			found[e.DiskBytenr] = e.DiskNumBytes
+		}
+	}
+}
+
+// optimiseVolume runs job on the volume's clean image and, for a full
+// job, its revisions, one file after the other. A full job marks each
+// file done as it finishes it, so that, interrupted, it resumes at the
+// next. progress is told the logical bytes done.
+func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) (res Result, err error) {
+	files, err := p.planFiles(job)
+	if err != nil {
+		return res, err
+	}
+	failpoint.Hit("optimise.after-plan")
+	if o.began, err = p.syncGeneration(); err != nil {
+		return res, err
+	}
+	initial := plannedExtents(files)
+	o.phases.done("plan")
+	defer func() {
+		if settleErr := p.settle(o, job, files, initial, &res); err == nil {
+			err = settleErr
+		}
+		o.phases.done("settle")
+	}()
+	t := &tally{report: progress}
+	for _, fw := range files {
+		t.total += fw.bytes()
+	}
+	for _, fw := range files {
+		if err := p.optimiseFile(ctx, o, job, fw, &res, t); err != nil {
+			return res, err
+		}
+		if job.Full {
+			if err := p.markProcessed(job.VID, fw, files); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// tally counts a job's logical bytes done out of those planned.
+type tally struct {
+	done, total uint64
+	report      func(done, total uint64)
+}
+
+func (t *tally) add(n uint64) {
+	t.done += n
+	t.report(t.done, t.total)
+}
+
+// planFiles finds the work in each file the job covers.
+func (p *Pool) planFiles(job Job) ([]fileWork, error) {
+	targets, err := p.jobTargets(job)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]fileWork, len(targets))
+	for i, target := range targets {
+		if files[i], err = p.findWork(job, target); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// optimiseFile works on one file: the clean image goes through the dedup
+// stage, which also compresses what stays unique; a revision, or the
+// image when dedup is off, through the compression stage.
+func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
+	if fw.noCOW {
+		p.log.Warn("left as it is: no-COW file (chattr +C), which btrfs neither compresses nor shares",
+			"pool", p.Name, "vid", job.VID, "file", fw.name)
+		return nil
+	}
+	if fw.clean && o.dedup != nil {
+		// The job's progress counts the file's planned bytes; the stage's
+		// share done is scaled to them.
+		share, told := fw.bytes(), uint64(0)
+		err := o.dedupStage(ctx, job, fw, func(done, total uint64) {
+			n := uint64(float64(share) * float64(done) / float64(max(total, 1)))
+			t.add(n - told)
+			told = n
+		})
+		o.phases.done("dedup")
+		if err == nil {
+			t.add(share - told)
+		}
+		return err
+	}
+	err := p.compressItems(ctx, o, job.VID, fw, res, t)
+	o.phases.done("compress")
+	return err
+}
+
+// compressItems compresses the file's planned chunks, one at a time.
+func (p *Pool) compressItems(ctx context.Context, o *optimiser, vid string, fw fileWork, res *Result, t *tally) error {
+	for _, it := range fw.items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := p.compressItem(o, vid, it)
+		res.add(r)
+		if err != nil {
+			return err
+		}
+		t.add(it.length)
+		failpoint.Hit("optimise.between-chunks")
+	}
+	return nil
+}
+
+// compressItem compresses one chunk under the volume's lock, unless the
+// volume started.
+func (p *Pool) compressItem(o *optimiser, vid string, it workItem) (Result, error) {
+	var r Result
+	err := p.Volumes.Locked(vid, "optimise", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		var err error
+		r, err = o.compressRange(l, it)
+		return err
+	})
+	return r, err
+}
+
+// jobTargets names the files a job works on: the clean image, and for a
+// full pass the revisions too (they may hold extents nothing else does).
+func (p *Pool) jobTargets(job Job) ([]string, error) {
+	var targets []string
+	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		targets = append(targets, l.Clean())
+		if job.Full {
+			revs, err := l.Revisions()
+			if err != nil {
+				return err
+			}
+			targets = append(targets, revs...)
+		}
+		return nil
+	})
+	return targets, err
+}
+
+// fileWork is the work a job plans in one of the volume's files.
+type fileWork struct {
+	name  string
+	clean bool   // the clean image, which the dedup stage reads too
+	noCOW bool   // chattr +C: nothing can be done to it
+	ino   uint64 // the file planned, so that a replacement is not marked done
+	// since is the generation from which the file's extents are new for
+	// the job: see sinceFor.
+	since uint64
+	items []workItem
+	// extents are the clean image's new data extents, for the dedup stage;
+	// disk are the disk extents of all the file's new items: those the
+	// job may replace, and free (see optimiser.settle).
+	extents []dataExtent
+	disk    map[uint64]uint64
+}
+
+// bytes is the logical bytes of the file's planned work.
+func (fw fileWork) bytes() uint64 {
+	var n uint64
+	for _, it := range fw.items {
+		n += it.length
+	}
+	return n
+}
+
+// workItem is one contiguous file range of target to compress.
+type workItem struct {
+	target         string
+	offset, length uint64
+	// since and until bound the generations of the extents to work on:
+	// new since the VM started, and older than the job, whose own
+	// rewrites must not be taken for work again.
+	since, until uint64
+}
+
+// findWork lists target's uncompressed extents that job covers, cut into
+// chunks, and for the clean image all its new extents, for the dedup
+// stage. Cost grows with the number of new extents: the search visits
+// only the file's items newer than the file's since.
+func (p *Pool) findWork(job Job, target string) (fileWork, error) {
+	fw := fileWork{name: target}
+	var exts []btrfs.Extent
+	var until uint64
+	synced, err := p.syncFor(target)
+	if err != nil {
+		return fw, err
+	}
+	err = p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+		f, err := l.Open(target, os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if fw.ino, err = syncIfReplaced(f, synced); err != nil {
+			return err
+		}
+		fw.clean = target == l.Clean()
+		flags, err := btrfs.Flags(f)
+		if err != nil {
+			return err
+		}
+		// btrfs neither compresses a no-COW file nor shares extents
+		// between it and a file with checksums: nothing to do.
+		if fw.noCOW = flags&btrfs.FlagNoCOW != 0; fw.noCOW {
+			return nil
+		}
+		if fw.clean {
+			if err := markCompressible(l, f, flags); err != nil {
+				return err
+			}
+		}
+		fw.since = p.sinceFor(job, target, fw.ino)
+		if until, err = btrfs.Generation(f); err != nil {
+			return err
+		}
+		if exts, err = btrfs.Extents(f, fw.since); err != nil {
+			return err
+		}
+		fw.disk = map[uint64]uint64{}
+		addDiskExtents(fw.disk, exts)
+		if job.DiffRevision && fw.clean {
+			exts, err = notInNewestRevision(l, exts)
+		}
+		return err
+	})
+	if err != nil {
+		return fw, err
+	}
+	if fw.clean {
+		fw.extents = byDiskExtent(exts)
+	}
+	for _, e := range exts {
+		if !compressible(e) {
+			continue
+		}
+		for off := e.Offset; off < e.Offset+e.Length; off += chunkBytes {
+			n := min(chunkBytes, e.Offset+e.Length-off)
+			if k := len(fw.items) - 1; k >= 0 && fw.items[k].offset+fw.items[k].length == off && fw.items[k].length+n <= chunkBytes {
+				fw.items[k].length += n
+				continue
+			}
+			fw.items = append(fw.items, workItem{target: target, offset: off, length: n, since: fw.since, until: until})
+		}
+	}
+	return fw, nil
+}
+
+// markCompressible clears the NOCOMPRESS flag btrfs sets on a file after
+// one poorly compressing sample, and gives the image and its directory
+// the zstd compression property, so that the guest's next writes (to a
+// dirty image made in that directory) are compressed as they are written.
+// flags are the image's inode flags.
+func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
+	if err := clearNoCompress(img, flags); err != nil {
+		return err
+	}
+	if err := compressWithZstd(img); err != nil {
+		return err
+	}
+	dir, err := l.OpenDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return compressWithZstd(dir)
+}
+
+// compressible: regular, written and not yet compressed.
+func compressible(e btrfs.Extent) bool {
+	return e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone
+}
+
+// notInNewestRevision keeps the extents the newest revision does not
+// reference: what changed since it was taken, when no start generation
+// was recorded (a commit made by another driver, say).
+func notInNewestRevision(l *volume.Locked, exts []btrfs.Extent) ([]btrfs.Extent, error) {
+	revs, err := l.Revisions()
+	if err != nil || len(revs) == 0 {
+		return exts, err
+	}
+	f, err := l.Open(revs[len(revs)-1], os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	old, err := btrfs.Extents(f, 0)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[uint64]bool{}
+	for _, e := range old {
+		seen[e.DiskBytenr] = true
+	}
+	fresh := exts[:0]
+	for _, e := range exts {
+		if !seen[e.DiskBytenr] {
+			fresh = append(fresh, e)
+		}
+	}
+	return fresh, nil
+}
+
+// compressRange compresses the still-uncompressed extents of it.
+func (o *optimiser) compressRange(l *volume.Locked, it workItem) (Result, error) {
+	f, err := l.Open(it.target, os.O_RDWR)
+	if err != nil {
+		return Result{}, err
+	}
+	defer f.Close()
+	return o.compressPieces(f, it, func(pc btrfs.Extent) (Result, error) {
+		return o.compressShared(l, f, pc)
+	})
+}
+
+// compressPieces rewrites f's uncompressed extents in it compressed: the
+// ones only f references by a range defrag, the shared ones by onShared.
+func (o *optimiser) compressPieces(f *os.File, it workItem, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
+	pieces, err := piecesIn(f, it)
+	if err != nil || len(pieces) == 0 {
+		return Result{}, err
+	}
+	ino, err := inodeOf(f)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	var exclusive []btrfs.Extent
+	for _, pc := range pieces {
+		res.BytesExamined += pc.Length
+		only, err := referencedOnlyBy(f, ino, pc)
+		if err != nil {
+			return res, err
+		}
+		worth, err := o.enc.worthCompressing(f, pc)
+		if err != nil {
+			return res, err
+		}
+		if !worth {
+			continue
+		}
+		if only {
+			exclusive = append(exclusive, pc)
+			continue
+		}
+		r, err := onShared(pc)
+		res.add(r)
+		if err != nil {
+			return res, err
+		}
+	}
+	r, err := o.defragExclusive(f, it, exclusive)
+	res.add(r)
+	return res, err
+}
+
+// piecesIn returns f's uncompressed regular extent items within it,
+// clipped to it.
+func piecesIn(f *os.File, it workItem) ([]btrfs.Extent, error) {
+	exts, err := btrfs.Extents(f, it.since)
+	if err != nil {
+		return nil, err
+	}
+	var out []btrfs.Extent
+	end := it.offset + it.length
+	for _, e := range exts {
+		if e.Offset >= end || e.Offset+e.Length <= it.offset || (it.until != 0 && e.Generation > it.until) ||
+			e.Type != btrfs.ExtentRegular || e.IsHole() || e.Compression != btrfs.CompressNone {
+			continue
+		}
+		lo, hi := max(e.Offset, it.offset), min(e.Offset+e.Length, end)
+		e.ExtentOffset += lo - e.Offset
+		e.Offset, e.Length = lo, hi-lo
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// referencedOnlyBy reports whether every reference to pc's disk extent,
+// from any subvolume or snapshot, is an item of the file f (inode ino).
+// FIEMAP's shared flag is not used: merged extent maps make it misreport
+// at extent boundaries. An extent not yet in a committed transaction has
+// no back references to ask about, and counts as not exclusive.
+func referencedOnlyBy(f *os.File, ino uint64, pc btrfs.Extent) (bool, error) {
+	refs, err := btrfs.LogicalInodes(f, pc.DiskBytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range refs {
+		if r.Inode != ino || r.Root != refs[0].Root {
+			return false, nil
+		}
+	}
+	return len(refs) > 0, nil
+}
+
+func inodeOf(f *os.File) (uint64, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino, nil
+}
+
+// defragExclusive rewrites extents only f references, compressed, with a
+// range defrag per contiguous run, and retries what the kernel skipped.
+func (o *optimiser) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent) (Result, error) {
+	var res Result
+	if len(pieces) == 0 {
+		return res, nil
+	}
+	before := map[uint64]uint64{} // disk bytenr -> disk bytes, of extents being replaced
+	for _, pc := range pieces {
+		before[pc.DiskBytenr] = pc.DiskNumBytes
+		o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
+	}
+	// Every extent in the range now, so that the ones defrag makes are
+	// told apart by address: their generation may equal the job's own.
+	existing := map[uint64]bool{}
+	present, err := piecesAfter(f, it)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range present {
+		existing[e.DiskBytenr] = true
+	}
+	todo := pieces
+	for pass := 0; pass < defragPasses && len(todo) > 0; pass++ {
+		for _, run := range contiguous(todo) {
+			if err := o.defrag(f, run.Offset, run.Length); err != nil {
+				return res, err
+			}
+		}
+		after, err := piecesIn(f, it)
+		if err != nil {
+			return res, err
+		}
+		todo = todo[:0]
+		for _, pc := range after {
+			if _, old := before[pc.DiskBytenr]; old {
+				todo = append(todo, pc)
+			}
+		}
+	}
+	exts, err := piecesAfter(f, it)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range exts {
+		if existing[e.DiskBytenr] {
+			continue
+		}
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+		if e.Compression != btrfs.CompressNone {
+			res.BytesCompressed += e.Length
+		}
+	}
+	return res, nil
+}
+
+// piecesAfter lists the written extent items overlapping it that are at
+// least as new as the job's generation, which rewritten ones are.
+func piecesAfter(f *os.File, it workItem) ([]btrfs.Extent, error) {
+	exts, err := btrfs.Extents(f, it.since)
+	if err != nil {
+		return nil, err
+	}
+	var out []btrfs.Extent
+	for _, e := range exts {
+		if e.Offset < it.offset+it.length && it.offset < e.Offset+e.Length && !e.IsHole() {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (o *optimiser) defrag(f *os.File, offset, length uint64) error {
+	err := btrfs.DefragCompress(f, offset, length, o.level)
+	if errors.Is(err, btrfs.ErrLevelUnsupported) {
+		o.onLevel(err)
+		o.level = 0
+		err = btrfs.DefragCompress(f, offset, length, 0)
+	}
+	return err
+}
+
+// contiguous merges pieces into runs of adjacent file ranges.
+func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
+	sorted := append([]btrfs.Extent(nil), pieces...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Offset < sorted[j].Offset })
+	var runs []btrfs.Extent
+	for _, pc := range sorted {
+		if k := len(runs) - 1; k >= 0 && runs[k].Offset+runs[k].Length == pc.Offset {
+			runs[k].Length += pc.Length
+			continue
+		}
+		runs = append(runs, btrfs.Extent{Offset: pc.Offset, Length: pc.Length})
+	}
+	return runs
+}
+
+// settle measures what the job freed; see optimiser.settle.
+func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
+	dir, err := p.openDir()
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := btrfs.Sync(dir); err != nil {
+		return err
+	}
+	if o.made, err = p.madeExtents(job.VID, files, o.began); err != nil {
+		return err
+	}
+	if o.dedup != nil {
+		if err := o.dedup.settle(dir, o, res); err != nil {
+			return err
+		}
+	}
+	return o.settle(dir, initial, res)
+}

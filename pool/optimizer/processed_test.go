@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer_test
+
+import (
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// layOutTakenOver writes a volume as file-reflink leaves it, never seen
+// by the daemon: a clean image of incompressible and compressible data,
+// and a revision sharing all of it but its first 2 MiB. It returns the
+// two files.
+func (h optHarness) layOutTakenOver(vid string, size int) (img, rev string) {
+	h.T.Helper()
+	if err := os.MkdirAll(filepath.Dir(h.Path(vid)), 0o755); err != nil {
+		h.T.Fatal(err)
+	}
+	img, rev = h.Path(vid+".img"), h.Path(vid+".img.1@2025-01-01T00:00:00Z")
+	f, err := os.Create(img)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	defer f.Close()
+	// Apart, so that the text's extents are whole in both files and can
+	// be compressed without unsharing.
+	for i, data := range [][]byte{noise(1, size/2), btrfstest.Text(vid, size/2)} {
+		if _, err := f.WriteAt(data, int64(i*size/2)); err != nil {
+			h.T.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			h.T.Fatal(err)
+		}
+	}
+	btrfstest.Reflink(h.T, img, rev)
+	btrfstest.WriteAt(h.T, img, 0, noise(2, 2*mib))
+	return img, rev
+}
+
+// fullPass runs optimize --full on vid and returns the job's result.
+func (h optHarness) fullPass(vid string) optimizer.Result {
+	h.T.Helper()
+	if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+		h.T.Fatal(err)
+	}
+	h.Wait()
+	recent := h.Jobs.Recent()
+	done := recent[len(recent)-1]
+	if done.VID != vid || done.Err != nil {
+		h.T.Fatalf("last job %+v, want %s done", done, vid)
+	}
+	return done.Result
+}
+
+// rewriteKeepingMtime overwrites part of path in place and puts its mtime
+// back, as a writer outside the daemon may.
+func rewriteKeepingMtime(t *testing.T, path string, off int64, data []byte) {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	btrfstest.WriteAt(t, path, off, data)
+	if err := os.Chtimes(path, time.Time{}, info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceByCopy puts a reflinked copy, another inode, in place of path.
+func replaceByCopy(t *testing.T, path string) {
+	t.Helper()
+	btrfstest.Reflink(t, path, path+"~")
+	if err := os.Rename(path+"~", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each full pass starts every file where the last one left it: it reads
+// only what was written since, unless the file was replaced.
+func TestFullPassReadsOnlyNewData(t *testing.T) {
+	h := newOptHarness(t)
+	const vid = "appvms/old/private"
+	img, rev := h.layOutTakenOver(vid, 16*mib)
+	steps := []struct {
+		name   string
+		change func()
+		// The bytes of uncompressed extents the pass examines for
+		// compression, and at most those its dedup stage hashes.
+		minExamined, maxExamined, maxHashed uint64
+	}{
+		{"first", func() {}, 16 * mib, 32 * mib, 16 * mib},
+		{"nothing new", func() {}, 0, 0, 0},
+		{"written in place", func() { rewriteKeepingMtime(t, img, 4*mib, noise(3, 3*mib)) }, 3 * mib, 3 * mib, 3 * mib},
+		{"image replaced", func() { replaceByCopy(t, img) }, 8 * mib, 32 * mib, 16 * mib},
+		{"nothing new after that", func() {}, 0, 0, 0},
+	}
+	for _, step := range steps {
+		step.change()
+		want := sums(t, []string{img, rev})
+		res := h.fullPass(vid)
+		t.Logf("%s: examined %d, hashed %d", step.name, res.BytesExamined, res.Dedup.BytesHashed)
+		if res.BytesExamined < step.minExamined || res.BytesExamined > step.maxExamined {
+			t.Errorf("%s pass examined %d bytes, want %d to %d", step.name, res.BytesExamined, step.minExamined, step.maxExamined)
+		}
+		if res.Dedup.BytesHashed > step.maxHashed {
+			t.Errorf("%s pass hashed %d bytes, want at most %d", step.name, res.Dedup.BytesHashed, step.maxHashed)
+		}
+		if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
+			t.Fatalf("%s pass changed the volume's content", step.name)
+		}
+	}
+	if z := zstdBytes(measure(t, img)); z < 7*mib {
+		t.Errorf("only %d bytes of the image compressed", z)
+	}
+}
+
+// A full pass cut short resumes at the file it was working on.
+func TestInterruptedFullPassSkipsFinishedFiles(t *testing.T) {
+	// What a finished pass leaves of the revision uncompressed: its 32 MiB
+	// of noise, and what range defrag, best effort, may skip.
+	const leftAlone = 48 * mib
+	h := newOptHarness(t)
+	const vid = "appvms/old/private"
+	img, rev := h.layOutTakenOver(vid, 64*mib)
+	// The revision's own 128 MiB take the pass long enough to stop it there.
+	btrfstest.WriteAt(t, rev, 64*mib, btrfstest.Text("revision", 128*mib))
+	want := sums(t, []string{img, rev})
+	if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+		t.Fatal(err)
+	}
+	// Past the image's 64 MiB, the pass works on the revision.
+	deadline := time.Now().Add(time.Minute)
+	for !doneBeyond(h.Jobs.Jobs(), 65*mib) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h.Jobs.Pause("test")
+	h.Close() // the daemon stops mid-revision
+
+	left := uncompressed(t, rev)
+	if left <= leftAlone {
+		t.Fatal("the pass finished before it could be stopped")
+	}
+	h.Open()
+	h.Wait()
+	recent := h.Jobs.Recent()
+	if len(recent) != 1 || recent[0].Err != nil {
+		t.Fatalf("resumed jobs %+v", recent)
+	}
+	// Reading the image again would add its 32 MiB that do not compress.
+	// Examined bytes can exceed what was left by a chunk or two, counted
+	// twice when writeback of the chunk before splits its extent while
+	// the chunk's extents are listed.
+	res := recent[0].Result
+	if res.BytesExamined < left || res.BytesExamined > left+16*mib || res.Dedup.BytesHashed != 0 {
+		t.Errorf("resumed pass examined %d bytes and hashed %d, want the %d the revision had left, and nothing of the image",
+			res.BytesExamined, res.Dedup.BytesHashed, left)
+	}
+	if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
+		t.Fatal("the passes changed the volume's content")
+	}
+	if left := uncompressed(t, rev); left > leftAlone {
+		t.Errorf("%d bytes of the revision left uncompressed", left)
+	}
+}
+
+// Marks go with the files and volumes they are about.
+func TestMarksOfRemovedFilesAreDropped(t *testing.T) {
+	h := newOptHarness(t)
+	_, rev := h.layOutTakenOver("appvms/a/private", 4*mib)
+	h.layOutTakenOver("appvms/b/private", 4*mib)
+	h.fullPass("appvms/a/private")
+	h.fullPass("appvms/b/private")
+	want := map[string][]string{
+		"appvms/a/private": {"appvms/a/private.img", "appvms/a/private.img.1@2025-01-01T00:00:00Z"},
+		"appvms/b/private": {"appvms/b/private.img", "appvms/b/private.img.1@2025-01-01T00:00:00Z"},
+	}
+	h.checkMarks(want)
+
+	if err := os.Remove(rev); err != nil {
+		t.Fatal(err)
+	}
+	h.fullPass("appvms/a/private")
+	want["appvms/a/private"] = want["appvms/a/private"][:1]
+	h.checkMarks(want)
+
+	if _, err := h.P.Volumes.Remove(spec("appvms/b/private")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "appvms/b/private")
+	h.checkMarks(want)
+}
+
+// checkMarks compares the files with marks in the pool's state to want.
+func (h optHarness) checkMarks(want map[string][]string) {
+	h.T.Helper()
+	data, err := os.ReadFile(filepath.Join(h.Dir, volume.StateDir, "state.json"))
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	var st struct {
+		Processed map[string]map[string]json.RawMessage `json:"processed"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		h.T.Fatal(err)
+	}
+	got := map[string][]string{}
+	for vid, marks := range st.Processed {
+		for name := range marks {
+			got[vid] = append(got[vid], name)
+		}
+		slices.Sort(got[vid])
+	}
+	if len(got) != len(want) {
+		h.T.Fatalf("marks %v, want %v", got, want)
+	}
+	for vid, names := range want {
+		if !slices.Equal(got[vid], names) {
+			h.T.Fatalf("marks %v, want %v", got, want)
+		}
+	}
+}
+
+func doneBeyond(jobs []optimizer.JobStatus, n uint64) bool {
+	return len(jobs) == 1 && jobs[0].DoneBytes >= n
+}
+
+// uncompressed sums the logical bytes of path's uncompressed extents.
+func uncompressed(t *testing.T, path string) uint64 {
+	t.Helper()
+	var n uint64
+	for _, e := range btrfstest.Extents(t, path) {
+		if e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone {
+			n += e.Length
+		}
+	}
+	return n
+}

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// refLoc is one file extent item pointing into a disk extent.
+type refLoc struct {
+	name         string // the volume's file
+	offset       uint64 // in the file
+	extentOffset uint64 // into the disk extent
+	length       uint64
+}
+
+// extentRef is a refLoc with its file open.
+type extentRef struct {
+	refLoc
+	file *os.File
+}
+
+// compressShared replaces a disk extent that several of the volume's own
+// files reference (the image and its revisions or precache) with a
+// compressed copy, deduplicated into every reference, so the old extent
+// is freed whole and no file loses its sharing. When anything outside the
+// volume references the extent too, it is left alone: rewriting only our
+// references would add the copy without freeing the original.
+func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
+	res := Result{}
+	if o.refs == nil {
+		var err error
+		if o.refs, err = volumeRefs(l); err != nil {
+			return res, err
+		}
+	}
+	if pc.DiskNumBytes <= 4096 {
+		return res, nil // one block cannot be stored smaller
+	}
+	locs := o.refs[pc.DiskBytenr]
+	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		return res, nil // not committed yet: its references are unknown
+	}
+	if err != nil {
+		return res, err
+	}
+	if len(locs) == 0 || total != uint64(len(locs)) {
+		res.SkippedShared = pc.Length
+		return res, nil
+	}
+	refs, closeAll, err := openRefs(l, locs)
+	if err != nil {
+		return res, err
+	}
+	defer closeAll()
+	lo, hi := refs[0].extentOffset, refs[0].extentOffset+refs[0].length
+	for _, r := range refs {
+		lo, hi = min(lo, r.extentOffset), max(hi, r.extentOffset+r.length)
+	}
+	cp, err := o.writeCompressedCopy(refs, lo, hi)
+	if err != nil || cp == nil {
+		return res, err
+	}
+	defer cp.remove()
+	copyExts, err := cp.extents()
+	if err != nil {
+		return res, err
+	}
+	var copyDisk uint64
+	for _, e := range copyExts {
+		copyDisk += e.DiskNumBytes
+	}
+	if copyDisk+4096 > pc.DiskNumBytes {
+		return res, nil // does not compress: keep the original
+	}
+	failpoint.Hit("optimise.after-compressed-copy")
+	all := true
+	for _, r := range refs {
+		deduped, err := btrfs.Dedupe(cp.File, copyBase+r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
+		if err != nil {
+			return res, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.file.Name(), r.offset, err)
+		}
+		all = all && deduped[0] == r.length
+	}
+	if all {
+		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
+	}
+	failpoint.Hit("optimise.after-dedupe")
+	delete(o.refs, pc.DiskBytenr)
+	o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
+	for _, e := range copyExts {
+		o.created[e.DiskBytenr] = e.DiskNumBytes
+	}
+	return res, nil
+}
+
+// volumeRefs maps every disk extent (written or preallocated) of the
+// volume's image, revisions and precache to the items referencing it.
+func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
+	names, err := l.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	refs := map[uint64][]refLoc{}
+	for _, name := range append(names, l.Clean(), l.Precache()) {
+		f, err := l.Open(name, os.O_RDONLY)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		exts, err := btrfs.Extents(f, 0)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range exts {
+			if e.Type != btrfs.ExtentInline && !e.IsHole() {
+				refs[e.DiskBytenr] = append(refs[e.DiskBytenr], refLoc{name: name, offset: e.Offset, extentOffset: e.ExtentOffset, length: e.Length})
+			}
+		}
+	}
+	return refs, nil
+}
+
+// openRefs opens the files of locs for writing, each once.
+func openRefs(l *volume.Locked, locs []refLoc) ([]extentRef, func(), error) {
+	open := map[string]*os.File{}
+	closeAll := func() {
+		for _, f := range open {
+			f.Close()
+		}
+	}
+	refs := make([]extentRef, 0, len(locs))
+	for _, loc := range locs {
+		f := open[loc.name]
+		if f == nil {
+			var err error
+			if f, err = l.Open(loc.name, os.O_RDWR); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			open[loc.name] = f
+		}
+		refs = append(refs, extentRef{refLoc: loc, file: f})
+	}
+	return refs, closeAll, nil
+}
+
+// copyBase is where data starts in a compressed copy: btrfs stores a
+// file's only block inline, in its metadata, where it could not be shared.
+const copyBase = blockSize
+
+// compressedCopy is a temporary file beneath the pool holding data
+// compressed by its encoder, from which data is deduplicated into the
+// volume's files. FIDEDUPERANGE writes the copy's data back and waits for
+// it, and the copy's extents are committed with the dedupe, so it is not
+// synced.
+type compressedCopy struct {
+	*os.File
+	enc *copyEncoder
+}
+
+func newCompressedCopy(dir *fsroot.Root, enc *copyEncoder) (compressedCopy, error) {
+	if dir == nil {
+		return compressedCopy{}, errors.New("create compressed copy: no directory for it")
+	}
+	// O_TMPFILE: the copy never has a name, so no du or compsize of the
+	// pool trips over it, and nothing planted at a name is followed.
+	f, err := dir.OpenFile(".", unix.O_RDWR|unix.O_TMPFILE, 0o600)
+	if err != nil {
+		return compressedCopy{}, fmt.Errorf("create compressed copy: %w", err)
+	}
+	c := compressedCopy{File: f, enc: enc}
+	if err := btrfs.SetCompressionProperty(f, "zstd"); err != nil {
+		c.remove()
+		return compressedCopy{}, err
+	}
+	return c, nil
+}
+
+// write stores data at off in the copy, compressed; see copyEncoder. The
+// compressed extents bypass the page cache, so they are read back whole,
+// each once: btrfs.Dedupe's read-ahead of each deduplicated range would
+// read a compressed extent again for every range it holds. Failing only
+// costs time.
+func (c compressedCopy) write(data []byte, off uint64) error {
+	if err := c.enc.write(c.File, data, off); err != nil {
+		return err
+	}
+	btrfs.ReadAhead(c.File, off, uint64(len(data)))
+	return nil
+}
+
+// remove empties and closes the copy, which has no name; what was
+// deduplicated from it stays. Emptying it first hands its extents back in
+// the running transaction: once writeback has taken an inode reference
+// (as when a write fails for lack of space), the file's last put, and
+// with it the freeing of its extents, is left to btrfs' cleaner thread.
+func (c compressedCopy) remove() {
+	_ = c.Truncate(0)
+	c.Close()
+}
+
+// extents lists the copy's data extents.
+func (c compressedCopy) extents() ([]btrfs.Extent, error) {
+	all, err := btrfs.Extents(c.File, 0)
+	out := all[:0]
+	for _, e := range all {
+		if e.Type == btrfs.ExtentRegular && !e.IsHole() {
+			out = append(out, e)
+		}
+	}
+	return out, err
+}
+
+// writeCompressedCopy writes bytes [lo, hi) of the disk extent, read
+// through its references, to a new compressed copy at copyBase. It returns
+// no copy when the range cannot be read whole from the references (they
+// leave a gap).
+func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
+	c, err := newCompressedCopy(o.tmpDir, o.enc)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, copyBuffer)
+	for pos := lo; pos < hi; {
+		r, ok := refCovering(refs, pos)
+		if !ok {
+			c.remove()
+			return nil, nil
+		}
+		n := min(uint64(len(buf)), hi-pos, r.extentOffset+r.length-pos)
+		if _, err := r.file.ReadAt(buf[:n], int64(r.offset+pos-r.extentOffset)); err != nil {
+			c.remove()
+			return nil, fmt.Errorf("read %s: %w", r.file.Name(), err)
+		}
+		if err := c.write(buf[:n], copyBase+pos-lo); err != nil {
+			c.remove()
+			return nil, err
+		}
+		pos += n
+	}
+	return &c, nil
+}
+
+func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {
+	for _, r := range refs {
+		if r.extentOffset <= pos && pos < r.extentOffset+r.length {
+			return r, true
+		}
+	}
+	return extentRef{}, false
+}
