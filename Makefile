@@ -107,7 +107,7 @@ bench-dedup: build
 bench-hash: $(DEPS)
 	go run ./bench/hash $(BENCH_ARGS)
 
-# Many VMs cycling through the shim while the optimiser runs; prints
+# Many VMs cycling through the shim while the optimizer runs; prints
 # throughput, latencies and the daemon's memory (BENCH_ARGS="--help").
 bench-soak: build
 	$(RUN_PREFIX); \

@@ -245,7 +245,7 @@ type VolumeState struct {
 // templates first. Full also rewrites extents shared with revisions and
 // precaches, and the revisions themselves, each file from where the last
 // full pass through it stopped; otherwise only what is new since the last
-// optimisation is examined.
+// optimization is examined.
 type OptimizeArgs struct {
 	Target string `json:"target"`
 	Full   bool   `json:"full"`
@@ -272,7 +272,7 @@ type VolumeRef struct {
 	VID     string `json:"vid"`
 }
 
-// JobsArgs asks for the optimiser's jobs.
+// JobsArgs asks for the optimizer's jobs.
 type JobsArgs struct{}
 
 // JobsResult lists pending jobs, recently finished ones and the totals.
@@ -280,7 +280,7 @@ type JobsResult struct {
 	Paused   bool              `json:"paused"`
 	Jobs     []JobInfo         `json:"jobs"`
 	Recent   []JobOutcome      `json:"recent"`
-	Counters OptimiserCounters `json:"counters"`
+	Counters OptimizerCounters `json:"counters"`
 }
 
 // JobInfo is a pending job. State is queued, running, held (its volume
@@ -306,8 +306,8 @@ type JobOutcome struct {
 	Error           string `json:"error"`
 }
 
-// OptimiserCounters are totals since the daemon started.
-type OptimiserCounters struct {
+// OptimizerCounters are totals since the daemon started.
+type OptimizerCounters struct {
 	JobsDone        uint64 `json:"jobs_done"`
 	JobsFailed      uint64 `json:"jobs_failed"`
 	BytesExamined   uint64 `json:"bytes_examined"`

@@ -84,7 +84,7 @@ class Demo:
             raise SystemExit("revert did not restore the data")
 
         cli = os.path.join(harness.BIN, "btrfs-vdo")
-        say("btrfs-vdo jobs --wait: the optimiser compresses what each shutdown committed, in the background")
+        say("btrfs-vdo jobs --wait: the optimizer compresses what each shutdown committed, in the background")
         harness.run(cli, "jobs", "--wait")
         print(harness.run(cli, "jobs").stdout)
         say("btrfs-vdo stats vdo: space per pool, VM and volume, counted as compsize counts it")

@@ -52,9 +52,9 @@ func TestRestartKeepsPoolsAndTotals(t *testing.T) {
 		t.Errorf("recent after the restart: %+v, want %+v", got, recent)
 	}
 	// Job ids go on from where they were.
-	id, err := p.Optimizer.Optimise(s.VID, true)
+	id, err := p.Optimizer.Optimize(s.VID, true)
 	if err != nil || id <= recent[0].ID {
-		t.Errorf("Optimise after the restart: id %d, %v; want above %d", id, err, recent[0].ID)
+		t.Errorf("Optimize after the restart: id %d, %v; want above %d", id, err, recent[0].ID)
 	}
 }
 

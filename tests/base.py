@@ -115,7 +115,7 @@ class IntegrationCase(unittest.TestCase):
         self.run_async(vm.storage.stop())
 
     def wait_jobs(self):
-        """Wait for the optimiser's background jobs (and the precaches they
+        """Wait for the optimizer's background jobs (and the precaches they
         make) to finish."""
         harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket, "jobs", "--wait")
 

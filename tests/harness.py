@@ -174,7 +174,7 @@ def write_at(path, offset, data):
 
 
 def compressible(seed, size):
-    """size bytes of text that differ per seed, for the optimiser."""
+    """size bytes of text that differ per seed, for the optimizer."""
     line = f"{seed}: the quick brown fox jumps over the lazy dog\n".encode()
     return (line * (size // len(line) + 1))[:size]
 

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A load of AppVMs sharing one template, cycling start/stop through the
-shim while the optimiser compresses what they commit; used by
+shim while the optimizer compresses what they commit; used by
 tests/test_load.py with moderate numbers and by bench/soak with large ones.
 
 Every cycle of a VM writes one of its private volume's regions and, in

@@ -201,7 +201,7 @@ class Symlinks(IntegrationCase):
         self.assertEqual(ctx.exception.__cause__.code, "not_found")
         self.assertEqual(harness.sha256(image), before)
         self.assertFalse(os.path.islink(image))
-        # Commits and a full optimisation leave the link alone: it is not
+        # Commits and a full optimization leave the link alone: it is not
         # one of the volume's revisions.
         self.start(work)
         self.stop(work)

@@ -3,7 +3,7 @@
 an operation (internal/failpoint), restarted, and driven through what
 qubesd runs after a crash; every image must then hold its old or its new
 content, never a mix and never nothing, revisions must be intact, no temp
-file may outlive the next start, and interrupted optimiser jobs must
+file may outlive the next start, and interrupted optimizer jobs must
 resume and finish. Every revision present must hold one of the states
 committed before, in the order they were committed, and none of the
 revisions_to_keep newest before the image may be missing.
@@ -74,11 +74,11 @@ SCENARIOS = [
     Scenario("start.after-dirty", "halted", "start"),
     Scenario("start.after-dirty", "no-precache", "start"),
     Scenario("start.after-snapshot-link", "halted", "start"),
-    Scenario("optimise.after-plan", "compressible", "stop"),
-    Scenario("optimise.between-chunks", "legacy-revisions", "optimize"),
-    Scenario("optimise.before-precache", "compressible", "stop"),
-    Scenario("optimise.after-compressed-copy", "legacy-revisions", "optimize"),
-    Scenario("optimise.after-dedupe", "legacy-revisions", "optimize"),
+    Scenario("optimize.after-plan", "compressible", "stop"),
+    Scenario("optimize.between-chunks", "legacy-revisions", "optimize"),
+    Scenario("optimize.before-precache", "compressible", "stop"),
+    Scenario("optimize.after-compressed-copy", "legacy-revisions", "optimize"),
+    Scenario("optimize.after-dedupe", "legacy-revisions", "optimize"),
     Scenario("dedup.after-rewrite-copy", "legacy-repeats", "optimize"),
     Scenario("dedup.after-take-apart", "legacy-repeats", "optimize"),
     Scenario("state.after-temp-write", "running", "stop"),
@@ -175,7 +175,7 @@ class Crash(IntegrationCase):
         jobs = json.loads(self.cli("jobs", "--json"))
         self.assertEqual(jobs["jobs"], [], "an interrupted job did not finish")
         self.assertEqual([j["error"] for j in jobs["recent"] if j["error"]], [])
-        if scenario.failpoint.startswith("optimise."):
+        if scenario.failpoint.startswith("optimize."):
             self.assertIn(f"appvms/{world.target}/private", [j["vid"] for j in jobs["recent"]],
                           "the interrupted job did not resume")
         self.check_images(world, before, "after stop()")
@@ -315,7 +315,7 @@ class Crash(IntegrationCase):
     def arm_compressible(self, world):
         """A VM's first run writes three chunks of compressible data: its
         directory has no compression property yet, so the data lands
-        uncompressed and the optimiser has it all to do."""
+        uncompressed and the optimizer has it all to do."""
         vm = self.make_appvm("text", world.vms["fedora"])
         self.note_created(world, vm)
         world.target = "text"
@@ -463,7 +463,7 @@ class Crash(IntegrationCase):
 
     def leftovers(self):
         """Files an interrupted write left: temp files, unfinished imports,
-        the optimiser's copies."""
+        the optimizer's copies."""
         found = []
         for root, _, names in os.walk(self.dir_path):
             found += [os.path.join(root, n) for n in names if "~" in n or n.endswith("-import.img")]

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""A full filesystem: commit, import, clone and optimise fail with a
-no_space StoragePoolException and change nothing; the optimiser never
+"""A full filesystem: commit, import, clone and optimize fail with a
+no_space StoragePoolException and change nothing; the optimizer never
 leaves more space used than it found; once space is freed the same
 operations succeed."""
 
@@ -52,7 +52,7 @@ def used(directory):
     """Data bytes in use on directory's filesystem, once freed extents are.
     Metadata is left out: its b-trees split and merge by a node or two
     with any write, such as the daemon's record of a failed job, while
-    what an optimisation could leave behind is data."""
+    what an optimization could leave behind is data."""
     harness.run("btrfs", "filesystem", "sync", directory)
     out = harness.run("btrfs", "filesystem", "df", "-b", directory).stdout
     (line,) = (line for line in out.splitlines() if line.startswith("Data,"))
@@ -88,7 +88,7 @@ class FullDisk(IntegrationCase):
             harness.run("cp", "--reflink=always", "--preserve=timestamps", img, os.path.join(vdir, name))
         return self.dir_path + ":appvms/" + vm + "/private"
 
-    def optimise(self, target):
+    def optimize(self, target):
         """optimize --full: the job's outcome, and the space used before
         and after it."""
         before = used(self.dir_path)
@@ -129,7 +129,7 @@ class FullDisk(IntegrationCase):
                 self.assert_no_space(clone.storage.import_volume(clone.volumes["private"], work.volumes["private"]))
             # The request queues the job (its state is written lazily); the
             # job then finds no room and fails.
-            outcome, _, _ = self.optimise(text)
+            outcome, _, _ = self.optimize(text)
             self.assertRegex(outcome["error"], r"no space left on device")
             self.assertEqual(self.pool_files(), before, "a failed operation changed the pool")
             self.assertLessEqual(used(self.dir_path), used_before)
@@ -138,10 +138,10 @@ class FullDisk(IntegrationCase):
             # 8 MiB: the job fails and leaves no more in use than it found.
             os.remove(meta_filler)
             os.truncate(filler, os.path.getsize(filler) - 2 * MiB)
-            outcome, used_before, used_after = self.optimise(noise)
+            outcome, used_before, used_after = self.optimize(noise)
             self.assertRegex(outcome["error"], "no space left on device")
-            self.assertLessEqual(used_after, used_before, "the optimiser took space it did not free")
-            self.assertEqual(self.pool_files(), before, "the optimiser changed the pool's data")
+            self.assertLessEqual(used_after, used_before, "the optimizer took space it did not free")
+            self.assertEqual(self.pool_files(), before, "the optimizer changed the pool's data")
         finally:
             for path in (filler, meta_filler):
                 with contextlib.suppress(FileNotFoundError):
@@ -155,7 +155,7 @@ class FullDisk(IntegrationCase):
         self.run_async(clone.storage.import_volume(clone.volumes["private"], work.volumes["private"]))
         self.assertEqual(harness.sha256(self.path("appvms", "clone", "private.img")), want_private)
         self.cli("jobs", "--wait")
-        outcome, used_before, used_after = self.optimise(text)
+        outcome, used_before, used_after = self.optimize(text)
         self.assertEqual(outcome["error"], "")
         self.assertGreater(outcome["bytes_compressed"], 0)
         self.assertLessEqual(used_after, used_before)

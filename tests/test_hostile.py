@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A hostile local administrator: at every name the daemon touches in a
-pool, from the volume files to the optimiser's own state, plant in turn a
+pool, from the volume files to the optimizer's own state, plant in turn a
 symlink, a hard link to a file outside the pool, a directory and a FIFO,
 then run the operations that touch that name. Nothing outside the pool
 may change, nothing may hang, and the daemon must keep serving."""
@@ -166,7 +166,7 @@ class Hostile(IntegrationCase):
             os.mkfifo(path)
 
     def world(self, name):
-        """A template and an AppVM with a commit, optimised; and a second
+        """A template and an AppVM with a commit, optimized; and a second
         AppVM when name's operations clone into it."""
         tpl = self.make_template()
         work = self.make_appvm("work", tpl)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Load: 16 AppVMs sharing one template run 32 start/stop cycles at once,
-over a thousand requests through the shim, while the optimiser compresses
+over a thousand requests through the shim, while the optimizer compresses
 their commits: no deadlock, no error, every byte where it was written,
 the daemon's memory bounded. bench/soak runs the same with larger
 numbers."""
@@ -45,7 +45,7 @@ class Load(IntegrationCase):
               f"{jobs['counters']['bytes_saved'] >> 20} MiB saved", file=sys.stderr)
         self.assertEqual(work.cycles, 32)
         self.assertGreaterEqual(served, 1000)
-        self.assertGreater(during, 0, "no optimiser job ran during the load")
+        self.assertGreater(during, 0, "no optimizer job ran during the load")
         self.assertEqual(jobs["jobs"], [])
         self.assertEqual(jobs["counters"]["jobs_failed"], 0)
         self.assertGreater(jobs["counters"]["bytes_compressed"], 0)

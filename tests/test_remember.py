@@ -58,7 +58,7 @@ class Remember(IntegrationCase):
 
     def test_pending_job_resumes_at_start(self):
         # The daemon dies in the commit's job, which stays pending.
-        self.restart({FAILPOINT_ENV: "optimise.after-plan"})
+        self.restart({FAILPOINT_ENV: "optimize.after-plan"})
         template = self.make_template("pending-tpl")
         vm = self.make_appvm("pending", template)
         self.start(vm)

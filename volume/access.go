@@ -133,7 +133,7 @@ func (s *Store) MakePrecache(vid string) error {
 }
 
 // List returns the vids of the volumes that have a clean or a dirty image
-// in the pool: templates first, so that their data is optimised before
+// in the pool: templates first, so that their data is optimized before
 // the AppVMs' that shares it.
 func (s *Store) List() ([]string, error) {
 	var vids []string

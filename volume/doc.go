@@ -59,5 +59,5 @@
 //
 // The package knows files and reflinks only. It calls a CommitHook after a
 // commit lands so that the pool can schedule background work on the new
-// data; it knows nothing of sockets, pools or optimisers.
+// data; it knows nothing of sockets, pools or optimizers.
 package volume

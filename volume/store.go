@@ -37,7 +37,7 @@ type Hooks struct {
 	// Started is called when an origin volume has started.
 	Started func(Started)
 	// Committed is called after each durable commit. It returns true when
-	// the pool will optimise the new data and make the precache itself
+	// the pool will optimize the new data and make the precache itself
 	// afterwards (MakePrecache): a precache made now would pin the
 	// commit's extents as they are.
 	Committed func(Committed) (precacheLater bool)

@@ -211,7 +211,7 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 	h.write("appvms/work/private-dirty.img", 0, pattern(2, mib))
 	want := h.sum("appvms/work/private-dirty.img")
 
-	err := h.store.Locked(spec.VID, "optimise", func(l *volume.Locked) error {
+	err := h.store.Locked(spec.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || !running {
 			t.Errorf("Running = %v, %v while started", running, err)
 		}
@@ -223,7 +223,7 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 	h.must(h.store.Stop(spec))
 	h.assertFiles(map[string]bool{"appvms/work/private-precache.img": false})
 
-	err = h.store.Locked(spec.VID, "optimise", func(l *volume.Locked) error {
+	err = h.store.Locked(spec.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			t.Errorf("Running = %v, %v after stop", running, err)
 		}

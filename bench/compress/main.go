@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-// Command compress compares btrfs-vdo's optimiser with the seed recipe's
+// Command compress compares btrfs-vdo's optimizer with the seed recipe's
 // `btrfs filesystem defragment -czstd` on one generated corpus (see
 // bench/corpus), built twice from the same seed on two loop-mounted btrfs
 // filesystems so neither side's writes touch the other's extents, and
@@ -9,7 +9,7 @@
 //  1. a first pass over the whole pool (defragment -r; optimize --full);
 //  2. an update round rewriting about 6 % of a template root (-update),
 //     committed (file-reflink's way on the defragment side, through the
-//     daemon on the btrfs-vdo side), then optimised (defragment of the
+//     daemon on the btrfs-vdo side), then optimized (defragment of the
 //     image; the commit's background job);
 //  3. for btrfs-vdo, optimize --full over a plain copy of the updated
 //     image: the whole-image pass the update pass is compared with.

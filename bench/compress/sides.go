@@ -18,7 +18,7 @@ import (
 const (
 	generated = iota
 	afterFull
-	afterCommit // the update round committed, not yet optimised
+	afterCommit // the update round committed, not yet optimized
 	afterUpdate
 	points
 )

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """bench/soak: many AppVMs sharing one template cycle start/stop through
 the shim at once, with queries and backups in between, while the
-optimiser compresses what they commit (tests/load.py, with larger numbers
+optimizer compresses what they commit (tests/load.py, with larger numbers
 than make test's). Checks as the test does: no error, no deadlock (a
 deadline), every byte where it was written, every job done, the daemon's
 peak RSS under a bound. Prints throughput, latency per operation and the
@@ -94,12 +94,12 @@ def main():
 
     print(f"soak: {args.vms} VMs on one template, {work.cycles} start/stop cycles, "
           f"{args.write_mib} MiB written per cycle")
-    print(f"set-up {set_up:.1f} s, load {ran:.1f} s, optimiser drained {drained:.1f} s after it")
+    print(f"set-up {set_up:.1f} s, load {ran:.1f} s, optimizer drained {drained:.1f} s after it")
     print(f"daemon: {served} requests, {served / ran:.0f}/s during the load; "
           f"RSS {rss >> 20} MiB at the end of the load (peak {hwm >> 20} MiB), "
-          f"{rss_end >> 20} MiB after the optimiser (peak {hwm_end >> 20} MiB)")
+          f"{rss_end >> 20} MiB after the optimizer (peak {hwm_end >> 20} MiB)")
     print(f"daemon RSS every {args.sample_every:g} s of the load, MiB: {' '.join(str(r >> 20) for r in rss_samples)}")
-    print(f"optimiser: {counters['jobs_done']} jobs, examined {counters['bytes_examined'] >> 20} MiB, "
+    print(f"optimizer: {counters['jobs_done']} jobs, examined {counters['bytes_examined'] >> 20} MiB, "
           f"compressed {counters['bytes_compressed'] >> 20} MiB, saved {counters['bytes_saved'] >> 20} MiB")
     print(f"\n{'shim call':<12}{'calls':>8}{'median ms':>12}{'p99 ms':>10}{'max ms':>10}")
     for op, (calls, median, p99, worst) in work.figures().items():

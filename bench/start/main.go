@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-// Command start measures how long a VM start takes when the optimiser is
-// working on the same volume, against a start with the optimiser idle,
+// Command start measures how long a VM start takes when the optimizer is
+// working on the same volume, against a start with the optimizer idle,
 // and how much of it the start spent waiting for the volume's lock, which
 // the job takes one chunk at a time. Run as root; it makes and removes a
 // loop-mounted btrfs under /var/tmp.
@@ -28,7 +28,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 200, "starts measured with the job running")
-	idleRuns := flag.Int("idle-runs", 50, "starts measured with the optimiser idle")
+	idleRuns := flag.Int("idle-runs", 50, "starts measured with the optimizer idle")
 	sizeMiB := flag.Int("size-mib", 512, "compressible data written per session")
 	flag.Parse()
 	if err := run(*idleRuns, *runs, int64(*sizeMiB)<<20); err != nil {
@@ -123,7 +123,7 @@ func run(idleRuns, busyRuns int, size int64) error {
 		name string
 		busy bool
 		runs int
-	}{{"optimiser idle", false, idleRuns}, {"job running on the volume", true, busyRuns}} {
+	}{{"optimizer idle", false, idleRuns}, {"job running on the volume", true, busyRuns}} {
 		var took, waits []time.Duration
 		for range c.runs {
 			d, w, err := measure(c.busy)

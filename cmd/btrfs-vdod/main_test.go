@@ -366,9 +366,9 @@ func TestDBus(t *testing.T) {
 			t.Errorf("busctl get-property %s: %q, %v; want %q", tt.property, got, err, tt.want)
 		}
 	}
-	d.waitLog(t, "optimiser paused")
+	d.waitLog(t, "optimizer paused")
 	upower.SetOnBattery(false)
-	d.waitLog(t, "optimiser resumed")
+	d.waitLog(t, "optimizer resumed")
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("exit code %d", code)
 	}

@@ -38,7 +38,7 @@ type Server struct {
 	Version string
 	// AllowUID is the only peer uid served; qubesd runs as root.
 	AllowUID uint32
-	// Jobs is the optimiser's scheduler; nil when optimisation is off.
+	// Jobs is the optimizer's scheduler; nil when optimization is off.
 	Jobs *optimizer.Scheduler
 	// ReadTimeout overrides defaultReadTimeout when set.
 	ReadTimeout time.Duration

@@ -32,7 +32,7 @@ type SkippedFile struct {
 }
 
 // CompressFiles compresses dom0's own files in place, the way the
-// optimiser compresses images: every uncompressed extent that only its
+// optimizer compresses images: every uncompressed extent that only its
 // file references is rewritten with zstd by a range defrag; shared
 // extents (reflinks, snapshots) are left alone, so nothing is unshared.
 // Each file also loses the NOCOMPRESS flag and gains the zstd property,
@@ -42,7 +42,7 @@ type SkippedFile struct {
 // it lists. Running it again only examines what is still uncompressed, so
 // an interrupted run is resumed by running it again.
 func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (FilesResult, error) {
-	o := newOptimiser(level, nil, func(error) {})
+	o := newJobRun(level, nil, func(error) {})
 	var res FilesResult
 	for _, root := range paths {
 		rootDev, err := deviceOf(root)
@@ -110,7 +110,7 @@ func deviceOf(path string) (uint64, error) {
 }
 
 // compressFile compresses one file's exclusive uncompressed extents.
-func (o *optimiser) compressFile(path string) (Result, error) {
+func (o *jobRun) compressFile(path string) (Result, error) {
 	if ok, err := btrfs.IsBtrfs(path); err != nil || !ok {
 		return Result{}, err
 	}

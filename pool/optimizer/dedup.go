@@ -149,7 +149,7 @@ type dataExtent struct {
 // the plan found them (fw), telling progress the share of it done. What it
 // freed is counted with the rest of the job's work, at its end (see
 // settle).
-func (o *optimiser) dedupStage(ctx context.Context, job Job, fw fileWork, progress func(done, total uint64)) error {
+func (o *jobRun) dedupStage(ctx context.Context, job Job, fw fileWork, progress func(done, total uint64)) error {
 	return o.dedup.apartPass(ctx, o, job, fw, progress)
 }
 
@@ -192,7 +192,7 @@ func (d *deduper) readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
 // settle counts the touched extents now free (the caller committed the
 // transaction through dir) and hands them to the job's accounting of
 // replaced and created extents.
-func (d *deduper) settle(dir *os.File, o *optimiser, res *Result) error {
+func (d *deduper) settle(dir *os.File, o *jobRun, res *Result) error {
 	for bytenr, n := range d.touched {
 		_, err := btrfs.ExtentRefCount(dir, bytenr)
 		freed := errors.Is(err, fs.ErrNotExist)

@@ -80,7 +80,7 @@ type piece struct {
 // that an image replaced since is told apart. progress is told the bytes
 // done out of those to do (each piece counts in both walks) after each
 // batch; it may block while jobs are paused.
-func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, fw fileWork, progress func(done, total uint64)) error {
+func (d *deduper) apartPass(ctx context.Context, o *jobRun, job Job, fw fileWork, progress func(done, total uint64)) error {
 	defer func() {
 		d.plans, d.pieces, d.spans, d.local, d.own = nil, nil, nil, nil, nil
 		if d.res != nil {
@@ -108,7 +108,7 @@ func (d *deduper) apartPass(ctx context.Context, o *optimiser, job Job, fw fileW
 
 // segments opens the clean image for the first walks and runs both walks
 // over exts, a segment at a time.
-func (d *deduper) segments(ctx context.Context, o *optimiser, w *passWalk, exts []dataExtent) error {
+func (d *deduper) segments(ctx context.Context, o *jobRun, w *passWalk, exts []dataExtent) error {
 	var err error
 	if w.img, w.running, err = d.openForScan(w.job, &w.ino); err != nil {
 		return err
@@ -167,7 +167,7 @@ func (w *passWalk) step(pieces []piece, batch []int) {
 // segment runs both walks over the extents of seg. pending are seg's and
 // the later segments' extents: those the pass may yet free, which must
 // not serve as sources (see inPass).
-func (d *deduper) segment(ctx context.Context, o *optimiser, w *passWalk, seg, pending []dataExtent) error {
+func (d *deduper) segment(ctx context.Context, o *jobRun, w *passWalk, seg, pending []dataExtent) error {
 	d.cut(seg, pending)
 	d.local = map[uint64]localBlock{}
 	batches := d.batches()
@@ -379,7 +379,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 // the extent. A run's source within the job lies in an earlier piece, or
 // in this batch's rests, so it has been rewritten by then. ino is the
 // image's inode, which the caller checked.
-func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *optimiser, batch []int) error {
+func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, batch []int) error {
 	open := map[string]dedupDest{l.Clean(): img}
 	defer func() {
 		for name, dst := range open {

@@ -34,7 +34,7 @@ func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := newOptimiser(0, p.tmpDir(), func(error) {})
+	o := newJobRun(0, p.tmpDir(), func(error) {})
 	o.enc = newCopyEncoder(0, 0, func(error) {})
 	o.dedup = newDeduper(p, idx)
 	defer o.dedup.finish()

@@ -23,7 +23,7 @@ import (
 // those compressed extents are left alone, their pieces dropped from the
 // work, and counted; each lies whole in the batch (see batches), so
 // nothing of them was changed yet.
-func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) ([]pieceDests, error) {
+func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceDests, error) {
 	var plain, packed []pieceDests
 	for _, w := range work {
 		if pl := &d.plans[d.pieces[w.piece].plan]; pl.compressed && pl.rest > 0 {
@@ -60,7 +60,7 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *optimiser) ([]pie
 // rewriteRests writes the rests of work to one compressed copy and, unless
 // the copy takes more than limit bytes on disk (0: no limit), deduplicates
 // them into place and indexes them. It reports whether it did.
-func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *optimiser, limit uint64) (bool, error) {
+func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *jobRun, limit uint64) (bool, error) {
 	buf, err := d.readRests(img, work)
 	if err != nil || len(buf) == 0 {
 		return true, err
@@ -166,7 +166,7 @@ func (d *deduper) readRests(img dedupDest, work []pieceDests) ([]byte, error) {
 
 // indexCopy records the copy's extents as made by the job and indexes
 // their blocks (buf, written at copyBase) where they lie.
-func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte, o *optimiser) {
+func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte, o *jobRun) {
 	end := copyBase + uint64(len(buf))
 	for _, e := range exts {
 		compressed := e.Compression != btrfs.CompressNone

@@ -311,7 +311,7 @@ func TestFullPassDedupsExistingData(t *testing.T) {
 			want := sums(t, files)
 			before := h.poolDisk()
 			for _, vid := range []string{"vm-templates/debian/root", "appvms/mail/private"} {
-				if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+				if _, err := h.P.Optimizer.Optimize(vid, true); err != nil {
 					t.Fatal(err)
 				}
 				h.Wait()

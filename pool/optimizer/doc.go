@@ -23,7 +23,7 @@
 //     settle reads it back after the transaction commits to tell the space
 //     really freed (Result.DiskBefore, DiskAfter).
 //
-// The pipeline of one job (Scheduler.runJob, Pool.optimiseVolume):
+// The pipeline of one job (Scheduler.runJob, Pool.optimizeVolume):
 //
 //	plan → dedup (the clean image) → compress the rest (revisions, or
 //	what dedup left) → precache → settle

@@ -41,15 +41,15 @@ func TestNoJobForRunningOrUncommittedVolumes(t *testing.T) {
 		t.Fatalf("Resolve(work) = %d volumes, %v", len(vols), err)
 	}
 	for _, v := range vols {
-		if _, err := v.Pool.Optimizer.Optimise(v.VID, true); !errors.Is(err, optimizer.ErrNotOptimizable) {
-			t.Errorf("Optimise(%s) = %v, want ErrNotOptimizable", v.VID, err)
+		if _, err := v.Pool.Optimizer.Optimize(v.VID, true); !errors.Is(err, optimizer.ErrNotOptimizable) {
+			t.Errorf("Optimize(%s) = %v, want ErrNotOptimizable", v.VID, err)
 		}
 	}
 	for _, s := range []volume.Spec{origin, volatile, snapshot} {
 		h.Must(h.P.Volumes.Stop(s))
 	}
-	if _, err := h.P.Optimizer.Optimise(volatile.VID, false); !errors.Is(err, optimizer.ErrNotOptimizable) {
-		t.Errorf("Optimise(stopped volatile) = %v, want ErrNotOptimizable", err)
+	if _, err := h.P.Optimizer.Optimize(volatile.VID, false); !errors.Is(err, optimizer.ErrNotOptimizable) {
+		t.Errorf("Optimize(stopped volatile) = %v, want ErrNotOptimizable", err)
 	}
 	h.Jobs.Resume("test")
 	h.Wait()
@@ -69,7 +69,7 @@ func TestHeldJobOfVolumeWithoutSnapshotsRunsAfterStop(t *testing.T) {
 	h.CommitText(s, 16*mib)
 	h.Wait()
 	h.Jobs.Pause("test")
-	if _, err := h.P.Optimizer.Optimise(s.VID, true); err != nil {
+	if _, err := h.P.Optimizer.Optimize(s.VID, true); err != nil {
 		t.Fatal(err)
 	}
 	h.Must(h.P.Volumes.Start(s))
@@ -103,7 +103,7 @@ func TestQueuedJobsCoalesceStateWrites(t *testing.T) {
 		t.Fatalf("Resolve = %d volumes, %v", len(vols), err)
 	}
 	for _, v := range vols {
-		if _, err := v.Pool.Optimizer.Optimise(v.VID, true); err != nil {
+		if _, err := v.Pool.Optimizer.Optimize(v.VID, true); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
 )
 
-// Job is one volume's pending optimisation, as persisted in the pool's
+// Job is one volume's pending optimization, as persisted in the pool's
 // state so a daemon restart resumes it.
 type Job struct {
 	// ID tells this job's outcome from other runs on the same volume; it
@@ -109,7 +109,7 @@ type SchedulerConfig struct {
 	OnIndexSized func(total uint64)
 }
 
-// Scheduler runs optimiser jobs in the background, one volume at a time per
+// Scheduler runs optimizer jobs in the background, one volume at a time per
 // worker, and lets a VM start take precedence: a start holds its volume's
 // job at the next chunk without waiting for it.
 type Scheduler struct {
@@ -192,7 +192,7 @@ func (s *Scheduler) worker(ctx context.Context) {
 	runtime.LockOSThread()
 	if s.cfg.IdleIO {
 		if err := ioprio.SetIdle(); err != nil {
-			s.log.Warn("cannot lower optimiser I/O priority", "err", err)
+			s.log.Warn("cannot lower optimizer I/O priority", "err", err)
 		}
 	}
 	for {
@@ -250,20 +250,20 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if !ok {
 		level = s.cfg.ZstdLevel
 	}
-	o := newOptimiser(level, p.tmpDir(), func(err error) {
+	o := newJobRun(level, p.tmpDir(), func(err error) {
 		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
 	})
 	o.enc = s.encoderFor(level)
 	o.dedup = s.deduperFor(p, job)
 	defer o.dedup.finish()
-	res, err := p.optimiseVolume(jobCtx, o, job, func(done, total uint64) {
+	res, err := p.optimizeVolume(jobCtx, o, job, func(done, total uint64) {
 		s.mu.Lock()
 		run.done, run.total = done, total
 		s.mu.Unlock()
 		s.waitWhilePaused(jobCtx)
 	})
 	if err == nil && job.Precache {
-		failpoint.Hit("optimise.before-precache")
+		failpoint.Hit("optimize.before-precache")
 		err = p.Volumes.MakePrecache(job.VID)
 		o.phases.done("precache")
 	}
@@ -276,20 +276,20 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	switch {
 	case errors.Is(err, errHeld) || held:
 		if p.holdIfRunning(job.VID) {
-			s.log.Info("optimisation held: volume started", "pool", p.Name, "vid", job.VID, "saved", res.Saved())
+			s.log.Info("optimization held: volume started", "pool", p.Name, "vid", job.VID, "saved", res.Saved())
 		} else {
 			s.enqueue(p, job.VID) // stopped again meanwhile: carry on
 		}
 		return
 	case ctx.Err() != nil:
-		s.log.Info("optimisation interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
+		s.log.Info("optimization interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
 		return
 	}
 	done := s.recordOutcome(key, p, job, res, err)
 	if err != nil {
-		s.log.Error("optimisation failed", "pool", p.Name, "vid", job.VID, "err", err)
+		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
-		s.log.Info("optimised volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
+		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
 			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
 			"ms", time.Since(began).Milliseconds(), o.phases.attr())
 	}
@@ -470,7 +470,7 @@ func (s *Scheduler) Pause(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.paused[reason] {
-		s.log.Info("optimiser paused", "reason", reason)
+		s.log.Info("optimizer paused", "reason", reason)
 	}
 	s.paused[reason] = true
 	s.notifyLocked()
@@ -480,7 +480,7 @@ func (s *Scheduler) Pause(reason string) {
 func (s *Scheduler) Resume(reason string) {
 	s.mu.Lock()
 	if s.paused[reason] {
-		s.log.Info("optimiser resumed", "reason", reason)
+		s.log.Info("optimizer resumed", "reason", reason)
 	}
 	delete(s.paused, reason)
 	s.notifyLocked()

@@ -126,7 +126,7 @@ func (p *Pool) Saved() uint64 { return uint64(max(p.usage.savedBytes(), 0)) }
 
 // started is the volume store's start hook: it records the filesystem
 // generation, from which the VM's writes will be told from old data, and
-// holds the volume's optimiser job, whose extents the VM now shares.
+// holds the volume's optimizer job, whose extents the VM now shares.
 func (p *Pool) started(st volume.Started) {
 	gen, err := p.generationOf(st.Dirty)
 	err = errors.Join(err, p.state.update(func(s *state) {
@@ -140,7 +140,7 @@ func (p *Pool) started(st volume.Started) {
 		}
 	}))
 	if err != nil {
-		// Only optimisation is at stake: the next commit falls back to
+		// Only optimization is at stake: the next commit falls back to
 		// comparing with the newest revision.
 		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
 	}
@@ -149,7 +149,7 @@ func (p *Pool) started(st volume.Started) {
 	}
 }
 
-// committed is the volume store's commit hook: it queues optimisation of
+// committed is the volume store's commit hook: it queues optimization of
 // what the VM wrote and asks the store to leave the precache to the job.
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
@@ -201,11 +201,11 @@ func putJob(jobs []Job, job Job, running bool) ([]Job, uint64) {
 // ErrNotOptimizable means a volume has nothing a job could work on now.
 var ErrNotOptimizable = errors.New("nothing to optimize")
 
-// Optimise queues a pass over the volume vid, of every uncompressed extent
+// Optimize queues a pass over the volume vid, of every uncompressed extent
 // when full, including those shared with its revisions. It returns the id
 // of the job whose outcome will report the pass. The job is written
 // lazily: a crash loses only the request, which the administrator sees.
-func (p *Pool) Optimise(vid string, full bool) (uint64, error) {
+func (p *Pool) Optimize(vid string, full bool) (uint64, error) {
 	if p.sched == nil {
 		return 0, errors.New("optimization is disabled")
 	}

@@ -50,7 +50,7 @@ func (h optHarness) layOutTakenOver(vid string, size int) (img, rev string) {
 // fullPass runs optimize --full on vid and returns the job's result.
 func (h optHarness) fullPass(vid string) optimizer.Result {
 	h.T.Helper()
-	if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+	if _, err := h.P.Optimizer.Optimize(vid, true); err != nil {
 		h.T.Fatal(err)
 	}
 	h.Wait()
@@ -135,7 +135,7 @@ func TestInterruptedFullPassSkipsFinishedFiles(t *testing.T) {
 	// The revision's own 128 MiB take the pass long enough to stop it there.
 	btrfstest.WriteAt(t, rev, 64*mib, btrfstest.Text("revision", 128*mib))
 	want := sums(t, []string{img, rev})
-	if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+	if _, err := h.P.Optimizer.Optimize(vid, true); err != nil {
 		t.Fatal(err)
 	}
 	// Past the image's 64 MiB, the pass works on the revision.

@@ -36,7 +36,7 @@ type extentRef struct {
 // is freed whole and no file loses its sharing. When anything outside the
 // volume references the extent too, it is left alone: rewriting only our
 // references would add the copy without freeing the original.
-func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
+func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
 	res := Result{}
 	if o.refs == nil {
 		var err error
@@ -84,7 +84,7 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	if copyDisk+4096 > pc.DiskNumBytes {
 		return res, nil // does not compress: keep the original
 	}
-	failpoint.Hit("optimise.after-compressed-copy")
+	failpoint.Hit("optimize.after-compressed-copy")
 	all := true
 	for _, r := range refs {
 		deduped, err := btrfs.Dedupe(cp.File, copyBase+r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
@@ -96,7 +96,7 @@ func (o *optimiser) compressShared(l *volume.Locked, target *os.File, pc btrfs.E
 	if all {
 		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
 	}
-	failpoint.Hit("optimise.after-dedupe")
+	failpoint.Hit("optimize.after-dedupe")
 	delete(o.refs, pc.DiskBytenr)
 	o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
 	for _, e := range copyExts {
@@ -230,7 +230,7 @@ func (c compressedCopy) extents() ([]btrfs.Extent, error) {
 // through its references, to a new compressed copy at copyBase. It returns
 // no copy when the range cannot be read whole from the references (they
 // leave a gap).
-func (o *optimiser) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
+func (o *jobRun) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
 	c, err := newCompressedCopy(o.tmpDir, o.enc)
 	if err != nil {
 		return nil, err

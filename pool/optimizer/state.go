@@ -23,7 +23,7 @@ const stateFile = "state.json"
 const stateVersion = 1
 
 // state is what must survive a daemon restart: the generation at which
-// each running origin volume started, the optimiser jobs not done, and
+// each running origin volume started, the optimizer jobs not done, and
 // how far full passes got through each file.
 type state struct {
 	Version int               `json:"version"`

@@ -25,7 +25,7 @@ const (
 	daemonStopWait  = 60 * time.Second
 )
 
-// jobsPoll is how often the benchmark asks whether the optimiser is done:
+// jobsPoll is how often the benchmark asks whether the optimizer is done:
 // fine enough not to blur a job of a tenth of a second (the CLI's --wait
 // polls every 500 ms).
 const jobsPoll = 5 * time.Millisecond

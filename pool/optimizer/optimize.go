@@ -18,10 +18,10 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// Tunables of the optimiser.
+// Tunables of the optimizer.
 const (
 	// chunkBytes bounds the work done under a volume's lock at a time, and
-	// so how long a VM start can wait for the optimiser: one range defrag
+	// so how long a VM start can wait for the optimizer: one range defrag
 	// of 2 MiB takes about 20 ms (bench/start).
 	chunkBytes = 2 << 20
 	// defragPasses retries pieces the kernel skipped: range defrag is best
@@ -34,7 +34,7 @@ const (
 
 // errHeld means the volume started while its job ran: the job waits for
 // the next commit, which finds everything still left to do.
-var errHeld = errors.New("volume started; optimisation held until its next commit")
+var errHeld = errors.New("volume started; optimization held until its next commit")
 
 // Result is what one job achieved.
 type Result struct {
@@ -57,12 +57,12 @@ func (r *Result) add(o Result) {
 	r.SkippedShared += o.SkippedShared
 }
 
-// optimiser rewrites a volume's new extents compressed, without ever
+// jobRun rewrites a volume's new extents compressed, without ever
 // unsharing an extent: an extent only this file references is rewritten in
 // place by a range defrag; one shared among the volume's own files
 // (image, revisions, precache) at the same range gets a compressed copy
 // deduplicated into every one of them; anything else is left alone.
-type optimiser struct {
+type jobRun struct {
 	level   int
 	tmpDir  *fsroot.Root // beneath the pool, on the same filesystem; nil: none
 	onLevel func(error)
@@ -87,15 +87,15 @@ type optimiser struct {
 	phases *phases
 }
 
-func newOptimiser(level int, tmpDir *fsroot.Root, onLevel func(error)) *optimiser {
-	return &optimiser{level: level, tmpDir: tmpDir, onLevel: onLevel,
+func newJobRun(level int, tmpDir *fsroot.Root, onLevel func(error)) *jobRun {
+	return &jobRun{level: level, tmpDir: tmpDir, onLevel: onLevel,
 		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
 }
 
 // settle counts, among the extents the job replaced that existed before
 // it, those now freed, and sums the extents it made that are in use. The
 // caller has committed the transaction, so reference counts are current.
-func (o *optimiser) settle(f *os.File, initial map[uint64]uint64, res *Result) error {
+func (o *jobRun) settle(f *os.File, initial map[uint64]uint64, res *Result) error {
 	for bytenr, n := range o.replaced {
 		if _, old := initial[bytenr]; !old {
 			continue // made by this job and replaced again: neither freed nor made
@@ -177,16 +177,16 @@ func addDiskExtents(found map[uint64]uint64, exts []btrfs.Extent) {
 	}
 }
 
-// optimiseVolume runs job on the volume's clean image and, for a full
+// optimizeVolume runs job on the volume's clean image and, for a full
 // job, its revisions, one file after the other. A full job marks each
 // file done as it finishes it, so that, interrupted, it resumes at the
 // next. progress is told the logical bytes done.
-func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progress func(done, total uint64)) (res Result, err error) {
+func (p *Pool) optimizeVolume(ctx context.Context, o *jobRun, job Job, progress func(done, total uint64)) (res Result, err error) {
 	files, err := p.planFiles(job)
 	if err != nil {
 		return res, err
 	}
-	failpoint.Hit("optimise.after-plan")
+	failpoint.Hit("optimize.after-plan")
 	if o.began, err = p.syncGeneration(); err != nil {
 		return res, err
 	}
@@ -203,7 +203,7 @@ func (p *Pool) optimiseVolume(ctx context.Context, o *optimiser, job Job, progre
 		t.total += fw.bytes()
 	}
 	for _, fw := range files {
-		if err := p.optimiseFile(ctx, o, job, fw, &res, t); err != nil {
+		if err := p.optimizeFile(ctx, o, job, fw, &res, t); err != nil {
 			return res, err
 		}
 		if job.Full {
@@ -241,10 +241,10 @@ func (p *Pool) planFiles(job Job) ([]fileWork, error) {
 	return files, nil
 }
 
-// optimiseFile works on one file: the clean image goes through the dedup
+// optimizeFile works on one file: the clean image goes through the dedup
 // stage, which also compresses what stays unique; a revision, or the
 // image when dedup is off, through the compression stage.
-func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileWork, res *Result, t *tally) error {
+func (p *Pool) optimizeFile(ctx context.Context, o *jobRun, job Job, fw fileWork, res *Result, t *tally) error {
 	if fw.noCOW {
 		p.log.Warn("left as it is: no-COW file (chattr +C), which btrfs neither compresses nor shares",
 			"pool", p.Name, "vid", job.VID, "file", fw.name)
@@ -271,7 +271,7 @@ func (p *Pool) optimiseFile(ctx context.Context, o *optimiser, job Job, fw fileW
 }
 
 // compressItems compresses the file's planned chunks, one at a time.
-func (p *Pool) compressItems(ctx context.Context, o *optimiser, vid string, fw fileWork, res *Result, t *tally) error {
+func (p *Pool) compressItems(ctx context.Context, o *jobRun, vid string, fw fileWork, res *Result, t *tally) error {
 	for _, it := range fw.items {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -282,16 +282,16 @@ func (p *Pool) compressItems(ctx context.Context, o *optimiser, vid string, fw f
 			return err
 		}
 		t.add(it.length)
-		failpoint.Hit("optimise.between-chunks")
+		failpoint.Hit("optimize.between-chunks")
 	}
 	return nil
 }
 
 // compressItem compresses one chunk under the volume's lock, unless the
 // volume started.
-func (p *Pool) compressItem(o *optimiser, vid string, it workItem) (Result, error) {
+func (p *Pool) compressItem(o *jobRun, vid string, it workItem) (Result, error) {
 	var r Result
-	err := p.Volumes.Locked(vid, "optimise", func(l *volume.Locked) error {
+	err := p.Volumes.Locked(vid, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			return errors.Join(err, errHeld)
 		}
@@ -335,7 +335,7 @@ type fileWork struct {
 	items []workItem
 	// extents are the clean image's new data extents, for the dedup stage;
 	// disk are the disk extents of all the file's new items: those the
-	// job may replace, and free (see optimiser.settle).
+	// job may replace, and free (see optimizer.settle).
 	extents []dataExtent
 	disk    map[uint64]uint64
 }
@@ -487,7 +487,7 @@ func notInNewestRevision(l *volume.Locked, exts []btrfs.Extent) ([]btrfs.Extent,
 }
 
 // compressRange compresses the still-uncompressed extents of it.
-func (o *optimiser) compressRange(l *volume.Locked, it workItem) (Result, error) {
+func (o *jobRun) compressRange(l *volume.Locked, it workItem) (Result, error) {
 	f, err := l.Open(it.target, os.O_RDWR)
 	if err != nil {
 		return Result{}, err
@@ -500,7 +500,7 @@ func (o *optimiser) compressRange(l *volume.Locked, it workItem) (Result, error)
 
 // compressPieces rewrites f's uncompressed extents in it compressed: the
 // ones only f references by a range defrag, the shared ones by onShared.
-func (o *optimiser) compressPieces(f *os.File, it workItem, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
+func (o *jobRun) compressPieces(f *os.File, it workItem, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
 	pieces, err := piecesIn(f, it)
 	if err != nil || len(pieces) == 0 {
 		return Result{}, err
@@ -592,7 +592,7 @@ func inodeOf(f *os.File) (uint64, error) {
 
 // defragExclusive rewrites extents only f references, compressed, with a
 // range defrag per contiguous run, and retries what the kernel skipped.
-func (o *optimiser) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent) (Result, error) {
+func (o *jobRun) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent) (Result, error) {
 	var res Result
 	if len(pieces) == 0 {
 		return res, nil
@@ -662,7 +662,7 @@ func piecesAfter(f *os.File, it workItem) ([]btrfs.Extent, error) {
 	return out, nil
 }
 
-func (o *optimiser) defrag(f *os.File, offset, length uint64) error {
+func (o *jobRun) defrag(f *os.File, offset, length uint64) error {
 	err := btrfs.DefragCompress(f, offset, length, o.level)
 	if errors.Is(err, btrfs.ErrLevelUnsupported) {
 		o.onLevel(err)
@@ -687,8 +687,8 @@ func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
 	return runs
 }
 
-// settle measures what the job freed; see optimiser.settle.
-func (p *Pool) settle(o *optimiser, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
+// settle measures what the job freed; see optimizer.settle.
+func (p *Pool) settle(o *jobRun, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
 	dir, err := p.openDir()
 	if err != nil {
 		return err

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The background optimiser seen from outside: commits through the shim,
+"""The background optimizer seen from outside: commits through the shim,
 btrfs-vdo optimize/jobs/stats, figures checked against compsize."""
 
 import fcntl
@@ -52,7 +52,7 @@ def compsize(paths):
     return rows
 
 
-class Optimiser(IntegrationCase):
+class Optimizer(IntegrationCase):
     def cli(self, *args):
         return harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket", self.daemon.socket, *args).stdout
 

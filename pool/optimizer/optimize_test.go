@@ -63,11 +63,11 @@ func TestCommitCompressesOnlyNewDataAndKeepsSharing(t *testing.T) {
 	h.Wait()
 
 	if got := btrfstest.Digest(t, img); got != want {
-		t.Fatal("optimisation changed the image's content")
+		t.Fatal("optimization changed the image's content")
 	}
 	after, _ := os.Stat(img)
 	if !after.ModTime().Equal(before.ModTime()) {
-		t.Fatal("optimisation changed the image's mtime")
+		t.Fatal("optimization changed the image's mtime")
 	}
 	pre, err := os.Stat(h.Path("appvms/work/private-precache.img"))
 	if err != nil || !pre.ModTime().Equal(after.ModTime()) {
@@ -113,7 +113,7 @@ func TestStartHoldsJobAndNextCommitFinishesIt(t *testing.T) {
 	began := time.Now()
 	h.Must(h.P.Volumes.Start(s)) // at once: the job may be running
 	if d := time.Since(began); d > 2*time.Second {
-		t.Errorf("start waited %v for the optimiser", d)
+		t.Errorf("start waited %v for the optimizer", d)
 	}
 	want := btrfstest.Digest(t, h.Path("appvms/busy/private-dirty.img"))
 	h.Wait()
@@ -177,7 +177,7 @@ func TestFullPassKeepsRevisionsShared(t *testing.T) {
 	want := btrfstest.Digest(t, img)
 	before := measure(t, files...)
 
-	if _, err := h.P.Optimizer.Optimise("appvms/old/private", true); err != nil {
+	if _, err := h.P.Optimizer.Optimize("appvms/old/private", true); err != nil {
 		t.Fatal(err)
 	}
 	h.Wait()
@@ -264,7 +264,7 @@ func TestSmallSharedExtentStaysShared(t *testing.T) {
 	for _, name := range names[1:] {
 		btrfstest.Reflink(t, img, filepath.Join(vdir, name))
 	}
-	if _, err := h.P.Optimizer.Optimise("appvms/old/private", true); err != nil {
+	if _, err := h.P.Optimizer.Optimize("appvms/old/private", true); err != nil {
 		t.Fatal(err)
 	}
 	h.Wait()
@@ -340,7 +340,7 @@ func TestRequestDuringJobRuns(t *testing.T) {
 	if !running(h.Jobs.Jobs()) {
 		t.Fatalf("the commit's job is not running: %+v", h.Jobs.Jobs())
 	}
-	if _, err := h.P.Optimizer.Optimise(s.VID, true); err != nil {
+	if _, err := h.P.Optimizer.Optimize(s.VID, true); err != nil {
 		t.Fatal(err)
 	}
 	h.Jobs.Resume("test")
@@ -378,7 +378,7 @@ func TestNoCOWVolumeIsLeftAlone(t *testing.T) {
 	h.Must(h.P.Volumes.Stop(s))
 	want := btrfstest.Digest(t, h.Path(vid+".img"))
 	h.Wait()
-	if _, err := h.P.Optimizer.Optimise(vid, true); err != nil {
+	if _, err := h.P.Optimizer.Optimize(vid, true); err != nil {
 		t.Fatal(err)
 	}
 	h.Wait()

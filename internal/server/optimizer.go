@@ -14,7 +14,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
-var errNoOptimiser = &api.Error{Code: api.CodeNotSupported, Message: "the optimizer is not running in this daemon"}
+var errNoOptimizer = &api.Error{Code: api.CodeNotSupported, Message: "the optimizer is not running in this daemon"}
 
 func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	args, err := decodeArgs[api.OptimizeArgs](raw)
@@ -22,7 +22,7 @@ func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if s.Jobs == nil {
-		return nil, errNoOptimiser
+		return nil, errNoOptimizer
 	}
 	vols, err := s.Pools.Resolve(args.Target)
 	if err != nil {
@@ -31,7 +31,7 @@ func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
 	res := api.OptimizeResult{Queued: []api.QueuedJob{}}
 	var errs []error
 	for _, v := range vols {
-		id, err := v.Pool.Optimizer.Optimise(v.VID, args.Full)
+		id, err := v.Pool.Optimizer.Optimize(v.VID, args.Full)
 		if errors.Is(err, optimizer.ErrNotOptimizable) && !strings.Contains(args.Target, ":") {
 			// A running VM's volumes among many: their commits queue jobs.
 			s.Log.Info("not optimizing", "pool", v.Pool.Name, "vid", v.VID, "reason", err)
@@ -52,7 +52,7 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if s.Jobs == nil {
-		return nil, errNoOptimiser
+		return nil, errNoOptimizer
 	}
 	res := api.JobsResult{Paused: s.Jobs.Paused(), Jobs: []api.JobInfo{}, Recent: []api.JobOutcome{}}
 	for _, j := range s.Jobs.Jobs() {
@@ -73,7 +73,7 @@ func handleJobs(s *Server, raw json.RawMessage) (any, error) {
 		res.Recent = append(res.Recent, out)
 	}
 	c := s.Jobs.Counters()
-	res.Counters = api.OptimiserCounters{
+	res.Counters = api.OptimizerCounters{
 		JobsDone: c.JobsDone, JobsFailed: c.JobsFailed, BytesExamined: c.BytesExamined,
 		BytesCompressed: c.BytesCompressed, BytesSaved: c.BytesSaved, SkippedShared: c.SkippedShared,
 		DedupTries: c.Dedup.Tries, DedupHits: c.Dedup.Hits, DedupMisses: c.Dedup.Misses,
