@@ -58,6 +58,18 @@ type busSession struct {
 	watch sync.WaitGroup // the battery watch
 }
 
+// join puts the daemon on the system bus, when there is one, and reports
+// the jobs' changes there until the returned leave is called.
+func (l *busLink) join(jobs *optimizer.Scheduler) (leave func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := l.start(ctx, connectBus(l.log))
+	go l.announcer.watchJobs(ctx, jobs)
+	return func() {
+		cancel()
+		done()
+	}
+}
+
 // start takes up the daemon's place on conn (nil if there is no bus yet)
 // before it returns, and keeps it on the bus until ctx is done. The
 // returned function waits for that.

@@ -52,7 +52,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	return serve(cfg, log)
+}
 
+// serve wires the daemon's parts together and serves until SIGTERM or
+// SIGINT.
+func serve(cfg config.Config, log *slog.Logger) error {
 	ln, err := listener(cfg.Socket, log)
 	if err != nil {
 		return err
@@ -73,25 +78,17 @@ func run() error {
 	defer pools.Close()
 	// Pending jobs resume now, not when a request first names their pool.
 	pools.Restore()
-	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
-		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// The bus stays until the requests in flight are done: the shutdown
-	// inhibitor matters most while the machine shuts down.
-	busCtx, leaveBus := context.WithCancel(context.Background())
 	link := &busLink{log: log, version: version.Version, inhibitor: inhibitor, announcer: announcer,
 		status: daemonStatus{pools: pools, jobs: sched}}
 	if cfg.BatteryPolicy == config.BatteryPause {
 		link.battery = sched
 	}
-	busDone := link.start(busCtx, connectBus(log))
-	defer func() {
-		leaveBus()
-		busDone()
-	}()
-	go announcer.watchJobs(busCtx, sched)
+	// The bus stays until the requests in flight are done: the shutdown
+	// inhibitor matters most while the machine shuts down.
+	defer link.join(sched)()
 	go pools.Run(ctx, pool.IdleRelease)
 	jobsDone := make(chan struct{})
 	go func() {
@@ -103,6 +100,14 @@ func run() error {
 		stop()
 		<-jobsDone
 	}()
+	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
+		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
+	return listen(ctx, stop, srv, ln, log)
+}
+
+// listen serves ln until ctx is done, telling systemd when the daemon is
+// ready and when it stops.
+func listen(ctx context.Context, stop context.CancelFunc, srv *server.Server, ln net.Listener, log *slog.Logger) error {
 	log.Info("listening", "socket", ln.Addr().String(), "version", version.Version)
 	notify(log, daemon.SdNotifyReady)
 	stopping := make(chan struct{})
@@ -110,7 +115,7 @@ func run() error {
 		notify(log, daemon.SdNotifyStopping)
 		close(stopping)
 	})
-	err = srv.Serve(ctx, ln)
+	err := srv.Serve(ctx, ln)
 	stop() // Serve may end on its own: systemd still hears STOPPING before the exit
 	<-stopping
 	log.Info("stopped")
