@@ -331,7 +331,7 @@ func startOptimizingDaemon(t *testing.T) (string, *pool.Registry) {
 	pools := pool.NewRegistry(log, nil)
 	sched := pool.NewScheduler(pool.SchedulerConfig{Workers: 1, ZstdLevel: estimation.DefaultZstdLevel, IdleIO: true}, log, nil)
 	pools.SetScheduler(sched)
-	srv := &server.Server{Pools: pools, Log: log, Version: "9.9.9", Jobs: sched}
+	srv := &server.Server{Pools: server.PoolRegistry(pools), Log: log, Version: "9.9.9", Jobs: sched}
 	ctx, cancel := context.WithCancel(context.Background())
 	served, scheduled := make(chan error, 1), make(chan struct{})
 	go func() { done := srv.Serve(ctx, ln); served <- done }()

@@ -32,7 +32,7 @@ func startDaemon(t *testing.T) string {
 	pools := pool.NewRegistry(log, nil)
 	sched := pool.NewScheduler(pool.SchedulerConfig{}, log, nil)
 	pools.SetScheduler(sched)
-	srv := &server.Server{Pools: pools, Log: log, Version: "9.9.9", Jobs: sched}
+	srv := &server.Server{Pools: server.PoolRegistry(pools), Log: log, Version: "9.9.9", Jobs: sched}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	go func() { done <- srv.Serve(ctx, ln) }()

@@ -74,7 +74,7 @@ func run() error {
 	}
 	// Pending jobs resume now, not when a request first names their pool.
 	pools.Restore()
-	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
+	srv := &server.Server{Pools: server.PoolRegistry(pools), Log: log, Version: version.Version, AllowUID: 0,
 		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -127,7 +127,7 @@ func serveWithFewDescriptors(path string) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	srv := &Server{Version: "test", Log: log, Pools: pool.NewRegistry(log, nil), MaxConns: 4 * floodIdle}
+	srv := &Server{Version: "test", Log: log, Pools: PoolRegistry(pool.NewRegistry(log, nil)), MaxConns: 4 * floodIdle}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		os.Exit(1)

@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
 // defaultReadTimeout bounds how long a client may take to send its
@@ -32,13 +31,14 @@ const refusedReadTimeout = time.Second
 
 // Server answers requests for the pools in its registry.
 type Server struct {
-	Pools   *pool.Registry
+	Pools   Registry
 	Log     *slog.Logger
 	Version string
 	// AllowUID is the only peer uid served; qubesd runs as root.
 	AllowUID uint32
-	// Jobs is the optimiser's scheduler; nil when optimisation is off.
-	Jobs *pool.Scheduler
+	// Jobs is the optimiser's scheduler; nil (not a nil pointer) when
+	// optimisation is off.
+	Jobs Scheduler
 	// ReadTimeout overrides defaultReadTimeout when set.
 	ReadTimeout time.Duration
 	// StopTimeout bounds how long Serve waits for the requests in flight
