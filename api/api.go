@@ -75,6 +75,10 @@ var Ops = map[Op]OpTypes{
 	OpStats:               {StatsArgs{}, StatsResult{}},
 }
 
+// AdminOps are the ops only the btrfs-vdo CLI sends; the qubesd driver
+// sends every other op.
+var AdminOps = []Op{OpStatus, OpOptimize, OpJobs, OpStats}
+
 // Request is one line sent by a client.
 type Request struct {
 	V    int             `json:"v"`

@@ -10,11 +10,15 @@ import (
 	"strings"
 )
 
-// schemaDoc is the machine-readable description of the protocol that the
-// Python tests load, so the shim cannot drift from these types.
+//go:generate go run ./internal/gen
+
+// schemaDoc is the machine-readable description of the protocol, from
+// which go generate also writes the Python driver's tables, so the shim
+// cannot drift from these types.
 type schemaDoc struct {
 	Protocol int                     `json:"protocol"`
 	Ops      map[Op]schemaOp         `json:"ops"`
+	AdminOps []Op                    `json:"admin_ops"`
 	Types    map[string]schemaStruct `json:"types"`
 	Codes    []Code                  `json:"codes"`
 }
@@ -31,6 +35,7 @@ func Schema() ([]byte, error) {
 	doc := schemaDoc{
 		Protocol: ProtocolVersion,
 		Ops:      map[Op]schemaOp{},
+		AdminOps: sortedOps(AdminOps),
 		Types:    map[string]schemaStruct{},
 		Codes:    Codes,
 	}
@@ -54,11 +59,7 @@ func describe(t reflect.Type, types map[string]schemaStruct) string {
 		if _, seen := types[t.Name()]; !seen {
 			fields := schemaStruct{}
 			types[t.Name()] = fields
-			for i := range t.NumField() {
-				f := t.Field(i)
-				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-				fields[name] = describe(f.Type, types)
-			}
+			describeFields(t, fields, types)
 		}
 		return t.Name()
 	case reflect.Slice:
@@ -76,12 +77,32 @@ func describe(t reflect.Type, types map[string]schemaStruct) string {
 	}
 }
 
+// describeFields records the fields of struct t in fields. Those of an
+// embedded struct without a json name are t's own, as encoding/json
+// writes them.
+func describeFields(t reflect.Type, fields schemaStruct, types map[string]schemaStruct) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			describeFields(f.Type, fields, types)
+			continue
+		}
+		fields[name] = describe(f.Type, types)
+	}
+}
+
 // OpNames returns every op, sorted.
 func OpNames() []Op {
 	ops := make([]Op, 0, len(Ops))
 	for op := range Ops {
 		ops = append(ops, op)
 	}
+	return sortedOps(ops)
+}
+
+func sortedOps(ops []Op) []Op {
+	ops = append([]Op(nil), ops...)
 	sort.Slice(ops, func(i, j int) bool { return ops[i] < ops[j] })
 	return ops
 }

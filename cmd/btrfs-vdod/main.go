@@ -100,7 +100,7 @@ func serve(cfg config.Config, log *slog.Logger) error {
 		stop()
 		<-jobsDone
 	}()
-	srv := &server.Server{Pools: pools, Log: log, Version: version.Version, AllowUID: 0,
+	srv := &server.Server{Pools: server.PoolRegistry(pools), Log: log, Version: version.Version, AllowUID: 0,
 		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}
 	return listen(ctx, stop, srv, ln, log)
 }

@@ -132,7 +132,7 @@ func serveWithFewDescriptors(path string) {
 		fmt.Fprintln(os.Stderr, "registry:", err)
 		os.Exit(1)
 	}
-	srv := &Server{Version: "test", Log: log, Pools: pools, MaxConns: 4 * floodIdle}
+	srv := &Server{Version: "test", Log: log, Pools: PoolRegistry(pools), MaxConns: 4 * floodIdle}
 	if err := srv.Serve(ctx, ln); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		os.Exit(1)

@@ -23,43 +23,6 @@ type readerConn struct {
 
 func (c readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-// argDecoders decode each op's arguments exactly as its handler does,
-// without running the handler (which would touch the filesystem).
-var argDecoders = map[api.Op]func(json.RawMessage) error{
-	api.OpHello:               decodeOnly[api.HelloArgs],
-	api.OpStatus:              decodeOnly[api.StatusArgs],
-	api.OpPoolSetup:           decodeOnly[api.PoolSetupArgs],
-	api.OpVolumeCreate:        decodeOnly[api.VolumeArgs],
-	api.OpVolumeRemove:        decodeOnly[api.VolumeArgs],
-	api.OpVolumeVerify:        decodeOnly[api.VolumeArgs],
-	api.OpVolumeStart:         decodeOnly[api.VolumeArgs],
-	api.OpVolumeStop:          decodeOnly[api.VolumeArgs],
-	api.OpVolumeInfo:          decodeOnly[api.VolumeArgs],
-	api.OpVolumeRevert:        decodeOnly[api.RevertArgs],
-	api.OpVolumeResize:        decodeOnly[api.ResizeArgs],
-	api.OpVolumeExport:        decodeOnly[api.VolumeArgs],
-	api.OpVolumeExportEnd:     decodeOnly[api.ExportEndArgs],
-	api.OpVolumeImportData:    decodeOnly[api.ImportDataArgs],
-	api.OpVolumeImportDataEnd: decodeOnly[api.ImportDataEndArgs],
-	api.OpVolumeImportVolume:  decodeOnly[api.ImportVolumeArgs],
-	api.OpOptimize:            decodeOnly[api.OptimizeArgs],
-	api.OpJobs:                decodeOnly[api.JobsArgs],
-	api.OpStats:               decodeOnly[api.StatsArgs],
-}
-
-func decodeOnly[T any](raw json.RawMessage) error {
-	_, err := decodeArgs[T](raw)
-	return err
-}
-
-func TestArgDecodersCoverEveryOp(t *testing.T) {
-	for op := range api.Ops {
-		if argDecoders[op] == nil {
-			t.Errorf("no argument decoder for %s", op)
-		}
-	}
-}
-
 // fuzzSeeds are requests well-formed but for duplicate or case-variant
 // keys at each level, and the same requests written correctly.
 var fuzzSeeds = []string{
@@ -77,7 +40,7 @@ var fuzzSeeds = []string{
 }
 
 // FuzzDecodeRequest feeds arbitrary bytes through the daemon's framing,
-// request decoding and argument decoding: nothing panics, bad input is
+// request decoding and its routes' argument decoding: nothing panics, bad input is
 // always refused with an *api.Error of a request code, and what is taken
 // has no duplicate key and no key that is not exactly a field's name.
 func FuzzDecodeRequest(f *testing.F) {
@@ -101,16 +64,9 @@ func FuzzDecodeRequest(f *testing.F) {
 			checkRefusal(t, frame, apiErr, api.CodeBadRequest, api.CodeUnsupportedProtocol)
 			return
 		}
-		decode, known := argDecoders[req.Op]
-		if !known {
-			_, err := (&Server{}).dispatch(req)
-			checkRefusal(t, frame, err, api.CodeBadRequest)
-			return
-		}
-		if len(req.Args) == 0 {
-			req.Args = json.RawMessage("{}") // as dispatch does
-		}
-		if err := decode(req.Args); err != nil {
+		// Bound through the routes as dispatch binds it, without running
+		// the handler (which would touch the filesystem).
+		if _, err := bindRequest(req); err != nil {
 			checkRefusal(t, frame, err, api.CodeBadRequest)
 			return
 		}

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,18 +12,49 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// codesSetElsewhere are the codes the server gives a request it refuses
-// before any handler runs, or a result it cannot encode: no handler's error
-// is translated into them.
-var codesSetElsewhere = map[api.Code]string{
-	api.CodeBadRequest:          "malformed frame or arguments",
-	api.CodeUnsupportedProtocol: "hello with another protocol version",
-	api.CodePermissionDenied:    "peer is not root",
-	api.CodeInternal:            "result that cannot be encoded",
+// unencodableOp is an op TestCodesSetBeforeHandlers routes for a while,
+// whose result encoding/json refuses.
+const unencodableOp api.Op = "test.unencodable"
+
+// refusals are requests the server refuses before any handler runs, or
+// whose result it cannot encode, with the codes no handler's error is
+// translated into. A stranger's request goes to a server that serves
+// another uid than the test's.
+var refusals = []struct {
+	name     string
+	frame    string
+	stranger bool
+	want     api.Code
+}{
+	{"malformed frame", `{"v":1,"op":`, false, api.CodeBadRequest},
+	{"unknown op", `{"v":1,"op":"volume.explode","args":{}}`, false, api.CodeBadRequest},
+	{"malformed arguments", `{"v":1,"op":"hello","args":{"client":7}}`, false, api.CodeBadRequest},
+	{"another protocol version", `{"v":2,"op":"hello","args":{}}`, false, api.CodeUnsupportedProtocol},
+	{"peer is not the served uid", `{"v":1,"op":"hello","args":{}}`, true, api.CodePermissionDenied},
+	{"result that cannot be encoded", `{"v":1,"op":"` + string(unencodableOp) + `"}`, false, api.CodeInternal},
+}
+
+// Each refusal gets its code from a real server over a real socket.
+func TestCodesSetBeforeHandlers(t *testing.T) {
+	routes[unencodableOp] = route(func(*Server, api.StatusArgs) (func(), error) { return func() {}, nil })
+	t.Cleanup(func() { delete(routes, unencodableOp) })
+	served := startServer(t, &Server{Version: "test", AllowUID: uint32(os.Getuid())}, Listen)
+	refused := startServer(t, &Server{Version: "test", AllowUID: uint32(os.Getuid()) + 1}, Listen)
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			path := served
+			if tt.stranger {
+				path = refused
+			}
+			resp := exchange(t, path, []byte(tt.frame+"\n"))
+			if resp.OK || resp.Error == nil || resp.Error.Code != tt.want || resp.Error.Message == "" {
+				t.Fatalf("reply %+v, want code %s and a message", resp, tt.want)
+			}
+		})
+	}
 }
 
 // toAPIError is the error contract the Python driver and the CLI match on:
@@ -54,23 +86,35 @@ func TestToAPIError(t *testing.T) {
 		{"not stopped, wrapped", fmt.Errorf("import: %w", volume.ErrNotStopped), api.CodeNotStopped},
 		{"read-only", opErr(volume.ErrReadOnly), api.CodeReadOnly},
 		{"not supported", opErr(volume.ErrNotSupported), api.CodeNotSupported},
-		{"no reflinks", fmt.Errorf("set up /p: %w", pool.ErrNoReflinks), api.CodeNotSupported},
+		{"no reflinks", fmt.Errorf("set up /p: %w", errNoReflinks), api.CodeNotSupported},
 		{"not found", fs.ErrNotExist, api.CodeNotFound},
 		{"ENOENT", unix.ENOENT, api.CodeNotFound},
 		{"ENOENT in a PathError", pathErr(unix.ENOENT), api.CodeNotFound},
 		{"ENOENT in a LinkError", linkErr(unix.ENOENT), api.CodeNotFound},
 		{"missing revision", opErr(fmt.Errorf("revision 3: %w", fs.ErrNotExist)), api.CodeNotFound},
 		{"invalid name", opErr(fmt.Errorf("%w: vid %q", volume.ErrInvalidName, "appvms/../etc")), api.CodeInvalidName},
-		{"nested pool", fmt.Errorf("set up /p/q: %w", pool.ErrNested), api.CodeInvalidName},
-		{"unknown target", fmt.Errorf("optimize %q: %w", "nosuchvm", pool.ErrUnknownTarget), api.CodeUnknownTarget},
+		{"nested pool", fmt.Errorf("set up /p/q: %w", errNestedPool), api.CodeInvalidName},
+		{"unknown target", fmt.Errorf("optimize %q: %w", "nosuchvm", errUnknownTarget), api.CodeUnknownTarget},
+		{"unknown target naming a missing volume", fmt.Errorf("%w: pool vdo has no volume %s: %w",
+			errUnknownTarget, "appvms/a/private", fs.ErrNotExist), api.CodeUnknownTarget},
+		{"invalid name before a missing file", opErr(fmt.Errorf("%w: %w", volume.ErrInvalidName, fs.ErrNotExist)), api.CodeInvalidName},
+		{"optimize failures, joined", errors.Join(
+			fmt.Errorf("Cannot optimize vdo:appvms/a/private: %w", pathErr(unix.ENOSPC)),
+			fmt.Errorf("Cannot optimize vdo:appvms/b/private: %w", pathErr(unix.EIO))), api.CodeNoSpace},
+		{"missing pool directory", fmt.Errorf("Cannot use pool vdo: %w", pathErr(unix.ENOENT)), api.CodeNotFound},
 		{"EIO", pathErr(unix.EIO), api.CodeIO},
+		{"EROFS is no read-only volume", pathErr(unix.EROFS), api.CodeIO},
+		{"EACCES", pathErr(unix.EACCES), api.CodeIO},
 		{"EPERM from the filesystem is no refused peer", pathErr(unix.EPERM), api.CodeIO},
 		{"EXDEV", linkErr(unix.EXDEV), api.CodeIO},
 		{"EEXIST", pathErr(unix.EEXIST), api.CodeIO},
 	}
-	mapped := map[api.Code]bool{}
+	produced := map[api.Code]bool{}
+	for _, r := range refusals {
+		produced[r.want] = true
+	}
 	for _, tt := range tests {
-		mapped[tt.want] = true
+		produced[tt.want] = true
 		t.Run(tt.name, func(t *testing.T) {
 			got := toAPIError(tt.err)
 			if got.Code != tt.want {
@@ -82,8 +126,8 @@ func TestToAPIError(t *testing.T) {
 		})
 	}
 	for _, code := range api.Codes {
-		if _, ok := codesSetElsewhere[code]; !ok && !mapped[code] {
-			t.Errorf("no case maps an error to %q", code)
+		if !produced[code] {
+			t.Errorf("no case maps an error or a refusal to %q", code)
 		}
 	}
 }

@@ -4,79 +4,19 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// handler runs one op on its decoded arguments.
-type handler func(s *Server, raw json.RawMessage) (any, error)
-
-// handlers maps every op in api.Ops to its handler; a test keeps the two
-// in step.
-var handlers = map[api.Op]handler{
-	api.OpHello:               handleHello,
-	api.OpStatus:              handleStatus,
-	api.OpPoolSetup:           handlePoolSetup,
-	api.OpVolumeCreate:        volumeHandler((*volume.Store).Create),
-	api.OpVolumeRemove:        volumeHandler((*volume.Store).Remove),
-	api.OpVolumeVerify:        volumeHandler((*volume.Store).Verify),
-	api.OpVolumeStart:         volumeHandler((*volume.Store).Start),
-	api.OpVolumeStop:          volumeHandler((*volume.Store).Stop),
-	api.OpVolumeInfo:          volumeHandler((*volume.Store).Info),
-	api.OpVolumeExportEnd:     handleExportEnd,
-	api.OpVolumeRevert:        handleRevert,
-	api.OpVolumeResize:        handleResize,
-	api.OpVolumeExport:        handleExport,
-	api.OpVolumeImportData:    handleImportData,
-	api.OpVolumeImportDataEnd: handleImportDataEnd,
-	api.OpVolumeImportVolume:  handleImportVolume,
-	api.OpOptimize:            handleOptimize,
-	api.OpJobs:                handleJobs,
-	api.OpStats:               handleStats,
-}
-
-func (s *Server) dispatch(req api.Request) (any, error) {
-	h, ok := handlers[req.Op]
-	if !ok {
-		return nil, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("unknown op %q", req.Op)}
-	}
-	if len(req.Args) == 0 {
-		req.Args = json.RawMessage("{}")
-	}
-	return h(s, req.Args)
-}
-
-// decodeArgs decodes raw into T, refusing unknown fields.
-func decodeArgs[T any](raw json.RawMessage) (T, error) {
-	var args T
-	if err := decodeStrict(raw, &args); err != nil {
-		return args, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("malformed arguments: %v", err)}
-	}
-	return args, nil
-}
-
-func handleHello(s *Server, raw json.RawMessage) (any, error) {
-	args, err := decodeArgs[api.HelloArgs](raw)
-	if err != nil {
-		return nil, err
-	}
+func handleHello(s *Server, args api.HelloArgs) (api.HelloResult, error) {
 	s.Log.Debug("hello", "client", args.Client)
 	return api.HelloResult{Protocol: api.ProtocolVersion, Daemon: s.Version}, nil
 }
 
-func handleStatus(s *Server, raw json.RawMessage) (any, error) {
-	if _, err := decodeArgs[api.StatusArgs](raw); err != nil {
-		return nil, err
-	}
+func handleStatus(s *Server, _ api.StatusArgs) (api.StatusResult, error) {
 	res := api.StatusResult{
 		Protocol:      api.ProtocolVersion,
 		Daemon:        s.Version,
@@ -87,30 +27,29 @@ func handleStatus(s *Server, raw json.RawMessage) (any, error) {
 	for _, p := range s.Pools.List() {
 		size, used, err := p.Usage()
 		if err != nil {
-			s.Log.Warn("pool usage", "pool", p.Name, "err", err)
+			s.Log.Warn("pool usage", "pool", p.Name(), "err", err)
 		}
 		res.Pools = append(res.Pools, api.PoolStatus{
-			Name: p.Name, DirPath: p.Volumes.Dir(),
+			Name: p.Name(), DirPath: p.Dir(),
 			SizeBytes: size, UsedBytes: used, Commits: p.Commits(),
 		})
 	}
 	return res, nil
 }
 
-func handlePoolSetup(s *Server, raw json.RawMessage) (any, error) {
-	args, err := decodeArgs[api.PoolSetupArgs](raw)
-	if err != nil {
-		return nil, err
+func handlePoolSetup(s *Server, args api.PoolSetupArgs) (api.PoolSetupResult, error) {
+	fail := func(err error) (api.PoolSetupResult, error) {
+		return api.PoolSetupResult{}, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
 	}
 	if err := s.Pools.CheckNesting(args.Pool.DirPath); err != nil {
-		return nil, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
+		return fail(err)
 	}
-	res, err := pool.Setup(args.Pool.DirPath, args.SetupCheck)
+	res, err := s.Pools.Setup(args.Pool.DirPath, args.SetupCheck)
 	if err != nil {
-		return nil, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
+		return fail(err)
 	}
 	if _, err := s.Pools.Open(args.Pool.Name, args.Pool.DirPath); err != nil {
-		return nil, fmt.Errorf("Cannot add pool %s: %w", args.Pool.Name, err)
+		return fail(err)
 	}
 	s.Log.Info("set up pool", "pool", args.Pool.Name, "dir", args.Pool.DirPath, "btrfs", res.Btrfs, "reflinks", res.Reflinks)
 	return api.PoolSetupResult{Btrfs: res.Btrfs, Reflinks: res.Reflinks}, nil
@@ -121,68 +60,83 @@ type volumeArgs interface {
 	Target() (api.Pool, api.Volume)
 }
 
-// withVolume decodes T, opens its pool and calls fn with the volume spec.
-func withVolume[T volumeArgs](s *Server, raw json.RawMessage, fn func(*volume.Store, volume.Spec, T) (any, error)) (any, error) {
-	args, err := decodeArgs[T](raw)
-	if err != nil {
-		return nil, err
-	}
+// openVolume opens the pool args names and returns its volumes and the
+// spec of the volume args names.
+func (s *Server) openVolume(args volumeArgs) (VolumeStore, volume.Spec, error) {
 	apiPool, apiVol := args.Target()
-	p, err := s.Pools.Open(apiPool.Name, apiPool.DirPath)
+	store, err := s.Pools.Open(apiPool.Name, apiPool.DirPath)
 	if err != nil {
-		return nil, fmt.Errorf("Cannot use pool %s: %w", apiPool.Name, err)
+		return nil, volume.Spec{}, fmt.Errorf("Cannot use pool %s: %w", apiPool.Name, err)
 	}
-	return fn(p.Volumes, toSpec(apiVol), args)
+	return store, toSpec(apiVol), nil
 }
 
-func volumeHandler(op func(*volume.Store, volume.Spec) (volume.State, error)) handler {
-	return func(s *Server, raw json.RawMessage) (any, error) {
-		return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
-			return stateResult(op(st, spec))
-		})
+// stateOp is the handler of a volume operation that needs nothing but the
+// volume.
+func stateOp(op func(VolumeStore, volume.Spec) (volume.State, error)) func(*Server, api.VolumeArgs) (api.VolumeState, error) {
+	return func(s *Server, args api.VolumeArgs) (api.VolumeState, error) {
+		store, spec, err := s.openVolume(args)
+		if err != nil {
+			return api.VolumeState{}, err
+		}
+		return stateResult(op(store, spec))
 	}
 }
 
-func handleRevert(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.RevertArgs) (any, error) {
-		return stateResult(st.Revert(spec, a.Revision))
-	})
+func handleRevert(s *Server, args api.RevertArgs) (api.VolumeState, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.VolumeState{}, err
+	}
+	return stateResult(store.Revert(spec, args.Revision))
 }
 
-func handleResize(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ResizeArgs) (any, error) {
-		return stateResult(st.Resize(spec, a.Size))
-	})
+func handleResize(s *Server, args api.ResizeArgs) (api.VolumeState, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.VolumeState{}, err
+	}
+	return stateResult(store.Resize(spec, args.Size))
 }
 
-func handleExport(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.VolumeArgs) (any, error) {
-		return pathResult(st.Export(spec))
-	})
+func handleExport(s *Server, args api.VolumeArgs) (api.PathResult, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.PathResult{}, err
+	}
+	return pathResult(store.Export(spec))
 }
 
-func handleExportEnd(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, _ api.ExportEndArgs) (any, error) {
-		return stateResult(st.ExportEnd(spec))
-	})
+func handleExportEnd(s *Server, args api.ExportEndArgs) (api.VolumeState, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.VolumeState{}, err
+	}
+	return stateResult(store.ExportEnd(spec))
 }
 
-func handleImportData(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportDataArgs) (any, error) {
-		return pathResult(st.ImportData(spec, a.Size))
-	})
+func handleImportData(s *Server, args api.ImportDataArgs) (api.PathResult, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.PathResult{}, err
+	}
+	return pathResult(store.ImportData(spec, args.Size))
 }
 
-func handleImportDataEnd(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportDataEndArgs) (any, error) {
-		return stateResult(st.ImportDataEnd(spec, a.Success))
-	})
+func handleImportDataEnd(s *Server, args api.ImportDataEndArgs) (api.VolumeState, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.VolumeState{}, err
+	}
+	return stateResult(store.ImportDataEnd(spec, args.Success))
 }
 
-func handleImportVolume(s *Server, raw json.RawMessage) (any, error) {
-	return withVolume(s, raw, func(st *volume.Store, spec volume.Spec, a api.ImportVolumeArgs) (any, error) {
-		return stateResult(st.ImportVolume(s.stoppingContext(), spec, a.SourcePath))
-	})
+func handleImportVolume(s *Server, args api.ImportVolumeArgs) (api.VolumeState, error) {
+	store, spec, err := s.openVolume(args)
+	if err != nil {
+		return api.VolumeState{}, err
+	}
+	return stateResult(store.ImportVolume(s.stoppingContext(), spec, args.SourcePath))
 }
 
 // stoppingContext is done when the daemon stops; Background before Serve.
@@ -200,9 +154,9 @@ func toSpec(v api.Volume) volume.Spec {
 	}
 }
 
-func stateResult(st volume.State, err error) (any, error) {
+func stateResult(st volume.State, err error) (api.VolumeState, error) {
 	if err != nil {
-		return nil, err
+		return api.VolumeState{}, err
 	}
 	revs := make([]api.Revision, len(st.Revisions))
 	for i, r := range st.Revisions {
@@ -211,38 +165,9 @@ func stateResult(st volume.State, err error) (any, error) {
 	return api.VolumeState{Size: st.Size, Usage: st.Usage, Dirty: st.Dirty, Revisions: revs}, nil
 }
 
-func pathResult(path string, err error) (any, error) {
+func pathResult(path string, err error) (api.PathResult, error) {
 	if err != nil {
-		return nil, err
+		return api.PathResult{}, err
 	}
 	return api.PathResult{Path: path}, nil
-}
-
-// toAPIError gives err its stable code. The message is err's own: the
-// volume layer already phrases it for the user.
-func toAPIError(err error) *api.Error {
-	var apiErr *api.Error
-	if errors.As(err, &apiErr) {
-		return apiErr
-	}
-	code := api.CodeIO
-	switch {
-	case errors.Is(err, pool.ErrUnknownTarget):
-		code = api.CodeUnknownTarget
-	case errors.Is(err, volume.ErrInvalidName), errors.Is(err, pool.ErrNested):
-		code = api.CodeInvalidName
-	case errors.Is(err, volume.ErrNotStopped):
-		code = api.CodeNotStopped
-	case errors.Is(err, volume.ErrReadOnly):
-		code = api.CodeReadOnly
-	case errors.Is(err, volume.ErrNotSupported), errors.Is(err, pool.ErrNoReflinks):
-		code = api.CodeNotSupported
-	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
-		code = api.CodeNoSpace
-	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EBUSY), errors.Is(err, unix.ETXTBSY):
-		code = api.CodeBusy
-	case errors.Is(err, fs.ErrNotExist):
-		code = api.CodeNotFound
-	}
-	return &api.Error{Code: code, Message: err.Error()}
 }

@@ -3,56 +3,47 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 var errNoOptimizer = &api.Error{Code: api.CodeNotSupported, Message: "the optimizer is not running in this daemon"}
 
-func handleOptimize(s *Server, raw json.RawMessage) (any, error) {
-	args, err := decodeArgs[api.OptimizeArgs](raw)
-	if err != nil {
-		return nil, err
-	}
+func handleOptimize(s *Server, args api.OptimizeArgs) (api.OptimizeResult, error) {
 	if s.Jobs == nil {
-		return nil, errNoOptimizer
+		return api.OptimizeResult{}, errNoOptimizer
 	}
 	vols, err := s.Pools.Resolve(args.Target)
 	if err != nil {
-		return nil, err
+		return api.OptimizeResult{}, err
 	}
 	res := api.OptimizeResult{Queued: []api.QueuedJob{}}
 	var errs []error
 	for _, v := range vols {
-		id, err := v.Pool.Optimizer.Optimize(v.VID, args.Full)
-		if errors.Is(err, optimizer.ErrNotOptimizable) && !strings.Contains(args.Target, ":") {
+		ref := v.Ref()
+		id, err := v.Optimize(args.Full)
+		if errors.Is(err, errNotOptimizable) && !strings.Contains(args.Target, ":") {
 			// A running VM's volumes among many: their commits queue jobs.
-			s.Log.Info("not optimizing", "pool", v.Pool.Name, "vid", v.VID, "reason", err)
+			s.Log.Info("not optimizing", "pool", ref.Pool, "vid", ref.VID, "reason", err)
 			continue
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("Cannot optimize %s:%s: %w", v.Pool.Name, v.VID, err))
+			errs = append(errs, fmt.Errorf("Cannot optimize %s:%s: %w", ref.Pool, ref.VID, err))
 			continue
 		}
-		res.Queued = append(res.Queued, api.QueuedJob{VolumeRef: volumeRef(v.Pool.Name, v.Pool.Volumes.Dir(), v.VID), ID: id})
+		res.Queued = append(res.Queued, api.QueuedJob{VolumeRef: ref, ID: id})
 	}
 	s.Log.Info("queued optimization", "target", args.Target, "full", args.Full, "volumes", len(res.Queued))
 	return res, errors.Join(errs...)
 }
 
-func handleJobs(s *Server, raw json.RawMessage) (any, error) {
-	if _, err := decodeArgs[api.JobsArgs](raw); err != nil {
-		return nil, err
-	}
+func handleJobs(s *Server, _ api.JobsArgs) (api.JobsResult, error) {
 	if s.Jobs == nil {
-		return nil, errNoOptimizer
+		return api.JobsResult{}, errNoOptimizer
 	}
 	res := api.JobsResult{Paused: s.Jobs.Paused(), Jobs: []api.JobInfo{}, Recent: []api.JobOutcome{}}
 	for _, j := range s.Jobs.Jobs() {
@@ -88,8 +79,8 @@ func volumeRef(name, dir, vid string) api.VolumeRef {
 	return api.VolumeRef{Pool: name, DirPath: dir, VID: vid}
 }
 
-// usageRow converts a pool.Usage into its wire form.
-func usageRow(name string, u pool.Usage) api.UsageRow {
+// usageRow converts a measured usage into its wire form.
+func usageRow(name string, u usage) api.UsageRow {
 	row := api.UsageRow{
 		Name: name, Files: u.Files, DiskBytes: u.DiskBytes, UncompressedBytes: u.UncompressedBytes,
 		ReferencedBytes: u.ReferencedBytes, SharedBytes: u.SharedBytes, ExclusiveBytes: u.ExclusiveBytes,
@@ -103,20 +94,12 @@ func usageRow(name string, u pool.Usage) api.UsageRow {
 	return row
 }
 
-func handleStats(s *Server, raw json.RawMessage) (any, error) {
-	args, err := decodeArgs[api.StatsArgs](raw)
+func handleStats(s *Server, args api.StatsArgs) (api.StatsResult, error) {
+	sets, err := s.Pools.Measure(args.Target)
 	if err != nil {
-		return nil, err
-	}
-	vols, err := s.Pools.Resolve(args.Target)
-	if err != nil {
-		return nil, err
+		return api.StatsResult{}, err
 	}
 	res := api.StatsResult{Volumes: []api.UsageRow{}, VMs: []api.UsageRow{}, Pools: []api.UsageRow{}}
-	sets, err := pool.MeasureSets(vols)
-	if err != nil {
-		return nil, err
-	}
 	for _, set := range sets.Volumes {
 		res.Volumes = append(res.Volumes, usageRow(set.Name, set.Usage))
 	}

@@ -19,8 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // defaultReadTimeout bounds how long a client may take to send its
@@ -33,13 +31,14 @@ const refusedReadTimeout = time.Second
 
 // Server answers requests for the pools in its registry.
 type Server struct {
-	Pools   *pool.Registry
+	Pools   Registry
 	Log     *slog.Logger
 	Version string
 	// AllowUID is the only peer uid served; qubesd runs as root.
 	AllowUID uint32
-	// Jobs is the optimizer's scheduler; nil when optimization is off.
-	Jobs *optimizer.Scheduler
+	// Jobs is the optimizer's scheduler; nil (not a nil pointer) when
+	// optimization is off.
+	Jobs Scheduler
 	// ReadTimeout overrides defaultReadTimeout when set.
 	ReadTimeout time.Duration
 	// StopTimeout bounds how long Serve waits for the requests in flight

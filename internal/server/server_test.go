@@ -51,19 +51,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestHandlersCoverEveryOp(t *testing.T) {
-	for op := range api.Ops {
-		if handlers[op] == nil {
-			t.Errorf("no handler for %s", op)
-		}
-	}
-	for op := range handlers {
-		if _, ok := api.Ops[op]; !ok {
-			t.Errorf("handler for unknown op %s", op)
-		}
-	}
-}
-
 // startServer serves on a socket in a fresh directory and returns its path.
 func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listener, error)) string {
 	t.Helper()
@@ -81,7 +68,7 @@ func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listen
 		srv.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if srv.Pools == nil {
-		srv.Pools = pooltest.Start(t, pooltest.Options{Log: srv.Log}).Pools
+		srv.Pools = PoolRegistry(pooltest.Start(t, pooltest.Options{Log: srv.Log}).Pools)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -89,9 +76,6 @@ func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listen
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		if err := srv.Pools.Close(); err != nil {
 			t.Error(err)
 		}
 	})

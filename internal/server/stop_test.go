@@ -32,7 +32,7 @@ func TestStopWaitsForRequestsInFlight(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			srv := &Server{Pools: pooltest.Start(t, pooltest.Options{Log: log}).Pools, Log: log, StopTimeout: tt.stopTimeout, ReadTimeout: time.Minute}
+			srv := &Server{Pools: PoolRegistry(pooltest.Start(t, pooltest.Options{Log: log}).Pools), Log: log, StopTimeout: tt.stopTimeout, ReadTimeout: time.Minute}
 			path := filepath.Join(t.TempDir(), "s.sock")
 			ln, err := Listen(path)
 			if err != nil {

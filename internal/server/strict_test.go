@@ -21,15 +21,8 @@ func decodeAll(frame []byte) (api.Request, error) {
 	if apiErr != nil {
 		return req, apiErr
 	}
-	decode, known := argDecoders[req.Op]
-	if !known {
-		return req, &api.Error{Code: api.CodeBadRequest, Message: "unknown op " + string(req.Op)}
-	}
-	args := req.Args
-	if len(args) == 0 {
-		args = json.RawMessage("{}") // as dispatch does
-	}
-	return req, decode(args)
+	_, err := bindRequest(req)
+	return req, err
 }
 
 const (

@@ -29,10 +29,10 @@ import os
 import time
 
 from qubes_btrfs_vdo import __version__
+from qubes_btrfs_vdo.ops import OPS, PROTOCOL_VERSION, TYPES
 
 LOGGER = logging.getLogger("qubes.storage.btrfs_vdo")
 
-PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
 DEFAULT_SOCKET = "/run/btrfs-vdo/btrfs-vdod.sock"
 SOCKET_ENV = "BTRFS_VDO_SOCKET"
@@ -42,74 +42,6 @@ CONNECT_TIMEOUT = 10.0
 QUERY_TIMEOUT = 30.0
 SETUP_TIMEOUT = 120.0
 DATA_TIMEOUT = None
-
-# Mirror of api/api.go, checked against api/schema.json by the tests.
-OPS = {
-    "hello": ("HelloArgs", "HelloResult"),
-    "status": ("StatusArgs", "StatusResult"),
-    "pool.setup": ("PoolSetupArgs", "PoolSetupResult"),
-    "volume.create": ("VolumeArgs", "VolumeState"),
-    "volume.remove": ("VolumeArgs", "VolumeState"),
-    "volume.verify": ("VolumeArgs", "VolumeState"),
-    "volume.start": ("VolumeArgs", "VolumeState"),
-    "volume.stop": ("VolumeArgs", "VolumeState"),
-    "volume.info": ("VolumeArgs", "VolumeState"),
-    "volume.revert": ("RevertArgs", "VolumeState"),
-    "volume.resize": ("ResizeArgs", "VolumeState"),
-    "volume.export": ("VolumeArgs", "PathResult"),
-    "volume.export_end": ("ExportEndArgs", "VolumeState"),
-    "volume.import_data": ("ImportDataArgs", "PathResult"),
-    "volume.import_data_end": ("ImportDataEndArgs", "VolumeState"),
-    "volume.import_volume": ("ImportVolumeArgs", "VolumeState"),
-}
-
-_VOLUME_OP = {"pool": "Pool", "volume": "Volume"}
-TYPES = {
-    "HelloArgs": {"client": "string"},
-    "HelloResult": {"protocol": "int", "daemon": "string"},
-    "StatusArgs": {},
-    "StatusResult": {
-        "protocol": "int",
-        "daemon": "string",
-        "uptime_seconds": "int",
-        "requests": "int",
-        "pools": "[]PoolStatus",
-    },
-    "PoolStatus": {
-        "name": "string",
-        "dir_path": "string",
-        "size_bytes": "int",
-        "used_bytes": "int",
-        "commits": "int",
-    },
-    "Pool": {"name": "string", "dir_path": "string"},
-    "PoolSetupArgs": {"pool": "Pool", "setup_check": "bool"},
-    "PoolSetupResult": {"btrfs": "bool", "reflinks": "bool"},
-    "Volume": {
-        "vid": "string",
-        "rw": "bool",
-        "save_on_stop": "bool",
-        "snap_on_start": "bool",
-        "revisions_to_keep": "int",
-        "size": "int",
-        "source": "string",
-    },
-    "VolumeArgs": dict(_VOLUME_OP),
-    "RevertArgs": dict(_VOLUME_OP, revision="string"),
-    "ResizeArgs": dict(_VOLUME_OP, size="int"),
-    "ExportEndArgs": dict(_VOLUME_OP, path="string"),
-    "ImportDataArgs": dict(_VOLUME_OP, size="int"),
-    "ImportDataEndArgs": dict(_VOLUME_OP, success="bool"),
-    "ImportVolumeArgs": dict(_VOLUME_OP, source_path="string"),
-    "PathResult": {"path": "string"},
-    "Revision": {"id": "string", "timestamp": "string"},
-    "VolumeState": {
-        "size": "int",
-        "usage": "int",
-        "dirty": "bool",
-        "revisions": "[]Revision",
-    },
-}
 
 TIMEOUTS = {
     "hello": QUERY_TIMEOUT,

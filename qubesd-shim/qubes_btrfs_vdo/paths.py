@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """File names of the file-reflink layout, derived in one place.
 
-Pure functions, no I/O except list_revisions, which reads one directory.
-Pinned, like the daemon's Go code, by api/testdata/paths.json.
+Pure functions, no I/O except list_revisions and VolumePaths' queries,
+which stat files and read one directory. Pinned, like the daemon's Go
+code, by api/testdata/paths.json.
 
 Layout, for pool directory D and vid ``<appvms|vm-templates>/<vm>/<vol>``:
 
@@ -15,7 +16,7 @@ Layout, for pool directory D and vid ``<appvms|vm-templates>/<vm>/<vol>``:
 
 import os
 import re
-from typing import Dict, Iterable, NamedTuple
+from typing import Dict, Iterable, NamedTuple, Optional, Union
 
 VID_PREFIXES = ("appvms", "vm-templates")
 
@@ -84,6 +85,54 @@ class VolumePaths(NamedTuple):
     def revision(self, revision: str, timestamp: str) -> str:
         return revision_path(self.clean, revision, timestamp)
 
+    # Queries of what is on disk, as the driver's sync queries need them.
+
+    def stat_image(self) -> Optional[os.stat_result]:
+        """stat of the dirty image, else of the clean one, else None."""
+        for path in (self.dirty, self.clean):
+            try:
+                return os.stat(path)
+            except OSError:
+                continue
+        return None
+
+    def stat_clean(self) -> Optional[os.stat_result]:
+        """stat of the clean image, or None."""
+        try:
+            return os.stat(self.clean)
+        except OSError:
+            return None
+
+    def dirty_exists(self) -> bool:
+        return os.path.exists(self.dirty)
+
+    def revisions(self) -> Dict[str, str]:
+        """list_revisions of this volume."""
+        return list_revisions(self)
+
+
+class InvalidVolumePaths(NamedTuple):
+    """The stand-in for VolumePaths of a vid validate_vid refuses: it
+    names no file, and its queries find nothing on disk."""
+
+    vid: object
+    clean: None = None
+    dirty: None = None
+    precache: None = None
+    import_: None = None
+
+    def stat_image(self) -> None:
+        return None
+
+    def stat_clean(self) -> None:
+        return None
+
+    def dirty_exists(self) -> bool:
+        return False
+
+    def revisions(self) -> Dict[str, str]:
+        return {}
+
 
 def volume_paths(dir_path: str, vid: str) -> VolumePaths:
     """Paths of *vid* in the pool at *dir_path*; InvalidName if unsafe."""
@@ -95,6 +144,16 @@ def volume_paths(dir_path: str, vid: str) -> VolumePaths:
         precache=base + "-precache.img",
         import_=base + "-import.img",
     )
+
+
+def volume_paths_or_invalid(
+    dir_path: str, vid: str
+) -> Union[VolumePaths, InvalidVolumePaths]:
+    """volume_paths, or InvalidVolumePaths where it raises InvalidName."""
+    try:
+        return volume_paths(dir_path, vid)
+    except InvalidName:
+        return InvalidVolumePaths(vid)
 
 
 def revision_path(clean: str, revision: str, timestamp: str) -> str:

@@ -28,14 +28,14 @@ class BtrfsVdoVolume(qubes.storage.Volume):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        try:
-            self._paths = paths.volume_paths(self.pool.dir_path, self.vid)
-        except paths.InvalidName:
-            # Not fatal here: refusing would make the whole VM fail to
-            # load. Sync queries report "nothing on disk", and the daemon
-            # refuses every operation with invalid_name.
-            self._paths = None
-        self.path = self._paths.dirty if self._paths else None
+        # An invalid vid is not fatal here: refusing would make the whole
+        # VM fail to load. Its paths name no file, so sync queries report
+        # "nothing on disk", and the daemon refuses every operation with
+        # invalid_name.
+        self._paths = paths.volume_paths_or_invalid(
+            self.pool.dir_path, self.vid
+        )
+        self.path = self._paths.dirty
 
     # -- daemon calls ----------------------------------------------------
 
@@ -208,52 +208,37 @@ class BtrfsVdoVolume(qubes.storage.Volume):
 
     # -- sync queries: metadata of the layout only -------------------------
 
-    def _stat_image(self):
-        """stat of the dirty image, else of the clean one, else None."""
-        if self._paths is None:
-            return None
-        for path in (self._paths.dirty, self._paths.clean):
-            try:
-                return os.stat(path)
-            except OSError:
-                continue
-        return None
-
     @property
     def size(self):
         """Dirty image's size, else the clean one's, else the recorded."""
-        found = self._stat_image()
+        found = self._paths.stat_image()
         return found.st_size if found else self._size
 
     @property
     def usage(self):
         """Allocated bytes of the dirty image, else of the clean one."""
-        found = self._stat_image()
+        found = self._paths.stat_image()
         return found.st_blocks * 512 if found else 0
 
     @property
     def revisions(self):
         """Revision id -> UTC timestamp, oldest first; {} if none."""
-        if self._paths is None:
-            return {}
-        return paths.list_revisions(self._paths)
+        return self._paths.revisions()
 
     def is_dirty(self):
-        return bool(
-            self.save_on_stop
-            and self._paths
-            and os.path.exists(self._paths.dirty)
-        )
+        return bool(self.save_on_stop and self._paths.dirty_exists())
 
     def is_outdated(self):
         """Whether the source committed since this snapshot started: its
         .img is then another inode than the hardlink taken at start."""
-        if not self.snap_on_start or self._paths is None:
+        if not self.snap_on_start:
+            return False
+        own_stat = self._paths.stat_clean()
+        if own_stat is None:
             return False
         try:
             source = paths.volume_paths(self.pool.dir_path, self.source.vid)
             src_stat = os.stat(source.clean)
-            own_stat = os.stat(self._paths.clean)
         except (OSError, paths.InvalidName, AttributeError):
             return False
         return (src_stat.st_ino, src_stat.st_dev) != (

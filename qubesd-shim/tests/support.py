@@ -70,7 +70,7 @@ def load_schema(test):
     if not os.path.exists(SCHEMA_JSON):
         test.skipTest(
             f"{SCHEMA_JSON} not generated yet "
-            "(go test ./api -run TestSchemaUpToDate -update)"
+            "(go generate ./api)"
         )
     return load_json(SCHEMA_JSON)
 

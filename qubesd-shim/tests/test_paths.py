@@ -49,6 +49,28 @@ class TestPathsJson(unittest.TestCase):
                 with self.assertRaises(paths.InvalidName):
                     paths.volume_paths("/pool", vid)
 
+    def test_invalid_vids_get_paths_that_name_nothing(self):
+        for vid in self.table["invalid_vids"]:
+            with self.subTest(vid=vid):
+                got = paths.volume_paths_or_invalid("/pool", vid)
+                self.assertIsInstance(got, paths.InvalidVolumePaths)
+                self.assertEqual(got.vid, vid)
+                self.assertEqual(
+                    (got.clean, got.dirty, got.precache, got.import_),
+                    (None, None, None, None),
+                )
+                self.assertIsNone(got.stat_image())
+                self.assertIsNone(got.stat_clean())
+                self.assertIs(got.dirty_exists(), False)
+                self.assertEqual(got.revisions(), {})
+        for case in self.table["valid"]:
+            with self.subTest(vid=case["vid"]):
+                self.assertEqual(
+                    paths.volume_paths_or_invalid(
+                        case["dir_path"], case["vid"]),
+                    paths.volume_paths(case["dir_path"], case["vid"]),
+                )
+
     def test_invalid_revisions(self):
         self.assertTrue(self.table["invalid_revisions"])
         for revision in self.table["invalid_revisions"]:

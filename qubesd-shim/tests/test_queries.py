@@ -8,6 +8,7 @@ import tempfile
 import unittest
 import unittest.mock
 
+import qubes.exc
 import qubes.storage
 
 from qubes_btrfs_vdo import client
@@ -150,3 +151,62 @@ class TestSyncQueries(unittest.TestCase):
         crypt = [d for d in devices if d.name == "volatile"][0]
         self.assertEqual(
             crypt.path, "/dev/mapper/vm-volatile-work-crypt@volatile")
+
+
+class TestInvalidVidQueries(unittest.TestCase):
+    """A volume whose vid paths.validate_vid refuses still loads (a refusal
+    would fail the whole VM), and its sync queries report nothing on disk,
+    whatever files lie where the vid would point."""
+
+    def setUp(self):
+        self.pool_dir = tempfile.mkdtemp(prefix="btrfs-vdo-layout-")
+        self.addCleanup(shutil.rmtree, self.pool_dir, ignore_errors=True)
+        self.fx = support.Fixture(dir_path=self.pool_dir)
+        patch = unittest.mock.patch.object(
+            client, "call", side_effect=AssertionError("daemon called"))
+        patch.start()
+        self.addCleanup(patch.stop)
+        self.tpl_root = self.fx.template.volumes["root"]
+        write(os.path.join(self.pool_dir, self.tpl_root.vid + ".img"), 10)
+
+    def plant(self, vid):
+        """Files where a vid inside the pool directory would point."""
+        base = os.path.join(self.pool_dir, vid)
+        if "\0" in vid or not os.path.realpath(base).startswith(
+                self.pool_dir + os.sep):
+            return
+        try:
+            for suffix in (".img", "-dirty.img",
+                           ".img.1@2026-11-20T09:15:02Z"):
+                write(base + suffix, MiB, b"x" * 8192)
+        except OSError:
+            pass  # a name the filesystem cannot hold
+
+    def volumes(self, vid):
+        """An origin and a snapshot volume named *vid*."""
+        origin = self.fx.pool.init_volume(self.fx.work, {
+            "name": "private", "vid": vid, "rw": True,
+            "save_on_stop": True, "size": 1024})
+        snapshot = self.fx.pool.init_volume(self.fx.work, {
+            "name": "root", "vid": vid, "rw": True, "snap_on_start": True,
+            "source": self.tpl_root, "size": 2048})
+        return origin, snapshot
+
+    def test_every_invalid_vid(self):
+        table = support.load_json(support.PATHS_JSON)
+        self.assertTrue(table["invalid_vids"])
+        for vid in table["invalid_vids"]:
+            with self.subTest(vid=vid):
+                self.plant(vid)
+                for vol in self.volumes(vid):
+                    self.assertIsNone(vol.path)
+                    self.assertEqual(vol.size, vol._size)
+                    self.assertEqual(vol.usage, 0)
+                    self.assertEqual(vol.revisions, {})
+                    self.assertFalse(vol.is_dirty())
+                    self.assertFalse(vol.is_outdated())
+                    with self.assertRaises(
+                            qubes.exc.StoragePoolException) as cm:
+                        vol.block_device()
+                    self.assertEqual(str(cm.exception),
+                                     f"Cannot attach: {vid}: invalid vid")
