@@ -349,9 +349,9 @@ def print_pruning(keep, runs):
 
 
 def print_extents_table(rows):
-    print(f"{'extents':>9} | {'btrfs-vdo stop median':>21} | {'file-reflink stop median':>24} | {'ratio':>6}")
+    print(f"{'extents':>9} | {'btrfs-vdo stop median':>21} | {'file-reflink stop median':>24} | {'ratio':>7}")
     for extents, vdo, ref in rows:
-        print(f"{extents:>9} | {vdo * 1000:>18.1f} ms | {ref * 1000:>21.1f} ms | {vdo / ref:>5.2f}x")
+        print(f"{extents:>9} | {vdo * 1000:>18.1f} ms | {ref * 1000:>21.1f} ms | {vdo / ref:>6.3f}x")
     low, high = min(row[1] for row in rows), max(row[1] for row in rows)
     flat = high / low
     print(f"target flat in the extent count (largest/smallest btrfs-vdo median <= {FLAT_LIMIT}): "
@@ -361,7 +361,7 @@ def print_extents_table(rows):
     ratio = vdo / ref
     print(f"target btrfs-vdo <= {RATIO_TARGET}x file-reflink at {extents} extents: "
           f"{'met' if ratio <= RATIO_TARGET else 'missed'}, "
-          f"{vdo * 1000:.1f} ms / {ref * 1000:.1f} ms = {ratio:.2f}x", flush=True)
+          f"{vdo * 1000:.1f} ms / {ref * 1000:.1f} ms = {ratio:.3f}x", flush=True)
 
 
 # --- main -------------------------------------------------------------------
