@@ -90,6 +90,8 @@ test-integration: build
 demo: build
 	./demo/run
 
+# A VM's stop through the daemon against the file-reflink way, by the image's
+# extent count (BENCH_ARGS="--help"; "--series rewritten": by data rewritten).
 bench-commit: build
 	$(RUN_PREFIX); \
 	PYTHONPATH=.:python-stub:qubesd-shim BTRFS_VDO_BIN=$(CURDIR)/bin $(PYTHON) bench/commit/bench.py $(BENCH_ARGS)
