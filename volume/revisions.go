@@ -45,15 +45,37 @@ func (s *Store) revisions(p Paths) ([]Revision, error) {
 
 // pruneRevisions keeps the newest keep revisions; keep <= 0 removes all.
 func (s *Store) pruneRevisions(p Paths, keep int) error {
+	return s.dropOldRevisions(p, keep, func(name string) error {
+		_, err := s.files.remove(name)
+		return err
+	})
+}
+
+// pruneRevisionsLater keeps the newest keep revisions, moving the others
+// to the trash, which deletes them once the caller has returned. One the
+// trash cannot take is deleted at once.
+func (s *Store) pruneRevisionsLater(p Paths, keep int) error {
+	defer s.trash.emptySoon()
+	return s.dropOldRevisions(p, keep, func(name string) error {
+		err := s.trash.put(name)
+		if err == nil {
+			return nil
+		}
+		s.log.Warn("deleting a pruned revision now: cannot move it to the trash", "file", s.files.abs(name), "err", err)
+		_, err = s.files.remove(name)
+		return err
+	})
+}
+
+// dropOldRevisions passes every revision but the newest keep to drop,
+// oldest first.
+func (s *Store) dropOldRevisions(p Paths, keep int, drop func(name string) error) error {
 	revs, err := s.revisions(p)
 	if err != nil {
 		return err
 	}
-	if keep < 0 {
-		keep = 0
-	}
-	for _, rev := range revs[:max(len(revs)-keep, 0)] {
-		if _, err := s.files.remove(p.Revision(rev.ID, rev.Timestamp)); err != nil {
+	for _, rev := range revs[:max(len(revs)-max(keep, 0), 0)] {
+		if err := drop(p.Revision(rev.ID, rev.Timestamp)); err != nil {
 			return err
 		}
 		s.log.Info("pruned revision", "vid", p.Dir+"/"+p.Name, "revision", rev.ID, "timestamp", rev.Timestamp)
@@ -176,7 +198,7 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 	}
 	failpoint.Hit("commit.after-rename")
 	s.log.Info("committed volume", "vid", spec.VID, "from", s.files.abs(from))
-	if err := s.pruneRevisions(p, spec.RevisionsToKeep); err != nil {
+	if err := s.pruneRevisionsLater(p, spec.RevisionsToKeep); err != nil {
 		// The commit has landed and is what the caller asked for; the
 		// next commit prunes what is left.
 		s.log.Warn("could not prune revisions", "vid", spec.VID, "err", err)

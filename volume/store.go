@@ -60,6 +60,8 @@ type Store struct {
 	// remove the directory when it has become empty, can never take the
 	// directory from under a file being made or removed in it.
 	dirs keyedMutex
+	// trash deletes pruned revisions after their commit returned.
+	trash *trash
 }
 
 // Open opens the pool directory dir, which must be an existing absolute
@@ -84,14 +86,20 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	if hooks.Writing == nil {
 		hooks.Writing = func(string, string) func() { return func() {} }
 	}
-	return &Store{files: files{root: root}, log: log, hooks: hooks}, nil
+	s := &Store{files: files{root: root}, log: log, hooks: hooks}
+	s.trash = &trash{files: s.files, log: log}
+	s.trash.emptySoon() // what a daemon that died left there
+	return s, nil
 }
 
 // Dir is the pool directory.
 func (s *Store) Dir() string { return s.files.root.Name() }
 
 // Close releases the pool directory.
-func (s *Store) Close() error { return s.files.root.Close() }
+func (s *Store) Close() error {
+	s.trash.wait()
+	return s.files.root.Close()
+}
 
 // Release lets go of the pool directory's descriptor unless an operation
 // uses it, so that an idle store does not keep its filesystem busy; the

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// trashDir, beneath StateDir, holds the revisions a commit pruned until
+// they are deleted in the background. Deleting an image's last name frees
+// its extent items, about 5 µs each, inside the call: half a second for
+// a 12 GiB image of 128 KiB compressed extents, which a VM's shutdown
+// must not wait for. Moving it here is one rename.
+var trashDir = path.Join(StateDir, "trash")
+
+// trash deletes what commits put in trashDir, one file at a time, in a
+// goroutine of its own.
+type trash struct {
+	files files
+	log   *slog.Logger
+	seq   atomic.Uint64 // names the files put in the trash
+
+	mu       sync.Mutex
+	emptying bool // a goroutine is deleting
+	again    bool // something was put in the trash since it looked
+	running  sync.WaitGroup
+}
+
+// put moves name into the trash. A crash before the trash is emptied
+// leaves it there, where the next Open finds it.
+func (t *trash) put(name string) error {
+	for _, dir := range []string{StateDir, trashDir} {
+		if err := t.files.root.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", t.files.abs(dir), err)
+		}
+	}
+	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
+	return t.files.rename(name, path.Join(trashDir, id))
+}
+
+// emptySoon deletes what the trash holds, without waiting for it.
+func (t *trash) emptySoon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.emptying {
+		t.again = true
+		return
+	}
+	t.emptying = true
+	t.running.Add(1)
+	go func() {
+		defer t.running.Done()
+		for t.empty(); t.lookAgain(); {
+			t.empty()
+		}
+	}()
+}
+
+// lookAgain reports whether something was put in the trash while empty
+// ran, and otherwise ends the emptying.
+func (t *trash) lookAgain() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.again {
+		t.again = false
+		return true
+	}
+	t.emptying = false
+	return false
+}
+
+// empty deletes every file in the trash. A failure is logged; the next
+// emptying tries again.
+func (t *trash) empty() {
+	entries, err := t.files.readDir(trashDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		t.log.Warn("cannot list pruned revisions to delete", "err", err)
+		return
+	}
+	for _, e := range entries {
+		name := path.Join(trashDir, e.Name())
+		if err := t.files.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.log.Warn("cannot delete pruned revision", "file", t.files.abs(name), "err", err)
+		}
+	}
+}
+
+// wait waits until the trash is emptied, if it is being emptied.
+func (t *trash) wait() { t.running.Wait() }
