@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -51,8 +50,8 @@ func (h optHarness) poolFiles() []string {
 			h.T.Fatal(err)
 		}
 		for _, f := range files {
-			if !strings.HasSuffix(f, "-dirty.img") {
-				out = append(out, f)
+			if f.Kind() != volume.DirtyFile {
+				out = append(out, h.P.Volumes.Path(f))
 			}
 		}
 	}
