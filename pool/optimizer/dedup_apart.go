@@ -559,7 +559,7 @@ func (d *deduper) punch(dst dedupDest, zeros []span) error {
 		d.stats.ZeroBlocksPunched += z.length / blockSize
 	}
 	times := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(int(dst.f.Fd()), "", times, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("restore times of %s: %w", dst.path, err)
 	}
 	return nil
