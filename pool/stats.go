@@ -3,9 +3,11 @@
 package pool
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // Usage is compsize's view of a set of files, plus what the set shares
@@ -39,15 +41,19 @@ type Sets struct {
 // each as one set so that extents shared inside a set count once.
 func MeasureSets(vols []VolumeIn) (Sets, error) {
 	var sets Sets
-	byVM := map[string][]string{}
-	byPool := map[string][]string{}
+	byVM := map[string][]poolFile{}
+	byPool := map[string][]poolFile{}
 	for _, v := range vols {
-		files, err := v.Pool.Volumes.Files(v.VID)
+		vfiles, err := v.Pool.Volumes.Files(v.VID)
 		if err != nil {
 			return Sets{}, err
 		}
-		if len(files) == 0 {
+		if len(vfiles) == 0 {
 			continue
+		}
+		files := make([]poolFile, len(vfiles))
+		for i, f := range vfiles {
+			files[i] = poolFile{v.Pool.Volumes, f}
 		}
 		m, err := measure(v.Pool.Name+":"+v.VID, files)
 		if err != nil {
@@ -67,7 +73,13 @@ func MeasureSets(vols []VolumeIn) (Sets, error) {
 	return sets, nil
 }
 
-func measureGroups(groups map[string][]string) ([]MeasuredSet, error) {
+// poolFile is a volume's file and the store that opens it.
+type poolFile struct {
+	store *volume.Store
+	file  volume.File
+}
+
+func measureGroups(groups map[string][]poolFile) ([]MeasuredSet, error) {
 	names := make([]string, 0, len(groups))
 	for name := range groups {
 		names = append(names, name)
@@ -84,8 +96,8 @@ func measureGroups(groups map[string][]string) ([]MeasuredSet, error) {
 	return out, nil
 }
 
-func measure(name string, files []string) (MeasuredSet, error) {
-	r, err := usage.Measure(files)
+func measure(name string, files []poolFile) (MeasuredSet, error) {
+	r, err := measureFiles(files)
 	if err != nil {
 		return MeasuredSet{}, err
 	}
@@ -99,4 +111,22 @@ func measure(name string, files []string) (MeasuredSet, error) {
 		})
 	}
 	return MeasuredSet{Name: name, Usage: u}, nil
+}
+
+// measureFiles measures files as one set, each opened beneath its pool
+// directory and added in turn.
+func measureFiles(files []poolFile) (usage.Report, error) {
+	set := usage.NewTotalsWithSharing()
+	for _, pf := range files {
+		f, err := pf.store.Open(pf.file)
+		if err != nil {
+			return usage.Report{}, fmt.Errorf("measure: %w", err)
+		}
+		err = set.Add(f)
+		f.Close()
+		if err != nil {
+			return usage.Report{}, err
+		}
+	}
+	return set.Report(), nil
 }

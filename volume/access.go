@@ -50,35 +50,34 @@ func (s *Store) Running(vid string) (bool, error) {
 	return s.files.exists(p.Dirty)
 }
 
-// Clean is the clean image's name.
-func (l *Locked) Clean() string { return l.p.Clean }
+// Clean is the clean image.
+func (l *Locked) Clean() File { return l.p.file(CleanFile) }
 
-// Precache is the precache's name.
-func (l *Locked) Precache() string { return l.p.Precache }
+// Precache is the precache.
+func (l *Locked) Precache() File { return l.p.file(PrecacheFile) }
 
-// Path is the absolute path of a name from this volume.
-func (l *Locked) Path(name string) string { return l.s.files.abs(name) }
-
-// Revisions lists the names of the volume's revision files, oldest first.
-func (l *Locked) Revisions() ([]string, error) {
+// Revisions lists the volume's revisions, oldest first.
+func (l *Locked) Revisions() ([]File, error) {
 	revs, err := l.s.revisions(l.p)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(revs))
+	files := make([]File, len(revs))
 	for i, r := range revs {
-		names[i] = l.p.Revision(r.ID, r.Timestamp)
+		files[i] = l.p.revisionFile(r)
 	}
-	return names, nil
+	return files, nil
 }
 
-// Open opens one of the volume's files, never through a symlink, and
-// refuses a hard link to anything but the pool's images (see links.go):
-// what is opened here gets its extents rewritten and its properties set.
-func (l *Locked) Open(name string, flag int) (*os.File, error) {
-	if name != l.p.Clean && name != l.p.Precache && !strings.HasPrefix(name, l.p.Clean+".") {
-		return nil, fmt.Errorf("%w: %s is not a file of %s", ErrInvalidName, name, l.p.Dir+"/"+l.p.Name)
+// Open opens the volume's clean image, precache or a revision, never
+// through a symlink, and refuses a hard link to anything but the pool's
+// images (see links.go): what is opened here gets its extents rewritten
+// and its properties set.
+func (l *Locked) Open(file File, flag int) (*os.File, error) {
+	if file.vid != l.p.vid() || (file.kind != CleanFile && file.kind != PrecacheFile && file.kind != RevisionFile) {
+		return nil, fmt.Errorf("%w: %s is not a file of %s", ErrInvalidName, file.name, l.p.vid())
 	}
+	name := file.name
 	f, err := l.s.files.root.OpenFile(name, flag|noFollow, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", l.s.files.abs(name), err)
@@ -86,7 +85,7 @@ func (l *Locked) Open(name string, flag int) (*os.File, error) {
 	info, err := f.Stat()
 	if err != nil {
 		err = fmt.Errorf("stat %s: %w", l.s.files.abs(name), err)
-	} else if name == l.p.Precache {
+	} else if file.kind == PrecacheFile {
 		err = l.s.files.checkSingleLink(name, info)
 	} else {
 		err = l.s.files.checkLinksInPool(name, info)
@@ -165,29 +164,6 @@ func (s *Store) List() ([]string, error) {
 		}
 	}
 	return vids, nil
-}
-
-// Files returns the absolute paths of every image file of vid that
-// exists: clean, dirty, precache and revisions.
-func (s *Store) Files(vid string) ([]string, error) {
-	p, err := PathsFor(vid)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := s.files.readDir(p.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if p.ownsFile(e.Name()) && !strings.Contains(e.Name(), "~") && e.Type().IsRegular() {
-			out = append(out, s.files.abs(p.Dir+"/"+e.Name()))
-		}
-	}
-	return out, nil
 }
 
 // volumeOfImage returns the volume whose clean or dirty image name is.

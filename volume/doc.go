@@ -31,6 +31,13 @@
 // becomes visible does so by write, fsync, rename, fsync of the directory:
 // a crash leaves either the old state or the new one.
 //
+// Other packages get no path to open. A volume's files reach them as File
+// values (Store.Files, Store.EachFile, Locked, the hooks), which only this
+// package makes and which know their volume and kind, and they hand one
+// back to be opened: Store.Open to read, Locked.Open under the volume's
+// lock to rewrite extents. Store.Path gives a File's absolute path for
+// messages only.
+//
 // A commit (stop, import end, clone) first checks everything that could
 // refuse it: the image it commits is a regular file, and every other
 // image name of the volume a regular file or nothing. Only then does it

@@ -113,7 +113,7 @@ func (s *Store) Start(spec Spec) (State, error) {
 				return err
 			}
 			s.log.Info("reusing dirty image", "vid", spec.VID)
-			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty), Reused: true})
+			s.hooks.Started(Started{VID: spec.VID, Dirty: p.file(DirtyFile), Reused: true})
 		case spec.SnapshotsDisabled() && spec.Kind() == Origin:
 			err = s.startWithoutSnapshots(p, spec)
 		case spec.Kind() == Origin:
@@ -130,7 +130,7 @@ func (s *Store) Start(spec Spec) (State, error) {
 			return err
 		}
 		if !dirty && spec.Kind() == Origin {
-			s.hooks.Started(Started{VID: spec.VID, Dirty: s.files.abs(p.Dirty)})
+			s.hooks.Started(Started{VID: spec.VID, Dirty: p.file(DirtyFile)})
 		}
 		s.log.Info("started volume", "vid", spec.VID, "kind", spec.Kind())
 		st, err = s.state(p, spec)
@@ -217,7 +217,7 @@ func (s *Store) Stop(spec Spec) (State, error) {
 			s.log.Info("stopped volume without snapshot", "vid", spec.VID)
 			// The VM's data is now the volume's committed data: the pool
 			// may optimize it, and retry a job the start held.
-			s.hooks.Committed(Committed{VID: spec.VID, Clean: s.files.abs(p.Clean)})
+			s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile)})
 		case dirty:
 			if err := s.commit(p, spec, p.Dirty); err != nil {
 				return err

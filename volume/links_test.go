@@ -129,8 +129,15 @@ func TestAllowsHardLinksWithinThePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := h.store.Locked(tpl.VID, "test", func(l *volume.Locked) error {
-		for _, name := range []string{l.Clean(), leftover} {
-			f, err := l.Open(name, os.O_RDONLY)
+		revs, err := l.Revisions()
+		if err != nil {
+			return err
+		}
+		if len(revs) != 1 || revs[0].Name() != leftover {
+			t.Fatalf("revisions %v, want %s", revs, leftover)
+		}
+		for _, file := range []volume.File{l.Clean(), revs[0]} {
+			f, err := l.Open(file, os.O_RDONLY)
 			if err != nil {
 				return err
 			}

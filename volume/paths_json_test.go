@@ -94,7 +94,36 @@ func TestPathsJSONValid(t *testing.T) {
 					t.Errorf("%s does not own its file %q", tc.VID, own)
 				}
 			}
+			checkFiles(t, tc.VID, p, map[string]FileKind{
+				tc.Clean: CleanFile, tc.Dirty: DirtyFile, tc.Precache: PrecacheFile, tc.Import: ImportFile,
+			}, tc.DirPath)
+			for _, rev := range tc.Revisions {
+				f, ok := p.fileOf(path.Base(rev.Path))
+				if want := (Revision{ID: rev.ID, Timestamp: rev.Timestamp}); !ok || f.Kind() != RevisionFile || f.Revision() != want {
+					t.Errorf("fileOf(%q) = %+v, %v; want revision %+v", path.Base(rev.Path), f, ok, want)
+				}
+			}
 		})
+	}
+}
+
+// checkFiles: each of want's paths (absolute, in dir) is the File of its
+// kind, and the name of a file in the volume's directory leads back to it.
+func checkFiles(t *testing.T, vid string, p Paths, want map[string]FileKind, dir string) {
+	t.Helper()
+	for abs, kind := range want {
+		f := p.file(kind)
+		if path.Join(dir, f.Name()) != abs || f.VID() != vid || f.Kind() != kind {
+			t.Errorf("%s file: %+v, want %s", kind, f, abs)
+		}
+		if back, ok := p.fileOf(path.Base(abs)); !ok || back != f {
+			t.Errorf("fileOf(%q) = %+v, %v; want %+v", path.Base(abs), back, ok, f)
+		}
+	}
+	for _, name := range []string{path.Base(p.Clean) + "~1a2b3c", path.Base(p.Clean) + ".01@2025-01-01T00:00:00Z", p.Name} {
+		if f, ok := p.fileOf(name); ok {
+			t.Errorf("fileOf(%q) = %+v, want no file", name, f)
+		}
 	}
 }
 

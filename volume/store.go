@@ -16,15 +16,15 @@ import (
 // that was never stopped.
 type Started struct {
 	VID    string
-	Dirty  string // absolute path
+	Dirty  File
 	Reused bool
 }
 
-// Committed describes a commit that has landed: Clean is the absolute path
-// of the new clean image.
+// Committed describes a commit that has landed: Clean is the new clean
+// image.
 type Committed struct {
 	VID   string
-	Clean string
+	Clean File
 	// Precache is false when the volume keeps no precache (snapshots
 	// disabled), so nothing must make one later.
 	Precache bool
@@ -106,9 +106,6 @@ func (s *Store) Close() error {
 // next operation opens the directory again, and fails if another one
 // stands at its path now.
 func (s *Store) Release() error { return s.files.root.Release() }
-
-// Path is the absolute path of a volume file name returned in Paths.
-func (s *Store) Path(name string) string { return s.files.abs(name) }
 
 // readOnlyOps change no file; every other op is reported to Hooks.Writing.
 var readOnlyOps = map[string]bool{"query": true, "verify": true, "export": true}

@@ -184,10 +184,11 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 	if want := int64(7 * mib); shared != want {
 		t.Errorf("clean image and revision share %d bytes, want %d (all but the rewritten MiB)", shared, want)
 	}
-	if len(h.commits) != 2 || h.commits[1].Clean != h.path("appvms/work/private.img") {
+	if len(h.commits) != 2 || h.commits[1].Clean.Name() != "appvms/work/private.img" || h.commits[1].Clean.Kind() != volume.CleanFile {
 		t.Errorf("commit hook calls = %+v", h.commits)
 	}
-	if len(h.starts) != 2 || h.starts[0].Reused || h.starts[0].Dirty != h.path("appvms/work/private-dirty.img") {
+	if len(h.starts) != 2 || h.starts[0].Reused || h.starts[0].Dirty.Name() != "appvms/work/private-dirty.img" ||
+		h.starts[0].Dirty.VID() != spec.VID || h.starts[0].Dirty.Kind() != volume.DirtyFile {
 		t.Errorf("start hook calls = %+v", h.starts)
 	}
 	h.must(h.store.Info(spec))
@@ -210,6 +211,25 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 	h.must(h.store.Start(spec))
 	h.write("appvms/work/private-dirty.img", 0, pattern(2, mib))
 	want := h.sum("appvms/work/private-dirty.img")
+	other := origin("appvms/other/private", 1)
+	h.must(h.store.Create(other))
+	// Files the optimizer must not open under this volume's lock: the
+	// dirty image (the VM's), another volume's image, and no file at all.
+	refused := map[string]volume.File{"zero File": {}}
+	for what, vid := range map[string]string{"own": spec.VID, "other": other.VID} {
+		files, err := h.store.Files(vid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if what == "other" || f.Kind() == volume.DirtyFile {
+				refused[what+" "+f.Kind().String()] = f
+			}
+		}
+	}
+	if _, ok := refused["own dirty"]; !ok || len(refused) != 4 {
+		t.Fatalf("files to refuse: %v, want own dirty, other clean and precache", refused)
+	}
 
 	err := h.store.Locked(spec.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || !running {
@@ -236,8 +256,13 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 			return err
 		}
 		f.Close()
-		if _, err := l.Open("appvms/other/private.img", os.O_RDONLY); !errors.Is(err, volume.ErrInvalidName) {
-			t.Errorf("opened another volume's file: %v", err)
+		for what, file := range refused {
+			if f, err := l.Open(file, os.O_RDONLY); !errors.Is(err, volume.ErrInvalidName) {
+				if err == nil {
+					f.Close()
+				}
+				t.Errorf("Open of %s %q: %v, want ErrInvalidName", what, file, err)
+			}
 		}
 		return nil
 	})

@@ -121,6 +121,13 @@ func NewTotals() *Totals {
 	return &Totals{m: measurer{extents: make(map[uint64]*extentUse), files: make(map[fileID]bool), noRefCounts: true}}
 }
 
+// NewTotalsWithSharing returns an empty set that, unlike NewTotals, takes
+// each extent's reference count as Measure does: its Report splits the
+// disk bytes into shared and exclusive.
+func NewTotalsWithSharing() *Totals {
+	return &Totals{m: measurer{extents: make(map[uint64]*extentUse), files: make(map[fileID]bool)}}
+}
+
 // Add measures f, which must be a regular file on the same filesystem as
 // the files added before it; a file added twice counts once.
 func (t *Totals) Add(f *os.File) error {

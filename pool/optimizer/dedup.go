@@ -70,8 +70,8 @@ func (d *DedupStats) add(o DedupStats) {
 type deduper struct {
 	p    *Pool
 	idx  *dedupindex.File
-	res  *resolver           // made on the first index hit
-	srcs map[string]*os.File // sources, opened read-only
+	res  *resolver                // made on the first index hit
+	srcs map[volume.File]*os.File // sources, opened read-only
 	// touched are the disk extents (bytenr -> disk bytes) the stage
 	// deduplicated, rewrote or punched.
 	touched map[uint64]uint64
@@ -119,7 +119,7 @@ func (s *Scheduler) deduperFor(p *Pool, job Job) *deduper {
 }
 
 func newDeduper(p *Pool, idx *dedupindex.File) *deduper {
-	return &deduper{p: p, idx: idx, srcs: map[string]*os.File{}, touched: map[uint64]uint64{}, tmpDir: p.tmpDir()}
+	return &deduper{p: p, idx: idx, srcs: map[volume.File]*os.File{}, touched: map[uint64]uint64{}, tmpDir: p.tmpDir()}
 }
 
 // finish closes what the stage opened and writes the index back.
@@ -222,7 +222,8 @@ func (d *deduper) settle(dir *os.File, o *jobRun, res *Result) error {
 // revision or precache sharing its extent.
 type dedupDest struct {
 	f    *os.File
-	path string
+	file volume.File
+	path string // file's, for messages
 }
 
 // span is a file range.
@@ -242,10 +243,10 @@ func addSpan(spans []span, off, n uint64) []span {
 // reference it at exactly the image's ranges (as after a reflink copy).
 // It returns none when anything else references de: de cannot be freed,
 // though its blocks are still good sources.
-func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]string, error) {
+func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]volume.File, error) {
 	if ok, err := referencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
 		if ok {
-			return []string{l.Clean()}, nil
+			return []volume.File{l.Clean()}, nil
 		}
 		return nil, err
 	}
@@ -264,14 +265,14 @@ func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataEx
 	for _, it := range de.items {
 		ranges[refLoc{offset: it.Offset, extentOffset: it.ExtentOffset, length: it.Length}] = true
 	}
-	perFile := map[string]int{}
+	perFile := map[volume.File]int{}
 	for _, loc := range locs {
 		if !ranges[refLoc{offset: loc.offset, extentOffset: loc.extentOffset, length: loc.length}] {
 			return nil, nil
 		}
 		perFile[loc.name]++
 	}
-	names := []string{l.Clean()}
+	names := []volume.File{l.Clean()}
 	for name, n := range perFile {
 		if n != len(de.items) {
 			return nil, nil

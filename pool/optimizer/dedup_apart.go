@@ -39,7 +39,7 @@ type extentPlan struct {
 	hashes []indexEntry
 	// dests are the volume's files referencing the extent, all changed
 	// together; nil when the extent is kept.
-	dests   []string
+	dests   []volume.File
 	decided bool
 }
 
@@ -238,7 +238,7 @@ func (d *deduper) readAhead(img dedupDest, batch []int) {
 func (d *deduper) openForScan(job Job, ino *uint64) (img dedupDest, running func() error, err error) {
 	err = d.onImage(job, ino, func(l *volume.Locked, locked dedupDest) error {
 		f, err := l.Open(l.Clean(), os.O_RDONLY)
-		img = dedupDest{f: f, path: locked.path}
+		img = dedupDest{f: f, file: locked.file, path: locked.path}
 		return err
 	})
 	if err != nil {
@@ -280,7 +280,7 @@ func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDes
 		} else if *ino != n {
 			return errImageReplaced
 		}
-		return fn(l, dedupDest{f: f, path: l.Path(l.Clean())})
+		return fn(l, dedupDest{f: f, file: l.Clean(), path: d.p.Volumes.Path(l.Clean())})
 	})
 }
 
@@ -380,7 +380,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 // in this batch's rests, so it has been rewritten by then. ino is the
 // image's inode, which the caller checked.
 func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, batch []int) error {
-	open := map[string]dedupDest{l.Clean(): img}
+	open := map[volume.File]dedupDest{l.Clean(): img}
 	defer func() {
 		for name, dst := range open {
 			if name != l.Clean() {
@@ -408,7 +408,7 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, 
 				if err != nil {
 					return err
 				}
-				dst = dedupDest{f: f, path: l.Path(name)}
+				dst = dedupDest{f: f, file: name, path: d.p.Volumes.Path(name)}
 				open[name] = dst
 			}
 			w.dests = append(w.dests, dst)
@@ -512,9 +512,9 @@ func (d *deduper) dedupeTimed(src *os.File, off, n uint64, dests []btrfs.DedupeD
 // bytes again; a refusal (the files' checksum modes differ, a send runs,
 // the source changed) only leaves the extent in place.
 func (d *deduper) dedupe(r run, dests []dedupDest) {
-	src, err := d.source(r.src.path)
+	src, err := d.source(r.src.file)
 	if err != nil || src == nil {
-		d.p.log.Debug("dedupe source gone", "pool", d.p.Name, "path", r.src.path, "err", err)
+		d.p.log.Debug("dedupe source gone", "pool", d.p.Name, "path", d.p.Volumes.Path(r.src.file), "err", err)
 		return
 	}
 	targets := make([]btrfs.DedupeDest, len(dests))
@@ -559,7 +559,7 @@ func (d *deduper) punch(dst dedupDest, zeros []span) error {
 		d.stats.ZeroBlocksPunched += z.length / blockSize
 	}
 	times := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.UtimesNanoAt(int(dst.f.Fd()), "", times, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("restore times of %s: %w", dst.path, err)
 	}
 	return nil

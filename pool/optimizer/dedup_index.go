@@ -3,15 +3,14 @@
 package optimizer
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // indexName is the dedup index's file under the pool's StateDir.
@@ -173,31 +172,15 @@ func autoSize(current, want uint64) uint64 {
 // reflinks of the clean images. Revisions count whole although they
 // mostly share the images' extents: a generous index costs little.
 func (p *Pool) dataBytes() (uint64, error) {
-	vids, err := p.Volumes.List()
-	if err != nil {
-		return 0, fmt.Errorf("list volumes of pool %s: %w", p.Name, err)
-	}
 	var total uint64
-	for _, vid := range vids {
-		files, err := p.Volumes.Files(vid)
-		if err != nil {
-			return 0, err
+	err := p.Volumes.EachFile(func(f volume.File, info fs.FileInfo) error {
+		if f.Kind() != volume.PrecacheFile {
+			total += uint64(info.Sys().(*syscall.Stat_t).Blocks) * 512
 		}
-		for _, path := range files {
-			if strings.HasSuffix(path, "-precache.img") {
-				continue
-			}
-			info, err := p.statFile(path)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed meanwhile
-			}
-			if err != nil {
-				return 0, err
-			}
-			if info.Mode().IsRegular() {
-				total += uint64(info.Sys().(*syscall.Stat_t).Blocks) * 512
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list the files of pool %s: %w", p.Name, err)
 	}
 	return total, nil
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"slices"
+
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // run is a verified match: length bytes of the image at offset equal
@@ -43,7 +45,7 @@ type localBlock struct {
 // run of length 0 means there is none.
 func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error) {
 	if lb, ok := d.local[h]; ok && lb.offset != off {
-		src := blockSource{path: img.path, offset: lb.offset}
+		src := blockSource{file: img.file, offset: lb.offset}
 		n, err := d.runLength(src, img, off, data)
 		if err != nil || n > 0 {
 			return run{src: src, offset: off, length: n, plan: lb.plan}, err
@@ -106,12 +108,12 @@ type diskSpan struct{ start, end uint64 }
 // rather than an ioctl. It is read in windows doubling from firstWindow,
 // so that a short run costs a short read, not one of the rest of data.
 func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []byte) (int, error) {
-	f, err := d.source(src.path)
+	f, err := d.source(src.file)
 	if err != nil || f == nil {
 		return 0, err
 	}
 	n := len(data)
-	if src.path == img.path && src.offset < off+uint64(n) && off < src.offset+uint64(n) {
+	if src.file == img.file && src.offset < off+uint64(n) && off < src.offset+uint64(n) {
 		// Same-file ranges must not overlap.
 		n = int(max(src.offset, off) - min(src.offset, off))
 	}
@@ -124,7 +126,7 @@ func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []b
 		have := d.cmpBuf[:end-length]
 		got, err := f.ReadAt(have, int64(src.offset)+int64(length))
 		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, fmt.Errorf("read %s at %d: %w", src.path, src.offset+uint64(length), err)
+			return 0, fmt.Errorf("read %s at %d: %w", d.p.Volumes.Path(src.file), src.offset+uint64(length), err)
 		}
 		for b := 0; b+blockSize <= got; b += blockSize {
 			blk := data[length : length+blockSize]
@@ -148,19 +150,19 @@ const (
 	maxWindow   = 1 << 20
 )
 
-// source opens path read-only, once per job; nil when it is gone.
-func (d *deduper) source(path string) (*os.File, error) {
-	if f, ok := d.srcs[path]; ok {
+// source opens file read-only, once per job; nil when it is gone.
+func (d *deduper) source(file volume.File) (*os.File, error) {
+	if f, ok := d.srcs[file]; ok {
 		return f, nil
 	}
-	f, err := d.p.openFile(path, os.O_RDONLY)
+	f, err := d.p.Volumes.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err
 	}
-	d.srcs[path] = f
+	d.srcs[file] = f
 	return f, nil
 }
 

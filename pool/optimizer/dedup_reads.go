@@ -48,7 +48,7 @@ func (d *deduper) readableRuns(r run) ([]run, error) {
 		}
 		return []run{r}, nil
 	}
-	f, err := d.source(r.src.path)
+	f, err := d.source(r.src.file)
 	if err != nil || f == nil {
 		return nil, err
 	}

@@ -3,14 +3,12 @@
 package optimizer
 
 import (
-	"errors"
+	"io/fs"
 	"os"
-	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // Index addresses. A block of an uncompressed extent is indexed by its
@@ -41,16 +39,16 @@ func blockAddr(bytenr uint64, compressed bool, eo uint64) (uint64, bool) {
 
 // blockSource is a file range holding the block an address names.
 type blockSource struct {
-	path   string
+	file   volume.File
 	offset uint64
 }
 
 // resolver turns index addresses into the pool's files and offsets that
 // hold them, through the kernel's back references.
 type resolver struct {
-	dir  *os.File          // the pool's directory, for the ioctls
-	root uint64            // the subvolume holding the pool
-	path map[uint64]string // inode -> clean image, precache or revision
+	dir  *os.File               // the pool's directory, for the ioctls
+	root uint64                 // the subvolume holding the pool
+	file map[uint64]volume.File // inode -> clean image, precache or revision
 }
 
 // newResolver lists the pool's files. Dirty images are left out: they
@@ -61,7 +59,7 @@ func (p *Pool) newResolver() (*resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &resolver{dir: dir, path: map[uint64]string{}}
+	r := &resolver{dir: dir, file: map[uint64]volume.File{}}
 	fail := func(err error) (*resolver, error) {
 		dir.Close()
 		return nil, err
@@ -69,29 +67,14 @@ func (p *Pool) newResolver() (*resolver, error) {
 	if r.root, err = btrfs.SubvolumeID(dir); err != nil {
 		return fail(err)
 	}
-	vids, err := p.Volumes.List()
+	err = p.Volumes.EachFile(func(f volume.File, info fs.FileInfo) error {
+		if f.Kind() != volume.DirtyFile {
+			r.file[info.Sys().(*syscall.Stat_t).Ino] = f
+		}
+		return nil
+	})
 	if err != nil {
 		return fail(err)
-	}
-	for _, vid := range vids {
-		files, err := p.Volumes.Files(vid)
-		if err != nil {
-			return fail(err)
-		}
-		for _, path := range files {
-			if strings.HasSuffix(path, "-dirty.img") {
-				continue
-			}
-			info, err := p.statFile(path)
-			if errors.Is(err, unix.ENOENT) {
-				continue // removed meanwhile
-			} else if err != nil {
-				return fail(err)
-			}
-			if info.Mode().IsRegular() {
-				r.path[info.Sys().(*syscall.Stat_t).Ino] = path
-			}
-		}
 	}
 	return r, nil
 }
@@ -101,7 +84,7 @@ func (r *resolver) close() { r.dir.Close() }
 // resolve returns the pool's file ranges that may hold the block at addr,
 // opening files with open. The caller compares bytes before trusting one:
 // an entry is stale once its extent is freed and the space reused.
-func (r *resolver) resolve(addr uint64, open func(string) (*os.File, error)) []blockSource {
+func (r *resolver) resolve(addr uint64, open func(volume.File) (*os.File, error)) []blockSource {
 	base, block := addr&(1<<blockShift-1), addr>>blockShift
 	refs, err := btrfs.LogicalInodesAt(r.dir, base)
 	if err != nil {
@@ -109,7 +92,7 @@ func (r *resolver) resolve(addr uint64, open func(string) (*os.File, error)) []b
 	}
 	var out []blockSource
 	for _, ref := range refs {
-		path, ok := r.path[ref.Inode]
+		file, ok := r.file[ref.Inode]
 		if !ok || ref.Root != r.root {
 			continue
 		}
@@ -117,10 +100,10 @@ func (r *resolver) resolve(addr uint64, open func(string) (*os.File, error)) []b
 			// The block's own file offset for an uncompressed extent;
 			// an item's start for a compressed one, which holds block 0
 			// there unless the item skips it (the bytes then differ).
-			out = append(out, blockSource{path: path, offset: ref.Offset})
+			out = append(out, blockSource{file: file, offset: ref.Offset})
 			continue
 		}
-		f, err := open(path)
+		f, err := open(file)
 		if err != nil || f == nil {
 			continue
 		}
@@ -130,7 +113,7 @@ func (r *resolver) resolve(addr uint64, open func(string) (*os.File, error)) []b
 			eo < it.ExtentOffset || eo >= it.ExtentOffset+it.Length {
 			continue
 		}
-		out = append(out, blockSource{path: path, offset: it.Offset + eo - it.ExtentOffset})
+		out = append(out, blockSource{file: file, offset: it.Offset + eo - it.ExtentOffset})
 	}
 	return out
 }

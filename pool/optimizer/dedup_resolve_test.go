@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // TestResolve: index addresses of uncompressed and compressed blocks lead
@@ -61,37 +63,47 @@ func TestResolve(t *testing.T) {
 		}
 		return a
 	}
-	open := func(name string) (*os.File, error) {
-		f, err := os.Open(name)
+	open := func(file volume.File) (*os.File, error) {
+		f, err := p.Volumes.Open(file)
 		if err == nil {
 			opened = append(opened, f)
 		}
 		return f, err
 	}
+	// at is where a source lies, by the file's name.
+	type at struct {
+		name   string
+		kind   volume.FileKind
+		offset uint64
+	}
 	for _, tc := range []struct {
 		name string
 		addr uint64
-		want []blockSource
+		want []at
 		data []byte
 	}{
 		{"uncompressed block", addr(pe.DiskBytenr, false, 5*blockSize),
-			[]blockSource{{img, 1*mib + 5*blockSize}, {path("appvms/a/private.img.1@2025-01-01T00:00:00Z"), 1*mib + 5*blockSize}},
+			[]at{{"appvms/a/private.img", volume.CleanFile, 1*mib + 5*blockSize},
+				{"appvms/a/private.img.1@2025-01-01T00:00:00Z", volume.RevisionFile, 1*mib + 5*blockSize}},
 			plain[5*blockSize : 6*blockSize]},
-		{"compressed block 0", addr(ce.DiskBytenr, true, 0), []blockSource{{bimg, 64 << 10}}, packed[:blockSize]},
-		{"compressed block 9", addr(ce.DiskBytenr, true, 9*blockSize), []blockSource{{bimg, 64<<10 + 9*blockSize}},
+		{"compressed block 0", addr(ce.DiskBytenr, true, 0), []at{{"appvms/b/private.img", volume.CleanFile, 64 << 10}}, packed[:blockSize]},
+		{"compressed block 9", addr(ce.DiskBytenr, true, 9*blockSize), []at{{"appvms/b/private.img", volume.CleanFile, 64<<10 + 9*blockSize}},
 			packed[9*blockSize : 10*blockSize]},
 		{"nothing there", 4096, nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := r.resolve(tc.addr, open)
-			slices.SortFunc(got, func(a, b blockSource) int { return bytes.Compare([]byte(a.path), []byte(b.path)) })
-			slices.SortFunc(tc.want, func(a, b blockSource) int { return bytes.Compare([]byte(a.path), []byte(b.path)) })
+			srcs := r.resolve(tc.addr, open)
+			var got []at
+			for _, src := range srcs {
+				got = append(got, at{src.file.Name(), src.file.Kind(), src.offset})
+			}
+			slices.SortFunc(got, func(a, b at) int { return strings.Compare(a.name, b.name) })
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("resolve = %+v, want %+v", got, tc.want)
 			}
-			for _, src := range got {
-				if b := readAt(t, src.path, src.offset, blockSize); !bytes.Equal(b, tc.data) {
-					t.Errorf("%s at %d holds other bytes", src.path, src.offset)
+			for _, src := range srcs {
+				if b := readAt(t, p.Volumes.Path(src.file), src.offset, blockSize); !bytes.Equal(b, tc.data) {
+					t.Errorf("%s at %d holds other bytes", src.file, src.offset)
 				}
 			}
 		})

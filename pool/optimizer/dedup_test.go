@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
@@ -51,8 +51,8 @@ func (h optHarness) poolFiles() []string {
 			h.T.Fatal(err)
 		}
 		for _, f := range files {
-			if !strings.HasSuffix(f, "-dirty.img") {
-				out = append(out, f)
+			if f.Kind() != volume.DirtyFile {
+				out = append(out, h.P.Volumes.Path(f))
 			}
 		}
 	}
@@ -187,15 +187,24 @@ func TestDedupPunchesZeros(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newOptHarness(t)
 			vid := "appvms/zero/private"
+			// The image's mtime names its next revision: punching must
+			// keep the one the commit gave it.
+			mtime := time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)
 			h.session(vid, func(dirty string) {
 				btrfstest.WriteAt(t, dirty, 0, noise(4, 2*mib))
 				tc.zeros(t, dirty, 2*mib, 8*mib)
 				btrfstest.WriteAt(t, dirty, 10*mib, noise(5, 2*mib))
+				if err := os.Chtimes(dirty, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
 			})
 			img := h.Path(vid + ".img")
 			info, err := os.Stat(img)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !info.ModTime().Equal(mtime) {
+				t.Errorf("image mtime %v after the job, want %v", info.ModTime(), mtime)
 			}
 			if used := info.Sys().(*syscall.Stat_t).Blocks * 512; used > 4*mib+256<<10 {
 				t.Errorf("image allocates %d bytes for 4 MiB of data and 8 MiB of zeros", used)

@@ -115,7 +115,7 @@ func (o *jobRun) settle(f *os.File, initial map[uint64]uint64, res *Result) erro
 // syncGeneration commits the pool's filesystem and returns the generation
 // from which extents are written after the call (btrfs.SyncGeneration).
 func (p *Pool) syncGeneration() (uint64, error) {
-	dir, err := os.Open(p.Volumes.Dir())
+	dir, err := p.openDir()
 	if err != nil {
 		return 0, err
 	}
@@ -304,8 +304,8 @@ func (p *Pool) compressItem(o *jobRun, vid string, it workItem) (Result, error) 
 
 // jobTargets names the files a job works on: the clean image, and for a
 // full pass the revisions too (they may hold extents nothing else does).
-func (p *Pool) jobTargets(job Job) ([]string, error) {
-	var targets []string
+func (p *Pool) jobTargets(job Job) ([]volume.File, error) {
+	var targets []volume.File
 	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			return errors.Join(err, errHeld)
@@ -325,7 +325,7 @@ func (p *Pool) jobTargets(job Job) ([]string, error) {
 
 // fileWork is the work a job plans in one of the volume's files.
 type fileWork struct {
-	name  string
+	name  volume.File
 	clean bool   // the clean image, which the dedup stage reads too
 	noCOW bool   // chattr +C: nothing can be done to it
 	ino   uint64 // the file planned, so that a replacement is not marked done
@@ -351,7 +351,7 @@ func (fw fileWork) bytes() uint64 {
 
 // workItem is one contiguous file range of target to compress.
 type workItem struct {
-	target         string
+	target         volume.File
 	offset, length uint64
 	// since and until bound the generations of the extents to work on:
 	// new since the VM started, and older than the job, whose own
@@ -363,7 +363,7 @@ type workItem struct {
 // chunks, and for the clean image all its new extents, for the dedup
 // stage. Cost grows with the number of new extents: the search visits
 // only the file's items newer than the file's since.
-func (p *Pool) findWork(job Job, target string) (fileWork, error) {
+func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 	fw := fileWork{name: target}
 	var exts []btrfs.Extent
 	var until uint64

@@ -4,12 +4,12 @@ package optimizer
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // syncFor commits the transaction before target is planned, without the
@@ -20,15 +20,15 @@ import (
 // (a commit, revert or import puts another file there), so if the planned
 // file has that inode, the commit covered it; if not, the planning
 // commits again under the lock.
-func (p *Pool) syncFor(target string) (uint64, error) {
+func (p *Pool) syncFor(target volume.File) (uint64, error) {
 	var ino uint64
-	info, err := os.Lstat(p.Volumes.Path(target))
+	info, err := p.Volumes.Stat(target)
 	if err == nil {
 		ino = info.Sys().(*syscall.Stat_t).Ino
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("stat %s: %w", p.Volumes.Path(target), err)
+		return 0, err
 	}
-	dir, err := os.Open(p.Volumes.Dir())
+	dir, err := p.openDir()
 	if err != nil {
 		return 0, err
 	}

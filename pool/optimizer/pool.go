@@ -5,10 +5,8 @@ package optimizer
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -227,15 +225,11 @@ func (p *Pool) optimizable(vid string) error {
 	if running {
 		return fmt.Errorf("%w: %s is running; its next commit queues its optimization", ErrNotOptimizable, vid)
 	}
-	paths, err := volume.PathsFor(vid)
-	if err != nil {
-		return err
-	}
 	files, err := p.Volumes.Files(vid)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(files, p.Volumes.Path(paths.Clean)) {
+	if !slices.ContainsFunc(files, func(f volume.File) bool { return f.Kind() == volume.CleanFile }) {
 		return fmt.Errorf("%w: %s has no committed image", ErrNotOptimizable, vid)
 	}
 	return nil
@@ -328,36 +322,16 @@ func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
 // files made with O_TMPFILE, which never have a name.
 func (p *Pool) tmpDir() *fsroot.Root { return p.stateDir }
 
-// generationOf opens path without following a symlink: a dirty image
-// planted as one must not lead the daemon outside the pool.
-func (p *Pool) generationOf(path string) (uint64, error) {
-	f, err := p.openFile(path, os.O_RDONLY)
+// generationOf reads the generation of a file of the pool, opened
+// beneath the pool directory: a dirty image planted as a symlink must not
+// lead the daemon outside the pool.
+func (p *Pool) generationOf(file volume.File) (uint64, error) {
+	f, err := p.Volumes.Open(file)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	return btrfs.Generation(f)
-}
-
-// openFile opens path, a file of the pool, beneath the pool directory and
-// without following a symlink anywhere along it.
-func (p *Pool) openFile(path string, flag int) (*os.File, error) {
-	rel, err := filepath.Rel(p.dir.Name(), path)
-	if err != nil || !filepath.IsLocal(rel) {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: errors.New("not beneath the pool")}
-	}
-	return p.dir.OpenFile(rel, flag|unix.O_NOFOLLOW, 0)
-}
-
-// statFile describes path, a file of the pool, itself (a symlink is not
-// followed), looked up beneath the pool directory.
-func (p *Pool) statFile(path string) (fs.FileInfo, error) {
-	f, err := p.openFile(path, unix.O_PATH)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Stat()
 }
 
 // openDir opens the pool directory, for the ioctls that take any file of

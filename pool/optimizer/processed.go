@@ -24,12 +24,12 @@ type fileMark struct {
 }
 
 // sinceFor is the generation from which job works on the extents of the
-// volume's file name, inode ino: for a full job, the file's mark; for
+// volume's file, inode ino: for a full job, the file's mark; for
 // any other job, or a file without a mark, the job's own Since. A
 // commit, revert or resize puts another inode under the name, and a
 // revision of another name on the inode, so neither is taken for done.
-func (p *Pool) sinceFor(job Job, name string, ino uint64) uint64 {
-	m, ok := p.state.read().Processed[job.VID][name]
+func (p *Pool) sinceFor(job Job, file volume.File, ino uint64) uint64 {
+	m, ok := p.state.read().Processed[job.VID][file.Name()]
 	if !job.Full || !ok || m.Inode != ino {
 		return job.Since
 	}
@@ -68,10 +68,10 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 		return nil
 	}
 	err = p.state.update(func(s *state) {
-		marks := map[string]fileMark{fw.name: {Inode: fw.ino, Generation: gen}}
+		marks := map[string]fileMark{fw.name.Name(): {Inode: fw.ino, Generation: gen}}
 		for _, other := range files {
-			if m, ok := s.Processed[vid][other.name]; ok && other.name != fw.name {
-				marks[other.name] = m
+			if m, ok := s.Processed[vid][other.name.Name()]; ok && other.name != fw.name {
+				marks[other.name.Name()] = m
 			}
 		}
 		s.Processed[vid] = marks

@@ -18,7 +18,7 @@ import (
 
 // refLoc is one file extent item pointing into a disk extent.
 type refLoc struct {
-	name         string // the volume's file
+	name         volume.File
 	offset       uint64 // in the file
 	extentOffset uint64 // into the disk extent
 	length       uint64
@@ -137,7 +137,7 @@ func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
 
 // openRefs opens the files of locs for writing, each once.
 func openRefs(l *volume.Locked, locs []refLoc) ([]extentRef, func(), error) {
-	open := map[string]*os.File{}
+	open := map[volume.File]*os.File{}
 	closeAll := func() {
 		for _, f := range open {
 			f.Close()
