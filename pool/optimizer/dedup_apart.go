@@ -341,7 +341,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 		pl.compressible = !pl.compressed && len(data) > blockSize && d.enc.sampleShrinks(data)
 	}
 	if !pl.compressed {
-		d.examined += uint64(len(data))
+		d.stats.add(CountCompressBytesExamined, uint64(len(data)))
 	}
 	for b := 0; b < len(data); {
 		off := it.Offset + uint64(b)
@@ -359,7 +359,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 			continue
 		}
 		h := dedupindex.HashBlock(blk)
-		d.stats.BytesHashed += blockSize
+		d.stats.add(CountDedupBytesHashed, blockSize)
 		r, err := d.findRun(img, h, off, data[b:])
 		if err != nil {
 			return err
@@ -460,7 +460,7 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 	if dests == nil {
 		if pl.compressible {
 			for _, it := range pl.items {
-				d.skippedShared += it.Length
+				d.stats.add(CountCompressBytesSkippedShared, it.Length)
 			}
 		}
 		return nil
@@ -504,7 +504,7 @@ func freeSpace(img dedupDest) (uint64, error) {
 func (d *deduper) dedupeTimed(src *os.File, off, n uint64, dests []btrfs.DedupeDest) ([]uint64, error) {
 	began := time.Now()
 	done, err := btrfs.Dedupe(src, off, n, dests)
-	d.stats.IoctlTime += time.Since(began)
+	d.stats.addTime(CountDedupIoctlMs, time.Since(began))
 	return done, err
 }
 
@@ -556,7 +556,7 @@ func (d *deduper) punch(dst dedupDest, zeros []span) error {
 		if err := unix.Fallocate(int(dst.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(z.offset), int64(z.length)); err != nil {
 			return fmt.Errorf("punch hole in %s at %d+%d: %w", dst.path, z.offset, z.length, err)
 		}
-		d.stats.ZeroBlocksPunched += z.length / blockSize
+		d.stats.add(CountDedupZeroBlocksPunched, z.length/blockSize)
 	}
 	times := []unix.Timespec{st.Atim, st.Mtim}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {

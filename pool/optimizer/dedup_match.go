@@ -54,7 +54,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 	if len(addrs) == 0 {
 		return run{}, nil
 	}
-	d.stats.Tries++
+	d.stats.add(CountDedupTries, 1)
 	if d.res == nil {
 		var err error
 		if d.res, err = d.p.newResolver(); err != nil {
@@ -74,7 +74,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 				return run{}, err
 			}
 			if n > 0 {
-				d.stats.Hits++
+				d.stats.add(CountDedupHits, 1)
 				return run{src: src, offset: off, length: n, hash: h, addr: addr, fromIndex: true}, nil
 			}
 		}
@@ -82,7 +82,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 			d.idx.Erase(h, addr) // the data there changed since it was indexed
 		}
 	}
-	d.stats.Misses++
+	d.stats.add(CountDedupMisses, 1)
 	return run{}, nil
 }
 

@@ -98,7 +98,7 @@ func (d *deduper) sortRun(i int, eo, h uint64, data []byte, r run, parts []run) 
 	for k := 0; k < n; k += blockSize {
 		if k > 0 {
 			h = dedupindex.HashBlock(data[k : k+blockSize])
-			d.stats.BytesHashed += blockSize
+			d.stats.add(CountDedupBytesHashed, blockSize)
 		}
 		pl.remember(h, eo+uint64(k))
 		if inRuns(parts, off+uint64(k)) {

@@ -142,20 +142,6 @@ type runningJob struct {
 	held        bool
 }
 
-// Counters are the scheduler's totals since the daemon started.
-type Counters struct {
-	JobsDone        uint64
-	JobsFailed      uint64
-	BytesExamined   uint64
-	BytesCompressed uint64
-	BytesSaved      int64
-	SkippedShared   uint64
-	Dedup           DedupStats
-}
-
-// Finished counts the jobs that ended, done or failed.
-func (c Counters) Finished() uint64 { return c.JobsDone + c.JobsFailed }
-
 // NewScheduler returns a scheduler; Run starts its workers. onDone may be
 // nil.
 func NewScheduler(cfg SchedulerConfig, log *slog.Logger, onDone func(JobDone)) *Scheduler {
@@ -289,8 +275,10 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if err != nil {
 		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
-		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
-			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
+		c := res.Counters
+		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID,
+			"examined", c.Get(CountCompressBytesExamined), "compressed", c.Get(CountCompressBytesCompressed),
+			"saved", res.Saved(), "skipped_shared", c.Get(CountCompressBytesSkippedShared),
 			"ms", time.Since(began).Milliseconds(), o.phases.attr())
 	}
 	s.onDone(done)
@@ -301,11 +289,8 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats.BytesExamined += res.BytesExamined
-	s.stats.BytesCompressed += res.BytesCompressed
-	s.stats.BytesSaved += res.Saved()
-	s.stats.SkippedShared += res.SkippedShared
-	s.stats.Dedup.add(res.Dedup)
+	s.stats.merge(res.Counters)
+	s.stats.v[CountJobBytesSaved] += res.Saved()
 	s.notifyLocked()
 	return run.held
 }
@@ -317,9 +302,9 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
-		s.stats.JobsFailed++
+		s.stats.add(CountJobFailed, 1)
 	} else {
-		s.stats.JobsDone++
+		s.stats.add(CountJobDone, 1)
 	}
 	s.recent = append(s.recent, done)
 	if len(s.recent) > recentJobs {

@@ -38,24 +38,18 @@ var errHeld = errors.New("volume started; optimization held until its next commi
 
 // Result is what one job achieved.
 type Result struct {
-	BytesExamined   uint64 // logical bytes of the extents considered
-	BytesCompressed uint64 // logical bytes rewritten compressed
-	SkippedShared   uint64 // logical bytes left alone: shared beyond the volume
+	// Counters are the job's own, the job_ ones left at zero.
+	Counters Counters
 	// DiskBefore is the disk space of the extents the job replaced and
 	// that are now free; DiskAfter that of the extents it made and that
 	// are in use: the space really freed, not bytes rewritten.
 	DiskBefore, DiskAfter uint64
-	Dedup                 DedupStats
 }
 
 // Saved is the disk space the job freed.
 func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) }
 
-func (r *Result) add(o Result) {
-	r.BytesExamined += o.BytesExamined
-	r.BytesCompressed += o.BytesCompressed
-	r.SkippedShared += o.SkippedShared
-}
+func (r *Result) add(o Result) { r.Counters.merge(o.Counters) }
 
 // jobRun rewrites a volume's new extents compressed, without ever
 // unsharing an extent: an extent only this file references is rewritten in
@@ -512,7 +506,7 @@ func (o *jobRun) compressPieces(f *os.File, it workItem, onShared func(btrfs.Ext
 	var res Result
 	var exclusive []btrfs.Extent
 	for _, pc := range pieces {
-		res.BytesExamined += pc.Length
+		res.Counters.add(CountCompressBytesExamined, pc.Length)
 		only, err := referencedOnlyBy(f, ino, pc)
 		if err != nil {
 			return res, err
@@ -640,7 +634,7 @@ func (o *jobRun) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent)
 		}
 		o.created[e.DiskBytenr] = e.DiskNumBytes
 		if e.Compression != btrfs.CompressNone {
-			res.BytesCompressed += e.Length
+			res.Counters.add(CountCompressBytesCompressed, e.Length)
 		}
 	}
 	return res, nil

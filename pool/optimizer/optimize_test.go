@@ -98,7 +98,7 @@ func TestCommitCompressesOnlyNewDataAndKeepsSharing(t *testing.T) {
 	h.Must(h.P.Volumes.Stop(s))
 	h.Wait()
 	var done optimizer.Counters = h.Jobs.Counters()
-	if done.JobsDone == 0 || done.BytesSaved <= 0 || done.JobsFailed != 0 {
+	if done.Get(optimizer.CountJobDone) == 0 || done.Get(optimizer.CountJobBytesSaved) <= 0 || done.Get(optimizer.CountJobFailed) != 0 {
 		t.Errorf("counters %+v", done)
 	}
 }
@@ -217,19 +217,19 @@ func TestExtentsSharedOutsideTheVolumeAreLeftAloneButIndexed(t *testing.T) {
 	if after.Total.ReferencedBytes != before.Total.ReferencedBytes || after.Total.UncompressedBytes != before.Total.UncompressedBytes {
 		t.Fatalf("the clone was unshared: %+v -> %+v", before.Total, after.Total)
 	}
-	if c := h.Jobs.Counters(); c.SkippedShared == 0 {
+	if c := h.Jobs.Counters(); c.Get(optimizer.CountCompressBytesSkippedShared) == 0 {
 		t.Errorf("counters %+v: shared extents not reported as skipped", c)
 	}
 	// Left alone, they are still indexed: the same data written by
 	// another volume is shared with them.
-	hits := h.Jobs.Counters().Dedup.Hits
+	hits := h.Jobs.Counters().Get(optimizer.CountDedupHits)
 	other := spec("appvms/other/private")
 	h.Must(h.P.Volumes.Create(other))
 	h.Must(h.P.Volumes.Start(other))
 	btrfstest.WriteAt(t, h.Path("appvms/other/private-dirty.img"), 4*mib, btrfstest.Text("src", 16*mib))
 	h.Must(h.P.Volumes.Stop(other))
 	h.Wait()
-	if c := h.Jobs.Counters().Dedup; c.Hits == hits || c.BytesFreed == 0 {
+	if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupHits) == hits || c.Get(optimizer.CountDedupBytesFreed) == 0 {
 		t.Errorf("counters %+v: the copy of the kept extents was not deduplicated", c)
 	}
 }
@@ -314,7 +314,7 @@ func TestReportedSavingMatchesUsage(t *testing.T) {
 			h.Wait()
 			files, _ = filepath.Glob(h.Path("appvms/work/private*"))
 			after := measure(t, files...).Total.DiskBytes
-			saved := h.Jobs.Counters().BytesSaved
+			saved := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved)
 			if diff := saved - (int64(before) - int64(after)); diff > 128<<10 || diff < -128<<10 {
 				t.Fatalf("reported %d saved, usage went %d -> %d", saved, before, after)
 			}
@@ -345,7 +345,7 @@ func TestRequestDuringJobRuns(t *testing.T) {
 	}
 	h.Jobs.Resume("test")
 	h.Wait()
-	if n := h.Jobs.Counters().JobsDone; n != 2 {
+	if n := h.Jobs.Counters().Get(optimizer.CountJobDone); n != 2 {
 		t.Fatalf("%d jobs ran, want the commit's and then the optimize's: %+v", n, h.Jobs.Recent())
 	}
 }
@@ -387,7 +387,7 @@ func TestNoCOWVolumeIsLeftAlone(t *testing.T) {
 		t.Fatalf("%d jobs done, want the commit's and the full pass's", len(recent))
 	}
 	for _, done := range recent[len(recent)-2:] {
-		if done.VID != vid || done.Err != nil || done.Result.BytesExamined != 0 || done.Result.BytesCompressed != 0 {
+		if done.VID != vid || done.Err != nil || done.Result.Counters.Get(optimizer.CountCompressBytesExamined) != 0 || done.Result.Counters.Get(optimizer.CountCompressBytesCompressed) != 0 {
 			t.Fatalf("job %+v: want %s done, with nothing examined", done, vid)
 		}
 	}
