@@ -124,13 +124,6 @@ func (d *deduper) segments(ctx context.Context, o *jobRun, w *passWalk, exts []d
 	return nil
 }
 
-// segmentBytes bounds the new data one segment of a pass covers. A segment
-// holds the hashes of the blocks it may keep until its end (16 bytes per
-// 4 KiB): cut into segments, a pass over a large image holds about 4 MiB
-// of them at a time instead of 4 MiB per GiB of image. A commit's new data
-// usually makes one segment.
-var segmentBytes uint64 = 1 << 30
-
 // segmentLen is how many of exts, at least one, make the next segment.
 func segmentLen(exts []dataExtent) int {
 	var size uint64
@@ -214,11 +207,6 @@ func (d *deduper) segment(ctx context.Context, o *jobRun, w *passWalk, seg, pend
 	}
 	return nil
 }
-
-// readAheadBatches is how many batches the first walk asks the kernel to
-// read ahead of the one it reads: the new data lies scattered over the
-// image, and reading it one piece at a time would wait on each.
-const readAheadBatches = 4
 
 // readAhead starts reading the batch's pieces into the page cache.
 // Failing only costs time.

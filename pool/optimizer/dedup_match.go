@@ -24,12 +24,6 @@ type run struct {
 	plan       int
 }
 
-// maxLocalBlocks bounds the job's table of its own new blocks, which finds
-// data repeated within what the job covers before any of it is indexed:
-// about 5 MiB of memory for 1 GiB of new data; past that, repeats are
-// found only by later jobs, through the index.
-const maxLocalBlocks = 1 << 18
-
 // localBlock is where the job first met a block it is to rewrite: the
 // image offset, and the plan of the extent holding it.
 type localBlock struct {
@@ -140,13 +134,6 @@ func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []b
 	}
 	return length, nil
 }
-
-// The windows runLength reads a source in: a few blocks first, doubling
-// up to maxWindow.
-const (
-	firstWindow = 4 * blockSize
-	maxWindow   = 1 << 20
-)
 
 // source opens path read-only, once per job; nil when it is gone.
 func (d *deduper) source(path string) (*os.File, error) {

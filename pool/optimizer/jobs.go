@@ -85,9 +85,6 @@ type JobDone struct {
 	Err      error
 }
 
-// recentJobs is how many finished jobs Recent remembers.
-const recentJobs = 64
-
 // SchedulerConfig tunes the scheduler.
 type SchedulerConfig struct {
 	Workers   int // jobs run at once; default 1

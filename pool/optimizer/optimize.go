@@ -18,20 +18,6 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// Tunables of the optimizer.
-const (
-	// chunkBytes bounds the work done under a volume's lock at a time, and
-	// so how long a VM start can wait for the optimizer: one range defrag
-	// of 2 MiB takes about 20 ms (bench/start).
-	chunkBytes = 2 << 20
-	// defragPasses retries pieces the kernel skipped: range defrag is best
-	// effort (it gives up on pages busy with I/O and when a signal is
-	// pending), so the result is checked and the rest asked for again.
-	defragPasses = 5
-	// copyBuffer is the read size when writing a compressed copy.
-	copyBuffer = 1 << 20
-)
-
 // errHeld means the volume started while its job ran: the job waits for
 // the next commit, which finds everything still left to do.
 var errHeld = errors.New("volume started; optimization held until its next commit")
