@@ -283,15 +283,25 @@ type JobsResult struct {
 	Counters OptimizerCounters `json:"counters"`
 }
 
-// JobInfo is a pending job. State is queued, running, held (its volume
-// started; it waits for the next commit) or paused.
+// JobState is where a pending job stands.
+type JobState string
+
+// The states of a pending job.
+const (
+	JobQueued  JobState = "queued"  // waits for a worker
+	JobRunning JobState = "running" // a worker runs it
+	JobHeld    JobState = "held"    // its volume started; it waits for the next commit
+	JobPaused  JobState = "paused"  // queued while the optimizer is paused
+)
+
+// JobInfo is a pending job.
 type JobInfo struct {
 	VolumeRef
-	ID         uint64 `json:"id"`
-	State      string `json:"state"`
-	DoneBytes  uint64 `json:"done_bytes"`
-	TotalBytes uint64 `json:"total_bytes"`
-	Queued     string `json:"queued"`
+	ID         uint64   `json:"id"`
+	State      JobState `json:"state"`
+	DoneBytes  uint64   `json:"done_bytes"`
+	TotalBytes uint64   `json:"total_bytes"`
+	Queued     string   `json:"queued"`
 }
 
 // JobOutcome is a finished job.

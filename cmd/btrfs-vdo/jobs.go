@@ -55,7 +55,7 @@ func printJobs(w io.Writer, res api.JobsResult, sz sizes) error {
 	} else {
 		t := newTable("rlllr", "ID", "VOLUME", "STATE", "QUEUED", "PROGRESS")
 		for _, j := range res.Jobs {
-			t.add(fmt.Sprint(j.ID), j.Pool+":"+j.VID, j.State, j.Queued, sz.of(j.DoneBytes)+"/"+sz.of(j.TotalBytes))
+			t.add(fmt.Sprint(j.ID), j.Pool+":"+j.VID, string(j.State), j.Queued, sz.of(j.DoneBytes)+"/"+sz.of(j.TotalBytes))
 		}
 		if err := t.write(w); err != nil {
 			return err
@@ -115,7 +115,7 @@ func waitIdle(ctx context.Context) error {
 		}
 		busy := 0
 		for _, j := range res.Jobs {
-			if j.State == "queued" || j.State == "running" {
+			if j.State == api.JobQueued || j.State == api.JobRunning {
 				busy++
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
 )
@@ -68,7 +69,7 @@ type JobStatus struct {
 	Pool      string
 	Dir       string
 	VID       string
-	State     string // queued, running, held, paused
+	State     api.JobState
 	DoneBytes uint64
 	Total     uint64
 	Queued    time.Time
@@ -482,16 +483,16 @@ func (s *Scheduler) Jobs() []JobStatus {
 	var out []JobStatus
 	for dir, p := range s.pools {
 		for _, job := range p.jobs() {
-			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: "queued", Queued: job.Queued}
+			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: api.JobQueued, Queued: job.Queued}
 			// A job merged into while running waits for the run to end.
 			if run, ok := s.running[jobKey{dir, job.VID}]; ok && run.id == job.ID {
-				st.State, st.DoneBytes, st.Total = "running", run.done, run.total
+				st.State, st.DoneBytes, st.Total = api.JobRunning, run.done, run.total
 			}
 			switch {
 			case job.Held:
-				st.State = "held"
-			case len(s.paused) > 0 && st.State == "queued":
-				st.State = "paused"
+				st.State = api.JobHeld
+			case len(s.paused) > 0 && st.State == api.JobQueued:
+				st.State = api.JobPaused
 			}
 			out = append(out, st)
 		}
@@ -536,7 +537,7 @@ func (s *Scheduler) Wait(ctx context.Context, keys ...JobStatus) error {
 		s.mu.Lock()
 		busy, changed := false, s.changed
 		for _, st := range s.jobsLocked() {
-			if st.State != "held" && matches(keys, st) {
+			if st.State != api.JobHeld && matches(keys, st) {
 				busy = true
 			}
 		}
@@ -557,9 +558,9 @@ func (s *Scheduler) jobsLocked() []JobStatus {
 	var out []JobStatus
 	for dir, p := range s.pools {
 		for _, job := range p.jobs() {
-			state := "queued"
+			state := api.JobQueued
 			if job.Held {
-				state = "held"
+				state = api.JobHeld
 			}
 			out = append(out, JobStatus{Dir: dir, VID: job.VID, State: state})
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
@@ -118,7 +119,7 @@ func TestStartHoldsJobAndNextCommitFinishesIt(t *testing.T) {
 	want := btrfstest.Digest(t, h.Path("appvms/busy/private-dirty.img"))
 	h.Wait()
 	jobs := h.Jobs.Jobs()
-	if len(jobs) > 1 || (len(jobs) == 1 && jobs[0].State != "held") {
+	if len(jobs) > 1 || (len(jobs) == 1 && jobs[0].State != api.JobHeld) {
 		t.Fatalf("jobs while the volume runs: %+v", jobs)
 	}
 	h.Must(h.P.Volumes.Stop(s))
@@ -143,7 +144,7 @@ func TestJobsResumeAfterRestart(t *testing.T) {
 	h.Must(h.P.Volumes.Start(s))
 	btrfstest.WriteAt(t, h.Path("vm-templates/fedora/root-dirty.img"), 0, btrfstest.Text("root", 16*mib))
 	h.Must(h.P.Volumes.Stop(s))
-	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != "paused" {
+	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != api.JobPaused {
 		t.Fatalf("jobs while paused: %+v", jobs)
 	}
 	h.Close() // the daemon stops with the job pending
@@ -351,7 +352,7 @@ func TestRequestDuringJobRuns(t *testing.T) {
 }
 
 func running(jobs []optimizer.JobStatus) bool {
-	return len(jobs) == 1 && jobs[0].State == "running"
+	return len(jobs) == 1 && jobs[0].State == api.JobRunning
 }
 
 // A volume whose files are no-COW (a directory with chattr +C) cannot be
