@@ -287,15 +287,25 @@ type JobsResult struct {
 	Counters OptimizerCounters `json:"counters"`
 }
 
-// JobInfo is a pending job. State is queued, running, held (its volume
-// started; it waits for the next commit) or paused.
+// JobState is where a pending job stands.
+type JobState string
+
+// The states of a pending job.
+const (
+	JobQueued  JobState = "queued"  // waits for a worker
+	JobRunning JobState = "running" // a worker runs it
+	JobHeld    JobState = "held"    // its volume started; it waits for the next commit
+	JobPaused  JobState = "paused"  // queued while the optimizer is paused
+)
+
+// JobInfo is a pending job.
 type JobInfo struct {
 	VolumeRef
-	ID         uint64 `json:"id"`
-	State      string `json:"state"`
-	DoneBytes  uint64 `json:"done_bytes"`
-	TotalBytes uint64 `json:"total_bytes"`
-	Queued     string `json:"queued"`
+	ID         uint64   `json:"id"`
+	State      JobState `json:"state"`
+	DoneBytes  uint64   `json:"done_bytes"`
+	TotalBytes uint64   `json:"total_bytes"`
+	Queued     string   `json:"queued"`
 }
 
 // JobOutcome is a finished job.
@@ -310,25 +320,10 @@ type JobOutcome struct {
 	Error           string `json:"error"`
 }
 
-// OptimizerCounters are totals since the daemon started.
-type OptimizerCounters struct {
-	JobsDone        uint64 `json:"jobs_done"`
-	JobsFailed      uint64 `json:"jobs_failed"`
-	BytesExamined   uint64 `json:"bytes_examined"`
-	BytesCompressed uint64 `json:"bytes_compressed"`
-	BytesSaved      int64  `json:"bytes_saved"`
-	SkippedShared   uint64 `json:"skipped_shared"`
-	// The dedup stage's counters, documented in docs/counters.md.
-	DedupTries          uint64 `json:"dedup_tries"`
-	DedupHits           uint64 `json:"dedup_hits"`
-	DedupMisses         uint64 `json:"dedup_misses"`
-	DedupBytesHashed    uint64 `json:"dedup_bytes_hashed"`
-	DedupBytesFreed     uint64 `json:"dedup_bytes_freed"`
-	DedupBytesRewritten uint64 `json:"dedup_bytes_rewritten"`
-	DedupKeptWouldGrow  uint64 `json:"dedup_bytes_kept_would_grow"`
-	DedupIoctlMs        int64  `json:"dedup_ioctl_ms"`
-	ZeroBlocksPunched   uint64 `json:"zero_blocks_punched"`
-}
+// OptimizerCounters are the optimizer's counters, totals since the daemon
+// started, by the names docs/counters.md lists (job_done, dedup_hits, …).
+// A time (a name ending in _ms) is in milliseconds.
+type OptimizerCounters map[string]int64
 
 // StatsArgs asks for space figures of Target ("" for every known pool).
 type StatsArgs struct {

@@ -64,6 +64,8 @@ func describe(t reflect.Type, types map[string]schemaStruct) string {
 		return t.Name()
 	case reflect.Slice:
 		return "[]" + describe(t.Elem(), types)
+	case reflect.Map:
+		return "map[" + describe(t.Key(), types) + "]" + describe(t.Elem(), types)
 	case reflect.Pointer:
 		return describe(t.Elem(), types)
 	case reflect.Bool:

@@ -305,8 +305,8 @@ def require_savings(world):
     nothing about it."""
     jobs = json.loads(world.cli("jobs", "--json"))
     errors = [j["error"] for j in jobs["recent"] if j["error"]]
-    if errors or jobs["counters"]["bytes_saved"] <= 0:
-        raise RuntimeError(f"the optimizer saved {jobs['counters']['bytes_saved']} bytes, errors: {errors}")
+    if errors or jobs["counters"]["job_bytes_saved"] <= 0:
+        raise RuntimeError(f"the optimizer saved {jobs['counters']['job_bytes_saved']} bytes, errors: {errors}")
 
 
 OPERATIONS = {

@@ -35,18 +35,18 @@ class Load(IntegrationCase):
             await work.run(cycles=2)
         self.run_async(asyncio.wait_for(everything(), DEADLINE))
         served = self.daemon_requests() - before
-        during = load.jobs(self.daemon.socket)["counters"]["jobs_done"]
+        during = load.jobs(self.daemon.socket)["counters"]["job_done"]
         jobs = load.wait_for_jobs(self.daemon.socket)
         work.verify()
         rss, hwm = load.daemon_memory(self.daemon.proc.pid)
 
         print(f"\nload: {work.cycles} cycles, {served} requests, daemon RSS {rss >> 20} MiB, peak {hwm >> 20} MiB, "
-              f"{during} jobs done during the load and {jobs['counters']['jobs_done']} in all, "
-              f"{jobs['counters']['bytes_saved'] >> 20} MiB saved", file=sys.stderr)
+              f"{during} jobs done during the load and {jobs['counters']['job_done']} in all, "
+              f"{jobs['counters']['job_bytes_saved'] >> 20} MiB saved", file=sys.stderr)
         self.assertEqual(work.cycles, 32)
         self.assertGreaterEqual(served, 1000)
         self.assertGreater(during, 0, "no optimizer job ran during the load")
         self.assertEqual(jobs["jobs"], [])
-        self.assertEqual(jobs["counters"]["jobs_failed"], 0)
-        self.assertGreater(jobs["counters"]["bytes_compressed"], 0)
+        self.assertEqual(jobs["counters"]["job_failed"], 0)
+        self.assertGreater(jobs["counters"]["compress_bytes_compressed"], 0)
         self.assertLess(hwm, MAX_HWM)

@@ -87,7 +87,7 @@ class Optimizer(IntegrationCase):
         self.assertGreaterEqual(ref["TOTAL"][2], 2 * ref["TOTAL"][1])
         jobs = json.loads(self.cli("jobs", "--json"))
         self.assertEqual(jobs["jobs"], [])
-        self.assertGreater(jobs["counters"]["bytes_saved"], 40 * MiB)
+        self.assertGreater(jobs["counters"]["job_bytes_saved"], 40 * MiB)
         human = self.cli("stats", "fedora")
         self.assertRegex(human, r"(?m)^vm +fedora ")
 

@@ -79,7 +79,7 @@ class UsageDetails(IntegrationCase):
         self.assertLess(details["disk_usage"] * 2, details["uncompressed"], "not compressed")
         jobs = json.loads(harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket",
                                       self.daemon.socket, "jobs", "--json").stdout)
-        self.assertEqual(details["saved"], jobs["counters"]["bytes_saved"])
+        self.assertEqual(details["saved"], jobs["counters"]["job_bytes_saved"])
         self.assertGreater(details["saved"], 16 * MiB)
         self.assertLessEqual(abs(details["usage_time"] - time.time()), 120)
 

@@ -223,8 +223,8 @@ func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, wo
 	if err := d.Call(ctx, api.OpJobs, api.JobsArgs{}, &c1); err != nil {
 		return err
 	}
-	p.DedupFreed = int64(c1.Counters.DedupBytesFreed - c0.Counters.DedupBytesFreed)
-	p.Hashed = int64(c1.Counters.DedupBytesHashed - c0.Counters.DedupBytesHashed)
-	p.Saved = c1.Counters.BytesSaved - c0.Counters.BytesSaved
+	p.DedupFreed = c1.Counters["dedup_bytes_freed"] - c0.Counters["dedup_bytes_freed"]
+	p.Hashed = c1.Counters["dedup_bytes_hashed"] - c0.Counters["dedup_bytes_hashed"]
+	p.Saved = c1.Counters["job_bytes_saved"] - c0.Counters["job_bytes_saved"]
 	return nil
 }

@@ -86,7 +86,7 @@ def main():
         drained = time.monotonic() - waited
         work.verify()
         counters = jobs["counters"]
-        if jobs["jobs"] or counters["jobs_failed"]:
+        if jobs["jobs"] or counters["job_failed"]:
             sys.exit(f"soak: jobs left or failed: {json.dumps(jobs, indent=2)}")
         rss_end, hwm_end = load.daemon_memory(daemon.proc.pid)
         if hwm_end > args.max_rss_mib << 20:
@@ -99,8 +99,8 @@ def main():
           f"RSS {rss >> 20} MiB at the end of the load (peak {hwm >> 20} MiB), "
           f"{rss_end >> 20} MiB after the optimizer (peak {hwm_end >> 20} MiB)")
     print(f"daemon RSS every {args.sample_every:g} s of the load, MiB: {' '.join(str(r >> 20) for r in rss_samples)}")
-    print(f"optimizer: {counters['jobs_done']} jobs, examined {counters['bytes_examined'] >> 20} MiB, "
-          f"compressed {counters['bytes_compressed'] >> 20} MiB, saved {counters['bytes_saved'] >> 20} MiB")
+    print(f"optimizer: {counters['job_done']} jobs, examined {counters['compress_bytes_examined'] >> 20} MiB, "
+          f"compressed {counters['compress_bytes_compressed'] >> 20} MiB, saved {counters['job_bytes_saved'] >> 20} MiB")
     print(f"\n{'shim call':<12}{'calls':>8}{'median ms':>12}{'p99 ms':>10}{'max ms':>10}")
     for op, (calls, median, p99, worst) in work.figures().items():
         print(f"{op:<12}{calls:>8}{median:>12.1f}{p99:>10.1f}{worst:>10.1f}")

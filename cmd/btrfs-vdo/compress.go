@@ -132,8 +132,10 @@ func compressPaths(paths []string, level int, stderr io.Writer) (compressReport,
 	}
 	report := compressReport{
 		Before: toUsageReport(before), After: toUsageReport(after),
-		BytesExamined: res.BytesExamined, BytesCompressed: res.BytesCompressed, SkippedShared: res.SkippedShared,
-		BytesSaved: int64(before.Total.DiskBytes) - int64(after.Total.DiskBytes), Skipped: []skippedFile{},
+		BytesExamined:   uint64(res.Counters.Get(optimizer.CountCompressBytesExamined)),
+		BytesCompressed: uint64(res.Counters.Get(optimizer.CountCompressBytesCompressed)),
+		SkippedShared:   uint64(res.Counters.Get(optimizer.CountCompressBytesSkippedShared)),
+		BytesSaved:      int64(before.Total.DiskBytes) - int64(after.Total.DiskBytes), Skipped: []skippedFile{},
 	}
 	for _, s := range res.Skipped {
 		report.Skipped = append(report.Skipped, skippedFile{Path: s.Path, Reason: s.Reason})

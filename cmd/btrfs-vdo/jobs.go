@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 const jobsUsage = `Usage: btrfs-vdo jobs [--json] [--wait] [--bytes]
@@ -53,7 +55,7 @@ func printJobs(w io.Writer, res api.JobsResult, sz sizes) error {
 	} else {
 		t := newTable("rlllr", "ID", "VOLUME", "STATE", "QUEUED", "PROGRESS")
 		for _, j := range res.Jobs {
-			t.add(fmt.Sprint(j.ID), j.Pool+":"+j.VID, j.State, j.Queued, sz.of(j.DoneBytes)+"/"+sz.of(j.TotalBytes))
+			t.add(fmt.Sprint(j.ID), j.Pool+":"+j.VID, string(j.State), j.Queued, sz.of(j.DoneBytes)+"/"+sz.of(j.TotalBytes))
 		}
 		if err := t.write(w); err != nil {
 			return err
@@ -65,13 +67,42 @@ func printJobs(w io.Writer, res api.JobsResult, sz sizes) error {
 			return err
 		}
 	}
-	k := res.Counters
-	fmt.Fprintf(w, "\nsince start: %d jobs done, %d failed; examined %s, compressed %s, saved %s, left shared %s\n",
-		k.JobsDone, k.JobsFailed, sz.of(k.BytesExamined), sz.of(k.BytesCompressed), sz.signed(k.BytesSaved), sz.of(k.SkippedShared))
-	_, err := fmt.Fprintf(w, "dedup: %d tries, %d hits, %d misses; hashed %s, freed %s, rewrote %s, kept %s that would grow, %d ms in dedupe, %d zero blocks punched\n",
-		k.DedupTries, k.DedupHits, k.DedupMisses, sz.of(k.DedupBytesHashed), sz.of(k.DedupBytesFreed),
-		sz.of(k.DedupBytesRewritten), sz.of(k.DedupKeptWouldGrow), k.DedupIoctlMs, k.ZeroBlocksPunched)
-	return err
+	return printCounters(w, res.Counters, sz)
+}
+
+// printCounters writes the counters one line per stage, in the order of
+// the optimizer's table, with sizes for byte counts.
+func printCounters(w io.Writer, counters api.OptimizerCounters, sz sizes) error {
+	fmt.Fprintln(w, "\nsince start:")
+	var stage string
+	var line []string
+	flush := func() error {
+		if len(line) == 0 {
+			return nil
+		}
+		_, err := fmt.Fprintf(w, "  %s: %s\n", stage, strings.Join(line, ", "))
+		line = line[:0]
+		return err
+	}
+	for _, k := range optimizer.AllCounters() {
+		v, ok := counters[k.Name()]
+		if !ok {
+			continue
+		}
+		prefix, name, _ := strings.Cut(k.Name(), "_")
+		if prefix != stage {
+			if err := flush(); err != nil {
+				return err
+			}
+			stage = prefix
+		}
+		value := fmt.Sprint(v)
+		if strings.Contains(name, "bytes") {
+			value = sz.signed(v)
+		}
+		line = append(line, name+" "+value)
+	}
+	return flush()
 }
 
 // waitIdle polls until no job is queued or running; held and paused jobs
@@ -84,7 +115,7 @@ func waitIdle(ctx context.Context) error {
 		}
 		busy := 0
 		for _, j := range res.Jobs {
-			if j.State == "queued" || j.State == "running" {
+			if j.State == api.JobQueued || j.State == api.JobRunning {
 				busy++
 			}
 		}

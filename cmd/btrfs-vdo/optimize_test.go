@@ -121,7 +121,7 @@ func outcomeIDs(outcomes []api.JobOutcome) []uint64 {
 func TestTrackerProgress(t *testing.T) {
 	vol := func(vid string) api.VolumeRef { return api.VolumeRef{Pool: "vdo", DirPath: "/p", VID: vid} }
 	queued := []api.QueuedJob{{VolumeRef: vol("a"), ID: 11}, {VolumeRef: vol("b"), ID: 12}, {VolumeRef: vol("c"), ID: 13}}
-	job := func(id uint64, vid, state string, done, total uint64) api.JobInfo {
+	job := func(id uint64, vid string, state api.JobState, done, total uint64) api.JobInfo {
 		return api.JobInfo{VolumeRef: vol(vid), ID: id, State: state, DoneBytes: done, TotalBytes: total}
 	}
 	outcome := func(id uint64, vid string) api.JobOutcome { return api.JobOutcome{VolumeRef: vol(vid), ID: id} }
@@ -130,11 +130,11 @@ func TestTrackerProgress(t *testing.T) {
 		done     float64
 		finished bool
 	}{
-		{api.JobsResult{Jobs: []api.JobInfo{job(11, "a", "running", 50, 100), job(12, "b", "queued", 0, 0), job(13, "c", "queued", 0, 0)},
+		{api.JobsResult{Jobs: []api.JobInfo{job(11, "a", api.JobRunning, 50, 100), job(12, "b", api.JobQueued, 0, 0), job(13, "c", api.JobQueued, 0, 0)},
 			Recent: []api.JobOutcome{outcome(3, "a"), outcome(4, "b")}}, 0.5, false},
-		{api.JobsResult{Jobs: []api.JobInfo{job(12, "b", "running", 100, 1000), job(13, "c", "queued", 0, 0)},
+		{api.JobsResult{Jobs: []api.JobInfo{job(12, "b", api.JobRunning, 100, 1000), job(13, "c", api.JobQueued, 0, 0)},
 			Recent: []api.JobOutcome{outcome(3, "a"), outcome(4, "b"), outcome(11, "a")}}, 1.1, false},
-		{api.JobsResult{Jobs: []api.JobInfo{job(13, "c", "held", 0, 0)},
+		{api.JobsResult{Jobs: []api.JobInfo{job(13, "c", api.JobHeld, 0, 0)},
 			Recent: []api.JobOutcome{outcome(11, "a"), outcome(12, "b")}}, 3, true},
 	}
 	tr := newTracker(queued)
@@ -204,7 +204,7 @@ func waitForRunningJob(t *testing.T, socket string) {
 			t.Fatal("the job finished before the interrupt: give it more data")
 		}
 		for _, j := range jobs.Jobs {
-			if j.State == "running" {
+			if j.State == api.JobRunning {
 				return
 			}
 		}

@@ -50,12 +50,12 @@ func (t *tracker) poll(res api.JobsResult) (done float64, finished bool) {
 	finished = true
 	for _, q := range t.queued {
 		j, isPending := pending[q.ID]
-		t.held[q.ID] = isPending && j.State == "held"
+		t.held[q.ID] = isPending && j.State == api.JobHeld
 		switch _, ended := t.outcomes[q.ID]; {
 		case ended || !isPending || t.held[q.ID]:
 			// Gone without an outcome: it ended while Recent moved past it.
 			done++
-		case j.State == "running" && j.TotalBytes > 0:
+		case j.State == api.JobRunning && j.TotalBytes > 0:
 			done += float64(min(j.DoneBytes, j.TotalBytes)) / float64(j.TotalBytes)
 			finished = false
 		default:

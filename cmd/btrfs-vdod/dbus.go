@@ -12,6 +12,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
@@ -165,7 +166,7 @@ func (d daemonStatus) Status() bus.Status {
 	}
 	slices.SortFunc(st.Pools, func(a, b bus.PoolStatus) int { return strings.Compare(a.DirPath, b.DirPath) })
 	for _, j := range d.jobs.Jobs() {
-		if j.State == "running" {
+		if j.State == api.JobRunning {
 			st.JobsRunning++
 		} else {
 			st.JobsQueued++

@@ -108,15 +108,30 @@ func goldenJobs() *fakeScheduler {
 		DoneBytes: 8 << 20, Total: 32 << 20, Queued: time.Date(2026, 11, 25, 18, 40, 11, 0, time.UTC)}}
 	done := jobDone{ID: 7, Pool: goldenPool, Dir: goldenDirPath, VID: "vm-templates/fedora/root",
 		Finished: time.Date(2026, 11, 25, 18, 41, 2, 0, time.UTC)}
-	done.Result.BytesExamined, done.Result.BytesCompressed = 100<<20, 100<<20
+	done.Result.Counters = counters(map[string]int64{"compress_bytes_examined": 100 << 20, "compress_bytes_compressed": 100 << 20})
 	done.Result.DiskBefore, done.Result.DiskAfter = 100<<20, 32<<20
 	f.recent = []jobDone{done}
-	c := &f.counters
-	c.JobsDone, c.BytesExamined, c.BytesCompressed, c.BytesSaved = 1, 100<<20, 100<<20, 68<<20
-	c.Dedup.Tries, c.Dedup.Hits, c.Dedup.Misses = 1536, 1024, 512
-	c.Dedup.BytesHashed, c.Dedup.BytesFreed, c.Dedup.BytesRewritten = 100<<20, 4<<20, 1<<20
-	c.Dedup.IoctlTime, c.Dedup.ZeroBlocksPunched = 35*time.Millisecond, 256
+	f.counters = counters(map[string]int64{
+		"job_done": 1, "compress_bytes_examined": 100 << 20, "compress_bytes_compressed": 100 << 20, "job_bytes_saved": 68 << 20,
+		"dedup_tries": 1536, "dedup_hits": 1024, "dedup_misses": 512,
+		"dedup_bytes_hashed": 100 << 20, "dedup_bytes_freed": 4 << 20, "dedup_bytes_rewritten": 1 << 20,
+		"dedup_ioctl_ms": 35, "dedup_zero_blocks_punched": 256,
+	})
 	return f
+}
+
+// counters are the optimizer's counters of the values by name, read as
+// the daemon reads them back after a restart.
+func counters(values map[string]int64) jobCounters {
+	data, err := json.Marshal(values)
+	if err != nil {
+		panic(err)
+	}
+	var c jobCounters
+	if err := json.Unmarshal(data, &c); err != nil {
+		panic(err)
+	}
+	return c
 }
 
 func goldenSets() measuredSets {

@@ -55,23 +55,17 @@ func handleJobs(s *Server, _ api.JobsArgs) (api.JobsResult, error) {
 	for _, d := range s.Jobs.Recent() {
 		out := api.JobOutcome{
 			VolumeRef: volumeRef(d.Pool, d.Dir, d.VID), ID: d.ID, Finished: d.Finished.Format(time.RFC3339),
-			BytesExamined: d.Result.BytesExamined, BytesCompressed: d.Result.BytesCompressed,
-			BytesSaved: d.Result.Saved(), SkippedShared: d.Result.SkippedShared,
+			BytesExamined:   uint64(d.Result.Counters.Get(countExamined)),
+			BytesCompressed: uint64(d.Result.Counters.Get(countCompressed)),
+			BytesSaved:      d.Result.Saved(),
+			SkippedShared:   uint64(d.Result.Counters.Get(countSkippedShared)),
 		}
 		if d.Err != nil {
 			out.Error = d.Err.Error()
 		}
 		res.Recent = append(res.Recent, out)
 	}
-	c := s.Jobs.Counters()
-	res.Counters = api.OptimizerCounters{
-		JobsDone: c.JobsDone, JobsFailed: c.JobsFailed, BytesExamined: c.BytesExamined,
-		BytesCompressed: c.BytesCompressed, BytesSaved: c.BytesSaved, SkippedShared: c.SkippedShared,
-		DedupTries: c.Dedup.Tries, DedupHits: c.Dedup.Hits, DedupMisses: c.Dedup.Misses,
-		DedupBytesHashed: c.Dedup.BytesHashed, DedupBytesFreed: c.Dedup.BytesFreed,
-		DedupBytesRewritten: c.Dedup.BytesRewritten, DedupKeptWouldGrow: c.Dedup.BytesKeptWouldGrow,
-		DedupIoctlMs: c.Dedup.IoctlTime.Milliseconds(), ZeroBlocksPunched: c.Dedup.ZeroBlocksPunched,
-	}
+	res.Counters = s.Jobs.Counters().Map()
 	return res, nil
 }
 

@@ -73,7 +73,7 @@ func CompressFiles(ctx context.Context, paths []string, level int, progress File
 			}
 			r, err := o.compressFile(path)
 			res.add(r)
-			progress(path, res.BytesExamined)
+			progress(path, uint64(res.Counters.Get(CountCompressBytesExamined)))
 			if reason := skipReason(err); reason != "" {
 				res.Skipped = append(res.Skipped, SkippedFile{Path: path, Reason: reason})
 				return nil
@@ -141,7 +141,9 @@ func (o *jobRun) compressFile(path string) (Result, error) {
 	}
 	// Shared extents are left alone: who else references them is unknown.
 	return o.compressPieces(f, workItem{length: uint64(info.Size())}, func(pc btrfs.Extent) (Result, error) {
-		return Result{SkippedShared: pc.Length}, nil
+		var res Result
+		res.Counters.add(CountCompressBytesSkippedShared, pc.Length)
+		return res, nil
 	})
 }
 

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
@@ -19,40 +18,6 @@ import (
 
 // blockSize is the unit hashed and deduplicated: btrfs's sector size.
 const blockSize = 4096
-
-// DedupStats are the dedup stage's counters (docs/counters.md).
-type DedupStats struct {
-	Tries       uint64 // index lookups that returned an address
-	Hits        uint64 // lookups that found the same bytes at an address
-	Misses      uint64 // lookups whose addresses held other bytes, or none resolved
-	BytesHashed uint64 // non-zero bytes hashed
-	// BytesFreed is the disk space of the extents the stage deduplicated,
-	// rewrote or punched that are free once the transaction committed:
-	// measured, not the bytes passed to FIDEDUPERANGE.
-	BytesFreed uint64
-	// BytesRewritten is the data rewritten compressed: extents that
-	// compress, and the rest of extents part of which was deduplicated or
-	// punched, so that they are freed whole.
-	BytesRewritten uint64
-	// BytesKeptWouldGrow is the data of compressed extents left alone
-	// because rewriting what they hold would take more space than
-	// freeing them gives back.
-	BytesKeptWouldGrow uint64
-	IoctlTime          time.Duration // spent in FIDEDUPERANGE
-	ZeroBlocksPunched  uint64
-}
-
-func (d *DedupStats) add(o DedupStats) {
-	d.Tries += o.Tries
-	d.Hits += o.Hits
-	d.Misses += o.Misses
-	d.BytesHashed += o.BytesHashed
-	d.BytesFreed += o.BytesFreed
-	d.BytesRewritten += o.BytesRewritten
-	d.BytesKeptWouldGrow += o.BytesKeptWouldGrow
-	d.IoctlTime += o.IoctlTime
-	d.ZeroBlocksPunched += o.ZeroBlocksPunched
-}
 
 // deduper is one job's dedup stage. It works on the clean image's extents
 // the job covers, the data the VM wrote, in place of the compression
@@ -80,14 +45,8 @@ type deduper struct {
 	own    map[uint64][]refLoc
 	tmpDir *fsroot.Root
 	enc    *copyEncoder // the job's, which judges what compresses
-	stats  DedupStats
-	// compressed counts the logical bytes the stage rewrote compressed,
-	// for the job's bytes_compressed; skippedShared those of compressible
-	// extents left alone because something beyond the volume holds them.
-	compressed, skippedShared uint64
-	// examined counts the logical bytes of uncompressed extents the stage
-	// judged for compression, for the job's bytes_examined.
-	examined uint64
+	// stats are the stage's counters, the job's once it settles.
+	stats Counters
 
 	// The segment's extents, their pieces, and the table of blocks its
 	// first walk met first; spans are the extents the pass may still free
@@ -200,7 +159,7 @@ func (d *deduper) settle(dir *os.File, o *jobRun, res *Result) error {
 			return err
 		}
 		if freed {
-			d.stats.BytesFreed += n
+			d.stats.add(CountDedupBytesFreed, n)
 		}
 		switch _, made := o.created[bytenr]; {
 		case !made:
@@ -210,11 +169,8 @@ func (d *deduper) settle(dir *os.File, o *jobRun, res *Result) error {
 		}
 		delete(d.touched, bytenr)
 	}
-	res.Dedup = d.stats
-	res.BytesExamined += d.examined
-	res.BytesCompressed += d.compressed
-	res.SkippedShared += d.skippedShared
-	d.compressed, d.skippedShared, d.examined = 0, 0, 0
+	res.Counters.merge(d.stats)
+	d.stats = Counters{}
 	return nil
 }
 

@@ -124,13 +124,6 @@ func (d *deduper) segments(ctx context.Context, o *jobRun, w *passWalk, exts []d
 	return nil
 }
 
-// segmentBytes bounds the new data one segment of a pass covers. A segment
-// holds the hashes of the blocks it may keep until its end (16 bytes per
-// 4 KiB): cut into segments, a pass over a large image holds about 4 MiB
-// of them at a time instead of 4 MiB per GiB of image. A commit's new data
-// usually makes one segment.
-var segmentBytes uint64 = 1 << 30
-
 // segmentLen is how many of exts, at least one, make the next segment.
 func segmentLen(exts []dataExtent) int {
 	var size uint64
@@ -214,11 +207,6 @@ func (d *deduper) segment(ctx context.Context, o *jobRun, w *passWalk, seg, pend
 	}
 	return nil
 }
-
-// readAheadBatches is how many batches the first walk asks the kernel to
-// read ahead of the one it reads: the new data lies scattered over the
-// image, and reading it one piece at a time would wait on each.
-const readAheadBatches = 4
 
 // readAhead starts reading the batch's pieces into the page cache.
 // Failing only costs time.
@@ -341,7 +329,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 		pl.compressible = !pl.compressed && len(data) > blockSize && d.enc.sampleShrinks(data)
 	}
 	if !pl.compressed {
-		d.examined += uint64(len(data))
+		d.stats.add(CountCompressBytesExamined, uint64(len(data)))
 	}
 	for b := 0; b < len(data); {
 		off := it.Offset + uint64(b)
@@ -359,7 +347,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 			continue
 		}
 		h := dedupindex.HashBlock(blk)
-		d.stats.BytesHashed += blockSize
+		d.stats.add(CountDedupBytesHashed, blockSize)
 		r, err := d.findRun(img, h, off, data[b:])
 		if err != nil {
 			return err
@@ -460,7 +448,7 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 	if dests == nil {
 		if pl.compressible {
 			for _, it := range pl.items {
-				d.skippedShared += it.Length
+				d.stats.add(CountCompressBytesSkippedShared, it.Length)
 			}
 		}
 		return nil
@@ -504,7 +492,7 @@ func freeSpace(img dedupDest) (uint64, error) {
 func (d *deduper) dedupeTimed(src *os.File, off, n uint64, dests []btrfs.DedupeDest) ([]uint64, error) {
 	began := time.Now()
 	done, err := btrfs.Dedupe(src, off, n, dests)
-	d.stats.IoctlTime += time.Since(began)
+	d.stats.addTime(CountDedupIoctlMs, time.Since(began))
 	return done, err
 }
 
@@ -556,7 +544,7 @@ func (d *deduper) punch(dst dedupDest, zeros []span) error {
 		if err := unix.Fallocate(int(dst.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(z.offset), int64(z.length)); err != nil {
 			return fmt.Errorf("punch hole in %s at %d+%d: %w", dst.path, z.offset, z.length, err)
 		}
-		d.stats.ZeroBlocksPunched += z.length / blockSize
+		d.stats.add(CountDedupZeroBlocksPunched, z.length/blockSize)
 	}
 	times := []unix.Timespec{st.Atim, st.Mtim}
 	if err := unix.UtimesNanoAt(int(dst.f.Fd()), "", times, unix.AT_EMPTY_PATH); err != nil {

@@ -41,7 +41,7 @@ func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err := o.dedupStage(context.Background(), job, files[0], func(uint64, uint64) {}); err != nil {
 		t.Fatal(err)
 	}
-	if s := o.dedup.stats; s.BytesHashed != 0 || s.BytesRewritten != 0 || len(o.dedup.touched) != 0 {
+	if s := o.dedup.stats; s.Get(CountDedupBytesHashed) != 0 || s.Get(CountDedupBytesRewritten) != 0 || len(o.dedup.touched) != 0 {
 		t.Fatalf("the stage worked on the replaced image: %+v, touched %v", s, o.dedup.touched)
 	}
 }

@@ -26,12 +26,6 @@ type run struct {
 	plan       int
 }
 
-// maxLocalBlocks bounds the job's table of its own new blocks, which finds
-// data repeated within what the job covers before any of it is indexed:
-// about 5 MiB of memory for 1 GiB of new data; past that, repeats are
-// found only by later jobs, through the index.
-const maxLocalBlocks = 1 << 18
-
 // localBlock is where the job first met a block it is to rewrite: the
 // image offset, and the plan of the extent holding it.
 type localBlock struct {
@@ -56,7 +50,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 	if len(addrs) == 0 {
 		return run{}, nil
 	}
-	d.stats.Tries++
+	d.stats.add(CountDedupTries, 1)
 	if d.res == nil {
 		var err error
 		if d.res, err = d.p.newResolver(); err != nil {
@@ -76,7 +70,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 				return run{}, err
 			}
 			if n > 0 {
-				d.stats.Hits++
+				d.stats.add(CountDedupHits, 1)
 				return run{src: src, offset: off, length: n, hash: h, addr: addr, fromIndex: true}, nil
 			}
 		}
@@ -84,7 +78,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 			d.idx.Erase(h, addr) // the data there changed since it was indexed
 		}
 	}
-	d.stats.Misses++
+	d.stats.add(CountDedupMisses, 1)
 	return run{}, nil
 }
 
@@ -142,13 +136,6 @@ func (d *deduper) runLength(src blockSource, img dedupDest, off uint64, data []b
 	}
 	return length, nil
 }
-
-// The windows runLength reads a source in: a few blocks first, doubling
-// up to maxWindow.
-const (
-	firstWindow = 4 * blockSize
-	maxWindow   = 1 << 20
-)
 
 // source opens file read-only, once per job; nil when it is gone.
 func (d *deduper) source(file volume.File) (*os.File, error) {

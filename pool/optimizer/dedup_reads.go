@@ -7,27 +7,6 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 )
 
-// A deduplicated image reads its shared data where its source's extents
-// lie, and btrfs reads and decompresses a compressed extent whole for any
-// read of it: an image referencing a short piece of a compressed extent
-// pays the whole extent's read for that piece. A template root matched
-// against many short pieces of its source's 128 KiB extents read three
-// times what a compress=zstd mount reads. So a run is shared into a
-// compressed source extent only where it covers at least minSourceShare
-// percent of that extent's data; the rest of the run stays the image's own
-// and is rewritten compressed with the rest of its extent, giving up the
-// space the match would have saved. An uncompressed source extent is read
-// a sector at a time, so a run of any length is shared into it.
-//
-// The share trades reads for space. On bench/read's corpus (scale 0.25),
-// template roots read sequentially took 25.1 and 32.3 MiB from disk at
-// 50 % (a compress=zstd mount: 24.6 and 31.9) but the pool took 1.06
-// times the ideal bound, over its 1.05; at 40 %, 26.4 and 33.7 MiB in
-// 1.03 times; at 25 %, 0.98 times but 36.5 and 45.7 MiB (measured before
-// rests were written a range at a time, which saves 4 to 5 MiB of these).
-// bees asks half.
-const minSourceSharePercent = 40
-
 // minLocalRun is the shortest run shared within the job's own new data.
 // Its source is rewritten compressed, in 128 KiB units, before the run is
 // deduplicated, and where the run falls in those units is not known yet:
@@ -98,7 +77,7 @@ func (d *deduper) sortRun(i int, eo, h uint64, data []byte, r run, parts []run) 
 	for k := 0; k < n; k += blockSize {
 		if k > 0 {
 			h = dedupindex.HashBlock(data[k : k+blockSize])
-			d.stats.BytesHashed += blockSize
+			d.stats.add(CountDedupBytesHashed, blockSize)
 		}
 		pl.remember(h, eo+uint64(k))
 		if inRuns(parts, off+uint64(k)) {

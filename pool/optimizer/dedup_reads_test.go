@@ -59,7 +59,7 @@ func TestDedupSharesNoShortPiecesOfCompressedExtents(t *testing.T) {
 			t.Errorf("AppVM item %+v references %d of the template's %d-byte extent", e, e.Length, e.RAMBytes)
 		}
 	}
-	t.Logf("shared %d bytes; dedup %+v", sharedBytes, r.Dedup)
+	t.Logf("shared %d bytes; dedup %+v", sharedBytes, r.Counters)
 	if sharedBytes < 8*unit {
 		t.Errorf("the AppVM shares %d bytes of the template, want the 8 whole units (%d)", sharedBytes, 8*unit)
 	}

@@ -51,7 +51,7 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceD
 	for pl := range freed {
 		d.plans[pl].dests = nil // kept: its blocks are indexed where they lie
 		for _, it := range d.plans[pl].items {
-			d.stats.BytesKeptWouldGrow += it.Length
+			d.stats.add(CountDedupBytesKeptWouldGrow, it.Length)
 		}
 	}
 	return plain, nil
@@ -92,7 +92,7 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *jobRun, limi
 			pos += s.length
 		}
 	}
-	d.stats.BytesRewritten += uint64(len(buf))
+	d.stats.add(CountDedupBytesRewritten, uint64(len(buf)))
 	// Listed once the dedupes wrote the copy back: the units stored
 	// plainly have no extents before.
 	exts, err := cp.extents()
@@ -172,7 +172,7 @@ func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte, o *jobRun) {
 		compressed := e.Compression != btrfs.CompressNone
 		o.created[e.DiskBytenr] = e.DiskNumBytes
 		if compressed {
-			d.compressed += e.Length
+			d.stats.add(CountCompressBytesCompressed, e.Length)
 		}
 		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, end); p += blockSize {
 			blk := buf[p-copyBase : p-copyBase+blockSize]

@@ -120,12 +120,12 @@ func TestDedupSharesDataOtherVolumesHold(t *testing.T) {
 			// The same 8 MiB at another offset of another volume.
 			h.session("appvms/personal/private", func(dirty string) { btrfstest.WriteAt(t, dirty, 16*mib, tc.data) })
 			after := h.poolDisk()
-			t.Logf("pool %d -> %d bytes for a second copy of 8 MiB; counters %+v", base, after, h.Jobs.Counters().Dedup)
+			t.Logf("pool %d -> %d bytes for a second copy of 8 MiB; counters %+v", base, after, h.Jobs.Counters())
 			if after > base+tc.maxGrowth {
 				t.Errorf("pool grew by %d bytes for data it already held", after-base)
 			}
-			c := h.Jobs.Counters().Dedup
-			if c.Hits == 0 || c.IoctlTime == 0 || c.BytesHashed < 8*mib {
+			c := h.Jobs.Counters()
+			if c.Get(optimizer.CountDedupHits) == 0 || c.Raw(optimizer.CountDedupIoctlMs) == 0 || c.Get(optimizer.CountDedupBytesHashed) < 8*mib {
 				t.Errorf("counters %+v", c)
 			}
 
@@ -157,7 +157,7 @@ func TestDedupSharesDataOtherVolumesHold(t *testing.T) {
 			if after := h.poolDisk(); after > base+tc.maxGrowth {
 				t.Errorf("after a restart the pool grew by %d bytes for data it already held", after-base)
 			}
-			if c := h.Jobs.Counters().Dedup; c.Hits == 0 {
+			if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupHits) == 0 {
 				t.Errorf("no dedup after a restart: %+v", c)
 			}
 		})
@@ -217,7 +217,7 @@ func TestDedupPunchesZeros(t *testing.T) {
 				!slices.Equal(got[10*mib:12*mib], noise(5, 2*mib)) {
 				t.Fatal("image content changed")
 			}
-			if c := h.Jobs.Counters().Dedup; c.ZeroBlocksPunched != 2048 {
+			if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupZeroBlocksPunched) != 2048 {
 				t.Errorf("counters %+v", c)
 			}
 		})
@@ -257,7 +257,7 @@ func TestDedupErasesStaleIndexEntry(t *testing.T) {
 	want := btrfstest.Digest(t, h.Path("appvms/a/private.img"))
 
 	h.session("appvms/b/private", func(dirty string) { btrfstest.WriteAt(t, dirty, 0, data) })
-	if c := h.Jobs.Counters().Dedup; c.Misses != 1 || c.Hits != 0 {
+	if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupMisses) != 1 || c.Get(optimizer.CountDedupHits) != 0 {
 		t.Errorf("counters %+v", c)
 	}
 	if btrfstest.Digest(t, h.Path("appvms/a/private.img")) != want {
@@ -326,9 +326,9 @@ func TestFullPassDedupsExistingData(t *testing.T) {
 				h.Wait()
 			}
 			after := h.poolDisk()
-			c := h.Jobs.Counters().Dedup
+			c := h.Jobs.Counters()
 			t.Logf("pool %d -> %d bytes; counters %+v", before, after, c)
-			if after > tc.maxAfter || c.BytesFreed == 0 {
+			if after > tc.maxAfter || c.Get(optimizer.CountDedupBytesFreed) == 0 {
 				t.Errorf("pool %d -> %d bytes: the duplicate was not freed", before, after)
 			}
 			for f, s := range want {
@@ -378,7 +378,7 @@ func TestCorruptIndexIsSetAside(t *testing.T) {
 			}
 			// The fresh index works: a second copy is found.
 			h.session("appvms/d/private", func(dirty string) { btrfstest.WriteAt(t, dirty, 0, data) })
-			if c := h.Jobs.Counters().Dedup; c.Hits == 0 || c.BytesFreed < 2*mib {
+			if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupHits) == 0 || c.Get(optimizer.CountDedupBytesFreed) < 2*mib {
 				t.Errorf("counters %+v", c)
 			}
 		})
@@ -424,12 +424,12 @@ func TestDedupTakesExtentsApart(t *testing.T) {
 			base := h.poolDisk()
 			h.session("appvms/personal/private", func(dirty string) { btrfstest.WriteAt(t, dirty, 0, tc.write) })
 			after := h.poolDisk()
-			c := h.Jobs.Counters().Dedup
+			c := h.Jobs.Counters()
 			t.Logf("pool %d -> %d bytes; counters %+v", base, after, c)
 			if after > base+tc.maxGrowth {
 				t.Errorf("pool grew by %d bytes, more than the %d its new data needs", after-base, tc.maxGrowth)
 			}
-			if c.BytesRewritten == 0 || c.BytesFreed < uint64(len(tc.write))/2 {
+			if c.Get(optimizer.CountDedupBytesRewritten) == 0 || c.Get(optimizer.CountDedupBytesFreed) < int64(len(tc.write))/2 {
 				t.Errorf("the new extent was not taken apart: %+v", c)
 			}
 			got, _ := os.ReadFile(h.Path("appvms/personal/private.img"))
@@ -459,12 +459,12 @@ func TestDedupAcrossSegments(t *testing.T) {
 	if n := len(btrfstest.Extents(t, img)); n < 3 {
 		t.Fatalf("%d extents, want the three written", n)
 	}
-	c := h.Jobs.Counters().Dedup
+	c := h.Jobs.Counters()
 	used := h.poolDisk()
 	t.Logf("pool %d bytes; counters %+v", used, c)
 	// 3 MiB of distinct data; 5 MiB when the repeat is not found.
-	if used > 3*mib+256<<10 || c.BytesFreed < 2*mib {
-		t.Errorf("pool holds %d bytes, freed %d: the repeat in the third segment was not found", used, c.BytesFreed)
+	if used > 3*mib+256<<10 || c.Get(optimizer.CountDedupBytesFreed) < 2*mib {
+		t.Errorf("pool holds %d bytes, freed %d: the repeat in the third segment was not found", used, c.Get(optimizer.CountDedupBytesFreed))
 	}
 	if got, _ := os.ReadFile(img); !slices.Equal(got, want) {
 		t.Fatal("image content changed")

@@ -21,6 +21,10 @@ func SetSegmentBytes(t testing.TB, n uint64) {
 	t.Cleanup(func() { segmentBytes = old })
 }
 
+// Raw returns k's value as kept: a time in nanoseconds, which a short
+// test may spend less than a millisecond of.
+func (c Counters) Raw(k Counter) int64 { return c.v[k] }
+
 // StateWrites counts the writes of p's state file since it opened.
 func StateWrites(p *Pool) uint64 { return p.state.lazy.writes.Load() }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -73,7 +74,7 @@ func TestHeldJobOfVolumeWithoutSnapshotsRunsAfterStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Must(h.P.Volumes.Start(s))
-	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != "held" {
+	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != api.JobHeld {
 		t.Fatalf("jobs while the volume runs: %+v", jobs)
 	}
 	h.Must(h.P.Volumes.Stop(s))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
 )
@@ -68,7 +69,7 @@ type JobStatus struct {
 	Pool      string
 	Dir       string
 	VID       string
-	State     string // queued, running, held, paused
+	State     api.JobState
 	DoneBytes uint64
 	Total     uint64
 	Queued    time.Time
@@ -84,9 +85,6 @@ type JobDone struct {
 	Result   Result
 	Err      error
 }
-
-// recentJobs is how many finished jobs Recent remembers.
-const recentJobs = 64
 
 // SchedulerConfig tunes the scheduler.
 type SchedulerConfig struct {
@@ -141,20 +139,6 @@ type runningJob struct {
 	done, total uint64
 	held        bool
 }
-
-// Counters are the scheduler's totals since the daemon started.
-type Counters struct {
-	JobsDone        uint64
-	JobsFailed      uint64
-	BytesExamined   uint64
-	BytesCompressed uint64
-	BytesSaved      int64
-	SkippedShared   uint64
-	Dedup           DedupStats
-}
-
-// Finished counts the jobs that ended, done or failed.
-func (c Counters) Finished() uint64 { return c.JobsDone + c.JobsFailed }
 
 // NewScheduler returns a scheduler; Run starts its workers. onDone may be
 // nil.
@@ -289,8 +273,10 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if err != nil {
 		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
-		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID, "examined", res.BytesExamined,
-			"compressed", res.BytesCompressed, "saved", res.Saved(), "skipped_shared", res.SkippedShared,
+		c := res.Counters
+		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID,
+			"examined", c.Get(CountCompressBytesExamined), "compressed", c.Get(CountCompressBytesCompressed),
+			"saved", res.Saved(), "skipped_shared", c.Get(CountCompressBytesSkippedShared),
 			"ms", time.Since(began).Milliseconds(), o.phases.attr())
 	}
 	s.onDone(done)
@@ -301,11 +287,8 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats.BytesExamined += res.BytesExamined
-	s.stats.BytesCompressed += res.BytesCompressed
-	s.stats.BytesSaved += res.Saved()
-	s.stats.SkippedShared += res.SkippedShared
-	s.stats.Dedup.add(res.Dedup)
+	s.stats.merge(res.Counters)
+	s.stats.v[CountJobBytesSaved] += res.Saved()
 	s.notifyLocked()
 	return run.held
 }
@@ -317,9 +300,9 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
-		s.stats.JobsFailed++
+		s.stats.add(CountJobFailed, 1)
 	} else {
-		s.stats.JobsDone++
+		s.stats.add(CountJobDone, 1)
 	}
 	s.recent = append(s.recent, done)
 	if len(s.recent) > recentJobs {
@@ -500,16 +483,16 @@ func (s *Scheduler) Jobs() []JobStatus {
 	var out []JobStatus
 	for dir, p := range s.pools {
 		for _, job := range p.jobs() {
-			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: "queued", Queued: job.Queued}
+			st := JobStatus{ID: job.ID, Pool: p.Name, Dir: dir, VID: job.VID, State: api.JobQueued, Queued: job.Queued}
 			// A job merged into while running waits for the run to end.
 			if run, ok := s.running[jobKey{dir, job.VID}]; ok && run.id == job.ID {
-				st.State, st.DoneBytes, st.Total = "running", run.done, run.total
+				st.State, st.DoneBytes, st.Total = api.JobRunning, run.done, run.total
 			}
 			switch {
 			case job.Held:
-				st.State = "held"
-			case len(s.paused) > 0 && st.State == "queued":
-				st.State = "paused"
+				st.State = api.JobHeld
+			case len(s.paused) > 0 && st.State == api.JobQueued:
+				st.State = api.JobPaused
 			}
 			out = append(out, st)
 		}
@@ -554,7 +537,7 @@ func (s *Scheduler) Wait(ctx context.Context, keys ...JobStatus) error {
 		s.mu.Lock()
 		busy, changed := false, s.changed
 		for _, st := range s.jobsLocked() {
-			if st.State != "held" && matches(keys, st) {
+			if st.State != api.JobHeld && matches(keys, st) {
 				busy = true
 			}
 		}
@@ -575,9 +558,9 @@ func (s *Scheduler) jobsLocked() []JobStatus {
 	var out []JobStatus
 	for dir, p := range s.pools {
 		for _, job := range p.jobs() {
-			state := "queued"
+			state := api.JobQueued
 			if job.Held {
-				state = "held"
+				state = api.JobHeld
 			}
 			out = append(out, JobStatus{Dir: dir, VID: job.VID, State: state})
 		}

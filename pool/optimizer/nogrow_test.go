@@ -15,6 +15,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -132,7 +133,7 @@ func TestFullPassesNeverGrowThePool(t *testing.T) {
 				}
 				r := h.fullPass(vid)
 				after := h.dataUsed(mnt)
-				t.Logf("%s: data used %d -> %d, saved %d, left shared %d", vid, before, after, r.Saved(), r.SkippedShared)
+				t.Logf("%s: data used %d -> %d, saved %d, left shared %d", vid, before, after, r.Saved(), r.Counters.Get(optimizer.CountCompressBytesSkippedShared))
 				if after > before {
 					t.Errorf("the job of %s grew the data used: %d -> %d bytes", vid, before, after)
 				}
@@ -210,15 +211,15 @@ func TestDedupKeepsCompressedExtentsItWouldGrow(t *testing.T) {
 	before := h.dataUsed(mnt)
 	r := h.fullPass(work)
 	after := h.dataUsed(mnt)
-	t.Logf("data used %d -> %d, saved %d, dedup %+v", before, after, r.Saved(), r.Dedup)
+	t.Logf("data used %d -> %d, saved %d, dedup %+v", before, after, r.Saved(), r.Counters)
 	if after > before {
 		t.Errorf("the job grew the data used: %d -> %d bytes", before, after)
 	}
 	if d := r.Saved() - (before - after); d > savingTolerance || d < -savingTolerance {
 		t.Errorf("the job reported %d bytes saved, the data used went %d -> %d", r.Saved(), before, after)
 	}
-	if r.Dedup.Hits == 0 || r.Dedup.BytesKeptWouldGrow == 0 {
-		t.Errorf("no extent kept for growing the pool: %+v", r.Dedup)
+	if r.Counters.Get(optimizer.CountDedupHits) == 0 || r.Counters.Get(optimizer.CountDedupBytesKeptWouldGrow) == 0 {
+		t.Errorf("no extent kept for growing the pool: %+v", r.Counters)
 	}
 	for f, s := range want {
 		if btrfstest.Digest(t, f) != s {

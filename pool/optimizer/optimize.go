@@ -18,44 +18,24 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
-// Tunables of the optimizer.
-const (
-	// chunkBytes bounds the work done under a volume's lock at a time, and
-	// so how long a VM start can wait for the optimizer: one range defrag
-	// of 2 MiB takes about 20 ms (bench/start).
-	chunkBytes = 2 << 20
-	// defragPasses retries pieces the kernel skipped: range defrag is best
-	// effort (it gives up on pages busy with I/O and when a signal is
-	// pending), so the result is checked and the rest asked for again.
-	defragPasses = 5
-	// copyBuffer is the read size when writing a compressed copy.
-	copyBuffer = 1 << 20
-)
-
 // errHeld means the volume started while its job ran: the job waits for
 // the next commit, which finds everything still left to do.
 var errHeld = errors.New("volume started; optimization held until its next commit")
 
 // Result is what one job achieved.
 type Result struct {
-	BytesExamined   uint64 // logical bytes of the extents considered
-	BytesCompressed uint64 // logical bytes rewritten compressed
-	SkippedShared   uint64 // logical bytes left alone: shared beyond the volume
+	// Counters are the job's own, the job_ ones left at zero.
+	Counters Counters
 	// DiskBefore is the disk space of the extents the job replaced and
 	// that are now free; DiskAfter that of the extents it made and that
 	// are in use: the space really freed, not bytes rewritten.
 	DiskBefore, DiskAfter uint64
-	Dedup                 DedupStats
 }
 
 // Saved is the disk space the job freed.
 func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) }
 
-func (r *Result) add(o Result) {
-	r.BytesExamined += o.BytesExamined
-	r.BytesCompressed += o.BytesCompressed
-	r.SkippedShared += o.SkippedShared
-}
+func (r *Result) add(o Result) { r.Counters.merge(o.Counters) }
 
 // jobRun rewrites a volume's new extents compressed, without ever
 // unsharing an extent: an extent only this file references is rewritten in
@@ -512,7 +492,7 @@ func (o *jobRun) compressPieces(f *os.File, it workItem, onShared func(btrfs.Ext
 	var res Result
 	var exclusive []btrfs.Extent
 	for _, pc := range pieces {
-		res.BytesExamined += pc.Length
+		res.Counters.add(CountCompressBytesExamined, pc.Length)
 		only, err := referencedOnlyBy(f, ino, pc)
 		if err != nil {
 			return res, err
@@ -640,7 +620,7 @@ func (o *jobRun) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent)
 		}
 		o.created[e.DiskBytenr] = e.DiskNumBytes
 		if e.Compression != btrfs.CompressNone {
-			res.BytesCompressed += e.Length
+			res.Counters.add(CountCompressBytesCompressed, e.Length)
 		}
 	}
 	return res, nil

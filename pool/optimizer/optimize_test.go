@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
@@ -98,7 +99,7 @@ func TestCommitCompressesOnlyNewDataAndKeepsSharing(t *testing.T) {
 	h.Must(h.P.Volumes.Stop(s))
 	h.Wait()
 	var done optimizer.Counters = h.Jobs.Counters()
-	if done.JobsDone == 0 || done.BytesSaved <= 0 || done.JobsFailed != 0 {
+	if done.Get(optimizer.CountJobDone) == 0 || done.Get(optimizer.CountJobBytesSaved) <= 0 || done.Get(optimizer.CountJobFailed) != 0 {
 		t.Errorf("counters %+v", done)
 	}
 }
@@ -118,7 +119,7 @@ func TestStartHoldsJobAndNextCommitFinishesIt(t *testing.T) {
 	want := btrfstest.Digest(t, h.Path("appvms/busy/private-dirty.img"))
 	h.Wait()
 	jobs := h.Jobs.Jobs()
-	if len(jobs) > 1 || (len(jobs) == 1 && jobs[0].State != "held") {
+	if len(jobs) > 1 || (len(jobs) == 1 && jobs[0].State != api.JobHeld) {
 		t.Fatalf("jobs while the volume runs: %+v", jobs)
 	}
 	h.Must(h.P.Volumes.Stop(s))
@@ -143,7 +144,7 @@ func TestJobsResumeAfterRestart(t *testing.T) {
 	h.Must(h.P.Volumes.Start(s))
 	btrfstest.WriteAt(t, h.Path("vm-templates/fedora/root-dirty.img"), 0, btrfstest.Text("root", 16*mib))
 	h.Must(h.P.Volumes.Stop(s))
-	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != "paused" {
+	if jobs := h.Jobs.Jobs(); len(jobs) != 1 || jobs[0].State != api.JobPaused {
 		t.Fatalf("jobs while paused: %+v", jobs)
 	}
 	h.Close() // the daemon stops with the job pending
@@ -217,19 +218,19 @@ func TestExtentsSharedOutsideTheVolumeAreLeftAloneButIndexed(t *testing.T) {
 	if after.Total.ReferencedBytes != before.Total.ReferencedBytes || after.Total.UncompressedBytes != before.Total.UncompressedBytes {
 		t.Fatalf("the clone was unshared: %+v -> %+v", before.Total, after.Total)
 	}
-	if c := h.Jobs.Counters(); c.SkippedShared == 0 {
+	if c := h.Jobs.Counters(); c.Get(optimizer.CountCompressBytesSkippedShared) == 0 {
 		t.Errorf("counters %+v: shared extents not reported as skipped", c)
 	}
 	// Left alone, they are still indexed: the same data written by
 	// another volume is shared with them.
-	hits := h.Jobs.Counters().Dedup.Hits
+	hits := h.Jobs.Counters().Get(optimizer.CountDedupHits)
 	other := spec("appvms/other/private")
 	h.Must(h.P.Volumes.Create(other))
 	h.Must(h.P.Volumes.Start(other))
 	btrfstest.WriteAt(t, h.Path("appvms/other/private-dirty.img"), 4*mib, btrfstest.Text("src", 16*mib))
 	h.Must(h.P.Volumes.Stop(other))
 	h.Wait()
-	if c := h.Jobs.Counters().Dedup; c.Hits == hits || c.BytesFreed == 0 {
+	if c := h.Jobs.Counters(); c.Get(optimizer.CountDedupHits) == hits || c.Get(optimizer.CountDedupBytesFreed) == 0 {
 		t.Errorf("counters %+v: the copy of the kept extents was not deduplicated", c)
 	}
 }
@@ -314,7 +315,7 @@ func TestReportedSavingMatchesUsage(t *testing.T) {
 			h.Wait()
 			files, _ = filepath.Glob(h.Path("appvms/work/private*"))
 			after := measure(t, files...).Total.DiskBytes
-			saved := h.Jobs.Counters().BytesSaved
+			saved := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved)
 			if diff := saved - (int64(before) - int64(after)); diff > 128<<10 || diff < -128<<10 {
 				t.Fatalf("reported %d saved, usage went %d -> %d", saved, before, after)
 			}
@@ -345,13 +346,13 @@ func TestRequestDuringJobRuns(t *testing.T) {
 	}
 	h.Jobs.Resume("test")
 	h.Wait()
-	if n := h.Jobs.Counters().JobsDone; n != 2 {
+	if n := h.Jobs.Counters().Get(optimizer.CountJobDone); n != 2 {
 		t.Fatalf("%d jobs ran, want the commit's and then the optimize's: %+v", n, h.Jobs.Recent())
 	}
 }
 
 func running(jobs []optimizer.JobStatus) bool {
-	return len(jobs) == 1 && jobs[0].State == "running"
+	return len(jobs) == 1 && jobs[0].State == api.JobRunning
 }
 
 // A volume whose files are no-COW (a directory with chattr +C) cannot be
@@ -387,7 +388,7 @@ func TestNoCOWVolumeIsLeftAlone(t *testing.T) {
 		t.Fatalf("%d jobs done, want the commit's and the full pass's", len(recent))
 	}
 	for _, done := range recent[len(recent)-2:] {
-		if done.VID != vid || done.Err != nil || done.Result.BytesExamined != 0 || done.Result.BytesCompressed != 0 {
+		if done.VID != vid || done.Err != nil || done.Result.Counters.Get(optimizer.CountCompressBytesExamined) != 0 || done.Result.Counters.Get(optimizer.CountCompressBytesCompressed) != 0 {
 			t.Fatalf("job %+v: want %s done, with nothing examined", done, vid)
 		}
 	}

@@ -96,7 +96,7 @@ func TestFullPassReadsOnlyNewData(t *testing.T) {
 		change func()
 		// The bytes of uncompressed extents the pass examines for
 		// compression, and at most those its dedup stage hashes.
-		minExamined, maxExamined, maxHashed uint64
+		minExamined, maxExamined, maxHashed int64
 	}{
 		{"first", func() {}, 16 * mib, 32 * mib, 16 * mib},
 		{"nothing new", func() {}, 0, 0, 0},
@@ -108,12 +108,13 @@ func TestFullPassReadsOnlyNewData(t *testing.T) {
 		step.change()
 		want := sums(t, []string{img, rev})
 		res := h.fullPass(vid)
-		t.Logf("%s: examined %d, hashed %d", step.name, res.BytesExamined, res.Dedup.BytesHashed)
-		if res.BytesExamined < step.minExamined || res.BytesExamined > step.maxExamined {
-			t.Errorf("%s pass examined %d bytes, want %d to %d", step.name, res.BytesExamined, step.minExamined, step.maxExamined)
+		examined, hashed := res.Counters.Get(optimizer.CountCompressBytesExamined), res.Counters.Get(optimizer.CountDedupBytesHashed)
+		t.Logf("%s: examined %d, hashed %d", step.name, examined, hashed)
+		if examined < step.minExamined || examined > step.maxExamined {
+			t.Errorf("%s pass examined %d bytes, want %d to %d", step.name, examined, step.minExamined, step.maxExamined)
 		}
-		if res.Dedup.BytesHashed > step.maxHashed {
-			t.Errorf("%s pass hashed %d bytes, want at most %d", step.name, res.Dedup.BytesHashed, step.maxHashed)
+		if hashed > step.maxHashed {
+			t.Errorf("%s pass hashed %d bytes, want at most %d", step.name, hashed, step.maxHashed)
 		}
 		if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
 			t.Fatalf("%s pass changed the volume's content", step.name)
@@ -160,10 +161,11 @@ func TestInterruptedFullPassSkipsFinishedFiles(t *testing.T) {
 	// Examined bytes can exceed what was left by a chunk or two, counted
 	// twice when writeback of the chunk before splits its extent while
 	// the chunk's extents are listed.
-	res := recent[0].Result
-	if res.BytesExamined < left || res.BytesExamined > left+16*mib || res.Dedup.BytesHashed != 0 {
+	res := recent[0].Result.Counters
+	examined, hashed := uint64(res.Get(optimizer.CountCompressBytesExamined)), res.Get(optimizer.CountDedupBytesHashed)
+	if examined < left || examined > left+16*mib || hashed != 0 {
 		t.Errorf("resumed pass examined %d bytes and hashed %d, want the %d the revision had left, and nothing of the image",
-			res.BytesExamined, res.Dedup.BytesHashed, left)
+			examined, hashed, left)
 	}
 	if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
 		t.Fatal("the passes changed the volume's content")

@@ -11,21 +11,6 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
-// sampleBytes is how much of an extent is compressed in userspace to
-// judge it: btrfs compresses in 128 KiB units, so one unit tells.
-const sampleBytes = 128 << 10
-
-// DefaultMinCompressSaving is the share of its bytes compression must save
-// for the daemon to store data compressed (min_compress_saving). Rewriting
-// data that does not compress only moves it, and a rewrite cut short by a
-// VM start leaves the old extent pinned beside the new one; and a
-// compressed extent costs on every read, which reads and decompresses it
-// whole, up to 128 KiB for a 4 KiB read. An eighth (16 KiB of a 128 KiB
-// unit) keeps nearly all the space a lower bar gives on VM images, whose
-// data mostly saves far more or nothing, while the units that save little
-// stay plain and cheap to read.
-const DefaultMinCompressSaving = 0.125
-
 var sampler, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 
 // worthCompressing reads a sample from the middle of pc and reports

@@ -56,7 +56,7 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 		return res, err
 	}
 	if len(locs) == 0 || total != uint64(len(locs)) {
-		res.SkippedShared = pc.Length
+		res.Counters.add(CountCompressBytesSkippedShared, pc.Length)
 		return res, nil
 	}
 	refs, closeAll, err := openRefs(l, locs)
@@ -94,7 +94,7 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 		all = all && deduped[0] == r.length
 	}
 	if all {
-		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
+		res.Counters.add(CountCompressBytesCompressed, hi-lo) // the extent's data, once however many files share it
 	}
 	failpoint.Hit("optimize.after-dedupe")
 	delete(o.refs, pc.DiskBytenr)

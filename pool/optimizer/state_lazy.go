@@ -7,11 +7,6 @@ import (
 	"time"
 )
 
-// stateWriteDelay is how long a change that may be lost in a crash waits
-// to be written, so that a burst of them (an optimize of many volumes)
-// costs one write.
-const stateWriteDelay = 100 * time.Millisecond
-
 // lazyWrite is a state store's pending write of changes that may be lost
 // in a crash; any write of the state, durable or not, carries them.
 type lazyWrite struct {

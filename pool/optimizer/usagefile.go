@@ -37,19 +37,6 @@ const usageFileVersion = 1
 // numbers.
 const usageFileMax = 4096
 
-// usageDelay gathers the refreshes asked for in a burst (the removal of a
-// VM's volumes) into one.
-const usageDelay = time.Second
-
-// Measuring costs about 7 µs per extent (1.4 s for 200000). Once it takes
-// more than usageCheap, the pool is measured at most once per usageShare
-// times that long, so that on a large pool measuring takes at most 1/20 of
-// the time; a job ending sooner leaves it to a later measurement.
-const (
-	usageCheap = 100 * time.Millisecond
-	usageShare = 20
-)
-
 // UsageRecord is the content of UsageFile. The sizes are those compsize
 // prints for the pool's files, measured at Time; Saved is kept across
 // restarts and counts from the pool's first job.

@@ -79,7 +79,7 @@ func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
 	if got != [3]uint64{want.DiskBytes, want.UncompressedBytes, want.ReferencedBytes} {
 		t.Errorf("disk, uncompressed, referenced = %v, compsize's %+v", got, want)
 	}
-	if saved := h.Jobs.Counters().BytesSaved; rec.Saved != saved || saved < 16*mib {
+	if saved := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved); rec.Saved != saved || saved < 16*mib {
 		t.Errorf("saved %d, the jobs saved %d", rec.Saved, saved)
 	}
 	if rec.DiskUsage >= rec.Uncompressed || rec.DirPath != h.Dir || time.Since(time.Unix(rec.Time, 0)) > time.Minute {
@@ -93,7 +93,7 @@ func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
 		t.Errorf("after reopening: %+v, before %+v", reopened, rec)
 	}
 	// The optimizer's totals are kept across the restart too.
-	before := h.Jobs.Counters().BytesSaved
+	before := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved)
 	h.Must(h.P.Volumes.Start(s))
 	// Guest writes are compressed as written; a copy of older data is
 	// what the job still frees, by deduplicating it.
@@ -101,7 +101,7 @@ func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
 	h.Must(h.P.Volumes.Stop(s))
 	h.Wait()
 	again, _ := readUsageRecord(t, h.Dir)
-	if more := h.Jobs.Counters().BytesSaved - before; more <= 0 || again.Saved != rec.Saved+more {
+	if more := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved) - before; more <= 0 || again.Saved != rec.Saved+more {
 		t.Errorf("saved %d after a second job that saved %d, %d before", again.Saved, more, rec.Saved)
 	}
 }

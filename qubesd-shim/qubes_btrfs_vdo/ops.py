@@ -91,7 +91,7 @@ TYPES = {
     },
     "JobsArgs": {},
     "JobsResult": {
-        "counters": "OptimizerCounters",
+        "counters": "map[string]int",
         "jobs": "[]JobInfo",
         "paused": "bool",
         "recent": "[]JobOutcome",
@@ -102,23 +102,6 @@ TYPES = {
     },
     "OptimizeResult": {
         "queued": "[]QueuedJob",
-    },
-    "OptimizerCounters": {
-        "bytes_compressed": "int",
-        "bytes_examined": "int",
-        "bytes_saved": "int",
-        "dedup_bytes_freed": "int",
-        "dedup_bytes_hashed": "int",
-        "dedup_bytes_kept_would_grow": "int",
-        "dedup_bytes_rewritten": "int",
-        "dedup_hits": "int",
-        "dedup_ioctl_ms": "int",
-        "dedup_misses": "int",
-        "dedup_tries": "int",
-        "jobs_done": "int",
-        "jobs_failed": "int",
-        "skipped_shared": "int",
-        "zero_blocks_punched": "int",
     },
     "PathResult": {
         "path": "string",

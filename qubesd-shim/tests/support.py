@@ -84,6 +84,13 @@ def schema_problems(value, type_name, types, where="args"):
         for i, item in enumerate(value):
             out += schema_problems(item, type_name[2:], types, f"{where}[{i}]")
         return out
+    if type_name.startswith("map[string]"):
+        if not isinstance(value, dict):
+            return [f"{where} is not an object"]
+        out = []
+        for key, item in value.items():
+            out += schema_problems(item, type_name[len("map[string]"):], types, f"{where}[{key!r}]")
+        return out
     simple = {
         "string": lambda v: isinstance(v, str),
         "bool": lambda v: isinstance(v, bool),

@@ -174,7 +174,7 @@ func (d *Daemon) waitJobs(ctx context.Context, dir, vid string, since time.Time)
 		}
 		busy := false
 		for _, j := range res.Jobs {
-			busy = busy || j.DirPath == dir && (j.State == "queued" || j.State == "running")
+			busy = busy || j.DirPath == dir && (j.State == api.JobQueued || j.State == api.JobRunning)
 		}
 		var out []api.JobOutcome
 		found := vid == ""

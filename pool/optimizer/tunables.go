@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import "time"
+
+// The optimizer's tunables, each with what it trades. Limits of formats
+// (block and file sizes the kernel or a file's layout fixes) stay with
+// the code that reads them, and the dedup index sizes itself
+// (dedupindex.DefaultSize).
+
+// Scheduling: how long a VM start can wait, and what jobs keeps.
+const (
+	// chunkBytes bounds the work done under a volume's lock at a time, and
+	// so how long a VM start can wait for the optimizer: one range defrag
+	// of 2 MiB takes about 20 ms (bench/start).
+	chunkBytes = 2 << 20
+	// recentJobs is how many finished jobs Recent remembers.
+	recentJobs = 64
+)
+
+// Compression: what is judged compressible, and how it is rewritten.
+const (
+	// sampleBytes is how much of an extent is compressed in userspace to
+	// judge it: btrfs compresses in 128 KiB units, so one unit tells.
+	sampleBytes = 128 << 10
+	// DefaultMinCompressSaving is the share of its bytes compression must save
+	// for the daemon to store data compressed (min_compress_saving). Rewriting
+	// data that does not compress only moves it, and a rewrite cut short by a
+	// VM start leaves the old extent pinned beside the new one; and a
+	// compressed extent costs on every read, which reads and decompresses it
+	// whole, up to 128 KiB for a 4 KiB read. An eighth (16 KiB of a 128 KiB
+	// unit) keeps nearly all the space a lower bar gives on VM images, whose
+	// data mostly saves far more or nothing, while the units that save little
+	// stay plain and cheap to read.
+	DefaultMinCompressSaving = 0.125
+	// defragPasses retries pieces the kernel skipped: range defrag is best
+	// effort (it gives up on pages busy with I/O and when a signal is
+	// pending), so the result is checked and the rest asked for again.
+	defragPasses = 5
+	// copyBuffer is the read size when writing a compressed copy.
+	copyBuffer = 1 << 20
+)
+
+// Dedup: memory and reads a pass spends to find matches.
+const (
+	// readAheadBatches is how many batches the first walk asks the kernel to
+	// read ahead of the one it reads: the new data lies scattered over the
+	// image, and reading it one piece at a time would wait on each.
+	readAheadBatches = 4
+	// maxLocalBlocks bounds the job's table of its own new blocks, which finds
+	// data repeated within what the job covers before any of it is indexed:
+	// about 5 MiB of memory for 1 GiB of new data; past that, repeats are
+	// found only by later jobs, through the index.
+	maxLocalBlocks = 1 << 18
+	// The windows runLength reads a source in: a few blocks first, doubling
+	// up to maxWindow.
+	firstWindow = 4 * blockSize
+	maxWindow   = 1 << 20
+	// A deduplicated image reads its shared data where its source's extents
+	// lie, and btrfs reads and decompresses a compressed extent whole for any
+	// read of it: an image referencing a short piece of a compressed extent
+	// pays the whole extent's read for that piece. A template root matched
+	// against many short pieces of its source's 128 KiB extents read three
+	// times what a compress=zstd mount reads. So a run is shared into a
+	// compressed source extent only where it covers at least minSourceShare
+	// percent of that extent's data; the rest of the run stays the image's own
+	// and is rewritten compressed with the rest of its extent, giving up the
+	// space the match would have saved. An uncompressed source extent is read
+	// a sector at a time, so a run of any length is shared into it.
+	//
+	// The share trades reads for space. On bench/read's corpus (scale 0.25),
+	// template roots read sequentially took 25.1 and 32.3 MiB from disk at
+	// 50 % (a compress=zstd mount: 24.6 and 31.9) but the pool took 1.06
+	// times the ideal bound, over its 1.05; at 40 %, 26.4 and 33.7 MiB in
+	// 1.03 times; at 25 %, 0.98 times but 36.5 and 45.7 MiB (measured before
+	// rests were written a range at a time, which saves 4 to 5 MiB of these).
+	// bees asks half.
+	minSourceSharePercent = 40
+)
+
+// segmentBytes bounds the new data one segment of a pass covers. A segment
+// holds the hashes of the blocks it may keep until its end (16 bytes per
+// 4 KiB): cut into segments, a pass over a large image holds about 4 MiB
+// of them at a time instead of 4 MiB per GiB of image. A commit's new data
+// usually makes one segment. A variable, so that tests can cut a pass
+// into several.
+var segmentBytes uint64 = 1 << 30
+
+// State and usage figures: how writes and measurements are batched.
+const (
+	// stateWriteDelay is how long a change that may be lost in a crash waits
+	// to be written, so that a burst of them (an optimize of many volumes)
+	// costs one write.
+	stateWriteDelay = 100 * time.Millisecond
+	// usageDelay gathers the refreshes asked for in a burst (the removal of a
+	// VM's volumes) into one.
+	usageDelay = time.Second
+	// Measuring costs about 7 µs per extent (1.4 s for 200000). Once it takes
+	// more than usageCheap, the pool is measured at most once per usageShare
+	// times that long, so that on a large pool measuring takes at most 1/20 of
+	// the time; a job ending sooner leaves it to a later measurement.
+	usageCheap = 100 * time.Millisecond
+	usageShare = 20
+)
