@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -243,7 +244,7 @@ func addSpan(spans []span, off, n uint64) []span {
 // It returns none when anything else references de: de cannot be freed,
 // though its blocks are still good sources.
 func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]string, error) {
-	if ok, err := referencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
+	if ok, err := compress.ReferencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
 		if ok {
 			return []string{l.Clean()}, nil
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -36,8 +37,8 @@ type extentRef struct {
 // is freed whole and no file loses its sharing. When anything outside the
 // volume references the extent too, it is left alone: rewriting only our
 // references would add the copy without freeing the original.
-func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
-	res := Result{}
+func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (compress.Result, error) {
+	res := compress.Result{}
 	if o.refs == nil {
 		var err error
 		if o.refs, err = volumeRefs(l); err != nil {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package optimizer
+package compress_test
 
 import (
 	"os"
@@ -11,12 +11,14 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 )
 
-// Every job asks for the zstd property on the image and its directory; a
-// file that has it must be left untouched (no transaction, same ctime).
-func TestCompressWithZstdSetsThePropertyOnce(t *testing.T) {
-	mnt := btrfstest.Mount(t, 256*mib)
+// Every optimizer job asks for the zstd property on the image and its
+// directory, every compress run on each file; a file that has it must be
+// left untouched (no transaction, same ctime).
+func TestSetZstdPropertySetsItOnce(t *testing.T) {
+	mnt := btrfstest.Mount(t, 256<<20)
 	tests := []struct {
 		before      string // "" leaves the property unset
 		wantChanged bool
@@ -46,7 +48,7 @@ func TestCompressWithZstdSetsThePropertyOnce(t *testing.T) {
 				return st.Ctim
 			}
 			was := ctime()
-			if err := compressWithZstd(f); err != nil {
+			if err := compress.SetZstdProperty(f); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := btrfs.CompressionProperty(f); err != nil || got != "zstd" {
