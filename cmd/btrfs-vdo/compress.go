@@ -7,15 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/usage"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	compression "github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 )
 
 const compressUsage = `Usage: btrfs-vdo compress [--level N] [--json] [--bytes] PATH...
@@ -61,7 +57,7 @@ type skippedFile struct {
 }
 
 // compress runs in the CLI itself: dom0's own files belong to no pool and
-// need no daemon, only the optimizer's machinery.
+// need no daemon, only the machinery the optimizer compresses with.
 func compress(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("compress", compressUsage)
 	level := 0
@@ -73,7 +69,7 @@ func compress(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	paths := fs.Args()
-	if err := checkOnBtrfs(paths); err != nil {
+	if err := compression.CheckOnBtrfs(paths); err != nil {
 		return err
 	}
 	report, err := compressPaths(paths, level, stderr)
@@ -86,35 +82,20 @@ func compress(args []string, stdout, stderr io.Writer) error {
 	return printCompressed(stdout, report, out.sizes())
 }
 
-// checkOnBtrfs refuses a PATH on another filesystem, as compsize does.
-func checkOnBtrfs(paths []string) error {
-	for _, p := range paths {
-		ok, err := btrfs.IsBtrfs(p)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%s: not on btrfs", p)
-		}
-	}
-	return nil
-}
-
 func compressPaths(paths []string, level int, stderr io.Writer) (compressReport, error) {
-	before, err := usage.Measure(paths)
+	before, err := compression.Measure(paths)
 	if err != nil {
 		return compressReport{}, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	runtime.LockOSThread() // the I/O priority belongs to the thread
-	if err := ioprio.SetIdle(); err != nil {
+	if err := compression.LowerIOPriority(); err != nil {
 		fmt.Fprintln(stderr, "btrfs-vdo: cannot lower I/O priority:", err)
 	}
 	tty := isTerminal(stderr)
 	last := time.Now()
 	sz := sizes{}
-	res, err := optimizer.CompressFiles(ctx, paths, level, func(path string, examined uint64) {
+	res, err := compression.Files(ctx, paths, level, func(path string, examined uint64) {
 		if tty && time.Since(last) > 200*time.Millisecond {
 			fmt.Fprintf(stderr, "\r\033[Kcompressing: %s examined, %s", sz.of(examined), path)
 			last = time.Now()
@@ -126,16 +107,14 @@ func compressPaths(paths []string, level int, stderr io.Writer) (compressReport,
 	if err != nil {
 		return compressReport{}, err
 	}
-	after, err := usage.Measure(paths)
+	after, err := compression.Measure(paths)
 	if err != nil {
 		return compressReport{}, err
 	}
 	report := compressReport{
 		Before: toUsageReport(before), After: toUsageReport(after),
-		BytesExamined:   uint64(res.Counters.Get(optimizer.CountCompressBytesExamined)),
-		BytesCompressed: uint64(res.Counters.Get(optimizer.CountCompressBytesCompressed)),
-		SkippedShared:   uint64(res.Counters.Get(optimizer.CountCompressBytesSkippedShared)),
-		BytesSaved:      int64(before.Total.DiskBytes) - int64(after.Total.DiskBytes), Skipped: []skippedFile{},
+		BytesExamined: res.BytesExamined, BytesCompressed: res.BytesCompressed, SkippedShared: res.SkippedShared,
+		BytesSaved: int64(before.Total.DiskBytes) - int64(after.Total.DiskBytes), Skipped: []skippedFile{},
 	}
 	for _, s := range res.Skipped {
 		report.Skipped = append(report.Skipped, skippedFile{Path: s.Path, Reason: s.Reason})
@@ -143,8 +122,8 @@ func compressPaths(paths []string, level int, stderr io.Writer) (compressReport,
 	return report, nil
 }
 
-func toUsageReport(r usage.Report) usageReport {
-	row := func(u usage.Row) api.TypeUsage {
+func toUsageReport(r compression.Usage) usageReport {
+	row := func(u compression.UsageRow) api.TypeUsage {
 		return api.TypeUsage{Type: u.Type, DiskBytes: u.DiskBytes, UncompressedBytes: u.UncompressedBytes, ReferencedBytes: u.ReferencedBytes}
 	}
 	out := usageReport{Total: row(r.Total), ByType: []api.TypeUsage{}, Files: r.Files}

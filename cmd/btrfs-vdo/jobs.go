@@ -3,17 +3,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 const jobsUsage = `Usage: btrfs-vdo jobs [--json] [--wait] [--bytes]
@@ -70,39 +72,45 @@ func printJobs(w io.Writer, res api.JobsResult, sz sizes) error {
 	return printCounters(w, res.Counters, sz)
 }
 
-// printCounters writes the counters one line per stage, in the order of
-// the optimizer's table, with sizes for byte counts.
+// stageOrder is the order the pipeline's stages print in; the counters
+// of stages not named here (of a newer daemon) follow, by name.
+var stageOrder = []string{"job", "dedup", "compress"}
+
+// printCounters writes the counters one line per stage (the prefix of
+// their names), by name within a stage, with sizes for byte counts.
 func printCounters(w io.Writer, counters api.OptimizerCounters, sz sizes) error {
+	byStage := map[string][]string{}
+	for name := range counters {
+		stage, _, _ := strings.Cut(name, "_")
+		byStage[stage] = append(byStage[stage], name)
+	}
+	stages := slices.Sorted(maps.Keys(byStage))
+	slices.SortStableFunc(stages, func(a, b string) int { return cmp.Compare(stageRank(a), stageRank(b)) })
 	fmt.Fprintln(w, "\nsince start:")
-	var stage string
-	var line []string
-	flush := func() error {
-		if len(line) == 0 {
-			return nil
-		}
-		_, err := fmt.Fprintf(w, "  %s: %s\n", stage, strings.Join(line, ", "))
-		line = line[:0]
-		return err
-	}
-	for _, k := range optimizer.AllCounters() {
-		v, ok := counters[k.Name()]
-		if !ok {
-			continue
-		}
-		prefix, name, _ := strings.Cut(k.Name(), "_")
-		if prefix != stage {
-			if err := flush(); err != nil {
-				return err
+	for _, stage := range stages {
+		names := byStage[stage]
+		slices.Sort(names)
+		line := make([]string, len(names))
+		for i, name := range names {
+			value := fmt.Sprint(counters[name])
+			if strings.Contains(name, "bytes") {
+				value = sz.signed(counters[name])
 			}
-			stage = prefix
+			line[i] = strings.TrimPrefix(name, stage+"_") + " " + value
 		}
-		value := fmt.Sprint(v)
-		if strings.Contains(name, "bytes") {
-			value = sz.signed(v)
+		if _, err := fmt.Fprintf(w, "  %s: %s\n", stage, strings.Join(line, ", ")); err != nil {
+			return err
 		}
-		line = append(line, name+" "+value)
 	}
-	return flush()
+	return nil
+}
+
+// stageRank places the stages of stageOrder first, in its order.
+func stageRank(stage string) int {
+	if i := slices.Index(stageOrder, stage); i >= 0 {
+		return i
+	}
+	return len(stageOrder)
 }
 
 // waitIdle polls until no job is queued or running; held and paused jobs

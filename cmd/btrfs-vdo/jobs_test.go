@@ -21,13 +21,15 @@ func TestPrintCounters(t *testing.T) {
 		want string
 	}{
 		{"sizes", sizes{}, "\nsince start:\n" +
-			"  job: done 2, failed 0, bytes_saved -3.0M\n" +
+			"  job: bytes_saved -3.0M, done 2, failed 0\n" +
+			"  dedup: hits 7, ioctl_ms 35\n" +
 			"  compress: bytes_examined 100M\n" +
-			"  dedup: hits 7, ioctl_ms 35\n"},
+			"  from: a_newer_daemon 1\n"},
 		{"bytes", sizes{raw: true}, "\nsince start:\n" +
-			"  job: done 2, failed 0, bytes_saved -3145728\n" +
+			"  job: bytes_saved -3145728, done 2, failed 0\n" +
+			"  dedup: hits 7, ioctl_ms 35\n" +
 			"  compress: bytes_examined 104857600\n" +
-			"  dedup: hits 7, ioctl_ms 35\n"},
+			"  from: a_newer_daemon 1\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -200,7 +201,7 @@ func addSpan(spans []span, off, n uint64) []span {
 // It returns none when anything else references de: de cannot be freed,
 // though its blocks are still good sources.
 func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]volume.File, error) {
-	if ok, err := referencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
+	if ok, err := compress.ReferencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
 		if ok {
 			return []volume.File{l.Clean()}, nil
 		}

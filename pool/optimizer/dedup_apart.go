@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -259,7 +260,7 @@ func (d *deduper) onImage(job Job, ino *uint64, fn func(*volume.Locked, dedupDes
 			return err
 		}
 		defer f.Close()
-		n, err := inodeOf(f)
+		n, err := compress.InodeOf(f)
 		if err != nil {
 			return err
 		}

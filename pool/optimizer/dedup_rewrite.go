@@ -65,20 +65,41 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *jobRun, limi
 	if err != nil || len(buf) == 0 {
 		return true, err
 	}
-	cp, err := newCompressedCopy(d.tmpDir, o.enc)
-	if err != nil {
+	rw, err := o.rewriteCompressed(d.tmpDir, copyRewrite{
+		fill: func(cp compressedCopy) (bool, error) {
+			if err := d.writeStretches(cp, work, buf); err != nil {
+				return false, err
+			}
+			failpoint.Hit("dedup.after-rewrite-copy")
+			return true, nil
+		},
+		keep: func(cp compressedCopy) (bool, error) {
+			if limit == 0 {
+				return true, nil
+			}
+			grows, err := cp.takesMoreThan(limit)
+			return !grows, err
+		},
+		ranges: d.restRanges(img, work),
+		dedupe: d.dedupeTimed,
+		made: func(cp compressedCopy) ([]btrfs.Extent, error) {
+			d.stats.add(CountDedupBytesRewritten, uint64(len(buf)))
+			// Listed once the dedupes wrote the copy back: the units
+			// stored plainly have no extents before.
+			return cp.extents()
+		},
+	})
+	if err != nil || !rw.done {
 		return false, err
 	}
-	defer cp.remove()
-	if err := d.writeStretches(cp, work, buf); err != nil {
-		return false, err
-	}
-	failpoint.Hit("dedup.after-rewrite-copy")
-	if limit > 0 {
-		if grows, err := cp.takesMoreThan(limit); err != nil || grows {
-			return false, err
-		}
-	}
+	d.indexCopy(rw.made, buf)
+	return true, nil
+}
+
+// restRanges are the ranges of a copy of the work's rests, one after the
+// other at copyBase, that replace each rest in its piece's files.
+func (d *deduper) restRanges(img dedupDest, work []pieceDests) []copyRange {
+	var ranges []copyRange
 	pos := uint64(copyBase)
 	for _, w := range work {
 		for _, s := range d.pieces[w.piece].rest {
@@ -86,21 +107,11 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *jobRun, limi
 			for i, dst := range w.dests {
 				targets[i] = btrfs.DedupeDest{File: dst.f, Offset: s.offset}
 			}
-			if _, err := d.dedupeTimed(cp.File, pos, s.length, targets); err != nil {
-				return false, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", img.path, s.offset, err)
-			}
+			ranges = append(ranges, copyRange{off: pos, length: s.length, dests: targets, into: img.path, at: s.offset})
 			pos += s.length
 		}
 	}
-	d.stats.add(CountDedupBytesRewritten, uint64(len(buf)))
-	// Listed once the dedupes wrote the copy back: the units stored
-	// plainly have no extents before.
-	exts, err := cp.extents()
-	if err != nil {
-		return false, err
-	}
-	d.indexCopy(exts, buf, o)
-	return true, nil
+	return ranges
 }
 
 // writeStretches writes buf, the work's rests one after the other, to cp
@@ -164,13 +175,12 @@ func (d *deduper) readRests(img dedupDest, work []pieceDests) ([]byte, error) {
 	return buf, nil
 }
 
-// indexCopy records the copy's extents as made by the job and indexes
-// their blocks (buf, written at copyBase) where they lie.
-func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte, o *jobRun) {
+// indexCopy indexes the blocks of the copy's extents (buf, written at
+// copyBase) where they lie.
+func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte) {
 	end := copyBase + uint64(len(buf))
 	for _, e := range exts {
 		compressed := e.Compression != btrfs.CompressNone
-		o.created[e.DiskBytenr] = e.DiskNumBytes
 		if compressed {
 			d.stats.add(CountCompressBytesCompressed, e.Length)
 		}

@@ -19,6 +19,12 @@
 //     extent of a segment of new data, which of its pieces (piece) match
 //     blocks found elsewhere, are zero, or stay; a span (diskSpan) is a
 //     disk extent the pass may still free.
+//   - A copy rewrite (copyRewrite) writes data to a compressed copy and
+//     deduplicates it into every reference, so that nothing is unshared:
+//     the compression stage for the extents the volume's own files share
+//     (compressShared), the dedup stage for the rests of the image's
+//     extents (rewriteRests). What only one file references is rewritten
+//     by range defrag (internal/compress).
 //   - The ledger of a job is what it replaced and made, by disk extent;
 //     settle reads it back after the transaction commits to tell the space
 //     really freed (Result.DiskBefore, DiskAfter).

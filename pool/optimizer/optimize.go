@@ -5,14 +5,12 @@ package optimizer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
-	"sort"
-	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -37,15 +35,23 @@ func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) 
 
 func (r *Result) add(o Result) { r.Counters.merge(o.Counters) }
 
+// addCompressed counts what the compression stage did.
+func (r *Result) addCompressed(o compress.Result) {
+	r.Counters.add(CountCompressBytesExamined, o.BytesExamined)
+	r.Counters.add(CountCompressBytesCompressed, o.BytesCompressed)
+	r.Counters.add(CountCompressBytesSkippedShared, o.SkippedShared)
+}
+
 // jobRun rewrites a volume's new extents compressed, without ever
 // unsharing an extent: an extent only this file references is rewritten in
 // place by a range defrag; one shared among the volume's own files
 // (image, revisions, precache) at the same range gets a compressed copy
 // deduplicated into every one of them; anything else is left alone.
 type jobRun struct {
-	level   int
-	tmpDir  *fsroot.Root // beneath the pool, on the same filesystem; nil: none
-	onLevel func(error)
+	tmpDir *fsroot.Root // beneath the pool, on the same filesystem; nil: none
+	// rw rewrites the extents only their file references, recording them
+	// in replaced and created.
+	rw *compress.Rewriter
 	// refs maps a disk extent to the volume's items that reference it,
 	// read once per job on the first shared extent met, and kept current
 	// as extents are replaced, so each chunk costs what it rewrites.
@@ -68,8 +74,9 @@ type jobRun struct {
 }
 
 func newJobRun(level int, tmpDir *fsroot.Root, onLevel func(error)) *jobRun {
-	return &jobRun{level: level, tmpDir: tmpDir, onLevel: onLevel,
-		replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
+	o := &jobRun{tmpDir: tmpDir, replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
+	o.rw = compress.NewRewriter(level, onLevel, o.replaced, o.created)
+	return o
 }
 
 // settle counts, among the extents the job replaced that existed before
@@ -257,7 +264,7 @@ func (p *Pool) compressItems(ctx context.Context, o *jobRun, vid string, fw file
 			return err
 		}
 		r, err := p.compressItem(o, vid, it)
-		res.add(r)
+		res.addCompressed(r)
 		if err != nil {
 			return err
 		}
@@ -269,8 +276,8 @@ func (p *Pool) compressItems(ctx context.Context, o *jobRun, vid string, fw file
 
 // compressItem compresses one chunk under the volume's lock, unless the
 // volume started.
-func (p *Pool) compressItem(o *jobRun, vid string, it workItem) (Result, error) {
-	var r Result
+func (p *Pool) compressItem(o *jobRun, vid string, it workItem) (compress.Result, error) {
+	var r compress.Result
 	err := p.Volumes.Locked(vid, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			return errors.Join(err, errHeld)
@@ -396,7 +403,7 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 		fw.extents = byDiskExtent(exts)
 	}
 	for _, e := range exts {
-		if !compressible(e) {
+		if !compress.Compressible(e) {
 			continue
 		}
 		for off := e.Offset; off < e.Offset+e.Length; off += chunkBytes {
@@ -411,16 +418,13 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 	return fw, nil
 }
 
-// markCompressible clears the NOCOMPRESS flag btrfs sets on a file after
-// one poorly compressing sample, and gives the image and its directory
-// the zstd compression property, so that the guest's next writes (to a
-// dirty image made in that directory) are compressed as they are written.
+// markCompressible clears the NOCOMPRESS flag of the image and gives it
+// and its directory the zstd compression property (see
+// compress.MarkCompressible), so that the guest's next writes (to a dirty
+// image made in that directory) are compressed as they are written.
 // flags are the image's inode flags.
 func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
-	if err := clearNoCompress(img, flags); err != nil {
-		return err
-	}
-	if err := compressWithZstd(img); err != nil {
+	if err := compress.MarkCompressible(img, flags); err != nil {
 		return err
 	}
 	dir, err := l.OpenDir()
@@ -428,12 +432,7 @@ func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
 		return err
 	}
 	defer dir.Close()
-	return compressWithZstd(dir)
-}
-
-// compressible: regular, written and not yet compressed.
-func compressible(e btrfs.Extent) bool {
-	return e.Type == btrfs.ExtentRegular && !e.IsHole() && e.Compression == btrfs.CompressNone
+	return compress.SetZstdProperty(dir)
 }
 
 // notInNewestRevision keeps the extents the newest revision does not
@@ -466,205 +465,19 @@ func notInNewestRevision(l *volume.Locked, exts []btrfs.Extent) ([]btrfs.Extent,
 	return fresh, nil
 }
 
-// compressRange compresses the still-uncompressed extents of it.
-func (o *jobRun) compressRange(l *volume.Locked, it workItem) (Result, error) {
+// compressRange compresses the still-uncompressed extents of it: the ones
+// only its file references by a range defrag, the shared ones by
+// compressShared.
+func (o *jobRun) compressRange(l *volume.Locked, it workItem) (compress.Result, error) {
 	f, err := l.Open(it.target, os.O_RDWR)
 	if err != nil {
-		return Result{}, err
+		return compress.Result{}, err
 	}
 	defer f.Close()
-	return o.compressPieces(f, it, func(pc btrfs.Extent) (Result, error) {
+	r := compress.Range{Offset: it.offset, Length: it.length, Since: it.since, Until: it.until}
+	return o.rw.Rewrite(f, r, o.enc.minSaving, func(pc btrfs.Extent) (compress.Result, error) {
 		return o.compressShared(l, f, pc)
 	})
-}
-
-// compressPieces rewrites f's uncompressed extents in it compressed: the
-// ones only f references by a range defrag, the shared ones by onShared.
-func (o *jobRun) compressPieces(f *os.File, it workItem, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
-	pieces, err := piecesIn(f, it)
-	if err != nil || len(pieces) == 0 {
-		return Result{}, err
-	}
-	ino, err := inodeOf(f)
-	if err != nil {
-		return Result{}, err
-	}
-	var res Result
-	var exclusive []btrfs.Extent
-	for _, pc := range pieces {
-		res.Counters.add(CountCompressBytesExamined, pc.Length)
-		only, err := referencedOnlyBy(f, ino, pc)
-		if err != nil {
-			return res, err
-		}
-		worth, err := o.enc.worthCompressing(f, pc)
-		if err != nil {
-			return res, err
-		}
-		if !worth {
-			continue
-		}
-		if only {
-			exclusive = append(exclusive, pc)
-			continue
-		}
-		r, err := onShared(pc)
-		res.add(r)
-		if err != nil {
-			return res, err
-		}
-	}
-	r, err := o.defragExclusive(f, it, exclusive)
-	res.add(r)
-	return res, err
-}
-
-// piecesIn returns f's uncompressed regular extent items within it,
-// clipped to it.
-func piecesIn(f *os.File, it workItem) ([]btrfs.Extent, error) {
-	exts, err := btrfs.Extents(f, it.since)
-	if err != nil {
-		return nil, err
-	}
-	var out []btrfs.Extent
-	end := it.offset + it.length
-	for _, e := range exts {
-		if e.Offset >= end || e.Offset+e.Length <= it.offset || (it.until != 0 && e.Generation > it.until) ||
-			e.Type != btrfs.ExtentRegular || e.IsHole() || e.Compression != btrfs.CompressNone {
-			continue
-		}
-		lo, hi := max(e.Offset, it.offset), min(e.Offset+e.Length, end)
-		e.ExtentOffset += lo - e.Offset
-		e.Offset, e.Length = lo, hi-lo
-		out = append(out, e)
-	}
-	return out, nil
-}
-
-// referencedOnlyBy reports whether every reference to pc's disk extent,
-// from any subvolume or snapshot, is an item of the file f (inode ino).
-// FIEMAP's shared flag is not used: merged extent maps make it misreport
-// at extent boundaries. An extent not yet in a committed transaction has
-// no back references to ask about, and counts as not exclusive.
-func referencedOnlyBy(f *os.File, ino uint64, pc btrfs.Extent) (bool, error) {
-	refs, err := btrfs.LogicalInodes(f, pc.DiskBytenr)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	for _, r := range refs {
-		if r.Inode != ino || r.Root != refs[0].Root {
-			return false, nil
-		}
-	}
-	return len(refs) > 0, nil
-}
-
-func inodeOf(f *os.File) (uint64, error) {
-	info, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
-	}
-	return info.Sys().(*syscall.Stat_t).Ino, nil
-}
-
-// defragExclusive rewrites extents only f references, compressed, with a
-// range defrag per contiguous run, and retries what the kernel skipped.
-func (o *jobRun) defragExclusive(f *os.File, it workItem, pieces []btrfs.Extent) (Result, error) {
-	var res Result
-	if len(pieces) == 0 {
-		return res, nil
-	}
-	before := map[uint64]uint64{} // disk bytenr -> disk bytes, of extents being replaced
-	for _, pc := range pieces {
-		before[pc.DiskBytenr] = pc.DiskNumBytes
-		o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
-	}
-	// Every extent in the range now, so that the ones defrag makes are
-	// told apart by address: their generation may equal the job's own.
-	existing := map[uint64]bool{}
-	present, err := piecesAfter(f, it)
-	if err != nil {
-		return res, err
-	}
-	for _, e := range present {
-		existing[e.DiskBytenr] = true
-	}
-	todo := pieces
-	for pass := 0; pass < defragPasses && len(todo) > 0; pass++ {
-		for _, run := range contiguous(todo) {
-			if err := o.defrag(f, run.Offset, run.Length); err != nil {
-				return res, err
-			}
-		}
-		after, err := piecesIn(f, it)
-		if err != nil {
-			return res, err
-		}
-		todo = todo[:0]
-		for _, pc := range after {
-			if _, old := before[pc.DiskBytenr]; old {
-				todo = append(todo, pc)
-			}
-		}
-	}
-	exts, err := piecesAfter(f, it)
-	if err != nil {
-		return res, err
-	}
-	for _, e := range exts {
-		if existing[e.DiskBytenr] {
-			continue
-		}
-		o.created[e.DiskBytenr] = e.DiskNumBytes
-		if e.Compression != btrfs.CompressNone {
-			res.Counters.add(CountCompressBytesCompressed, e.Length)
-		}
-	}
-	return res, nil
-}
-
-// piecesAfter lists the written extent items overlapping it that are at
-// least as new as the job's generation, which rewritten ones are.
-func piecesAfter(f *os.File, it workItem) ([]btrfs.Extent, error) {
-	exts, err := btrfs.Extents(f, it.since)
-	if err != nil {
-		return nil, err
-	}
-	var out []btrfs.Extent
-	for _, e := range exts {
-		if e.Offset < it.offset+it.length && it.offset < e.Offset+e.Length && !e.IsHole() {
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-func (o *jobRun) defrag(f *os.File, offset, length uint64) error {
-	err := btrfs.DefragCompress(f, offset, length, o.level)
-	if errors.Is(err, btrfs.ErrLevelUnsupported) {
-		o.onLevel(err)
-		o.level = 0
-		err = btrfs.DefragCompress(f, offset, length, 0)
-	}
-	return err
-}
-
-// contiguous merges pieces into runs of adjacent file ranges.
-func contiguous(pieces []btrfs.Extent) []btrfs.Extent {
-	sorted := append([]btrfs.Extent(nil), pieces...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Offset < sorted[j].Offset })
-	var runs []btrfs.Extent
-	for _, pc := range sorted {
-		if k := len(runs) - 1; k >= 0 && runs[k].Offset+runs[k].Length == pc.Offset {
-			runs[k].Length += pc.Length
-			continue
-		}
-		runs = append(runs, btrfs.Extent{Offset: pc.Offset, Length: pc.Length})
-	}
-	return runs
 }
 
 // settle measures what the job freed; see optimizer.settle.

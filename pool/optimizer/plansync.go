@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -39,7 +40,7 @@ func (p *Pool) syncFor(target volume.File) (uint64, error) {
 // syncIfReplaced returns f's inode, first committing the transaction again
 // if f is not the file syncFor saw (inode synced).
 func syncIfReplaced(f *os.File, synced uint64) (uint64, error) {
-	ino, err := inodeOf(f)
+	ino, err := compress.InodeOf(f)
 	if err != nil || ino == synced {
 		return ino, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -55,7 +56,7 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 			return err
 		}
 		defer f.Close()
-		if ino, err := inodeOf(f); err != nil || ino != fw.ino {
+		if ino, err := compress.InodeOf(f); err != nil || ino != fw.ino {
 			return err
 		}
 		gen, err = btrfs.SyncGeneration(f)

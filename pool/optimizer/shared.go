@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -36,28 +37,14 @@ type extentRef struct {
 // is freed whole and no file loses its sharing. When anything outside the
 // volume references the extent too, it is left alone: rewriting only our
 // references would add the copy without freeing the original.
-func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (Result, error) {
-	res := Result{}
-	if o.refs == nil {
-		var err error
-		if o.refs, err = volumeRefs(l); err != nil {
-			return res, err
-		}
+func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (compress.Result, error) {
+	res := compress.Result{}
+	locs, beyond, err := o.ownRefs(l, target, pc)
+	if beyond {
+		res.SkippedShared = pc.Length
 	}
-	if pc.DiskNumBytes <= 4096 {
-		return res, nil // one block cannot be stored smaller
-	}
-	locs := o.refs[pc.DiskBytenr]
-	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
-	if errors.Is(err, fs.ErrNotExist) {
-		return res, nil // not committed yet: its references are unknown
-	}
-	if err != nil {
+	if err != nil || len(locs) == 0 {
 		return res, err
-	}
-	if len(locs) == 0 || total != uint64(len(locs)) {
-		res.Counters.add(CountCompressBytesSkippedShared, pc.Length)
-		return res, nil
 	}
 	refs, closeAll, err := openRefs(l, locs)
 	if err != nil {
@@ -68,41 +55,87 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 	for _, r := range refs {
 		lo, hi = min(lo, r.extentOffset), max(hi, r.extentOffset+r.length)
 	}
-	cp, err := o.writeCompressedCopy(refs, lo, hi)
-	if err != nil || cp == nil {
+	var copyExts []btrfs.Extent
+	rw, err := o.rewriteCompressed(o.tmpDir, copyRewrite{
+		fill: func(cp compressedCopy) (bool, error) { return copyThrough(cp, refs, lo, hi) },
+		keep: func(cp compressedCopy) (bool, error) {
+			exts, smaller, err := takesLessThan(cp, pc.DiskNumBytes)
+			if smaller {
+				copyExts = exts
+				failpoint.Hit("optimize.after-compressed-copy")
+			}
+			return smaller, err
+		},
+		ranges: refRanges(refs, lo),
+		dedupe: btrfs.Dedupe,
+		made: func(compressedCopy) ([]btrfs.Extent, error) {
+			failpoint.Hit("optimize.after-dedupe")
+			return copyExts, nil
+		},
+	})
+	if err != nil || !rw.done {
 		return res, err
 	}
-	defer cp.remove()
-	copyExts, err := cp.extents()
-	if err != nil {
-		return res, err
+	if rw.whole {
+		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
 	}
-	var copyDisk uint64
-	for _, e := range copyExts {
-		copyDisk += e.DiskNumBytes
-	}
-	if copyDisk+4096 > pc.DiskNumBytes {
-		return res, nil // does not compress: keep the original
-	}
-	failpoint.Hit("optimize.after-compressed-copy")
-	all := true
-	for _, r := range refs {
-		deduped, err := btrfs.Dedupe(cp.File, copyBase+r.extentOffset-lo, r.length, []btrfs.DedupeDest{{File: r.file, Offset: r.offset}})
-		if err != nil {
-			return res, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.file.Name(), r.offset, err)
-		}
-		all = all && deduped[0] == r.length
-	}
-	if all {
-		res.Counters.add(CountCompressBytesCompressed, hi-lo) // the extent's data, once however many files share it
-	}
-	failpoint.Hit("optimize.after-dedupe")
 	delete(o.refs, pc.DiskBytenr)
 	o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
-	for _, e := range copyExts {
-		o.created[e.DiskBytenr] = e.DiskNumBytes
-	}
 	return res, nil
+}
+
+// ownRefs returns the volume's references to pc's disk extent when they
+// are all there are, or whether anything beyond the volume references it
+// too. It returns neither for an extent not worth a copy: one block
+// cannot be stored smaller, and an extent not committed yet has
+// references unknown.
+func (o *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (locs []refLoc, beyond bool, err error) {
+	if o.refs == nil {
+		if o.refs, err = volumeRefs(l); err != nil {
+			return nil, false, err
+		}
+	}
+	if pc.DiskNumBytes <= 4096 {
+		return nil, false, nil // one block cannot be stored smaller
+	}
+	locs = o.refs[pc.DiskBytenr]
+	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil // not committed yet: its references are unknown
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(locs) == 0 || total != uint64(len(locs)) {
+		return nil, true, nil
+	}
+	return locs, false, nil
+}
+
+// takesLessThan lists the copy's extents and reports whether they take at
+// least a block less than diskBytes: otherwise the data does not compress,
+// and the original is kept.
+func takesLessThan(cp compressedCopy, diskBytes uint64) ([]btrfs.Extent, bool, error) {
+	exts, err := cp.extents()
+	if err != nil {
+		return nil, false, err
+	}
+	var copyDisk uint64
+	for _, e := range exts {
+		copyDisk += e.DiskNumBytes
+	}
+	return exts, copyDisk+4096 <= diskBytes, nil
+}
+
+// refRanges are the ranges of a copy of a disk extent's bytes from lo, at
+// copyBase, that replace each of refs.
+func refRanges(refs []extentRef, lo uint64) []copyRange {
+	ranges := make([]copyRange, len(refs))
+	for i, r := range refs {
+		ranges[i] = copyRange{off: copyBase + r.extentOffset - lo, length: r.length,
+			dests: []btrfs.DedupeDest{{File: r.file, Offset: r.offset}}, into: r.file.Name(), at: r.offset}
+	}
+	return ranges
 }
 
 // volumeRefs maps every disk extent (written or preallocated) of the
@@ -226,34 +259,26 @@ func (c compressedCopy) extents() ([]btrfs.Extent, error) {
 	return out, err
 }
 
-// writeCompressedCopy writes bytes [lo, hi) of the disk extent, read
-// through its references, to a new compressed copy at copyBase. It returns
-// no copy when the range cannot be read whole from the references (they
-// leave a gap).
-func (o *jobRun) writeCompressedCopy(refs []extentRef, lo, hi uint64) (*compressedCopy, error) {
-	c, err := newCompressedCopy(o.tmpDir, o.enc)
-	if err != nil {
-		return nil, err
-	}
+// copyThrough writes bytes [lo, hi) of the disk extent, read through its
+// references, to the copy at copyBase. It reports false when the range
+// cannot be read whole from the references (they leave a gap).
+func copyThrough(c compressedCopy, refs []extentRef, lo, hi uint64) (bool, error) {
 	buf := make([]byte, copyBuffer)
 	for pos := lo; pos < hi; {
 		r, ok := refCovering(refs, pos)
 		if !ok {
-			c.remove()
-			return nil, nil
+			return false, nil
 		}
 		n := min(uint64(len(buf)), hi-pos, r.extentOffset+r.length-pos)
 		if _, err := r.file.ReadAt(buf[:n], int64(r.offset+pos-r.extentOffset)); err != nil {
-			c.remove()
-			return nil, fmt.Errorf("read %s: %w", r.file.Name(), err)
+			return false, fmt.Errorf("read %s: %w", r.file.Name(), err)
 		}
 		if err := c.write(buf[:n], copyBase+pos-lo); err != nil {
-			c.remove()
-			return nil, err
+			return false, err
 		}
 		pos += n
 	}
-	return &c, nil
+	return true, nil
 }
 
 func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {

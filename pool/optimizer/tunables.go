@@ -19,25 +19,10 @@ const (
 	recentJobs = 64
 )
 
-// Compression: what is judged compressible, and how it is rewritten.
+// Compression: how copies are written. What is judged compressible
+// (sample size, DefaultMinSaving) and the range defrag's retries are
+// internal/compress's.
 const (
-	// sampleBytes is how much of an extent is compressed in userspace to
-	// judge it: btrfs compresses in 128 KiB units, so one unit tells.
-	sampleBytes = 128 << 10
-	// DefaultMinCompressSaving is the share of its bytes compression must save
-	// for the daemon to store data compressed (min_compress_saving). Rewriting
-	// data that does not compress only moves it, and a rewrite cut short by a
-	// VM start leaves the old extent pinned beside the new one; and a
-	// compressed extent costs on every read, which reads and decompresses it
-	// whole, up to 128 KiB for a 4 KiB read. An eighth (16 KiB of a 128 KiB
-	// unit) keeps nearly all the space a lower bar gives on VM images, whose
-	// data mostly saves far more or nothing, while the units that save little
-	// stay plain and cheap to read.
-	DefaultMinCompressSaving = 0.125
-	// defragPasses retries pieces the kernel skipped: range defrag is best
-	// effort (it gives up on pages busy with I/O and when a signal is
-	// pending), so the result is checked and the rest asked for again.
-	defragPasses = 5
 	// copyBuffer is the read size when writing a compressed copy.
 	copyBuffer = 1 << 20
 )

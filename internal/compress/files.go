@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-package optimizer
+package compress
 
 import (
 	"context"
@@ -14,35 +14,35 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
-// FileProgress reports CompressFiles' progress: the file being worked on
-// and the logical bytes of uncompressed extents examined so far.
+// FileProgress reports Files' progress: the file being worked on and the
+// logical bytes of uncompressed extents examined so far.
 type FileProgress func(path string, examined uint64)
 
-// FilesResult is what CompressFiles did.
+// FilesResult is what Files did.
 type FilesResult struct {
 	Result
 	// Skipped lists the files left as they were, in the order met.
 	Skipped []SkippedFile
 }
 
-// SkippedFile is a file CompressFiles could not compress, and why.
+// SkippedFile is a file Files could not compress, and why.
 type SkippedFile struct {
 	Path   string
 	Reason string
 }
 
-// CompressFiles compresses dom0's own files in place, the way the
-// optimizer compresses images: every uncompressed extent that only its
-// file references is rewritten with zstd by a range defrag; shared
-// extents (reflinks, snapshots) are left alone, so nothing is unshared.
-// Each file also loses the NOCOMPRESS flag and gains the zstd property,
-// so its later writes are compressed too. Directories are walked without
-// following symlinks or leaving their filesystem. Files not on btrfs are
-// skipped, and so are files it cannot compress (see skipReason), which
-// it lists. Running it again only examines what is still uncompressed, so
-// an interrupted run is resumed by running it again.
-func CompressFiles(ctx context.Context, paths []string, level int, progress FileProgress) (FilesResult, error) {
-	o := newJobRun(level, nil, func(error) {})
+// Files compresses dom0's own files in place, the way the optimizer
+// compresses images: every uncompressed extent that only its file
+// references is rewritten with zstd by a range defrag; shared extents
+// (reflinks, snapshots) are left alone, so nothing is unshared. Each file
+// also loses the NOCOMPRESS flag and gains the zstd property, so its later
+// writes are compressed too. Directories are walked without following
+// symlinks or leaving their filesystem. Files not on btrfs are skipped,
+// and so are files it cannot compress (see skipReason), which it lists.
+// Running it again only examines what is still uncompressed, so an
+// interrupted run is resumed by running it again.
+func Files(ctx context.Context, paths []string, level int, progress FileProgress) (FilesResult, error) {
+	w := NewRewriter(level, func(error) {}, nil, nil)
 	var res FilesResult
 	for _, root := range paths {
 		rootDev, err := deviceOf(root)
@@ -71,9 +71,9 @@ func CompressFiles(ctx context.Context, paths []string, level int, progress File
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			r, err := o.compressFile(path)
-			res.add(r)
-			progress(path, uint64(res.Counters.Get(CountCompressBytesExamined)))
+			r, err := w.compressFile(path)
+			res.Add(r)
+			progress(path, res.BytesExamined)
 			if reason := skipReason(err); reason != "" {
 				res.Skipped = append(res.Skipped, SkippedFile{Path: path, Reason: reason})
 				return nil
@@ -110,7 +110,7 @@ func deviceOf(path string) (uint64, error) {
 }
 
 // compressFile compresses one file's exclusive uncompressed extents.
-func (o *jobRun) compressFile(path string) (Result, error) {
+func (w *Rewriter) compressFile(path string) (Result, error) {
 	if ok, err := btrfs.IsBtrfs(path); err != nil || !ok {
 		return Result{}, err
 	}
@@ -129,10 +129,7 @@ func (o *jobRun) compressFile(path string) (Result, error) {
 	if err := checkCompressible(flags); err != nil {
 		return Result{}, err
 	}
-	if err := clearNoCompress(f, flags); err != nil {
-		return Result{}, err
-	}
-	if err := compressWithZstd(f); err != nil {
+	if err := MarkCompressible(f, flags); err != nil {
 		return Result{}, err
 	}
 	info, err := f.Stat()
@@ -140,10 +137,8 @@ func (o *jobRun) compressFile(path string) (Result, error) {
 		return Result{}, err
 	}
 	// Shared extents are left alone: who else references them is unknown.
-	return o.compressPieces(f, workItem{length: uint64(info.Size())}, func(pc btrfs.Extent) (Result, error) {
-		var res Result
-		res.Counters.add(CountCompressBytesSkippedShared, pc.Length)
-		return res, nil
+	return w.Rewrite(f, Range{Length: uint64(info.Size())}, DefaultMinSaving, func(pc btrfs.Extent) (Result, error) {
+		return Result{SkippedShared: pc.Length}, nil
 	})
 }
 
@@ -184,23 +179,27 @@ func skipReason(err error) string {
 	return ""
 }
 
-// compressWithZstd gives f the zstd compression property unless it has it:
-// every job sets it, and setting it again would still take a transaction
-// and change f's ctime.
-func compressWithZstd(f *os.File) error {
+// MarkCompressible clears the NOCOMPRESS flag btrfs sets on a file after
+// one poorly compressing sample, which would otherwise keep it from ever
+// being compressed again, and gives the file the zstd compression
+// property, so that its later writes are compressed as they are written.
+// flags are f's inode flags, as the caller read them.
+func MarkCompressible(f *os.File, flags uint32) error {
+	if flags&btrfs.FlagNoCompress != 0 {
+		if err := btrfs.SetFlags(f, flags&^btrfs.FlagNoCompress); err != nil {
+			return err
+		}
+	}
+	return SetZstdProperty(f)
+}
+
+// SetZstdProperty gives f (a file or a directory) the zstd compression
+// property unless it has it: setting it again would still take a
+// transaction and change f's ctime.
+func SetZstdProperty(f *os.File) error {
 	algo, err := btrfs.CompressionProperty(f)
 	if err != nil || algo == "zstd" {
 		return err
 	}
 	return btrfs.SetCompressionProperty(f, "zstd")
-}
-
-// clearNoCompress drops the flag btrfs sets after one poor sample, which
-// would otherwise keep the file from ever being compressed again. flags
-// are f's inode flags, as the caller read them.
-func clearNoCompress(f *os.File, flags uint32) error {
-	if flags&btrfs.FlagNoCompress == 0 {
-		return nil
-	}
-	return btrfs.SetFlags(f, flags&^btrfs.FlagNoCompress)
 }
