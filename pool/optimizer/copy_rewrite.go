@@ -50,9 +50,9 @@ type copyRewritten struct {
 // not worth it, deduplicates each range into place and records the
 // copy's extents as made by the job. The copy is removed; what was
 // deduplicated from it stays.
-func (o *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewritten, error) {
+func (r *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewritten, error) {
 	var rw copyRewritten
-	cp, err := newCompressedCopy(dir, o.enc)
+	cp, err := newCompressedCopy(dir, r.enc)
 	if err != nil {
 		return rw, err
 	}
@@ -77,7 +77,7 @@ func (o *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewrit
 		return copyRewritten{}, err
 	}
 	for _, e := range rw.made {
-		o.created[e.DiskBytenr] = e.DiskNumBytes
+		r.ledger.created[e.DiskBytenr] = e.DiskNumBytes
 	}
 	rw.done = true
 	return rw, nil

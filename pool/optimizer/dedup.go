@@ -3,11 +3,9 @@
 package optimizer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -22,7 +20,7 @@ const blockSize = 4096
 
 // deduper is one job's dedup stage. It works on the clean image's extents
 // the job covers, the data the VM wrote, in place of the compression
-// stage (see apartPass): each extent some of whose blocks are found
+// stage (see replacePass): each extent some of whose blocks are found
 // elsewhere, or are zero, or that compresses, is taken apart. The
 // matching blocks are deduplicated against the older copy, the zero ones
 // punched, and the rest rewritten compressed, so that the extent loses
@@ -38,16 +36,13 @@ type deduper struct {
 	idx  *dedupindex.File
 	res  *resolver                // made on the first index hit
 	srcs map[volume.File]*os.File // sources, opened read-only
-	// touched are the disk extents (bytenr -> disk bytes) the stage
-	// deduplicated, rewrote or punched.
-	touched map[uint64]uint64
-	// own maps disk extents to the volume's items referencing them, read
-	// on the first extent the image shares.
-	own    map[uint64][]refLoc
+	// run is the job the stage works for: its ledger takes the extents
+	// the stage deduplicated, rewrote or punched (deduped), and its
+	// volume references serve both stages.
+	run    *jobRun
 	tmpDir *fsroot.Root
 	enc    *copyEncoder // the job's, which judges what compresses
-	// stats are the stage's counters, the job's once it settles.
-	stats Counters
+	stats  *Counters    // the job's
 
 	// The segment's extents, their pieces, and the table of blocks its
 	// first walk met first; spans are the extents the pass may still free
@@ -67,19 +62,17 @@ type deduper struct {
 	addrBuf                  []uint64
 }
 
-// deduperFor returns the dedup stage for a job on p, or nil when the
-// pool's index cannot be opened (the job then only compresses).
-func (s *Scheduler) deduperFor(p *Pool, job Job) *deduper {
-	idx, err := p.dedupIndex()
+// newDeduper returns run's dedup stage, which works with the pool's
+// index, or nil when the index cannot be opened (the job then only
+// compresses).
+func newDeduper(r *jobRun) *deduper {
+	idx, err := r.p.dedupIndex()
 	if err != nil {
-		s.log.Warn("dedup stage off for this job", "pool", p.Name, "vid", job.VID, "err", err)
+		r.p.log.Warn("dedup stage off for this job", "pool", r.p.Name, "vid", r.job.VID, "err", err)
 		return nil
 	}
-	return newDeduper(p, idx)
-}
-
-func newDeduper(p *Pool, idx *dedupindex.File) *deduper {
-	return &deduper{p: p, idx: idx, srcs: map[volume.File]*os.File{}, touched: map[uint64]uint64{}, tmpDir: p.tmpDir()}
+	return &deduper{p: r.p, idx: idx, srcs: map[volume.File]*os.File{}, run: r, tmpDir: r.tmpDir,
+		enc: r.enc, stats: &r.res.Counters}
 }
 
 // finish closes what the stage opened and writes the index back.
@@ -103,14 +96,6 @@ type dataExtent struct {
 	bytenr, diskBytes uint64
 	compressed        bool
 	items             []btrfs.Extent
-}
-
-// dedupStage runs the dedup stage on the clean image's new extents, as
-// the plan found them (fw), telling progress the share of it done. What it
-// freed is counted with the rest of the job's work, at its end (see
-// settle).
-func (o *jobRun) dedupStage(ctx context.Context, job Job, fw fileWork, progress func(done, total uint64)) error {
-	return o.dedup.apartPass(ctx, o, job, fw, progress)
 }
 
 // byDiskExtent groups a file's extent items by the disk extent they
@@ -149,32 +134,6 @@ func (d *deduper) readPiece(img dedupDest, item btrfs.Extent) ([]byte, error) {
 	return data, nil
 }
 
-// settle counts the touched extents now free (the caller committed the
-// transaction through dir) and hands them to the job's accounting of
-// replaced and created extents.
-func (d *deduper) settle(dir *os.File, o *jobRun, res *Result) error {
-	for bytenr, n := range d.touched {
-		_, err := btrfs.ExtentRefCount(dir, bytenr)
-		freed := errors.Is(err, fs.ErrNotExist)
-		if err != nil && !freed {
-			return err
-		}
-		if freed {
-			d.stats.add(CountDedupBytesFreed, n)
-		}
-		switch _, made := o.created[bytenr]; {
-		case !made:
-			o.replaced[bytenr] = n
-		case freed:
-			delete(o.created, bytenr) // made and freed by this job
-		}
-		delete(d.touched, bytenr)
-	}
-	res.Counters.merge(d.stats)
-	d.stats = Counters{}
-	return nil
-}
-
 // dedupDest is a file being deduplicated into: the clean image, or a
 // revision or precache sharing its extent.
 type dedupDest struct {
@@ -207,13 +166,11 @@ func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataEx
 		}
 		return nil, err
 	}
-	if d.own == nil {
-		var err error
-		if d.own, err = volumeRefs(l); err != nil {
-			return nil, err
-		}
+	own, err := d.run.volumeRefs(l)
+	if err != nil {
+		return nil, err
 	}
-	locs := d.own[de.bytenr]
+	locs := own[de.bytenr]
 	total, err := btrfs.ExtentRefCount(img.f, de.bytenr)
 	if err != nil || total != uint64(len(locs)) {
 		return nil, err

@@ -23,7 +23,7 @@ import (
 // those compressed extents are left alone, their pieces dropped from the
 // work, and counted; each lies whole in the batch (see batches), so
 // nothing of them was changed yet.
-func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceDests, error) {
+func (d *deduper) rewrite(img dedupDest, work []pieceDests) ([]pieceDests, error) {
 	var plain, packed []pieceDests
 	for _, w := range work {
 		if pl := &d.plans[d.pieces[w.piece].plan]; pl.compressed && pl.rest > 0 {
@@ -32,7 +32,7 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceD
 			plain = append(plain, w)
 		}
 	}
-	if _, err := d.rewriteRests(img, plain, o, 0); err != nil {
+	if _, err := d.rewriteRests(img, plain, 0); err != nil {
 		return nil, err
 	}
 	freed := map[int]uint64{}
@@ -44,7 +44,7 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceD
 	for _, n := range freed {
 		limit += n
 	}
-	done, err := d.rewriteRests(img, packed, o, limit)
+	done, err := d.rewriteRests(img, packed, limit)
 	if err != nil || done {
 		return work, err
 	}
@@ -60,12 +60,12 @@ func (d *deduper) rewrite(img dedupDest, work []pieceDests, o *jobRun) ([]pieceD
 // rewriteRests writes the rests of work to one compressed copy and, unless
 // the copy takes more than limit bytes on disk (0: no limit), deduplicates
 // them into place and indexes them. It reports whether it did.
-func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, o *jobRun, limit uint64) (bool, error) {
+func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, limit uint64) (bool, error) {
 	buf, err := d.readRests(img, work)
 	if err != nil || len(buf) == 0 {
 		return true, err
 	}
-	rw, err := o.rewriteCompressed(d.tmpDir, copyRewrite{
+	rw, err := d.run.rewriteCompressed(d.tmpDir, copyRewrite{
 		fill: func(cp compressedCopy) (bool, error) {
 			if err := d.writeStretches(cp, work, buf); err != nil {
 				return false, err

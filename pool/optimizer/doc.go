@@ -15,10 +15,16 @@
 //   - A plan is the work a job finds in each file (fileWork): the extents
 //     written since the volume started, or every uncompressed one for a
 //     full pass, cut into chunks (workItem) of at most chunkBytes.
-//   - In the dedup stage an extent plan (extentPlan) says, for each
-//     extent of a segment of new data, which of its pieces (piece) match
-//     blocks found elsewhere, are zero, or stay; a span (diskSpan) is a
-//     disk extent the pass may still free.
+//   - A job run (jobRun) is one job's pass, from plan to settle: the job,
+//     its pool, the encoder, the dedup stage with the pool's index, the
+//     ledger and the result with its counters (counters.go).
+//   - The replace pass is the dedup stage (deduper): in the clean image's
+//     new extents, every block found elsewhere, zero, or compressible is
+//     replaced by a dedupe, a hole or a compressed copy, so that the
+//     extent is freed whole. An extent plan (extentPlan) says, for each
+//     extent of a segment of new data, which of its pieces (piece) match,
+//     are zero, or stay; a span (diskSpan) is a disk extent the pass may
+//     still free.
 //   - A copy rewrite (copyRewrite) writes data to a compressed copy and
 //     deduplicates it into every reference, so that nothing is unshared:
 //     the compression stage for the extents the volume's own files share
@@ -26,13 +32,14 @@
 //     extents (rewriteRests). What only one file references is rewritten
 //     by range defrag (internal/compress).
 //   - The ledger of a job is what it replaced and made, by disk extent;
-//     settle reads it back after the transaction commits to tell the space
-//     really freed (Result.DiskBefore, DiskAfter).
+//     its settle reads it back after the transaction commits to tell the
+//     space really freed (Result.DiskBefore, DiskAfter).
+//   - The tunables are in tunables.go, each with what it trades.
 //
-// The pipeline of one job (Scheduler.runJob, Pool.optimizeVolume):
+// The pipeline of one job (Scheduler.runJob, jobRun.execute):
 //
-//	plan → dedup (the clean image) → compress the rest (revisions, or
-//	what dedup left) → precache → settle
+//	plan → replace pass (the clean image) → compress the rest (the
+//	revisions) → precache → settle
 //
 // Lock order: a volume's lock (volume.Store.Locked, held by a start, a
 // commit and each chunk of a job), then the Scheduler's mutex, then a

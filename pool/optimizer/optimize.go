@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"maps"
 	"os"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
-	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -40,63 +38,6 @@ func (r *Result) addCompressed(o compress.Result) {
 	r.Counters.add(CountCompressBytesExamined, o.BytesExamined)
 	r.Counters.add(CountCompressBytesCompressed, o.BytesCompressed)
 	r.Counters.add(CountCompressBytesSkippedShared, o.SkippedShared)
-}
-
-// jobRun rewrites a volume's new extents compressed, without ever
-// unsharing an extent: an extent only this file references is rewritten in
-// place by a range defrag; one shared among the volume's own files
-// (image, revisions, precache) at the same range gets a compressed copy
-// deduplicated into every one of them; anything else is left alone.
-type jobRun struct {
-	tmpDir *fsroot.Root // beneath the pool, on the same filesystem; nil: none
-	// rw rewrites the extents only their file references, recording them
-	// in replaced and created.
-	rw *compress.Rewriter
-	// refs maps a disk extent to the volume's items that reference it,
-	// read once per job on the first shared extent met, and kept current
-	// as extents are replaced, so each chunk costs what it rewrites.
-	refs map[uint64][]refLoc
-	// replaced and created record the disk extents the job rewrote and
-	// the ones it made (bytenr -> disk bytes), so that what it freed is
-	// measured from the extents it touched: the job's cost stays
-	// proportional to the new data, not to the image.
-	replaced, created map[uint64]uint64
-	// made is what settle found the job made: new extents still in use.
-	made map[uint64]uint64
-	// began divides the extents written before the job, all older, from
-	// those written since, at least as new: a file extent item keeps its
-	// data extent's generation when cloned or deduplicated, so an extent
-	// the job shared into the volume from elsewhere stays older.
-	began  uint64
-	dedup  *deduper     // nil: compression only
-	enc    *copyEncoder // compresses compressed copies
-	phases *phases
-}
-
-func newJobRun(level int, tmpDir *fsroot.Root, onLevel func(error)) *jobRun {
-	o := &jobRun{tmpDir: tmpDir, replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, phases: newPhases()}
-	o.rw = compress.NewRewriter(level, onLevel, o.replaced, o.created)
-	return o
-}
-
-// settle counts, among the extents the job replaced that existed before
-// it, those now freed, and sums the extents it made that are in use. The
-// caller has committed the transaction, so reference counts are current.
-func (o *jobRun) settle(f *os.File, initial map[uint64]uint64, res *Result) error {
-	for bytenr, n := range o.replaced {
-		if _, old := initial[bytenr]; !old {
-			continue // made by this job and replaced again: neither freed nor made
-		}
-		if _, err := btrfs.ExtentRefCount(f, bytenr); errors.Is(err, fs.ErrNotExist) {
-			res.DiskBefore += n
-		} else if err != nil {
-			return err
-		}
-	}
-	for _, n := range o.made {
-		res.DiskAfter += n
-	}
-	return nil
 }
 
 // syncGeneration commits the pool's filesystem and returns the generation
@@ -144,16 +85,6 @@ func (p *Pool) madeExtents(vid string, files []fileWork, began uint64) (map[uint
 	return found, err
 }
 
-// plannedExtents are the disk extents the plan found new in the files,
-// before the job's work: the data it is to work on.
-func plannedExtents(files []fileWork) map[uint64]uint64 {
-	found := map[uint64]uint64{}
-	for _, fw := range files {
-		maps.Copy(found, fw.disk)
-	}
-	return found
-}
-
 // addDiskExtents adds the data extents exts reference to found (bytenr ->
 // disk bytes).
 func addDiskExtents(found map[uint64]uint64, exts []btrfs.Extent) {
@@ -162,55 +93,6 @@ func addDiskExtents(found map[uint64]uint64, exts []btrfs.Extent) {
 			found[e.DiskBytenr] = e.DiskNumBytes
 		}
 	}
-}
-
-// optimizeVolume runs job on the volume's clean image and, for a full
-// job, its revisions, one file after the other. A full job marks each
-// file done as it finishes it, so that, interrupted, it resumes at the
-// next. progress is told the logical bytes done.
-func (p *Pool) optimizeVolume(ctx context.Context, o *jobRun, job Job, progress func(done, total uint64)) (res Result, err error) {
-	files, err := p.planFiles(job)
-	if err != nil {
-		return res, err
-	}
-	failpoint.Hit("optimize.after-plan")
-	if o.began, err = p.syncGeneration(); err != nil {
-		return res, err
-	}
-	initial := plannedExtents(files)
-	o.phases.done("plan")
-	defer func() {
-		if settleErr := p.settle(o, job, files, initial, &res); err == nil {
-			err = settleErr
-		}
-		o.phases.done("settle")
-	}()
-	t := &tally{report: progress}
-	for _, fw := range files {
-		t.total += fw.bytes()
-	}
-	for _, fw := range files {
-		if err := p.optimizeFile(ctx, o, job, fw, &res, t); err != nil {
-			return res, err
-		}
-		if job.Full {
-			if err := p.markProcessed(job.VID, fw, files); err != nil {
-				return res, err
-			}
-		}
-	}
-	return res, nil
-}
-
-// tally counts a job's logical bytes done out of those planned.
-type tally struct {
-	done, total uint64
-	report      func(done, total uint64)
-}
-
-func (t *tally) add(n uint64) {
-	t.done += n
-	t.report(t.done, t.total)
 }
 
 // planFiles finds the work in each file the job covers.
@@ -228,43 +110,43 @@ func (p *Pool) planFiles(job Job) ([]fileWork, error) {
 	return files, nil
 }
 
-// optimizeFile works on one file: the clean image goes through the dedup
-// stage, which also compresses what stays unique; a revision, or the
-// image when dedup is off, through the compression stage.
-func (p *Pool) optimizeFile(ctx context.Context, o *jobRun, job Job, fw fileWork, res *Result, t *tally) error {
+// optimizeFile works on one file: the clean image goes through the
+// replace pass, which also compresses what stays unique; a revision, or
+// the image when dedup is off, through the compression stage.
+func (r *jobRun) optimizeFile(ctx context.Context, fw fileWork, t *tally) error {
 	if fw.noCOW {
-		p.log.Warn("left as it is: no-COW file (chattr +C), which btrfs neither compresses nor shares",
-			"pool", p.Name, "vid", job.VID, "file", fw.name)
+		r.p.log.Warn("left as it is: no-COW file (chattr +C), which btrfs neither compresses nor shares",
+			"pool", r.p.Name, "vid", r.job.VID, "file", fw.name)
 		return nil
 	}
-	if fw.clean && o.dedup != nil {
+	if fw.clean && r.dedup != nil {
 		// The job's progress counts the file's planned bytes; the stage's
 		// share done is scaled to them.
 		share, told := fw.bytes(), uint64(0)
-		err := o.dedupStage(ctx, job, fw, func(done, total uint64) {
+		err := r.dedup.replacePass(ctx, fw, func(done, total uint64) {
 			n := uint64(float64(share) * float64(done) / float64(max(total, 1)))
 			t.add(n - told)
 			told = n
 		})
-		o.phases.done("dedup")
+		r.phases.done("dedup")
 		if err == nil {
 			t.add(share - told)
 		}
 		return err
 	}
-	err := p.compressItems(ctx, o, job.VID, fw, res, t)
-	o.phases.done("compress")
+	err := r.compressItems(ctx, fw, t)
+	r.phases.done("compress")
 	return err
 }
 
 // compressItems compresses the file's planned chunks, one at a time.
-func (p *Pool) compressItems(ctx context.Context, o *jobRun, vid string, fw fileWork, res *Result, t *tally) error {
+func (r *jobRun) compressItems(ctx context.Context, fw fileWork, t *tally) error {
 	for _, it := range fw.items {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := p.compressItem(o, vid, it)
-		res.addCompressed(r)
+		c, err := r.compressItem(it)
+		r.res.addCompressed(c)
 		if err != nil {
 			return err
 		}
@@ -276,17 +158,17 @@ func (p *Pool) compressItems(ctx context.Context, o *jobRun, vid string, fw file
 
 // compressItem compresses one chunk under the volume's lock, unless the
 // volume started.
-func (p *Pool) compressItem(o *jobRun, vid string, it workItem) (compress.Result, error) {
-	var r compress.Result
-	err := p.Volumes.Locked(vid, "optimize", func(l *volume.Locked) error {
+func (r *jobRun) compressItem(it workItem) (compress.Result, error) {
+	var c compress.Result
+	err := r.p.Volumes.Locked(r.job.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			return errors.Join(err, errHeld)
 		}
 		var err error
-		r, err = o.compressRange(l, it)
+		c, err = r.compressRange(l, it)
 		return err
 	})
-	return r, err
+	return c, err
 }
 
 // jobTargets names the files a job works on: the clean image, and for a
@@ -402,20 +284,28 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 	if fw.clean {
 		fw.extents = byDiskExtent(exts)
 	}
+	fw.items = chunks(target, exts, fw.since, until)
+	return fw, nil
+}
+
+// chunks cuts the compressible extents of exts into work items of at most
+// chunkBytes, merging adjacent ones: the compression stage's plan.
+func chunks(target volume.File, exts []btrfs.Extent, since, until uint64) []workItem {
+	var items []workItem
 	for _, e := range exts {
 		if !compress.Compressible(e) {
 			continue
 		}
 		for off := e.Offset; off < e.Offset+e.Length; off += chunkBytes {
 			n := min(chunkBytes, e.Offset+e.Length-off)
-			if k := len(fw.items) - 1; k >= 0 && fw.items[k].offset+fw.items[k].length == off && fw.items[k].length+n <= chunkBytes {
-				fw.items[k].length += n
+			if k := len(items) - 1; k >= 0 && items[k].offset+items[k].length == off && items[k].length+n <= chunkBytes {
+				items[k].length += n
 				continue
 			}
-			fw.items = append(fw.items, workItem{target: target, offset: off, length: n, since: fw.since, until: until})
+			items = append(items, workItem{target: target, offset: off, length: n, since: since, until: until})
 		}
 	}
-	return fw, nil
+	return items
 }
 
 // markCompressible clears the NOCOMPRESS flag of the image and gives it
@@ -468,35 +358,14 @@ func notInNewestRevision(l *volume.Locked, exts []btrfs.Extent) ([]btrfs.Extent,
 // compressRange compresses the still-uncompressed extents of it: the ones
 // only its file references by a range defrag, the shared ones by
 // compressShared.
-func (o *jobRun) compressRange(l *volume.Locked, it workItem) (compress.Result, error) {
+func (r *jobRun) compressRange(l *volume.Locked, it workItem) (compress.Result, error) {
 	f, err := l.Open(it.target, os.O_RDWR)
 	if err != nil {
 		return compress.Result{}, err
 	}
 	defer f.Close()
-	r := compress.Range{Offset: it.offset, Length: it.length, Since: it.since, Until: it.until}
-	return o.rw.Rewrite(f, r, o.enc.minSaving, func(pc btrfs.Extent) (compress.Result, error) {
-		return o.compressShared(l, f, pc)
+	rng := compress.Range{Offset: it.offset, Length: it.length, Since: it.since, Until: it.until}
+	return r.rw.Rewrite(f, rng, r.enc.minSaving, func(pc btrfs.Extent) (compress.Result, error) {
+		return r.compressShared(l, f, pc)
 	})
-}
-
-// settle measures what the job freed; see optimizer.settle.
-func (p *Pool) settle(o *jobRun, job Job, files []fileWork, initial map[uint64]uint64, res *Result) error {
-	dir, err := p.openDir()
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	if err := btrfs.Sync(dir); err != nil {
-		return err
-	}
-	if o.made, err = p.madeExtents(job.VID, files, o.began); err != nil {
-		return err
-	}
-	if o.dedup != nil {
-		if err := o.dedup.settle(dir, o, res); err != nil {
-			return err
-		}
-	}
-	return o.settle(dir, initial, res)
 }

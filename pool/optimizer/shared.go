@@ -37,9 +37,9 @@ type extentRef struct {
 // is freed whole and no file loses its sharing. When anything outside the
 // volume references the extent too, it is left alone: rewriting only our
 // references would add the copy without freeing the original.
-func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (compress.Result, error) {
+func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Extent) (compress.Result, error) {
 	res := compress.Result{}
-	locs, beyond, err := o.ownRefs(l, target, pc)
+	locs, beyond, err := r.ownRefs(l, target, pc)
 	if beyond {
 		res.SkippedShared = pc.Length
 	}
@@ -52,11 +52,11 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 	}
 	defer closeAll()
 	lo, hi := refs[0].extentOffset, refs[0].extentOffset+refs[0].length
-	for _, r := range refs {
-		lo, hi = min(lo, r.extentOffset), max(hi, r.extentOffset+r.length)
+	for _, ref := range refs {
+		lo, hi = min(lo, ref.extentOffset), max(hi, ref.extentOffset+ref.length)
 	}
 	var copyExts []btrfs.Extent
-	rw, err := o.rewriteCompressed(o.tmpDir, copyRewrite{
+	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
 		fill: func(cp compressedCopy) (bool, error) { return copyThrough(cp, refs, lo, hi) },
 		keep: func(cp compressedCopy) (bool, error) {
 			exts, smaller, err := takesLessThan(cp, pc.DiskNumBytes)
@@ -79,8 +79,8 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 	if rw.whole {
 		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
 	}
-	delete(o.refs, pc.DiskBytenr)
-	o.replaced[pc.DiskBytenr] = pc.DiskNumBytes
+	delete(r.refs, pc.DiskBytenr)
+	r.ledger.replaced[pc.DiskBytenr] = pc.DiskNumBytes
 	return res, nil
 }
 
@@ -89,16 +89,15 @@ func (o *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 // too. It returns neither for an extent not worth a copy: one block
 // cannot be stored smaller, and an extent not committed yet has
 // references unknown.
-func (o *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (locs []refLoc, beyond bool, err error) {
-	if o.refs == nil {
-		if o.refs, err = volumeRefs(l); err != nil {
-			return nil, false, err
-		}
+func (r *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (locs []refLoc, beyond bool, err error) {
+	refs, err := r.volumeRefs(l)
+	if err != nil {
+		return nil, false, err
 	}
 	if pc.DiskNumBytes <= 4096 {
 		return nil, false, nil // one block cannot be stored smaller
 	}
-	locs = o.refs[pc.DiskBytenr]
+	locs = refs[pc.DiskBytenr]
 	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil // not committed yet: its references are unknown

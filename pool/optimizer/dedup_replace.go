@@ -67,8 +67,10 @@ type piece struct {
 	rest  []span
 }
 
-// apartPass takes apart the new extents holding data found elsewhere,
-// zeros, or data that compresses, a segment of them at a time (see
+// replacePass replaces every block of the new extents holding data found
+// elsewhere, zeros, or data that compresses, by a dedupe, a hole or a
+// compressed copy, so that the extents are freed whole (they are "taken
+// apart"); it works a segment of them at a time (see
 // segmentBytes), in two walks over each segment under the volume's lock a
 // window at a time: one reads and matches every block, the other
 // deduplicates, punches and rewrites. Reading a whole segment first lets a
@@ -81,22 +83,23 @@ type piece struct {
 // that an image replaced since is told apart. progress is told the bytes
 // done out of those to do (each piece counts in both walks) after each
 // batch; it may block while jobs are paused.
-func (d *deduper) apartPass(ctx context.Context, o *jobRun, job Job, fw fileWork, progress func(done, total uint64)) error {
+func (d *deduper) replacePass(ctx context.Context, fw fileWork, progress func(done, total uint64)) error {
+	job := d.run.job
 	defer func() {
-		d.plans, d.pieces, d.spans, d.local, d.own = nil, nil, nil, nil, nil
+		d.plans, d.pieces, d.spans, d.local = nil, nil, nil, nil
+		d.run.refs = nil // the pass replaced extents they list
 		if d.res != nil {
 			d.res.close()
 			d.res = nil
 		}
 	}()
-	d.enc = o.enc
 	w := &passWalk{job: job, ino: fw.ino, report: progress}
 	for _, de := range fw.extents {
 		for _, it := range de.items {
 			w.total += 2 * it.Length
 		}
 	}
-	err := d.segments(ctx, o, w, fw.extents)
+	err := d.segments(ctx, w, fw.extents)
 	if errors.Is(err, errImageReplaced) {
 		d.p.log.Info("dedup stopped: the image was replaced during the job", "pool", d.p.Name, "vid", job.VID)
 		return nil
@@ -109,7 +112,7 @@ func (d *deduper) apartPass(ctx context.Context, o *jobRun, job Job, fw fileWork
 
 // segments opens the clean image for the first walks and runs both walks
 // over exts, a segment at a time.
-func (d *deduper) segments(ctx context.Context, o *jobRun, w *passWalk, exts []dataExtent) error {
+func (d *deduper) segments(ctx context.Context, w *passWalk, exts []dataExtent) error {
 	var err error
 	if w.img, w.running, err = d.openForScan(w.job, &w.ino); err != nil {
 		return err
@@ -117,7 +120,7 @@ func (d *deduper) segments(ctx context.Context, o *jobRun, w *passWalk, exts []d
 	defer w.img.f.Close()
 	for len(exts) > 0 {
 		n := segmentLen(exts)
-		if err := d.segment(ctx, o, w, exts[:n], exts); err != nil {
+		if err := d.segment(ctx, w, exts[:n], exts); err != nil {
 			return err
 		}
 		exts = exts[n:]
@@ -161,7 +164,7 @@ func (w *passWalk) step(pieces []piece, batch []int) {
 // segment runs both walks over the extents of seg. pending are seg's and
 // the later segments' extents: those the pass may yet free, which must
 // not serve as sources (see inPass).
-func (d *deduper) segment(ctx context.Context, o *jobRun, w *passWalk, seg, pending []dataExtent) error {
+func (d *deduper) segment(ctx context.Context, w *passWalk, seg, pending []dataExtent) error {
 	d.cut(seg, pending)
 	d.local = map[uint64]localBlock{}
 	batches := d.batches()
@@ -192,7 +195,7 @@ func (d *deduper) segment(ctx context.Context, o *jobRun, w *passWalk, seg, pend
 			return err
 		}
 		err := d.onImage(w.job, &w.ino, func(l *volume.Locked, img dedupDest) error {
-			return d.apply(l, img, w.ino, o, batch)
+			return d.apply(l, img, w.ino, batch)
 		})
 		if err != nil {
 			return err
@@ -368,7 +371,7 @@ func (d *deduper) scan(img dedupDest, i int) error {
 // the extent. A run's source within the job lies in an earlier piece, or
 // in this batch's rests, so it has been rewritten by then. ino is the
 // image's inode, which the caller checked.
-func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, batch []int) error {
+func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, batch []int) error {
 	open := map[volume.File]dedupDest{l.Clean(): img}
 	defer func() {
 		for name, dst := range open {
@@ -404,7 +407,7 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, 
 		}
 		work = append(work, w)
 	}
-	work, err := d.rewrite(img, work, o)
+	work, err := d.rewrite(img, work)
 	if err != nil {
 		return err
 	}
@@ -419,7 +422,7 @@ func (d *deduper) apply(l *volume.Locked, img dedupDest, ino uint64, o *jobRun, 
 			}
 		}
 		pl := &d.plans[pc.plan]
-		d.touched[pl.bytenr] = pl.diskBytes
+		d.run.ledger.deduped[pl.bytenr] = pl.diskBytes
 		failpoint.Hit("dedup.after-take-apart")
 	}
 	return nil

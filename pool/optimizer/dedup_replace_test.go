@@ -14,7 +14,7 @@ import (
 // The dedup stage works on the extents the plan listed. If the clean image
 // is replaced in between (a revert, an import), those extents are another
 // file's: the stage must stop before reading anything.
-func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
+func TestReplacePassStopsOnImageReplacedSincePlan(t *testing.T) {
 	p, dir := openTestPool(t, "appvms/a")
 	img := filepath.Join(dir, "appvms/a/private.img")
 	writeFile(t, img, 0, executableLike(4*mib, 3), false)
@@ -30,18 +30,15 @@ func TestDedupStageStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err := os.Rename(img+"~", img); err != nil {
 		t.Fatal(err)
 	}
-	idx, err := p.dedupIndex()
-	if err != nil {
+	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, func(error) {}), func(error) {})
+	if r.dedup = newDeduper(r); r.dedup == nil {
+		t.Fatal("no dedup stage: the index did not open")
+	}
+	defer r.dedup.finish()
+	if err := r.dedup.replacePass(context.Background(), files[0], func(uint64, uint64) {}); err != nil {
 		t.Fatal(err)
 	}
-	o := newJobRun(0, p.tmpDir(), func(error) {})
-	o.enc = newCopyEncoder(0, 0, func(error) {})
-	o.dedup = newDeduper(p, idx)
-	defer o.dedup.finish()
-	if err := o.dedupStage(context.Background(), job, files[0], func(uint64, uint64) {}); err != nil {
-		t.Fatal(err)
-	}
-	if s := o.dedup.stats; s.Get(CountDedupBytesHashed) != 0 || s.Get(CountDedupBytesRewritten) != 0 || len(o.dedup.touched) != 0 {
-		t.Fatalf("the stage worked on the replaced image: %+v, touched %v", s, o.dedup.touched)
+	if c := r.res.Counters; c.Get(CountDedupBytesHashed) != 0 || c.Get(CountDedupBytesRewritten) != 0 || len(r.ledger.deduped) != 0 {
+		t.Fatalf("the stage worked on the replaced image: %+v, replaced %v", c, r.ledger.deduped)
 	}
 }

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/ioprio"
+)
+
+// SchedulerConfig tunes the scheduler.
+type SchedulerConfig struct {
+	Workers   int // jobs run at once; default 1
+	ZstdLevel int // 0: the kernel's default level
+	// PoolZstdLevels overrides ZstdLevel for the pools at these directories.
+	PoolZstdLevels map[string]int
+	IdleIO         bool // run jobs at idle I/O priority
+	// MinCompressSaving is the share of its bytes (0 to 1) compression
+	// must save for data to be stored compressed; 0 takes
+	// DefaultMinCompressSaving.
+	MinCompressSaving float64
+	// IndexSizes sizes the pools' dedup indexes; an index file of another
+	// size is converted as it opens.
+	IndexSizes IndexSizes
+	// OnIndexSized, which may be nil, is told the total bytes of the open
+	// dedup indexes each time one is about to open, counting it at the
+	// size it is to have: they are most of the daemon's memory. Calls
+	// come one at a time; it must not use the scheduler.
+	OnIndexSized func(total uint64)
+}
+
+// Scheduler runs optimizer jobs in the background, one volume at a time per
+// worker, and lets a VM start take precedence: a start holds its volume's
+// job at the next chunk without waiting for it.
+type Scheduler struct {
+	cfg    SchedulerConfig
+	log    *slog.Logger
+	onDone func(JobDone)
+
+	mu      sync.Mutex
+	queue   []jobKey
+	running map[jobKey]*runningJob
+	paused  map[string]bool // reasons
+	wake    chan struct{}
+	changed chan struct{} // closed and replaced on every state change
+	pools   map[string]*Pool
+	stats   Counters
+	recent  []JobDone
+	lastID  uint64 // the newest job id handed out
+	// encoders are the compressed copies' encoders, by zstd level, kept
+	// across jobs.
+	encoders map[int]*copyEncoder
+	indexes  indexAccount // of every pool's dedup index
+}
+
+type jobKey struct{ dir, vid string }
+
+type runningJob struct {
+	id          uint64 // of the job that runs, which may have been merged into since
+	cancel      context.CancelFunc
+	done, total uint64
+	held        bool
+}
+
+// NewScheduler returns a scheduler; Run starts its workers. onDone may be
+// nil.
+func NewScheduler(cfg SchedulerConfig, log *slog.Logger, onDone func(JobDone)) *Scheduler {
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if onDone == nil {
+		onDone = func(JobDone) {}
+	}
+	return &Scheduler{
+		cfg: cfg, log: log, onDone: onDone,
+		running: map[jobKey]*runningJob{}, paused: map[string]bool{},
+		wake: make(chan struct{}, 1), changed: make(chan struct{}), pools: map[string]*Pool{},
+		indexes: indexAccount{sizes: cfg.IndexSizes, report: cfg.OnIndexSized},
+	}
+}
+
+// Run works on jobs until ctx is done. A job cut short by ctx stays in its
+// pool's state and resumes when the daemon next opens the pool.
+func (s *Scheduler) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.worker(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Scheduler) worker(ctx context.Context) {
+	// The I/O priority belongs to the thread: keep this goroutine on one.
+	runtime.LockOSThread()
+	if s.cfg.IdleIO {
+		if err := ioprio.SetIdle(); err != nil {
+			s.log.Warn("cannot lower optimizer I/O priority", "err", err)
+		}
+	}
+	for {
+		key, p, job, ok := s.next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				continue
+			}
+		}
+		s.runJob(ctx, key, p, job)
+	}
+}
+
+// next takes the oldest runnable job, unless paused.
+func (s *Scheduler) next() (jobKey, *Pool, Job, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.paused) > 0 {
+		return jobKey{}, nil, Job{}, false
+	}
+	for i, key := range s.queue {
+		if _, busy := s.running[key]; busy {
+			continue // queued again while it runs: one job per volume at a time
+		}
+		p := s.pools[key.dir]
+		job, ok := p.job(key.vid)
+		if !ok || job.Held {
+			continue
+		}
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		s.running[key] = &runningJob{id: job.ID}
+		s.notifyLocked()
+		return key, p, job, true
+	}
+	return jobKey{}, nil, Job{}, false
+}
+
+func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
+	jobCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	run := s.running[key]
+	run.cancel = cancel
+	s.mu.Unlock()
+	// The job counts as running until its outcome is recorded and it has
+	// left the pool's state, so that put never merges into a job whose
+	// run is over.
+	defer s.release(key)
+
+	began := time.Now()
+	level, ok := s.cfg.PoolZstdLevels[key.dir]
+	if !ok {
+		level = s.cfg.ZstdLevel
+	}
+	r := newJobRun(p, job, level, s.encoderFor(level), func(err error) {
+		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
+	})
+	r.dedup = newDeduper(r)
+	defer r.dedup.finish()
+	res, err := r.execute(jobCtx, func(done, total uint64) {
+		s.mu.Lock()
+		run.done, run.total = done, total
+		s.mu.Unlock()
+		s.waitWhilePaused(jobCtx)
+	})
+
+	held := s.account(run, res)
+	// Measured unless the daemon is stopping, before the job leaves the
+	// list: whoever waits for it then reads figures that include it.
+	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
+
+	switch {
+	case errors.Is(err, errHeld) || held:
+		if p.holdIfRunning(job.VID) {
+			s.log.Info("optimization held: volume started", "pool", p.Name, "vid", job.VID, "saved", res.Saved())
+		} else {
+			s.enqueue(p, job.VID) // stopped again meanwhile: carry on
+		}
+		return
+	case ctx.Err() != nil:
+		s.log.Info("optimization interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
+		return
+	}
+	done := s.recordOutcome(key, p, job, res, err)
+	if err != nil {
+		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
+	} else {
+		c := res.Counters
+		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID,
+			"examined", c.Get(CountCompressBytesExamined), "compressed", c.Get(CountCompressBytesCompressed),
+			"saved", res.Saved(), "skipped_shared", c.Get(CountCompressBytesSkippedShared),
+			"ms", time.Since(began).Milliseconds(), r.phases.attr())
+	}
+	s.onDone(done)
+}
+
+// account adds a run's figures to the totals and tells whether a start
+// held the run.
+func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.merge(res.Counters)
+	s.stats.v[CountJobBytesSaved] += res.Saved()
+	s.notifyLocked()
+	return run.held
+}
+
+// recordOutcome counts a finished job, keeps its outcome among the recent
+// ones and drops it from the pool's jobs, in that order: whoever sees it
+// gone (jobs --wait, optimize) also sees how it ended.
+func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err error) JobDone {
+	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
+	s.mu.Lock()
+	if err != nil {
+		s.stats.add(CountJobFailed, 1)
+	} else {
+		s.stats.add(CountJobDone, 1)
+	}
+	s.recent = append(s.recent, done)
+	if len(s.recent) > recentJobs {
+		s.recent = s.recent[1:]
+	}
+	s.mu.Unlock()
+	p.finishJob(job)
+	return done
+}
+
+// encoderFor returns the copies' encoder at level, made on first use.
+func (s *Scheduler) encoderFor(level int) *copyEncoder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if enc := s.encoders[level]; enc != nil {
+		return enc
+	}
+	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, func(err error) {
+		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
+	})
+	if s.encoders == nil {
+		s.encoders = map[int]*copyEncoder{}
+	}
+	s.encoders[level] = enc
+	return enc
+}
+
+// waitWhilePaused blocks between chunks while jobs are paused.
+func (s *Scheduler) waitWhilePaused(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		paused, changed := len(s.paused) > 0, s.changed
+		s.mu.Unlock()
+		if !paused {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// enqueue makes the pool's job for vid runnable.
+func (s *Scheduler) enqueue(p *Pool, vid string) {
+	key := jobKey{p.Volumes.Dir(), vid}
+	s.mu.Lock()
+	s.pools[key.dir] = p
+	queued := false
+	for _, k := range s.queue {
+		queued = queued || k == key
+	}
+	if !queued {
+		s.queue = append(s.queue, key)
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+// put records job in p's state, merged into the volume's pending job
+// (see putJob), after prepare, if given, has set it up against the state,
+// and makes it runnable. It returns the id of the job that covers it. A
+// durable job is on disk before put returns; another is written with the
+// next batch (see updateSoon).
+func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Job)) (uint64, error) {
+	s.mu.Lock()
+	// Held across the state's update, so that no job starts or ends
+	// between the look at s.running and the merge.
+	_, running := s.running[jobKey{p.Volumes.Dir(), job.VID}]
+	s.lastID++
+	job.ID = s.lastID
+	var id uint64
+	change := func(st *state) {
+		if prepare != nil {
+			prepare(st, &job)
+		}
+		st.Jobs, id = putJob(st.Jobs, job, running)
+	}
+	var err error
+	if durable {
+		err = p.state.tryUpdate(change)
+	} else {
+		p.state.updateSoon(change)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s.enqueue(p, job.VID)
+	return id, nil
+}
+
+// resume makes the jobs a pool left unfinished runnable, and hands out
+// new ids above theirs. A held job whose volume stopped meanwhile runs
+// too: its commit may have come while the daemon was down.
+func (s *Scheduler) resume(p *Pool, jobs []Job) {
+	s.mu.Lock()
+	s.pools[p.Volumes.Dir()] = p
+	for _, job := range jobs {
+		s.lastID = max(s.lastID, job.ID)
+	}
+	s.mu.Unlock()
+	for _, job := range jobs {
+		if job.Held && p.holdIfRunning(job.VID) {
+			continue
+		}
+		if job.Held {
+			p.unholdJob(job.VID)
+		}
+		s.enqueue(p, job.VID)
+	}
+}
+
+// release ends key's run and lets a worker take the job queued for it
+// meanwhile.
+func (s *Scheduler) release(key jobKey) {
+	s.mu.Lock()
+	delete(s.running, key)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+func (s *Scheduler) wakeWorker() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hold stops vid's running job at its next chunk; it is called by a start
+// with the volume's lock held, so it must not wait.
+func (s *Scheduler) hold(p *Pool, vid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if run, ok := s.running[jobKey{p.Volumes.Dir(), vid}]; ok {
+		run.held = true
+		if run.cancel != nil {
+			run.cancel()
+		}
+	}
+}
+
+// Pause stops starting new chunks until every reason is resumed.
+func (s *Scheduler) Pause(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.paused[reason] {
+		s.log.Info("optimizer paused", "reason", reason)
+	}
+	s.paused[reason] = true
+	s.notifyLocked()
+}
+
+// Resume drops a pause reason.
+func (s *Scheduler) Resume(reason string) {
+	s.mu.Lock()
+	if s.paused[reason] {
+		s.log.Info("optimizer resumed", "reason", reason)
+	}
+	delete(s.paused, reason)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.wakeWorker()
+}
+
+func (s *Scheduler) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// forget drops a pool that closed, with its queued jobs, which stay in
+// its state for the next open.
+func (s *Scheduler) forget(p *Pool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	if s.pools[dir] != p {
+		return
+	}
+	delete(s.pools, dir)
+	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
+	s.notifyLocked()
+}
+
+// whileIdle runs fn if no job of p is queued or running, before any can
+// start, and reports whether it did.
+func (s *Scheduler) whileIdle(p *Pool, fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := p.Volumes.Dir()
+	for key := range s.running {
+		if key.dir == dir {
+			return false
+		}
+	}
+	for _, key := range s.queue {
+		if key.dir == dir {
+			return false
+		}
+	}
+	fn()
+	return true
+}
