@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,6 +45,10 @@ func TestCorpus(t *testing.T) {
 	p, _ := volume.PathsFor(vid)
 	img := c.Path(p.Clean)
 	pre := digest(t, img)
+	preInfo, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	u, err := c.UpdateRound(ctx, vid, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +62,14 @@ func TestCorpus(t *testing.T) {
 	}
 	if got := digest(t, revs[0].Path); !bytes.Equal(got, pre) {
 		t.Errorf("revision 2 differs from the image before the update")
+	}
+	if info, err := os.Stat(img); err != nil {
+		t.Fatal(err)
+	} else if os.SameFile(info, preInfo) {
+		t.Errorf("the image is the same file after the commit; file-reflink renames the dirty image over it")
+	}
+	if _, err := os.Stat(c.Path(p.Dirty)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dirty image left after the commit (%v)", err)
 	}
 	changed := changedShare(t, img, revs[0].Path)
 	t.Logf("update round: %d files, %d bytes written, %.1f %% of %s's blocks changed", u.Files, u.Bytes, 100*changed, vid)

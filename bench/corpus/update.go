@@ -117,24 +117,57 @@ func (c *Corpus) rewriteFiles(root string, target int64, salt string) (Update, e
 	return u, nil
 }
 
-// UpdateRound updates the template root vid and commits the change the
-// way file-reflink does, without a daemon: the image becomes the next
-// revision (a reflink named after its mtime), older revisions are pruned
-// to one, the update is written into the image, and a new precache is
-// made. The new data is exactly what ApplyUpdate wrote.
+// UpdateRound updates vid and commits the change the way file-reflink
+// does, without a daemon. Its start renames the precache to the dirty
+// image (or reflinks the image to it); the update is written into the
+// dirty image; its commit reflinks the image to the next revision (named
+// after the image's mtime), prunes older revisions to one, renames the
+// dirty image over the image and makes a new precache. The image is then
+// a new file, whose data not shared with the revision is exactly what
+// ApplyUpdate wrote.
 func (c *Corpus) UpdateRound(ctx context.Context, vid string, round int) (Update, error) {
 	p, err := volume.PathsFor(vid)
 	if err != nil {
 		return Update{}, err
 	}
+	if err := c.startDirty(p); err != nil {
+		return Update{}, fmt.Errorf("update %s: %w", vid, err)
+	}
+	u, err := c.ApplyUpdate(ctx, c.Path(p.Dirty), vid, round)
+	if err != nil {
+		return u, err
+	}
+	if err := c.commitDirty(vid, p); err != nil {
+		return u, fmt.Errorf("update %s: %w", vid, err)
+	}
+	return u, nil
+}
+
+// startDirty makes the dirty image of the volume p names as file-reflink's
+// start does.
+func (c *Corpus) startDirty(p volume.Paths) error {
+	err := os.Rename(c.Path(p.Precache), c.Path(p.Dirty))
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	info, err := os.Stat(c.Path(p.Clean))
+	if err != nil {
+		return err
+	}
+	return reflink(c.Path(p.Clean), c.Path(p.Dirty), info.ModTime())
+}
+
+// commitDirty commits the dirty image of vid, whose files p names, as
+// file-reflink's commit does.
+func (c *Corpus) commitDirty(vid string, p volume.Paths) error {
 	img := c.Path(p.Clean)
 	info, err := os.Stat(img)
 	if err != nil {
-		return Update{}, fmt.Errorf("update %s: %w", vid, err)
+		return err
 	}
 	old, err := c.Revisions(vid)
 	if err != nil {
-		return Update{}, err
+		return err
 	}
 	var next uint64 = 1
 	if len(old) > 0 {
@@ -143,24 +176,18 @@ func (c *Corpus) UpdateRound(ctx context.Context, vid string, round int) (Update
 	mtime := info.ModTime()
 	rev := c.Path(p.Revision(strconv.FormatUint(next, 10), mtime.UTC().Format(timestampLayout)))
 	if err := reflink(img, rev, mtime); err != nil {
-		return Update{}, fmt.Errorf("update %s: %w", vid, err)
+		return err
 	}
-	stale := []string{c.Path(p.Precache)}
 	for _, r := range old {
-		stale = append(stale, r.Path)
-	}
-	for _, r := range stale {
-		if err := os.Remove(r); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return Update{}, fmt.Errorf("update %s: %w", vid, err)
+		if err := os.Remove(r.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 	}
-	u, err := c.ApplyUpdate(ctx, img, vid, round)
-	if err != nil {
-		return u, err
+	if err := os.Rename(c.Path(p.Dirty), img); err != nil {
+		return err
 	}
-	info, err = os.Stat(img)
-	if err != nil {
-		return u, fmt.Errorf("update %s: %w", vid, err)
+	if info, err = os.Stat(img); err != nil {
+		return err
 	}
-	return u, reflink(img, c.Path(p.Precache), info.ModTime())
+	return reflink(img, c.Path(p.Precache), info.ModTime())
 }
