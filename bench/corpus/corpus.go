@@ -10,8 +10,8 @@
 // already-compressed data and files copied into several AppVMs), and for
 // every image a precache and one revision, both reflinks, as file-reflink
 // leaves a stopped volume. An update round then rewrites part of a
-// template root the way a package upgrade does, committed as file-reflink
-// commits.
+// template root the way a package upgrade does, or a little of an AppVM
+// private the way its user's edits do, committed as file-reflink commits.
 //
 // The same seed gives the same files with the same contents on every
 // machine; with HostFiles only on the same machine. ext4 inode times may
@@ -128,11 +128,17 @@ func Plan(opts Options) []Volume {
 	return out
 }
 
-// Roots returns the template roots, the volumes an update round changes.
-func (c *Corpus) Roots() []Volume {
+// Roots returns the template roots, volumes an update round changes.
+func (c *Corpus) Roots() []Volume { return c.withRole(templateRoot) }
+
+// AppPrivates returns the AppVM privates, volumes an update round
+// changes a little.
+func (c *Corpus) AppPrivates() []Volume { return c.withRole(appPrivate) }
+
+func (c *Corpus) withRole(r role) []Volume {
 	var out []Volume
 	for _, v := range c.Volumes {
-		if v.role == templateRoot {
+		if v.role == r {
 			out = append(out, v)
 		}
 	}

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,30 +41,15 @@ func TestCorpus(t *testing.T) {
 	}
 	checkIdeal(t, before)
 
-	vid := c.Roots()[0].VID
-	p, _ := volume.PathsFor(vid)
-	img := c.Path(p.Clean)
-	pre := digest(t, img)
-	u, err := c.UpdateRound(ctx, vid, 1)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		vid    string
+		lo, hi float64 // share of the image's blocks the round changes
+	}{
+		{c.Roots()[0].VID, 0.05, 0.10},
+		{c.AppPrivates()[0].VID, 0.01, 0.05},
+	} {
+		checkUpdateRound(t, c, tc.vid, tc.lo, tc.hi)
 	}
-	revs, err := c.Revisions(vid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(revs) != 1 || revs[0].N != 2 {
-		t.Fatalf("revisions after the update round: %+v, want only revision 2", revs)
-	}
-	if got := digest(t, revs[0].Path); !bytes.Equal(got, pre) {
-		t.Errorf("revision 2 differs from the image before the update")
-	}
-	changed := changedShare(t, img, revs[0].Path)
-	t.Logf("update round: %d files, %d bytes written, %.1f %% of %s's blocks changed", u.Files, u.Bytes, 100*changed, vid)
-	if changed < 0.05 || changed > 0.10 {
-		t.Errorf("update round changed %.1f %% of %s, want 5–10 %%", 100*changed, vid)
-	}
-	checkPrecache(t, c, p)
 
 	after, err := c.IdealBound(ctx)
 	if err != nil {
@@ -73,6 +60,48 @@ func TestCorpus(t *testing.T) {
 		t.Errorf("distinct blocks %d after the update, %d before: the update added no new data",
 			after.UniqueBlocks, before.UniqueBlocks)
 	}
+}
+
+// checkUpdateRound runs vid's update round and checks it was committed as
+// file-reflink commits: the image is a new file, the old one's content is
+// the only revision, and a share in [lo, hi] of the blocks changed.
+func checkUpdateRound(t *testing.T, c *Corpus, vid string, lo, hi float64) {
+	t.Helper()
+	p, _ := volume.PathsFor(vid)
+	img := c.Path(p.Clean)
+	pre := digest(t, img)
+	preInfo, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.UpdateRound(context.Background(), vid, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs, err := c.Revisions(vid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revs) != 1 || revs[0].N != 2 {
+		t.Fatalf("%s: revisions after the update round: %+v, want only revision 2", vid, revs)
+	}
+	if got := digest(t, revs[0].Path); !bytes.Equal(got, pre) {
+		t.Errorf("%s: revision 2 differs from the image before the update", vid)
+	}
+	if info, err := os.Stat(img); err != nil {
+		t.Fatal(err)
+	} else if os.SameFile(info, preInfo) {
+		t.Errorf("%s: the image is the same file after the commit; file-reflink renames the dirty image over it", vid)
+	}
+	if _, err := os.Stat(c.Path(p.Dirty)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: dirty image left after the commit (%v)", vid, err)
+	}
+	changed := changedShare(t, img, revs[0].Path)
+	t.Logf("update round: %d files, %d bytes written, %.1f %% of %s's blocks changed", u.Files, u.Bytes, 100*changed, vid)
+	if changed < lo || changed > hi {
+		t.Errorf("update round changed %.1f %% of %s, want %.0f–%.0f %%", 100*changed, vid, 100*lo, 100*hi)
+	}
+	checkPrecache(t, c, p)
 }
 
 // checkLayout checks that every volume has its image, a precache with the

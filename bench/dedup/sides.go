@@ -16,7 +16,6 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 	estimation "github.com/btrfs-vdo/btrfs-vdo/internal/estimate"
-	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // pass is the cost and effect of one pass of a side.
@@ -26,8 +25,9 @@ type pass struct {
 	PeakRSS       int64
 	Before, After benchenv.Usage
 	// btrfs-vdo's counters over the pass: what its dedup stage freed and
-	// hashed, and what both stages freed, by its own accounting.
-	DedupFreed, Hashed, Saved int64
+	// hashed, what both stages freed, by its own accounting, and the
+	// bytes its jobs examined.
+	DedupFreed, Hashed, Saved, Examined int64
 }
 
 // Freed is the pool's data usage the pass gave back.
@@ -45,9 +45,11 @@ func (p pass) SharingKept() float64 {
 // result is what one side did to its copy of the corpus.
 type result struct {
 	First, Update pass
-	Upd           corpus.Update
-	Changed       int64 // bytes of the updated image not shared with its revision
+	Changed       int64 // bytes of the updated images not shared with their revisions
 	Index         int64 // btrfs-vdo: size of the dedup index file
+	// Daemon and Outside are btrfs-vdo's update round through the daemon
+	// (Update is both its passes) and outside it, volume by volume.
+	Daemon, Outside updatePath
 	// Estimate is btrfs-vdo estimate's report on the pool before the
 	// first pass, EstimateWall its time with cold caches.
 	Estimate     estimation.Report
@@ -67,8 +69,8 @@ func dropCaches(mnt string) error {
 }
 
 // dupeSide runs the seed recipe on c: duperemove over the pool, the
-// update round committed as file-reflink does, then duperemove again with
-// the same hashfile.
+// update round (a template root and an AppVM private) committed as
+// file-reflink does, then duperemove again with the same hashfile.
 func dupeSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, hashfile, log string) (result, error) {
 	var r result
 	var err error
@@ -76,20 +78,19 @@ func dupeSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.V
 	if r.First, err = dupePass(ctx, mnt, c, hashfile, log); err != nil {
 		return r, err
 	}
-	benchenv.Logf("duperemove side: update round on %s", target.VID)
-	if r.Upd, err = c.UpdateRound(ctx, target.VID, 1); err != nil {
-		return r, err
-	}
-	p, err := volume.PathsFor(target.VID)
-	if err != nil {
-		return r, err
-	}
-	revs, err := c.Revisions(target.VID)
-	if err != nil {
-		return r, err
-	}
-	if _, r.Changed, err = benchenv.NewData(c.Path(p.Clean), revs[len(revs)-1].Path); err != nil {
-		return r, err
+	for _, v := range updated(c, target) {
+		benchenv.Logf("duperemove side: update round on %s", v.VID)
+		if _, err := c.UpdateRound(ctx, v.VID, 1); err != nil {
+			return r, err
+		}
+		if err := benchenv.SyncFS(mnt); err != nil {
+			return r, err
+		}
+		n, err := changedSinceRevision(c, v.VID)
+		if err != nil {
+			return r, err
+		}
+		r.Changed += n
 	}
 	benchenv.Logf("duperemove side: rerun with the same hashfile")
 	r.Update, err = dupePass(ctx, mnt, c, hashfile, log)
@@ -128,8 +129,8 @@ func dupePass(ctx context.Context, mnt string, c *corpus.Corpus, hashfile, log s
 }
 
 // vdoSide runs btrfs-vdo on c: optimize --full over the pool, then the
-// update round through the daemon (start, update the dirty image, stop),
-// and the background job the commit queued.
+// update round through the daemon (start, update the dirty images, stop)
+// and the background jobs the commits queued.
 func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon) (result, error) {
 	var r result
 	pool, err := d.SetupPool(ctx, c)
@@ -150,21 +151,7 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 		return r, err
 	}
 
-	vol, upd, dirty, img, err := d.StartUpdate(ctx, c, pool, target)
-	if err != nil {
-		return r, err
-	}
-	r.Upd = upd
-	if r.Update.Before, err = benchenv.Point(ctx, mnt, c, map[string]string{img: dirty}); err != nil {
-		return r, err
-	}
-	if _, r.Changed, err = benchenv.NewData(dirty, img); err != nil {
-		return r, err
-	}
-	if err := daemonPass(ctx, mnt, d, &r.Update, func() (benchenv.Phase, error) { return d.CommitAndWait(ctx, vol) }); err != nil {
-		return r, err
-	}
-	if r.Update.After, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
+	if err := daemonUpdate(ctx, mnt, c, pool, target, d, &r); err != nil {
 		return r, err
 	}
 	info, err := os.Stat(filepath.Join(c.Dir, ".btrfs-vdo", "dedup.idx"))
@@ -226,5 +213,6 @@ func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, wo
 	p.DedupFreed = c1.Counters["dedup_bytes_freed"] - c0.Counters["dedup_bytes_freed"]
 	p.Hashed = c1.Counters["dedup_bytes_hashed"] - c0.Counters["dedup_bytes_hashed"]
 	p.Saved = c1.Counters["job_bytes_saved"] - c0.Counters["job_bytes_saved"]
+	p.Examined = c1.Counters["compress_bytes_examined"] - c0.Counters["compress_bytes_examined"]
 	return nil
 }

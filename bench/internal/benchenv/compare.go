@@ -23,6 +23,11 @@ type Comparison[R any] struct {
 	// target gets the update round. dir is the run's scratch directory.
 	RunBaseline func(ctx context.Context, dir, mnt string, c *corpus.Corpus, target corpus.Volume) (R, error)
 	RunVDO      func(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *Daemon) (R, error)
+	// RunVDOLater, when set, goes on with the btrfs-vdo side, adding to
+	// its result r, once the ideal bound after the update round is taken:
+	// what it changes stays out of the space figures compared with the
+	// baseline's.
+	RunVDOLater func(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *Daemon, r *R) error
 	// Report prints the table, given the ideal bound of the corpus as
 	// generated and after the update round.
 	Report func(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volume, rs [2]R, ideal [2]corpus.Ideal)
@@ -63,18 +68,29 @@ func Compare[R any](ctx context.Context, cfg Config, w io.Writer, cmp Comparison
 		return err
 	}
 	if rs[1], err = cmp.RunVDO(ctx, mnts[1], cs[1], target, d); err != nil {
-		if ctx.Err() == nil {
-			err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
-		}
-		return fmt.Errorf("btrfs-vdo side: %w", err)
+		return vdoSideError(ctx, d, err)
 	}
 	Logf("ideal bound after the update round")
 	ideal1, err := cs[1].IdealBound(ctx)
 	if err != nil {
 		return err
 	}
+	if cmp.RunVDOLater != nil {
+		if err := cmp.RunVDOLater(ctx, mnts[1], cs[1], target, d, &rs[1]); err != nil {
+			return vdoSideError(ctx, d, err)
+		}
+	}
 	cmp.Report(w, cfg, cs[1], target, rs, [2]corpus.Ideal{ideal0, ideal1})
 	return nil
+}
+
+// vdoSideError says that err ended the btrfs-vdo side, with the end of
+// the daemon's log unless the run was interrupted.
+func vdoSideError(ctx context.Context, d *Daemon, err error) error {
+	if ctx.Err() == nil {
+		err = fmt.Errorf("%w; daemon log ends:\n%s", err, d.Tail())
+	}
+	return fmt.Errorf("btrfs-vdo side: %w", err)
 }
 
 // benchPool is the name the daemon knows a corpus's pool by.
@@ -87,9 +103,16 @@ func (d *Daemon) SetupPool(ctx context.Context, c *corpus.Corpus) (api.Pool, err
 	return pool, err
 }
 
+// Updated is a volume and what the update round wrote into it.
+type Updated struct {
+	Vol corpus.Volume
+	Upd corpus.Update
+}
+
 // ReportHeader prints what every comparison's table starts with: the
-// corpus, the update round and the ideal bounds.
-func ReportHeader(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volume, upd corpus.Update, ideal [2]corpus.Ideal) {
+// corpus, the update round of target and of the volumes more, and the
+// ideal bounds.
+func ReportHeader(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volume, upd corpus.Update, ideal [2]corpus.Ideal, more ...Updated) {
 	var total int64
 	for _, v := range c.Volumes {
 		total += v.Size
@@ -100,8 +123,10 @@ func ReportHeader(w io.Writer, cfg Config, c *corpus.Corpus, target corpus.Volum
 	}
 	fmt.Fprintf(w, "corpus: scale %g, seed %d, template roots from %s: %d volumes, %s of images, each with a precache and a revision\n",
 		cfg.Scale, cfg.Seed, roots, len(c.Volumes), MiB(total))
-	fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
-		target.VID, upd.Files, MiB(upd.Bytes), 100*float64(upd.Bytes)/float64(target.Size))
+	for _, u := range append([]Updated{{target, upd}}, more...) {
+		fmt.Fprintf(w, "update round: %s, %d files rewritten, %s of new file data (%.1f %% of the image)\n",
+			u.Vol.VID, u.Upd.Files, MiB(u.Upd.Bytes), 100*float64(u.Upd.Bytes)/float64(u.Vol.Size))
+	}
 	for i, when := range []string{"generated", "after update"} {
 		fmt.Fprintf(w, "ideal bound (%s): %d distinct non-zero 4 KiB blocks of %d = %s; %s with each block zstd-3 compressed alone\n",
 			when, ideal[i].UniqueBlocks, ideal[i].Blocks, MiB(ideal[i].UniqueBytes()), MiB(ideal[i].Compressed))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/corpus"
 )
 
 // Phase is the cost of one pass.
@@ -60,20 +61,33 @@ func Timed(cpu Clock, work func() error) (Phase, error) {
 // OptimizeFull times btrfs-vdo optimize --full over dir: the CLI queues
 // the work, the benchmark waits for it.
 func (d *Daemon) OptimizeFull(ctx context.Context, dir string) (Phase, error) {
+	return d.optimizeFull(ctx, dir, dir, "")
+}
+
+// OptimizeFullVolume times btrfs-vdo optimize --full of the volume vid of
+// the pool the corpus c is (SetupPool).
+func (d *Daemon) OptimizeFullVolume(ctx context.Context, c *corpus.Corpus, vid string) (Phase, error) {
+	return d.optimizeFull(ctx, benchPool+":"+vid, c.Dir, vid)
+}
+
+// optimizeFull times btrfs-vdo optimize --full of target, whose jobs run
+// in the pool at dir, and waits for them all and, if vid is not "", for a
+// job of vid.
+func (d *Daemon) optimizeFull(ctx context.Context, target, dir, vid string) (Phase, error) {
 	var outcomes []api.JobOutcome
 	began := time.Now()
 	p, err := Timed(d.CPU, func() error {
-		if _, err := d.cli(ctx, "optimize", "--full", "--no-wait", "--json", dir); err != nil {
+		if _, err := d.cli(ctx, "optimize", "--full", "--no-wait", "--json", target); err != nil {
 			return err
 		}
 		var err error
-		outcomes, err = d.waitJobs(ctx, dir, "", began)
+		outcomes, err = d.waitJobs(ctx, dir, vid, began)
 		return err
 	})
 	if errors.Is(err, errNotAvailable) {
 		return Phase{Note: "not available yet: " + err.Error()}, nil
 	}
-	p.Note = jobErrors(outcomes, "")
+	p.Note = jobErrors(outcomes, vid)
 	return p, err
 }
 
