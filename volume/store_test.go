@@ -8,9 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -50,7 +49,7 @@ func newHarness(t *testing.T) *harness {
 		}
 	}
 	h := &harness{t: t, dir: dir}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := logtest.Discard()
 	store, err := volume.Open(dir, log, volume.Hooks{
 		Started: func(st volume.Started) {
 			h.mu.Lock()

@@ -3,12 +3,11 @@
 package volume_test
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -45,7 +44,7 @@ func TestPrunedRevisionsAreDeletedAfterTheCommit(t *testing.T) {
 	if err := os.WriteFile(leftover, pattern(7, mib), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	store, err := volume.Open(h.dir, slog.New(slog.NewTextHandler(io.Discard, nil)), volume.Hooks{})
+	store, err := volume.Open(h.dir, logtest.Discard(), volume.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/server"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
@@ -38,7 +39,7 @@ func serveDaemon(t *testing.T, cfg optimizer.SchedulerConfig) (string, *pool.Reg
 		t.Fatal(err)
 	}
 	d := pooltest.Start(t, pooltest.Options{Optimizer: &cfg})
-	srv := &server.Server{Pools: server.PoolRegistry(d.Pools), Log: pooltest.Discard(), Version: "9.9.9", Jobs: d.Jobs}
+	srv := &server.Server{Pools: server.PoolRegistry(d.Pools), Log: logtest.Discard(), Version: "9.9.9", Jobs: d.Jobs}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()

@@ -18,6 +18,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus/bustest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
@@ -35,7 +36,7 @@ func TestDaemonStatusCountsFinishedJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := daemonStatus{pools: d.Pools, jobs: d.Jobs}
-	announcer := &busAnnouncer{log: pooltest.Discard()}
+	announcer := &busAnnouncer{log: logtest.Discard()}
 
 	b := bustest.Start(t)
 	announcer.export(b.Conn(t), "1.2.3", status)

@@ -3,16 +3,15 @@
 package bus_test
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/bus/bustest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 )
 
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+var discard = logtest.Discard()
 
 func TestInhibitorHeldWhileWriting(t *testing.T) {
 	b := bustest.Start(t)

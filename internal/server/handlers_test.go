@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -96,7 +95,7 @@ func goldenServer(store *fakeStore) (*Server, *fakeRegistry) {
 		// Running: left to its next commit, and not reported.
 		fakeTarget{ref: ref("appvms/personal/private"), err: fmt.Errorf("%w: it runs", errNotOptimizable), calls: &reg.calls},
 	}
-	srv := &Server{Pools: reg, Jobs: goldenJobs(), Version: "0.1.0", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := &Server{Pools: reg, Jobs: goldenJobs(), Version: "0.1.0", Log: logtest.Discard()}
 	srv.started = time.Now().Add(-time.Hour)
 	srv.requests.Store(42)
 	return srv, reg

@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
@@ -65,7 +64,7 @@ func startServer(t *testing.T, srv *Server, listen func(path string) (net.Listen
 		t.Fatal(err)
 	}
 	if srv.Log == nil {
-		srv.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		srv.Log = logtest.Discard()
 	}
 	if srv.Pools == nil {
 		srv.Pools = PoolRegistry(pooltest.Start(t, pooltest.Options{Log: srv.Log}).Pools)

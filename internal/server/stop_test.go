@@ -7,13 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 )
 
@@ -31,7 +30,7 @@ func TestStopWaitsForRequestsInFlight(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			log := logtest.Discard()
 			srv := &Server{Pools: PoolRegistry(pooltest.Start(t, pooltest.Options{Log: log}).Pools), Log: log, StopTimeout: tt.stopTimeout, ReadTimeout: time.Minute}
 			path := filepath.Join(t.TempDir(), "s.sock")
 			ln, err := Listen(path)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -54,7 +55,7 @@ func TestIndexSize(t *testing.T) {
 			sched := NewScheduler(SchedulerConfig{
 				IndexSizes:   IndexSizes{Default: tc.global, Pools: pools},
 				OnIndexSized: func(total uint64) { reported = append(reported, total) },
-			}, discard(), nil)
+			}, logtest.Discard(), nil)
 			p, err := OpenTestPool(t, sched, dir)
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +101,7 @@ func TestIndexSize(t *testing.T) {
 func TestIndexFollowsPoolData(t *testing.T) {
 	dir := t.TempDir()
 	var reported []uint64
-	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { reported = append(reported, total) }}, discard(), nil)
+	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { reported = append(reported, total) }}, logtest.Discard(), nil)
 	p, err := OpenTestPool(t, sched, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestIndexSizedReportsTotal(t *testing.T) {
 	sched := NewScheduler(SchedulerConfig{
 		IndexSizes:   IndexSizes{Default: 2 * mib, Pools: map[string]uint64{b: 3 * mib}},
 		OnIndexSized: func(total uint64) { reported = append(reported, total) },
-	}, discard(), nil)
+	}, logtest.Discard(), nil)
 	pa, err := OpenTestPool(t, sched, a)
 	if err != nil {
 		t.Fatal(err)

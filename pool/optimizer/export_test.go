@@ -4,12 +4,11 @@ package optimizer
 
 import (
 	"errors"
-	"io"
 	"io/fs"
-	"log/slog"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -45,7 +44,7 @@ func OpenTestPool(t testing.TB, sched *Scheduler, dir string) (*Pool, error) {
 		return nil, err
 	}
 	t.Cleanup(func() { stateDir.Close() })
-	p, err := OpenPool(sched, PoolConfig{Name: "test", Dir: root, StateDir: stateDir, Log: discard()})
+	p, err := OpenPool(sched, PoolConfig{Name: "test", Dir: root, StateDir: stateDir, Log: logtest.Discard()})
 	if err != nil {
 		return nil, err
 	}
@@ -63,5 +62,3 @@ func openRoot(t *testing.T, dir string) *fsroot.Root {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
-
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

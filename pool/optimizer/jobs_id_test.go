@@ -4,6 +4,8 @@ package optimizer
 
 import (
 	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 )
 
 // A request merged into a job not yet running is covered by that job's
@@ -43,7 +45,7 @@ func TestPutJobIDs(t *testing.T) {
 
 // Ids handed out after a restart stay above those of the jobs a pool left.
 func TestResumeKeepsIDsUnique(t *testing.T) {
-	s := NewScheduler(SchedulerConfig{}, discard(), nil)
+	s := NewScheduler(SchedulerConfig{}, logtest.Discard(), nil)
 	p, err := OpenTestPool(t, nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -102,7 +103,7 @@ func TestStateDirIsConfined(t *testing.T) {
 // useStateDir opens the pool at dir and does everything that writes to
 // its state directory, and returns what failed.
 func useStateDir(t *testing.T, dir string, hash, addr uint64) error {
-	sched := NewScheduler(SchedulerConfig{IndexSizes: IndexSizes{Default: 1 * mib}}, discard(), nil)
+	sched := NewScheduler(SchedulerConfig{IndexSizes: IndexSizes{Default: 1 * mib}}, logtest.Discard(), nil)
 	p, err := OpenTestPool(t, sched, dir)
 	if err != nil {
 		t.Logf("open: %v", err)

@@ -6,7 +6,6 @@ package pooltest
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -46,7 +46,7 @@ type Daemon struct {
 func Start(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	if o.Log == nil {
-		o.Log = Discard()
+		o.Log = logtest.Discard()
 	}
 	d := &Daemon{}
 	if o.Optimizer != nil {
@@ -79,9 +79,6 @@ func Start(t testing.TB, o Options) *Daemon {
 
 // Stop stops the jobs and closes the pools, as a daemon exit does.
 func (d *Daemon) Stop() { d.stop() }
-
-// Discard returns a logger that writes nothing.
-func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Harness is a pool on a real btrfs served by a Daemon with an optimizer,
 // which a test may stop and start again as a daemon restart does.
