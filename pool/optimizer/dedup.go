@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -172,6 +173,11 @@ func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataEx
 	}
 	locs := own[de.bytenr]
 	total, err := btrfs.ExtentRefCount(img.f, de.bytenr)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Freed since the plan (the pass replaced all its references),
+		// or not committed yet: nothing to free, or references unknown.
+		return nil, nil
+	}
 	if err != nil || total != uint64(len(locs)) {
 		return nil, err
 	}
