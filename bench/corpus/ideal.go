@@ -50,18 +50,7 @@ func (c *Corpus) IdealBound(ctx context.Context) (Ideal, error) {
 	var res Ideal
 	var compressed atomic.Int64
 	work := make(chan []byte)
-	var wg sync.WaitGroup
-	var werr error
-	var once sync.Once
-	for range runtime.NumCPU() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := compressBatches(work, &compressed); err != nil {
-				once.Do(func() { werr = err })
-			}
-		}()
-	}
+	wait := startCompressors(work, &compressed)
 	seen := make(map[uint64]struct{})
 	var pending []byte
 	walk := func(path string, d fs.DirEntry, err error) error {
@@ -99,7 +88,7 @@ func (c *Corpus) IdealBound(ctx context.Context) (Ideal, error) {
 		work <- pending
 	}
 	close(work)
-	wg.Wait()
+	werr := wait()
 	if err != nil {
 		return Ideal{}, fmt.Errorf("ideal bound of %s: %w", c.Dir, err)
 	}
@@ -108,6 +97,28 @@ func (c *Corpus) IdealBound(ctx context.Context) (Ideal, error) {
 	}
 	res.Compressed = compressed.Load()
 	return res, nil
+}
+
+// startCompressors compresses the batches from work on every CPU, adding
+// their stored sizes to total; wait waits, once work is closed, for all
+// of them and returns the first error.
+func startCompressors(work <-chan []byte, total *atomic.Int64) (wait func() error) {
+	var wg sync.WaitGroup
+	var werr error
+	var once sync.Once
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := compressBatches(work, total); err != nil {
+				once.Do(func() { werr = err })
+			}
+		}()
+	}
+	return func() error {
+		wg.Wait()
+		return werr
+	}
 }
 
 // compressBatches adds the stored size of each block of each batch from

@@ -58,65 +58,11 @@ func run(idleRuns, busyRuns int, size int64) error {
 		return err
 	}
 	defer unmount()
-
-	dir := filepath.Join(mnt, "pool")
-	if _, err := pool.Setup(dir, true); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// The store reports a start to the writing hook once it holds the
-	// volume's lock: the time until then is what the start waited for it.
-	var locked time.Time
-	sched := optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)
-	reg, err := pool.NewRegistry(pool.Config{Log: log, Optimizer: sched, Writing: func(op, _ string) func() {
-		if op == "start" {
-			locked = time.Now()
-		}
-		return func() {}
-	}})
+	b, err := openStartBench(filepath.Join(mnt, "pool"), size)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sched.Run(ctx)
-	p, err := reg.Open("bench", dir)
-	if err != nil {
-		return err
-	}
-	spec := volume.Spec{VID: "appvms/bench/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * size}
-	if _, err := p.Volumes.Create(spec); err != nil {
-		return err
-	}
-	data := text(size)
-	// measure returns how long a start took, and how much of it was
-	// spent waiting for the volume's lock.
-	measure := func(busy bool) (took, wait time.Duration, err error) {
-		if !busy {
-			sched.Pause("bench")
-			defer sched.Resume("bench")
-		}
-		if _, err := p.Volumes.Start(spec); err != nil {
-			return 0, 0, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "appvms/bench/private-dirty.img"), data, 0o600); err != nil {
-			return 0, 0, err
-		}
-		if _, err := p.Volumes.Stop(spec); err != nil {
-			return 0, 0, err
-		}
-		if busy {
-			time.Sleep(200 * time.Millisecond) // let the job get going
-		}
-		began := time.Now()
-		if _, err := p.Volumes.Start(spec); err != nil {
-			return 0, 0, err
-		}
-		took, wait = time.Since(began), locked.Sub(began)
-		_, err = p.Volumes.Stop(spec)
-		return took, wait, err
-	}
+	defer b.close()
 	fmt.Printf("start latency, %d MiB written per session; target with the job running: median <= %v, p99 <= %v\n",
 		size>>20, targetMedian, targetP99)
 	for _, c := range []struct {
@@ -124,24 +70,107 @@ func run(idleRuns, busyRuns int, size int64) error {
 		busy bool
 		runs int
 	}{{"optimizer idle", false, idleRuns}, {"job running on the volume", true, busyRuns}} {
-		var took, waits []time.Duration
-		for range c.runs {
-			d, w, err := measure(c.busy)
-			if err != nil {
-				return err
-			}
-			took, waits = append(took, d), append(waits, w)
-		}
-		if c.runs > 0 {
-			fmt.Printf("%s, %d runs\n", c.name, c.runs)
-			report("  start", took)
-			report("  of which lock wait", waits)
-		}
-		if err := sched.Wait(ctx); err != nil {
+		if err := b.series(c.name, c.busy, c.runs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// startBench is a pool with one volume, and the optimizer running.
+type startBench struct {
+	dir   string
+	sched *optimizer.Scheduler
+	reg   *pool.Registry
+	p     *pool.Pool
+	spec  volume.Spec
+	data  []byte
+	stop  context.CancelFunc
+	// locked is when the last start took the volume's lock: the store
+	// reports a start to the writing hook once it holds it.
+	locked time.Time
+}
+
+func openStartBench(dir string, size int64) (*startBench, error) {
+	if _, err := pool.Setup(dir, true); err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := &startBench{dir: dir, data: text(size),
+		spec: volume.Spec{VID: "appvms/bench/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * size}}
+	b.sched = optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)
+	var err error
+	b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: func(op, _ string) func() {
+		if op == "start" {
+			b.locked = time.Now()
+		}
+		return func() {}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stop = cancel
+	go b.sched.Run(ctx)
+	if b.p, err = b.reg.Open("bench", dir); err == nil {
+		_, err = b.p.Volumes.Create(b.spec)
+	}
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *startBench) close() {
+	b.stop()
+	b.reg.Close()
+}
+
+// series measures runs starts and prints their figures.
+func (b *startBench) series(name string, busy bool, runs int) error {
+	var took, waits []time.Duration
+	for range runs {
+		d, w, err := b.measure(busy)
+		if err != nil {
+			return err
+		}
+		took, waits = append(took, d), append(waits, w)
+	}
+	if runs > 0 {
+		fmt.Printf("%s, %d runs\n", name, runs)
+		report("  start", took)
+		report("  of which lock wait", waits)
+	}
+	return b.sched.Wait(context.Background())
+}
+
+// measure returns how long a start took, and how much of it was spent
+// waiting for the volume's lock.
+func (b *startBench) measure(busy bool) (took, wait time.Duration, err error) {
+	if !busy {
+		b.sched.Pause("bench")
+		defer b.sched.Resume("bench")
+	}
+	if _, err := b.p.Volumes.Start(b.spec); err != nil {
+		return 0, 0, err
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "appvms/bench/private-dirty.img"), b.data, 0o600); err != nil {
+		return 0, 0, err
+	}
+	if _, err := b.p.Volumes.Stop(b.spec); err != nil {
+		return 0, 0, err
+	}
+	if busy {
+		time.Sleep(200 * time.Millisecond) // let the job get going
+	}
+	began := time.Now()
+	if _, err := b.p.Volumes.Start(b.spec); err != nil {
+		return 0, 0, err
+	}
+	took, wait = time.Since(began), b.locked.Sub(began)
+	_, err = b.p.Volumes.Stop(b.spec)
+	return took, wait, err
 }
 
 // report prints the median, p90, p99 and max of ds.
