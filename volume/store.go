@@ -97,9 +97,14 @@ func (s *Store) Dir() string { return s.files.root.Name() }
 
 // Close releases the pool directory.
 func (s *Store) Close() error {
-	s.trash.wait()
+	s.trash.close()
 	return s.files.root.Close()
 }
+
+// WaitPruned waits until the revisions commits pruned are deleted: until
+// then they still reference their extents, which would look shared with
+// something beyond the volume.
+func (s *Store) WaitPruned() { s.trash.wait() }
 
 // Release lets go of the pool directory's descriptor unless an operation
 // uses it, so that an idle store does not keep its filesystem busy; the

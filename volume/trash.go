@@ -28,10 +28,10 @@ type trash struct {
 	log   *slog.Logger
 	seq   atomic.Uint64 // names the files put in the trash
 
-	mu       sync.Mutex
-	emptying bool // a goroutine is deleting
-	again    bool // something was put in the trash since it looked
-	running  sync.WaitGroup
+	mu     sync.Mutex
+	again  bool          // something was put in the trash since it looked
+	closed bool          // the store closed: the next Open empties the trash
+	idle   chan struct{} // closed when the emptying under way ends; nil: none runs
 }
 
 // put moves name into the trash. A crash before the trash is emptied
@@ -50,14 +50,15 @@ func (t *trash) put(name string) error {
 func (t *trash) emptySoon() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.emptying {
+	if t.closed {
+		return
+	}
+	if t.idle != nil {
 		t.again = true
 		return
 	}
-	t.emptying = true
-	t.running.Add(1)
+	t.idle = make(chan struct{})
 	go func() {
-		defer t.running.Done()
 		for t.empty(); t.lookAgain(); {
 			t.empty()
 		}
@@ -73,7 +74,8 @@ func (t *trash) lookAgain() bool {
 		t.again = false
 		return true
 	}
-	t.emptying = false
+	close(t.idle)
+	t.idle = nil
 	return false
 }
 
@@ -97,4 +99,17 @@ func (t *trash) empty() {
 }
 
 // wait waits until the trash is emptied, if it is being emptied.
-func (t *trash) wait() { t.running.Wait() }
+func (t *trash) wait() { t.waitClosing(false) }
+
+// close waits for the emptying under way, and starts none after it.
+func (t *trash) close() { t.waitClosing(true) }
+
+func (t *trash) waitClosing(closing bool) {
+	t.mu.Lock()
+	t.closed = t.closed || closing
+	idle := t.idle
+	t.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
