@@ -154,6 +154,11 @@ func addSpan(spans []span, off, n uint64) []span {
 	return append(spans, span{off, n})
 }
 
+// errExtentGone: an extent of the plan is not in the extent tree, freed
+// since the plan (an earlier batch replaced all its references) or not
+// committed yet. There is nothing to free, and nothing is known to share it.
+var errExtentGone = errors.New("data extent gone since the plan")
+
 // targets names the files whose references to de must all go for de to
 // be freed, the clean image first: the image alone when nothing else
 // references de; also the volume's revisions and precache when they
@@ -174,9 +179,7 @@ func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataEx
 	locs := own[de.bytenr]
 	total, err := btrfs.ExtentRefCount(img.f, de.bytenr)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Freed since the plan (the pass replaced all its references),
-		// or not committed yet: nothing to free, or references unknown.
-		return nil, nil
+		return nil, errExtentGone
 	}
 	if err != nil || total != uint64(len(locs)) {
 		return nil, err

@@ -446,6 +446,9 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 		return nil
 	}
 	dests, err := d.targets(l, img, ino, pl.dataExtent)
+	if errors.Is(err, errExtentGone) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 package optimizer
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,8 +14,9 @@ import (
 )
 
 // An extent of the plan that no longer exists when the replace pass gets
-// to it (a later batch freed it, or it is not committed) has nothing to
-// free: the pass leaves it, and the job does not fail.
+// to it (an earlier batch freed it, or it is not committed) is told apart
+// from one shared beyond the volume, so that the pass leaves it without
+// failing the job or counting it as shared.
 func TestTargetsOfAnExtentGoneSincePlan(t *testing.T) {
 	p, dir := openTestPool(t, "appvms/a")
 	img := filepath.Join(dir, "appvms/a/private.img")
@@ -39,12 +41,19 @@ func TestTargetsOfAnExtentGoneSincePlan(t *testing.T) {
 			return err
 		}
 		files, err := r.dedup.targets(l, dedupDest{f: f, file: l.Clean(), path: img}, ino, de)
-		if len(files) != 0 {
-			t.Errorf("targets of a missing extent: %v", files)
+		if len(files) != 0 || !errors.Is(err, errExtentGone) {
+			t.Errorf("targets of a missing extent: %v, %v; want errExtentGone", files, err)
 		}
-		return err
+		pl := &extentPlan{dataExtent: de, compressible: true}
+		if err := r.dedup.decide(l, dedupDest{f: f, file: l.Clean(), path: img}, ino, pl); err != nil || pl.dests != nil {
+			t.Errorf("decide on a missing extent: %v, dests %v", err, pl.dests)
+		}
+		return nil
 	})
 	if err != nil {
-		t.Fatalf("targets of a missing extent: %v", err)
+		t.Fatal(err)
+	}
+	if n := r.res.Counters.Get(CountCompressBytesSkippedShared); n != 0 {
+		t.Errorf("a missing extent counted as %d bytes shared beyond the volume", n)
 	}
 }
