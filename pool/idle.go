@@ -21,11 +21,13 @@ func (r *Registry) Run(ctx context.Context, period time.Duration) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	var changed <-chan struct{} // nil without an optimizer: never ready
-	var finished uint64
 	if r.optimizer != nil {
 		changed = r.optimizer.Changed()
-		finished = r.optimizer.Counters().Finished()
 	}
+	// Jobs that finished before Run began count too.
+	r.mu.Lock()
+	finished := r.remembered.Counters.Finished()
+	r.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():

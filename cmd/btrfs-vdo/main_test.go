@@ -39,7 +39,10 @@ func serveDaemon(t *testing.T, cfg optimizer.SchedulerConfig) (string, *pool.Reg
 		t.Fatal(err)
 	}
 	d := pooltest.Start(t, pooltest.Options{Optimizer: &cfg})
-	srv := &server.Server{Pools: server.PoolRegistry(d.Pools), Log: logtest.Discard(), Version: "9.9.9", Jobs: d.Jobs}
+	srv := &server.Server{Pools: server.PoolRegistry(d.Pools), Log: logtest.Discard(), Version: "9.9.9"}
+	if d.Jobs != nil { // a nil *Scheduler in the interface would not read as nil
+		srv.Jobs = d.Jobs
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
