@@ -29,7 +29,7 @@
 // request carries the pool (name, dir_path) and the volume's current
 // properties (Volume), because qubesd changes rw and revisions_to_keep
 // without telling the driver. The daemon derives every file name from
-// dir_path and the vid, using the file-reflink layout, and serialises the
+// dir_path and the vid, using the file-reflink layout, and serializes the
 // requests for one vid.
 //
 // Every volume operation except export, export_end and import_data answers

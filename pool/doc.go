@@ -10,5 +10,6 @@
 // A Pool pairs a directory's volume store with the optimizer's side of it
 // (optimizer.Pool), through whose hooks every start and commit of the
 // store reaches the optimizer. The registry is given its optimizer when it
-// is made (Config.Optimizer), so every pool it opens optimizes.
+// is made (Config.Optimizer), so every pool it opens optimizes, unless
+// there is none.
 package pool

@@ -44,7 +44,7 @@ func (e ambiguousName) Unwrap() error { return ErrUnknownTarget }
 // pool), a known pool's name or directory, "POOL:VID", or a VM's name (its
 // volumes in every open pool). It never adopts a directory as a new pool:
 // the pools it knows are those set up through the daemon or used by
-// qubesd, remembered across restarts (see Registry.Remember). A directory
+// qubesd, remembered across restarts (see Config.StateDir). A directory
 // merely laid out as a pool (a copy, a pool qvm-pool removed) is refused.
 func (r *Registry) Resolve(target string) ([]VolumeIn, error) {
 	if poolPart, vid, ok := strings.Cut(target, ":"); ok {

@@ -19,7 +19,7 @@ def make(*args):
 
 
 class Install(unittest.TestCase):
-    def test_install_honours_destdir_and_prefix(self):
+    def test_install_honors_destdir_and_prefix(self):
         with tempfile.TemporaryDirectory() as dest:
             make("install", f"DESTDIR={dest}", "PREFIX=/usr/local", "PYTHONDIR=/usr/local/lib/python3/site-packages")
             for path in ("usr/local/bin/btrfs-vdod", "usr/local/bin/btrfs-vdo",

@@ -64,7 +64,7 @@
 // a VM's volumes all at once, as qubesd does, is safe, and so is a
 // second removal.
 //
-// The package knows files and reflinks only. It calls a CommitHook after a
-// commit lands so that the pool can schedule background work on the new
+// The package knows files and reflinks only. It calls Hooks.Committed after
+// a commit lands so that the pool can schedule background work on the new
 // data; it knows nothing of sockets, pools or optimizers.
 package volume

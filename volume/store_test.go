@@ -663,7 +663,7 @@ func TestRefusesLinksBetweenVMDirectories(t *testing.T) {
 	h.assertFiles(map[string]bool{"appvms/work/private-dirty.img": false, "appvms/work/private-precache.img": true})
 }
 
-func TestSameVolumeIsSerialised(t *testing.T) {
+func TestSameVolumeIsSerialized(t *testing.T) {
 	h := newHarness(t)
 	spec := origin("appvms/busy/private", 2)
 	h.must(h.store.Create(spec))

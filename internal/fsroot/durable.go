@@ -13,9 +13,9 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/failpoint"
 )
 
-// WriteFileDurably replaces name beneath r with data: a temp file made
-// anew (whatever stood at its name is removed, never followed), synced,
-// renamed over name, and the directory synced.
+// WriteFileDurably replaces name, a file directly beneath r, with data: a
+// temp file made anew (whatever stood at its name is removed, never
+// followed), synced, renamed over name, and r synced.
 func (r *Root) WriteFileDurably(name string, data []byte) error {
 	tmp := name + "~"
 	if err := r.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -19,7 +19,7 @@ import (
 // symlink at all. A link that stays beneath the root is refused too: the
 // file-reflink layout has none, and one planted from a VM's directory to
 // another's would let an operation on one VM's volume change the other's
-// files, which the per-volume lock does not serialise.
+// files, which the per-volume lock does not serialize.
 const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
 // Root is a directory beneath which names are resolved. Its descriptor

@@ -14,6 +14,6 @@
 // The priority applies to I/O the thread submits itself: reads (including
 // the kernel's byte comparison during a dedupe) and direct writes.
 // Buffered writes are written back later by kernel threads and do not
-// carry it. Only schedulers that honour priorities (BFQ, and mq-deadline
+// carry it. Only schedulers that honor priorities (BFQ, and mq-deadline
 // for the classes) act on it; with "none" it has no effect.
 package ioprio

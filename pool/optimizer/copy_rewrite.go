@@ -64,13 +64,13 @@ func (r *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewrit
 		return rw, err
 	}
 	rw.whole = true
-	for _, r := range cr.ranges {
-		done, err := cr.dedupe(cp.File, r.off, r.length, r.dests)
+	for _, rg := range cr.ranges {
+		done, err := cr.dedupe(cp.File, rg.off, rg.length, rg.dests)
 		if err != nil {
-			return rw, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", r.into, r.at, err)
+			return rw, fmt.Errorf("deduplicate compressed copy into %s at %d: %w", rg.into, rg.at, err)
 		}
 		for _, n := range done {
-			rw.whole = rw.whole && n == r.length
+			rw.whole = rw.whole && n == rg.length
 		}
 	}
 	if rw.made, err = cr.made(cp); err != nil {

@@ -31,8 +31,6 @@ type Result struct {
 // Saved is the disk space the job freed.
 func (r Result) Saved() int64 { return int64(r.DiskBefore) - int64(r.DiskAfter) }
 
-func (r *Result) add(o Result) { r.Counters.merge(o.Counters) }
-
 // addCompressed counts what the compression stage did.
 func (r *Result) addCompressed(o compress.Result) {
 	r.Counters.add(CountCompressBytesExamined, o.BytesExamined)
@@ -204,7 +202,7 @@ type fileWork struct {
 	items []workItem
 	// extents are the clean image's new data extents, for the dedup stage;
 	// disk are the disk extents of all the file's new items: those the
-	// job may replace, and free (see optimizer.settle).
+	// job may replace, and free (see ledger.settle).
 	extents []dataExtent
 	disk    map[uint64]uint64
 }

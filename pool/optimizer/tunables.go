@@ -48,8 +48,8 @@ const (
 	// pays the whole extent's read for that piece. A template root matched
 	// against many short pieces of its source's 128 KiB extents read three
 	// times what a compress=zstd mount reads. So a run is shared into a
-	// compressed source extent only where it covers at least minSourceShare
-	// percent of that extent's data; the rest of the run stays the image's own
+	// compressed source extent only where it covers at least
+	// minSourceSharePercent of that extent's data; the rest of the run stays the image's own
 	// and is rewritten compressed with the rest of its extent, giving up the
 	// space the match would have saved. An uncompressed source extent is read
 	// a sector at a time, so a run of any length is shared into it.

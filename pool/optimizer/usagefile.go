@@ -60,7 +60,7 @@ type usageKeeper struct {
 	log    *slog.Logger
 	idleIO bool // measure at idle I/O priority in the background
 
-	// mu serialises measuring and writing, and guards the fields below.
+	// mu serializes measuring and writing, and guards the fields below.
 	mu       sync.Mutex
 	saved    atomic.Int64 // also read without mu, which a measurement holds
 	last     UsageRecord

@@ -3,7 +3,7 @@
 storage driver touches.
 
 It mirrors QubesOS/qubes-core-admin at 1ad5f9b8 (2026-08-18): same names,
-signatures and observable behaviour where drivers and their tests depend on
+signatures and observable behavior where drivers and their tests depend on
 them, nothing else. It is never installed into dom0; the real package is
 there.
 """

@@ -17,7 +17,7 @@ Timeouts (TIMEOUTS below):
 * everything else: no limit. Commits, reverts, imports and copies take as
   long as the data needs (a non-reflink copy of a large image can take
   hours), giving up does not stop the daemon's work, and the daemon
-  serialises requests per vid, so a client-side limit would only report a
+  serializes requests per vid, so a client-side limit would only report a
   failure for an operation that still completes. file-reflink's thread
   waits just as long.
 """

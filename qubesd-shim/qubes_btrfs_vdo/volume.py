@@ -127,7 +127,7 @@ class BtrfsVdoVolume(qubes.storage.Volume):
 
     async def export(self):
         # Unlocked like file-reflink's: backup exports while the VM may
-        # start or stop; the daemon serialises per vid.
+        # start or stop; the daemon serializes per vid.
         result = await self._request("volume.export")
         return result["path"]
 

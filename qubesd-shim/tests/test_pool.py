@@ -104,7 +104,7 @@ class TestOptions(unittest.TestCase):
         self.assertEqual(vol.path,
                          "/var/lib/qubes/vm-templates/fedora/root-dirty.img")
 
-    def test_base_behaviour_kept(self):
+    def test_base_behavior_kept(self):
         pool = make_pool()
         self.assertEqual(pool, "vdo")
         self.assertEqual(str(pool), "vdo")

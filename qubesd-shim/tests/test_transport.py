@@ -315,6 +315,6 @@ class TestVolumeCalls(support.DaemonTestCase):
         volatile = self.volume("work", "volatile")
         await asyncio.gather(private.start(), private.stop(), volatile.start())
         self.assertEqual(self.daemon.max_in_flight[VID], 1)
-        # Different volumes are not serialised against each other.
+        # Different volumes are not serialized against each other.
         self.assertEqual(self.daemon.max_total_in_flight, 2)
         self.assertEqual(len(self.daemon.requests), 3)

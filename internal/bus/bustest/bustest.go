@@ -20,7 +20,7 @@ import (
 )
 
 // openPolicy lets every peer own any name and call anything: for tests of
-// behaviour, not of policy.
+// behavior, not of policy.
 const openPolicy = `<policy context="default">
     <allow user="*"/>
     <allow own="*"/>

@@ -11,12 +11,12 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// ErrCorrupt means serialised index data is torn, truncated or not an
+// ErrCorrupt means serialized index data is torn, truncated or not an
 // index of this version. The index is only a hint, so the caller starts a
 // fresh one.
 var ErrCorrupt = errors.New("corrupt dedup index")
 
-// Serialised layout, all integers little-endian:
+// Serialized layout, all integers little-endian:
 //
 //	0             header, one 4 KiB block: magic [8]byte, version uint32,
 //	              bucket bytes uint32, size uint64, nbuckets uint64, then
@@ -36,7 +36,7 @@ const (
 	chunkBuckets = 256
 )
 
-// encodedLen returns the serialised length of an index of size bytes.
+// encodedLen returns the serialized length of an index of size bytes.
 func encodedLen(size uint64) int64 {
 	return int64(headerBytes + size + size/bucketBytes*8)
 }

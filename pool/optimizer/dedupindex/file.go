@@ -22,7 +22,7 @@ import (
 type File struct {
 	*Index
 	path string     // for messages
-	mu   sync.Mutex // serialises Flush and Close
+	mu   sync.Mutex // serializes Flush and Close
 	f    *os.File   // nil once closed
 }
 

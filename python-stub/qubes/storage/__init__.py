@@ -2,7 +2,7 @@
 """Stand-in for qubes/storage/__init__.py at 1ad5f9b8.
 
 BlockDevice, Volume, Pool, VolumesCollection and the module helpers keep
-upstream's names, signatures and behaviour. Storage is cut down to the
+upstream's names, signatures and behavior. Storage is cut down to the
 methods whose ordering drivers must survive (contract section 5); libvirt
 attach/detach and the LVM lookup of search_pool_containing_dir are left out
 because they need lxml and dm tools.

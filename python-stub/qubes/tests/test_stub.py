@@ -145,7 +145,7 @@ class TestVolume(unittest.TestCase):
             vol.is_dirty()
         self.assertIsNone(asyncio.run(vol.export_end("/p")))
 
-    def test_locked_serialises(self):
+    def test_locked_serializes(self):
         order = []
 
         class Slow(qubes.storage.Volume):
