@@ -30,7 +30,7 @@ func TestDedupSharesNoShortPiecesOfCompressedExtents(t *testing.T) {
 	}
 	h.fullPass(tpl)
 	srcExtents := map[uint64]bool{}
-	for _, e := range extentsOf(t, h.Path(tpl+".img")) {
+	for _, e := range btrfstest.Extents(t, h.Path(tpl+".img")) {
 		if e.Compression == btrfs.CompressNone {
 			t.Fatalf("template extent %+v not compressed", e)
 		}
@@ -50,7 +50,7 @@ func TestDedupSharesNoShortPiecesOfCompressedExtents(t *testing.T) {
 	want := sums(t, h.poolFiles())
 	r := h.fullPass(work)
 	var sharedBytes uint64
-	for _, e := range extentsOf(t, h.Path(work+".img")) {
+	for _, e := range btrfstest.Extents(t, h.Path(work+".img")) {
 		if !srcExtents[e.DiskBytenr] {
 			continue
 		}
@@ -88,7 +88,7 @@ func TestDedupRewritesEachRangeBetweenRunsApart(t *testing.T) {
 	}
 	h.fullPass(tpl)
 	srcExtents := map[uint64]bool{}
-	for _, e := range extentsOf(t, h.Path(tpl+".img")) {
+	for _, e := range btrfstest.Extents(t, h.Path(tpl+".img")) {
 		srcExtents[e.DiskBytenr] = true
 	}
 	// Whole template units, each followed by 40 KiB of the AppVM's own.
@@ -104,7 +104,7 @@ func TestDedupRewritesEachRangeBetweenRunsApart(t *testing.T) {
 	h.fullPass(work)
 	end := map[uint64]uint64{} // extent -> where its last item in the image ended
 	shared := 0
-	for _, e := range extentsOf(t, h.Path(work+".img")) {
+	for _, e := range btrfstest.Extents(t, h.Path(work+".img")) {
 		if srcExtents[e.DiskBytenr] {
 			shared++
 			continue
@@ -122,18 +122,4 @@ func TestDedupRewritesEachRangeBetweenRunsApart(t *testing.T) {
 			t.Fatalf("%s changed", f)
 		}
 	}
-}
-
-func extentsOf(t *testing.T, path string) []btrfs.Extent {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	exts, err := btrfs.Extents(f, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exts
 }
