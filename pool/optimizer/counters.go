@@ -20,6 +20,7 @@ const (
 	CountJobDone Counter = iota
 	CountJobFailed
 	CountJobBytesSaved
+	CountJobCommits
 	CountCompressBytesExamined
 	CountCompressBytesCompressed
 	CountCompressBytesSkippedShared
@@ -41,6 +42,7 @@ var counterTable = [numCounters]struct{ name, doc string }{
 	CountJobDone:                    {"job_done", "jobs finished without error"},
 	CountJobFailed:                  {"job_failed", "jobs finished with an error"},
 	CountJobBytesSaved:              {"job_bytes_saved", "disk space the jobs freed, measured after each job"},
+	CountJobCommits:                 {"job_commits", "transaction commits the jobs made; a plan shares one begun after its files last changed"},
 	CountCompressBytesExamined:      {"compress_bytes_examined", "logical bytes of uncompressed extents judged for compression"},
 	CountCompressBytesCompressed:    {"compress_bytes_compressed", "logical bytes rewritten compressed"},
 	CountCompressBytesSkippedShared: {"compress_bytes_skipped_shared", "logical bytes left alone: shared beyond the volume"},

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
@@ -82,9 +83,24 @@ func (r *jobRun) plan() ([]fileWork, error) {
 		return nil, err
 	}
 	failpoint.Hit("optimize.after-plan")
-	if r.ledger.began, err = r.p.syncGeneration(); err != nil {
+	// The generation after a commit that began after every planned file
+	// last changed divides their extents from the job's: usually the
+	// commit their planning took.
+	var changed time.Time
+	for _, fw := range files {
+		if fw.committed {
+			r.res.Counters.add(CountJobCommits, 1)
+		}
+		changed = later(changed, fw.changed)
+	}
+	began, made, err := r.p.commitAfter(changed.Add(ctimeSlack))
+	if err != nil {
 		return nil, err
 	}
+	if made {
+		r.res.Counters.add(CountJobCommits, 1)
+	}
+	r.ledger.began = began
 	r.ledger.plan(files)
 	r.phases.done("plan")
 	return files, nil
@@ -119,22 +135,31 @@ func (r *jobRun) precache() error {
 }
 
 // settle commits the filesystem and counts, from the ledger, what the
-// job freed and made.
+// job freed and made. The next job's plan may take this commit.
 func (r *jobRun) settle(files []fileWork) error {
 	defer r.phases.done("settle")
+	if _, _, err := r.p.commitAfter(time.Now()); err != nil {
+		return err
+	}
+	r.res.Counters.add(CountJobCommits, 1)
 	dir, err := r.p.openDir()
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	if err := btrfs.Sync(dir); err != nil {
-		return err
-	}
 	made, err := r.p.madeExtents(r.job.VID, files, r.ledger.began)
 	if err != nil {
 		return err
 	}
 	return r.ledger.settle(dir, made, &r.res)
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // volumeRefs returns the volume's references by disk extent, read once.

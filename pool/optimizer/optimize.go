@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
@@ -36,17 +37,6 @@ func (r *Result) addCompressed(o compress.Result) {
 	r.Counters.add(CountCompressBytesExamined, o.BytesExamined)
 	r.Counters.add(CountCompressBytesCompressed, o.BytesCompressed)
 	r.Counters.add(CountCompressBytesSkippedShared, o.SkippedShared)
-}
-
-// syncGeneration commits the pool's filesystem and returns the generation
-// from which extents are written after the call (btrfs.SyncGeneration).
-func (p *Pool) syncGeneration() (uint64, error) {
-	dir, err := p.openDir()
-	if err != nil {
-		return 0, err
-	}
-	defer dir.Close()
-	return btrfs.SyncGeneration(dir)
 }
 
 // madeExtents returns the disk extents (bytenr -> disk bytes) the files
@@ -205,6 +195,10 @@ type fileWork struct {
 	// job may replace, and free (see ledger.settle).
 	extents []dataExtent
 	disk    map[uint64]uint64
+	// changed is when the file last changed before the plan, and
+	// committed whether its planning made a commit (see commitAfter).
+	changed   time.Time
+	committed bool
 }
 
 // bytes is the logical bytes of the file's planned work.
@@ -234,17 +228,18 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 	fw := fileWork{name: target}
 	var exts []btrfs.Extent
 	var until uint64
-	synced, err := p.syncFor(target)
+	synced, committed, err := p.syncFor(target)
 	if err != nil {
 		return fw, err
 	}
+	fw.changed, fw.committed = synced.changed, committed
 	err = p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
 		f, err := l.Open(target, os.O_RDONLY)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if fw.ino, err = syncIfReplaced(f, synced); err != nil {
+		if fw.ino, err = syncIfReplaced(f, synced.ino); err != nil {
 			return err
 		}
 		fw.clean = target == l.Clean()

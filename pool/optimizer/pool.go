@@ -33,6 +33,7 @@ type Pool struct {
 	sched         *Scheduler // nil: commits are not optimized
 	index         poolIndex
 	usage         *usageKeeper
+	lastCommit    commitClock // the last commit a job made
 }
 
 // PoolConfig is what the registry hands the optimizer of a pool it opens.

@@ -19,6 +19,15 @@ const (
 	recentJobs = 64
 )
 
+// Commits: when a plan may take a commit another job made.
+const (
+	// ctimeSlack is how long after a file's change time a commit must have
+	// begun to cover the change: the kernel takes file times from a coarse
+	// clock, up to a tick (at most 10 ms) behind, and writes within the
+	// same tick leave the time as it was.
+	ctimeSlack = 50 * time.Millisecond
+)
+
 // Compression: how copies are written. What is judged compressible
 // (sample size, DefaultMinSaving) and the range defrag's retries are
 // internal/compress's.
