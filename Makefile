@@ -33,7 +33,7 @@ ifeq ($(shell GOTOOLCHAIN=local go env GOVERSION 2>/dev/null | grep -E '^go1\.(2
 export PATH := /usr/lib/go-1.23/bin:$(PATH)
 endif
 
-.PHONY: all build deps test test-go test-go-min test-shim test-fuzz fuzz test-integration test-rpm vet demo bench-commit bench-compress \
+.PHONY: all build deps test test-go test-go-min test-shim test-fuzz fuzz test-integration test-rpm vet demo bench-commit bench-compress bench-shutdown \
 	bench-dedup bench-hash bench-soak bench-read \
 	install shim-install uninstall spec dist rpm clean
 
@@ -185,6 +185,11 @@ clean:
 # the corpus on direct-I/O loop devices; cleans up as bench-compress does.
 bench-read: build
 	go run ./bench/read -bin $(CURDIR)/bin $(BENCH_ARGS)
+
+# Many VMs stopping at once: all their jobs against one VM's job, and the
+# transaction commits the jobs made (BENCH_ARGS="-vms 20 -size-mib 128").
+bench-shutdown: $(DEPS)
+	$(RUN_PREFIX); go run ./bench/shutdown $(BENCH_ARGS)
 
 # Power loss at every flush (tests/powercut.py): the pool's btrfs sits on a
 # FUSE disk whose unflushed writes a power cut drops. The disk is a test

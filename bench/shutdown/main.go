@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+// Command shutdown measures what many VMs stopping at once cost the
+// optimizer. On a loop-mounted btrfs it makes -vms volumes of -size-mib of
+// compressible data, committed and optimized once; then one VM rewrites 1 %
+// of its image and stops, and its job is timed alone; then every VM
+// rewrites 1 % and all stop one after the other, as a system shutdown stops
+// them, and the jobs are timed from the first stop to the last job's end.
+// It prints both, their ratio against the target (all jobs within 4 times
+// one VM's job) and the transaction commits the jobs made. The pool and its
+// optimizer run in this process, wired as btrfs-vdod wires them. Run as
+// root:
+//
+//	go run ./bench/shutdown [-vms 20] [-size-mib 128]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// targetRatio bounds the jobs of all VMs stopping together against one
+// VM's job.
+const targetRatio = 4
+
+func main() {
+	vms := flag.Int("vms", 20, "VMs that stop together")
+	sizeMiB := flag.Int64("size-mib", 128, "data in each VM's image")
+	flag.Parse()
+	if err := run(*vms, *sizeMiB<<20); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/shutdown:", err)
+		os.Exit(1)
+	}
+}
+
+func run(vms int, size int64) error {
+	env, err := benchenv.New(false)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	ctx := context.Background()
+	mnt, err := env.MountBtrfs(ctx, "pool", int64(vms)*size*3+(1<<30))
+	if err != nil {
+		return err
+	}
+	b, err := openShutdownBench(filepath.Join(mnt, "pool"), vms, size)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	one, oneCommits, err := b.stopTogether(b.specs[:1], 1)
+	if err != nil {
+		return err
+	}
+	all, allCommits, err := b.stopTogether(b.specs, 2)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d VMs of %d MiB, 1 %% of each rewritten before the stop\n", vms, size>>20)
+	fmt.Printf("  one VM's job              %8.2f s  %3d commits\n", one.Seconds(), oneCommits)
+	fmt.Printf("  all %3d VMs' jobs         %8.2f s  %3d commits (%.1f per job)\n", vms, all.Seconds(), allCommits, float64(allCommits)/float64(vms))
+	ratio := all.Seconds() / one.Seconds()
+	fmt.Printf("  all / one                 %8.1fx   target <= %dx: %s\n", ratio, targetRatio, benchenv.Met(ratio <= targetRatio))
+	return nil
+}
+
+// shutdownBench is a pool of VMs' private volumes, its optimizer running.
+type shutdownBench struct {
+	dir   string
+	size  int64
+	sched *optimizer.Scheduler
+	reg   *pool.Registry
+	p     *pool.Pool
+	specs []volume.Spec
+	stop  context.CancelFunc
+}
+
+// openShutdownBench makes the pool and its volumes, each committed with
+// its data and optimized once.
+func openShutdownBench(dir string, vms int, size int64) (*shutdownBench, error) {
+	if _, err := pool.Setup(dir, true); err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := &shutdownBench{dir: dir, size: size, sched: optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)}
+	var err error
+	if b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stop = cancel
+	go b.sched.Run(ctx)
+	if b.p, err = b.reg.Open("bench", dir); err == nil {
+		err = b.fill(vms)
+	}
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *shutdownBench) fill(vms int) error {
+	for i := range vms {
+		s := volume.Spec{VID: fmt.Sprintf("appvms/vm%d/private", i), RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * b.size}
+		if _, err := b.p.Volumes.Create(s); err != nil {
+			return err
+		}
+		b.specs = append(b.specs, s)
+		if err := b.session(s, 0, text(fmt.Sprint("vm", i), b.size)); err != nil {
+			return err
+		}
+		if _, err := b.p.Volumes.Stop(s); err != nil {
+			return err
+		}
+	}
+	return b.sched.Wait(context.Background())
+}
+
+func (b *shutdownBench) close() {
+	b.stop()
+	b.reg.Close()
+}
+
+// session starts s and writes data at off into its dirty image, as its VM
+// does.
+func (b *shutdownBench) session(s volume.Spec, off int64, data []byte) error {
+	if _, err := b.p.Volumes.Start(s); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(b.dir, s.VID+"-dirty.img"), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, off)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// stopTogether rewrites 1 % of each volume in a session, stops them one
+// after the other, and returns the time from the first stop to the end of
+// the last job, and the transaction commits the jobs made.
+func (b *shutdownBench) stopTogether(specs []volume.Spec, round int) (time.Duration, int64, error) {
+	n := b.size / 100
+	for i, s := range specs {
+		if err := b.session(s, int64(i)*n%(b.size-n), text(fmt.Sprint("round", round, "vm", i), n)); err != nil {
+			return 0, 0, err
+		}
+	}
+	before := b.sched.Counters().Get(optimizer.CountJobCommits)
+	began := time.Now()
+	for _, s := range specs {
+		if _, err := b.p.Volumes.Stop(s); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := b.sched.Wait(context.Background()); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(began), b.sched.Counters().Get(optimizer.CountJobCommits) - before, nil
+}
+
+// text is n bytes of compressible text that differs per seed.
+func text(seed string, n int64) []byte {
+	var buf bytes.Buffer
+	for i := 0; int64(buf.Len()) < n; i++ {
+		fmt.Fprintf(&buf, "%s %d: 2026-11-25 18:40:11 kernel: usb 1-2: new high-speed USB device\n", seed, i)
+	}
+	return buf.Bytes()[:n]
+}
