@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -85,7 +86,7 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 // inPass reports whether addr lies in one of the extents the pass may
 // still free: the segment's, or a later segment's.
 func (d *deduper) inPass(addr uint64) bool {
-	base := addr & (1<<blockShift - 1)
+	base, _ := dedupindex.SplitAddr(addr)
 	i, _ := slices.BinarySearchFunc(d.spans, base, func(s diskSpan, a uint64) int { return cmp.Compare(s.start, a) })
 	if i < len(d.spans) && d.spans[i].start == base {
 		return true

@@ -52,7 +52,7 @@ type indexEntry struct{ hash, addr uint64 }
 // beyond the volume shares it or the disk has no room for its copy: its
 // hashes are kept too. They are held for the segment only (segmentBytes).
 func (pl *extentPlan) remember(hash, eo uint64) {
-	if addr, ok := blockAddr(pl.bytenr, pl.compressed, eo); ok {
+	if addr, ok := dedupindex.BlockAddr(pl.bytenr, pl.compressed, eo); ok {
 		pl.hashes = append(pl.hashes, indexEntry{hash, addr})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -19,23 +20,6 @@ import (
 // per extent) in the address's top bits, so that the index's alignment
 // rule holds. Either way the kernel can say which files hold the block,
 // so the daemon keeps no map of the pool's extents.
-
-// blockShift places a compressed block's number in an address. Logical
-// addresses below it cover 256 PiB of chunks; blocks of an extent beyond
-// are not indexed.
-const blockShift = 58
-
-// blockAddr is the index address of the block at offset eo into the data
-// of the extent at bytenr, and false when the block cannot have one.
-func blockAddr(bytenr uint64, compressed bool, eo uint64) (uint64, bool) {
-	switch {
-	case bytenr+eo >= 1<<blockShift:
-		return 0, false
-	case compressed:
-		return bytenr | (eo/blockSize)<<blockShift, true
-	}
-	return bytenr + eo, true
-}
 
 // blockSource is a file range holding the block an address names.
 type blockSource struct {
@@ -85,7 +69,7 @@ func (r *resolver) close() { r.dir.Close() }
 // opening files with open. The caller compares bytes before trusting one:
 // an entry is stale once its extent is freed and the space reused.
 func (r *resolver) resolve(addr uint64, open func(volume.File) (*os.File, error)) []blockSource {
-	base, block := addr&(1<<blockShift-1), addr>>blockShift
+	base, block := dedupindex.SplitAddr(addr)
 	refs, err := btrfs.LogicalInodesAt(r.dir, base)
 	if err != nil {
 		return nil // no extent there any more, or not yet committed

@@ -13,6 +13,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -57,7 +58,7 @@ func TestResolve(t *testing.T) {
 		}
 	}()
 	addr := func(bytenr uint64, compressed bool, eo uint64) uint64 {
-		a, ok := blockAddr(bytenr, compressed, eo)
+		a, ok := dedupindex.BlockAddr(bytenr, compressed, eo)
 		if !ok {
 			t.Fatalf("no address for block %d of extent %d", eo, bytenr)
 		}

@@ -186,7 +186,7 @@ func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte) {
 		}
 		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, end); p += blockSize {
 			blk := buf[p-copyBase : p-copyBase+blockSize]
-			if addr, ok := blockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {
+			if addr, ok := dedupindex.BlockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {
 				d.idx.Insert(dedupindex.HashBlock(blk), addr)
 			}
 		}

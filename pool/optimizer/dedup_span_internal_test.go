@@ -5,6 +5,8 @@ package optimizer
 import (
 	"slices"
 	"testing"
+
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 )
 
 // inPass keeps the pass from taking as a source any block of an extent it
@@ -18,9 +20,9 @@ func TestInPass(t *testing.T) {
 		{gib, gib + 128<<10},
 		{gib + 128<<10, gib + 256<<10}, // adjacent to the one before
 		{4 * gib, 4*gib + 4096},
-		{1<<blockShift - 8192, 1<<blockShift - 4096}, // the highest indexed addresses
+		{1<<dedupindex.BlockShift - 8192, 1<<dedupindex.BlockShift - 4096}, // the highest indexed addresses
 	}
-	compressed := func(bytenr, block uint64) uint64 { return bytenr | block<<blockShift }
+	compressed := func(bytenr, block uint64) uint64 { return bytenr | block<<dedupindex.BlockShift }
 	tests := []struct {
 		name  string
 		spans []diskSpan
@@ -39,8 +41,8 @@ func TestInPass(t *testing.T) {
 		{"end of one, start of the adjacent", spans, gib + 128<<10, true},
 		{"end of the adjacent", spans, gib + 256<<10, false},
 		{"above every extent", spans, 5 * gib, false},
-		{"in the highest extent", spans, 1<<blockShift - 8192, true},
-		{"end of the highest extent", spans, 1<<blockShift - 4096, false},
+		{"in the highest extent", spans, 1<<dedupindex.BlockShift - 8192, true},
+		{"end of the highest extent", spans, 1<<dedupindex.BlockShift - 4096, false},
 		{"compressed block 0 of a pending extent", spans, compressed(4*gib, 0), true},
 		{"compressed block 31 of a pending extent", spans, compressed(4*gib, 31), true},
 		{"compressed block of another extent", spans, compressed(3*gib, 5), false},

@@ -17,8 +17,11 @@
 //   - Address: the btrfs logical byte address of a block, as in an extent
 //     item's disk_bytenr plus the block's offset into the extent. It is
 //     stable across reflinks and revisions, unlike inode and offset, and is
-//     resolved to files by the caller. Addresses are 4 KiB-aligned, so the
-//     low 12 bits of a stored address hold the cell's flags.
+//     resolved to files by the caller. A block of a compressed extent has
+//     no logical address of its own: its address is the extent's with the
+//     block's number above BlockShift (BlockAddr, SplitAddr). Addresses are
+//     4 KiB-aligned, so the low 12 bits of a stored address hold the
+//     cell's flags.
 //   - Cell: 16 bytes, one hash and one address with flags. An all-zero
 //     cell is empty.
 //   - Bucket: 4 KiB, 256 cells. A hash lives in bucket hash % nbuckets.
