@@ -189,16 +189,26 @@ class World:
                     out[k] = harness.sha256(path)
         return out
 
-    def leftovers(self):
+    def leftovers(self, before):
         """Files an interrupted operation left, which the next start must
-        have removed."""
+        have removed: those last changed before the time before. The
+        restarted daemon's own writes (its usage figures, its state) may
+        have a temp file for a moment; one it made anew is not left over."""
         found = []
         for root, _, names in os.walk(self.dir_path):
             found += [os.path.join(root, n) for n in names if "~" in n or n.endswith("-import.img")]
         tmp = os.path.join(self.dir_path, ".btrfs-vdo", "tmp")
         if os.path.isdir(tmp):
             found += [os.path.join(tmp, n) for n in os.listdir(tmp)]
-        return found
+        return [p for p in found if changed_before(p, before)]
+
+
+def changed_before(path, t):
+    """Whether path still exists and was last changed before t."""
+    try:
+        return os.lstat(path).st_mtime < t
+    except FileNotFoundError:
+        return False
 
 
 def key(relpath):
@@ -457,11 +467,12 @@ class PowerCut:
         """After the power comes back: what qubesd does at its start, then
         a start and a stop of every VM. Returns the digests after qubesd's
         stop() and the failures found."""
+        powered_up = time.time()
         with self.mounted():
             world = World(self.dir_path, self.qubes_dir, self.daemon, shapes)
             try:
                 settled, failures = settle(world, before, after)
-                failures += cycle_all(world, settled, removed, set(before.values()) | set(after.values()))
+                failures += cycle_all(world, settled, removed, set(before.values()) | set(after.values()), powered_up)
                 json.loads(world.cli("status", "--json"))
             except (qubes.exc.StoragePoolException, RuntimeError) as exc:
                 return {}, [f"recovery failed: {exc}\n{self.daemon.log()[-3000:]}"]
@@ -484,9 +495,10 @@ def settle(world, before, after):
     return settled, failures + job_errors(world)
 
 
-def cycle_all(world, settled, removed, known):
+def cycle_all(world, settled, removed, known, powered_up):
     """Every VM starts and stops again (a removed one is removed again, as
-    the user would after a failed qvm-remove); this changes no image."""
+    the user would after a failed qvm-remove); this changes no image, and
+    leaves nothing the power cut left (see World.leftovers)."""
     if removed:
         vm = world.vms.pop(removed)
         if os.path.exists(os.path.join(world.dir_path, "appvms", removed)):
@@ -499,7 +511,7 @@ def cycle_all(world, settled, removed, known):
         run_async(vm.storage.stop())
     world.wait_jobs()
     failures = compare_after_cycle(settled, world.digests(), known)
-    return failures + [f"{p} outlived the next start" for p in world.leftovers()]
+    return failures + [f"{p} outlived the next start" for p in world.leftovers(before=powered_up)]
 
 
 def job_errors(world):

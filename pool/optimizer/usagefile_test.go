@@ -151,3 +151,18 @@ func TestUsageFileRecoversAndFollowsNoSymlink(t *testing.T) {
 		t.Fatalf("after a corrupt file: %+v", rec)
 	}
 }
+
+// The temp file of a usage write a crash cut short is gone once the pool
+// opens again, not only after its next write in the background.
+func TestUsageFileLeftoverIsRemovedAtOpen(t *testing.T) {
+	h := newOptHarness(t)
+	h.Close()
+	leftover := filepath.Join(h.Dir, optimizer.UsageFile+"~")
+	if err := os.WriteFile(leftover, []byte("{\"version\":1,"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.Open()
+	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
+		t.Errorf("an unfinished usage write outlived the pool's open: %v", err)
+	}
+}
