@@ -55,7 +55,6 @@ func (s *Store) pruneRevisions(p Paths, keep int) error {
 // to the trash, which deletes them once the caller has returned. One the
 // trash cannot take is deleted at once.
 func (s *Store) pruneRevisionsLater(p Paths, keep int) error {
-	defer s.trash.emptySoon()
 	return s.dropOldRevisions(p, keep, func(name string) error {
 		err := s.trash.put(name)
 		if err == nil {

@@ -131,6 +131,7 @@ func (s *Store) volumeOp(op string, spec Spec, fn func(p Paths) error) error {
 	if err != nil {
 		return opError(op, spec.VID, err)
 	}
+	defer s.trash.emptyQueued() // once the volume is unlocked: see trash
 	unlock := s.locks.lock(spec.VID)
 	defer unlock()
 	defer s.dirs.rlock(p.Dir)()

@@ -27,6 +27,9 @@ type trash struct {
 	files files
 	log   *slog.Logger
 	seq   atomic.Uint64 // names the files put in the trash
+	// queued: something was put in the trash that no emptying has been
+	// asked for yet; the operation asks once it has released its locks.
+	queued atomic.Bool
 
 	mu     sync.Mutex
 	again  bool          // something was put in the trash since it looked
@@ -43,7 +46,20 @@ func (t *trash) put(name string) error {
 		}
 	}
 	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
-	return t.files.rename(name, path.Join(trashDir, id))
+	err := t.files.rename(name, path.Join(trashDir, id))
+	if renamed(err) {
+		t.queued.Store(true)
+	}
+	return err
+}
+
+// emptyQueued empties the trash if something was put in it since the
+// last emptying was asked for. Deleting competes with the rest of the
+// operation for the filesystem, so it waits for the operation's end.
+func (t *trash) emptyQueued() {
+	if t.queued.Swap(false) {
+		t.emptySoon()
+	}
 }
 
 // emptySoon deletes what the trash holds, without waiting for it.
@@ -98,8 +114,11 @@ func (t *trash) empty() {
 	}
 }
 
-// wait waits until the trash is emptied, if it is being emptied.
-func (t *trash) wait() { t.waitClosing(false) }
+// wait empties the trash and waits until it is empty.
+func (t *trash) wait() {
+	t.emptyQueued()
+	t.waitClosing(false)
+}
 
 // close waits for the emptying under way, and starts none after it.
 func (t *trash) close() { t.waitClosing(true) }
