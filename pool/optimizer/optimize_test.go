@@ -50,9 +50,7 @@ func TestCommitCompressesOnlyNewDataAndKeepsSharing(t *testing.T) {
 	h := newOptHarness(t)
 	s := spec("appvms/work/private")
 	h.Must(h.P.Volumes.Create(s))
-	h.Must(h.P.Volumes.Start(s))
-	btrfstest.WriteAt(t, h.Path("appvms/work/private-dirty.img"), 0, btrfstest.Text("first", 32*mib))
-	h.Must(h.P.Volumes.Stop(s))
+	h.CommitText(s, 32*mib)
 	h.Wait()
 
 	h.Must(h.P.Volumes.Start(s))

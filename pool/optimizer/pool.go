@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -74,17 +75,35 @@ func OpenPool(sched *Scheduler, cfg PoolConfig) (*Pool, error) {
 		return nil, errors.Join(err, p.Volumes.Close())
 	}
 	p.commits.Store(p.state.read().Commits)
-	// Compressed copies named by an older daemon that died in a job are of
-	// no use (the job starts over on what is still uncompressed) and only
-	// take space.
-	if err := p.stateDir.RemoveAll(oldTmpDir); err != nil {
-		p.log.Warn("cannot remove leftover compressed copies", "pool", p.Name, "err", err)
-	}
+	p.removeLeftovers()
 	p.usage.refreshLater()
 	if sched != nil {
 		sched.resume(p, p.jobs()) // unfinished before a restart
 	}
 	return p, nil
+}
+
+// removeLeftovers removes what a daemon that died left in StateDir: the
+// temp files of writes it did not finish (a state or usage file, "name~"),
+// which the next write of the same file would replace only later, in the
+// background, and compressed copies named by an older daemon, of no use
+// (the job starts over on what is still uncompressed).
+func (p *Pool) removeLeftovers() {
+	err := p.stateDir.RemoveAll(oldTmpDir)
+	dir, openErr := p.stateDir.Open(".")
+	if openErr == nil {
+		var names []string
+		names, openErr = dir.Readdirnames(-1)
+		dir.Close()
+		for _, name := range names {
+			if strings.HasSuffix(name, "~") {
+				err = errors.Join(err, p.stateDir.Remove(name))
+			}
+		}
+	}
+	if err = errors.Join(err, openErr); err != nil {
+		p.log.Warn("cannot remove what an interrupted write left in the state directory", "pool", p.Name, "err", err)
+	}
 }
 
 // Close stops serving the pool's jobs, which stay in its state for the

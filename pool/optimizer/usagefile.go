@@ -79,11 +79,6 @@ func openUsageKeeper(dir string, log *slog.Logger, idleIO bool) (*usageKeeper, e
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	u := &usageKeeper{root: root, log: log, idleIO: idleIO}
-	// A write a crash cut short left its temp file; the next write would
-	// replace it, but only in the background, a while after the start.
-	if err := root.Remove(UsageFile + "~"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		log.Warn("cannot remove an unfinished write of the pool's usage figures", "dir", dir, "err", err)
-	}
 	rec, err := readUsageFile(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -152,17 +152,26 @@ func TestUsageFileRecoversAndFollowsNoSymlink(t *testing.T) {
 	}
 }
 
-// The temp file of a usage write a crash cut short is gone once the pool
-// opens again, not only after its next write in the background.
-func TestUsageFileLeftoverIsRemovedAtOpen(t *testing.T) {
+// The temp files of state and usage writes a crash cut short are gone
+// once the pool opens again, not only after the next write of each in
+// the background; a file not named so is kept.
+func TestInterruptedWritesAreRemovedAtOpen(t *testing.T) {
 	h := newOptHarness(t)
 	h.Close()
-	leftover := filepath.Join(h.Dir, optimizer.UsageFile+"~")
-	if err := os.WriteFile(leftover, []byte("{\"version\":1,"), 0o600); err != nil {
-		t.Fatal(err)
+	stateDir := filepath.Join(h.Dir, volume.StateDir)
+	leftovers := []string{optimizer.UsageFile + "~", volume.StateDir + "/state.json~"}
+	for _, name := range append(leftovers, volume.StateDir+"/keep") {
+		if err := os.WriteFile(filepath.Join(h.Dir, name), []byte("{\"version\":1,"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h.Open()
-	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
-		t.Errorf("an unfinished usage write outlived the pool's open: %v", err)
+	for _, name := range leftovers {
+		if _, err := os.Lstat(filepath.Join(h.Dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s, an unfinished write, outlived the pool's open: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "keep")); err != nil {
+		t.Errorf("a file of another name was removed: %v", err)
 	}
 }
