@@ -70,7 +70,7 @@ func TestCompressKeepsSharingAndClearsNoCompress(t *testing.T) {
 
 func setNoCompress(t *testing.T, path string) {
 	t.Helper()
-	setFlagsOf(t, path, btrfs.FlagNoCompress, 0)
+	btrfstest.SetFlags(t, path, btrfs.FlagNoCompress, 0)
 }
 
 func zstdReferenced(r usage.Report) uint64 {
@@ -96,11 +96,11 @@ func TestCompressSkipsWhatItCannotCompress(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, flag := range files {
-		makeFileWithFlag(t, filepath.Join(dir, name), text, flag)
+		btrfstest.WriteWithFlag(t, filepath.Join(dir, name), text, flag)
 	}
 	t.Cleanup(func() { // immutable and append-only files cannot be removed
 		for name := range files {
-			setFlagsOf(t, filepath.Join(dir, name), 0, btrfs.FlagImmutable|btrfs.FlagAppend)
+			btrfstest.SetFlags(t, filepath.Join(dir, name), 0, btrfs.FlagImmutable|btrfs.FlagAppend)
 		}
 	})
 
@@ -136,51 +136,6 @@ func TestCompressSkipsWhatItCannotCompress(t *testing.T) {
 		if text2.code != exitOK || !strings.Contains(text2.stdout, want) {
 			t.Errorf("summary lacks %q (exit %d):\n%s", want, text2.code, text2.stdout)
 		}
-	}
-}
-
-// makeFileWithFlag writes data to a new file with the inode flag set:
-// no-COW before the data (btrfs takes it only on an empty file), the
-// others after it.
-func makeFileWithFlag(t *testing.T, path string, data []byte, flag uint32) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if flag == btrfs.FlagNoCOW {
-		setFlags(t, f, flag, 0)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if flag != 0 && flag != btrfs.FlagNoCOW {
-		setFlags(t, f, flag, 0)
-	}
-}
-
-func setFlagsOf(t *testing.T, path string, set, clear uint32) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	setFlags(t, f, set, clear)
-}
-
-func setFlags(t *testing.T, f *os.File, set, clear uint32) {
-	t.Helper()
-	flags, err := btrfs.Flags(f)
-	if err == nil {
-		err = btrfs.SetFlags(f, flags&^clear|set)
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -89,7 +89,7 @@ func TestFiles(t *testing.T) {
 			}
 			path := filepath.Join(dir, "file")
 			data := btrfstest.Text(tt.name, fileBytes)
-			writeWithFlag(t, path, data, tt.flag)
+			btrfstest.WriteWithFlag(t, path, data, tt.flag)
 			if tt.reflinked {
 				btrfstest.Reflink(t, path, filepath.Join(mnt, tt.name+".copy"))
 			}
@@ -148,49 +148,6 @@ func zstdBytes(t *testing.T, path string) uint64 {
 		}
 	}
 	return n
-}
-
-// writeWithFlag writes data to a new file with the inode flag set: no-COW
-// before the data (btrfs takes it only on an empty file), the others after
-// it, and clears them again when the test ends so the file can go.
-func writeWithFlag(t *testing.T, path string, data []byte, flag uint32) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if flag == btrfs.FlagNoCOW {
-		setFlags(t, f, flag)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if flag != 0 && flag != btrfs.FlagNoCOW {
-		setFlags(t, f, flag)
-		t.Cleanup(func() {
-			g, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			setFlags(t, g, 0)
-		})
-	}
-}
-
-func setFlags(t *testing.T, f *os.File, flag uint32) {
-	t.Helper()
-	flags, err := btrfs.Flags(f)
-	if err == nil {
-		err = btrfs.SetFlags(f, flags&^btrfs.FlagImmutable|flag)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func sha(data []byte) [32]byte { return sha256.Sum256(data) }
