@@ -138,6 +138,15 @@ _BLOCK = 4096
 _ZERO = bytes(_BLOCK)
 
 
+def changed_before(path, t):
+    """Whether path still exists and was last changed before t: a temp
+    file a crash left, not one a restarted daemon is writing."""
+    try:
+        return os.lstat(path).st_mtime < t
+    except FileNotFoundError:
+        return False
+
+
 def sha256(path):
     """A digest of a file's size and content in which holes and written
     zeros are alike, so sparse and dense copies of the same bytes match.

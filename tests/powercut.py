@@ -200,15 +200,7 @@ class World:
         tmp = os.path.join(self.dir_path, ".btrfs-vdo", "tmp")
         if os.path.isdir(tmp):
             found += [os.path.join(tmp, n) for n in os.listdir(tmp)]
-        return [p for p in found if changed_before(p, before)]
-
-
-def changed_before(path, t):
-    """Whether path still exists and was last changed before t."""
-    try:
-        return os.lstat(path).st_mtime < t
-    except FileNotFoundError:
-        return False
+        return [p for p in found if harness.changed_before(p, before)]
 
 
 def key(relpath):

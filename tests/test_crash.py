@@ -471,15 +471,7 @@ class Crash(IntegrationCase):
         for root, _, names in os.walk(self.dir_path):
             found += [os.path.join(root, n) for n in names if "~" in n or n.endswith("-import.img")]
         found += glob.glob(self.path(".btrfs-vdo", "tmp", "*"))
-        return [p for p in found if changed_before(p, before)]
-
-
-def changed_before(path, t):
-    """Whether path still exists and was last changed before t."""
-    try:
-        return os.lstat(path).st_mtime < t
-    except FileNotFoundError:
-        return False
+        return [p for p in found if harness.changed_before(p, before)]
 
 
 def revisions_problem(revisions, history, keep):
