@@ -249,10 +249,14 @@ type VolumeState struct {
 // templates first. Full also rewrites extents shared with revisions and
 // precaches, and the revisions themselves, each file from where the last
 // full pass through it stopped; otherwise only what is new since the last
-// optimization is examined.
+// optimization is examined. Cold instead recompresses at the cold level
+// every compressed extent of the images and revisions not yet through a
+// cold pass, whatever its age; a volume with a job pending gets it after
+// that job. Full and Cold together are CodeBadRequest.
 type OptimizeArgs struct {
 	Target string `json:"target"`
 	Full   bool   `json:"full"`
+	Cold   bool   `json:"cold,omitempty"`
 }
 
 // OptimizeResult lists the jobs queued, one per volume, in the order they

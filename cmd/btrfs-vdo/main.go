@@ -38,7 +38,7 @@ type command struct {
 var commands = []command{
 	{"status", "[--json] [--bytes]", "show the daemon's version, uptime and pools", status},
 	{"stats", "[--json] [--bytes] [TARGET]", "space per volume, VM and pool, compsize-style", stats},
-	{"optimize", "[--full] [--no-wait] [--json] [--bytes] TARGET", "dedup and compress TARGET's volumes, unsharing nothing", optimize},
+	{"optimize", "[--full|--cold] [--no-wait] [--json] [--bytes] TARGET", "dedup and compress TARGET's volumes, unsharing nothing", optimize},
 	{"jobs", "[--json] [--wait] [--bytes]", "the optimizer's jobs and totals", jobs},
 	{"compress", "[--level N] [--json] [--bytes] PATH...", "compress dom0 files on btrfs without unsharing", compress},
 	{"estimate", "[--sample SIZE|FRACTION] [--seed N] [--level N] [--json] [--bytes] DIR", "estimate what optimize --full would save in a pool directory (read-only)", estimate},

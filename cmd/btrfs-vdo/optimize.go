@@ -16,7 +16,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 )
 
-const optimizeUsage = `Usage: btrfs-vdo optimize [--full] [--no-wait] [--json] [--bytes] TARGET
+const optimizeUsage = `Usage: btrfs-vdo optimize [--full|--cold] [--no-wait] [--json] [--bytes] TARGET
 
 Deduplicate and compress the volumes of TARGET in the background without
 unsharing any extent, and wait until it is done (a progress bar on a
@@ -28,6 +28,12 @@ Without --full only data not yet optimized is examined. --full remembers
 how far it got in each file: interrupted, it resumes at the file it was
 working on, and run again it reads only what was written into each file
 since; a file replaced since (a commit, a revert) is read whole.
+
+--cold recompresses now, at cold_zstd_level, every compressed extent of the
+volumes' images and revisions not yet through a cold pass, as the daemon
+does in idle time once data is cold (see btrfs-vdo.toml(5)); nothing is
+unshared. A volume with a job pending gets its cold pass after that job,
+and this command waits for the job only.
 
 The jobs belong to the daemon: interrupting this command (Ctrl-C) leaves
 them running, and "btrfs-vdo jobs --wait" follows them. A job whose VM
@@ -45,14 +51,18 @@ type optimizeReport struct {
 func optimize(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("optimize", optimizeUsage)
 	full := fs.Bool("full", false, "rewrite every uncompressed extent, also those shared with revisions and precaches, and the revisions")
+	cold := fs.Bool("cold", false, "recompress compressed extents at the cold level now, whatever their age")
 	noWait := fs.Bool("no-wait", false, "queue the jobs and return at once")
 	var out outputFlags
 	out.register(fs)
 	if err := parseFlags(fs, args, stdout, argCount{1, 1, "one TARGET"}); err != nil {
 		return err
 	}
+	if *full && *cold {
+		return usageError{errors.New("--full and --cold do not go together")}
+	}
 	var queued api.OptimizeResult
-	if err := call(api.OpOptimize, api.OptimizeArgs{Target: fs.Arg(0), Full: *full}, &queued); err != nil {
+	if err := call(api.OpOptimize, api.OptimizeArgs{Target: fs.Arg(0), Full: *full, Cold: *cold}, &queued); err != nil {
 		return err
 	}
 	report := optimizeReport{Queued: queued.Queued}

@@ -67,6 +67,8 @@ func serve(cfg config.Config, log *slog.Logger) error {
 	sched := optimizer.NewScheduler(optimizer.SchedulerConfig{
 		Workers: cfg.JobConcurrency, ZstdLevel: cfg.ZstdLevel, PoolZstdLevels: poolZstdLevels(cfg),
 		IdleIO: cfg.IOPriority == config.IOPriorityIdle, MinCompressSaving: cfg.MinCompressSaving / 100,
+		Cold: optimizer.ColdPolicy{Enabled: cfg.ColdRecompress, Level: cfg.ColdZstdLevel,
+			AfterCommits: cfg.ColdAfterCommits, AfterAge: time.Duration(cfg.ColdAfterDays * 24 * float64(time.Hour))},
 		IndexSizes: indexSizes(cfg), OnIndexSized: memoryReport(log),
 	}, log, announcer.jobDone)
 	pools, err := pool.NewRegistry(pool.Config{

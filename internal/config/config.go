@@ -41,6 +41,13 @@ type Config struct {
 	// MinCompressSaving is the percentage of its bytes compression must
 	// save for the daemon to store data compressed.
 	MinCompressSaving float64 `toml:"min_compress_saving"`
+	// ColdRecompress turns the cold pass on: data unchanged for
+	// ColdAfterCommits commits of its volume, or ColdAfterDays days, is
+	// recompressed at ColdZstdLevel when no other job waits.
+	ColdRecompress   bool    `toml:"cold_recompress"`
+	ColdZstdLevel    int     `toml:"cold_zstd_level"`
+	ColdAfterCommits int     `toml:"cold_after_commits"`
+	ColdAfterDays    float64 `toml:"cold_after_days"`
 	// JobConcurrency bounds the background jobs running at once, across
 	// all pools.
 	JobConcurrency int      `toml:"job_concurrency"`
@@ -84,6 +91,9 @@ const (
 	// nine tenths hardly anything compresses.
 	minCompressSavingLo = 1
 	minCompressSavingHi = 90
+	// The pool state keeps 64 commits of a volume for the cold pass.
+	maxColdAfterCommits = 50
+	maxColdAfterDays    = 3650
 )
 
 // Default returns the configuration used for keys the file leaves out.
@@ -95,6 +105,10 @@ func Default() Config {
 		LogLevel:          "info",
 		ZstdLevel:         3,
 		MinCompressSaving: 12.5,
+		ColdRecompress:    true,
+		ColdZstdLevel:     15,
+		ColdAfterCommits:  3,
+		ColdAfterDays:     7,
 		JobConcurrency:    1,
 		IOPriority:        IOPriorityIdle,
 		BatteryPolicy:     BatteryPause,
@@ -199,6 +213,15 @@ func (c Config) problems() []problem {
 	}
 	if c.MinCompressSaving < minCompressSavingLo || c.MinCompressSaving > minCompressSavingHi {
 		add(fmt.Sprintf("%g is not between %d and %d", c.MinCompressSaving, minCompressSavingLo, minCompressSavingHi), "min_compress_saving")
+	}
+	if msg := checkZstdLevel(c.ColdZstdLevel); msg != "" {
+		add(msg, "cold_zstd_level")
+	}
+	if c.ColdAfterCommits < 0 || c.ColdAfterCommits > maxColdAfterCommits {
+		add(fmt.Sprintf("%d is not between 0 and %d", c.ColdAfterCommits, maxColdAfterCommits), "cold_after_commits")
+	}
+	if c.ColdAfterDays < 0 || c.ColdAfterDays > maxColdAfterDays {
+		add(fmt.Sprintf("%g is not between 0 and %d", c.ColdAfterDays, maxColdAfterDays), "cold_after_days")
 	}
 	if c.JobConcurrency < 1 || c.JobConcurrency > maxJobConcurrency {
 		add(fmt.Sprintf("%d is not between 1 and %d", c.JobConcurrency, maxJobConcurrency), "job_concurrency")

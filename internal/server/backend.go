@@ -45,8 +45,9 @@ type OpenPool interface {
 // TargetVolume is one volume an optimize target names.
 type TargetVolume interface {
 	Ref() api.VolumeRef
-	// Optimize queues a pass over the volume and returns its job's id.
-	Optimize(full bool) (uint64, error)
+	// Optimize queues a pass over the volume (a full one, or a cold
+	// one) and returns its job's id.
+	Optimize(full, cold bool) (uint64, error)
 }
 
 // VolumeStore is what the handlers need of one pool's volumes; every

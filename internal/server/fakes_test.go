@@ -78,8 +78,8 @@ type fakeTarget struct {
 
 func (v fakeTarget) Ref() api.VolumeRef { return v.ref }
 
-func (v fakeTarget) Optimize(full bool) (uint64, error) {
-	*v.calls = append(*v.calls, fmt.Sprintf("Optimize %s full=%t", v.ref.VID, full))
+func (v fakeTarget) Optimize(full, cold bool) (uint64, error) {
+	*v.calls = append(*v.calls, fmt.Sprintf("Optimize %s full=%t cold=%t", v.ref.VID, full, cold))
 	return v.id, v.err
 }
 

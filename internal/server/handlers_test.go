@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,8 +75,8 @@ func goldenCases() map[api.Op]goldenCase {
 		api.OpVolumeImportData:    pathCase(goldenDirPath+"/appvms/work/private-import.img", "ImportData", int64(2<<30)),
 		api.OpVolumeImportDataEnd: volumeCase(committed, "ImportDataEnd", true),
 		api.OpVolumeImportVolume:  volumeCase(committed, "ImportVolume", goldenDirPath+"/appvms/personal/private.img"),
-		api.OpOptimize: {wantCalls: []string{"Resolve vdo", "Optimize vm-templates/fedora/root full=true",
-			"Optimize appvms/work/private full=true", "Optimize appvms/personal/private full=true"}},
+		api.OpOptimize: {wantCalls: []string{"Resolve vdo", "Optimize vm-templates/fedora/root full=true cold=false",
+			"Optimize appvms/work/private full=true cold=false", "Optimize appvms/personal/private full=true cold=false"}},
 		api.OpJobs:  {},
 		api.OpStats: {wantCalls: []string{"Measure work"}},
 	}
@@ -271,4 +272,38 @@ func readGolden(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// A pass is full or cold: asking for both is refused before any volume
+// is touched, and a cold pass reaches every volume as one.
+func TestOptimizePassKinds(t *testing.T) {
+	for _, tc := range []struct {
+		name, args string
+		wantCode   api.Code
+		wantCall   string // the first volume's call
+	}{
+		{"cold", `"cold": true`, "", "Optimize vm-templates/fedora/root full=false cold=true"},
+		{"full and cold", `"full": true, "cold": true`, api.CodeBadRequest, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, reg := goldenServer(&fakeStore{})
+			req := bytes.Replace(readGolden(t, "optimize.request.json"), []byte(`"full": true`), []byte(tc.args), 1)
+			resp := serveGolden(t, srv, req)
+			switch {
+			case tc.wantCode != "" && (resp.OK || resp.Error.Code != tc.wantCode):
+				t.Fatalf("response %+v, want error %s", resp, tc.wantCode)
+			case tc.wantCode == "" && !resp.OK:
+				t.Fatalf("response %+v, want success", resp.Error)
+			}
+			var first string
+			for _, c := range reg.calls {
+				if strings.HasPrefix(c, "Optimize ") && first == "" {
+					first = c
+				}
+			}
+			if first != tc.wantCall {
+				t.Errorf("first volume call %q, want %q (calls %q)", first, tc.wantCall, reg.calls)
+			}
+		})
+	}
 }

@@ -17,6 +17,9 @@ func handleOptimize(s *Server, args api.OptimizeArgs) (api.OptimizeResult, error
 	if s.Jobs == nil {
 		return api.OptimizeResult{}, errNoOptimizer
 	}
+	if args.Full && args.Cold {
+		return api.OptimizeResult{}, &api.Error{Code: api.CodeBadRequest, Message: "a pass is full or cold, not both"}
+	}
 	vols, err := s.Pools.Resolve(args.Target)
 	if err != nil {
 		return api.OptimizeResult{}, err
@@ -25,7 +28,7 @@ func handleOptimize(s *Server, args api.OptimizeArgs) (api.OptimizeResult, error
 	var errs []error
 	for _, v := range vols {
 		ref := v.Ref()
-		id, err := v.Optimize(args.Full)
+		id, err := v.Optimize(args.Full, args.Cold)
 		if errors.Is(err, errNotOptimizable) && !strings.Contains(args.Target, ":") {
 			// A running VM's volumes among many: their commits queue jobs.
 			s.Log.Info("not optimizing", "pool", ref.Pool, "vid", ref.VID, "reason", err)
@@ -37,7 +40,7 @@ func handleOptimize(s *Server, args api.OptimizeArgs) (api.OptimizeResult, error
 		}
 		res.Queued = append(res.Queued, api.QueuedJob{VolumeRef: ref, ID: id})
 	}
-	s.Log.Info("queued optimization", "target", args.Target, "full", args.Full, "volumes", len(res.Queued))
+	s.Log.Info("queued optimization", "target", args.Target, "full", args.Full, "cold", args.Cold, "volumes", len(res.Queued))
 	return res, errors.Join(errs...)
 }
 

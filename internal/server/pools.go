@@ -94,6 +94,9 @@ func (v targetVolume) Ref() api.VolumeRef {
 	return api.VolumeRef{Pool: v.Pool.Name, DirPath: v.Pool.Volumes.Dir(), VID: v.VID}
 }
 
-func (v targetVolume) Optimize(full bool) (uint64, error) {
+func (v targetVolume) Optimize(full, cold bool) (uint64, error) {
+	if cold {
+		return v.Pool.Optimizer.OptimizeCold(v.VID)
+	}
 	return v.Pool.Optimizer.Optimize(v.VID, full)
 }

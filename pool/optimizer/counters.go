@@ -11,7 +11,8 @@ import (
 
 // Counter is one of the optimizer's event counters. As in bees, each is
 // counted where the decision it counts is made, and named by its stage:
-// job_, compress_ (whatever judges data for compression), dedup_.
+// job_, compress_ (whatever judges data for compression), dedup_, cold_
+// (the cold pass).
 // docs/counters.md describes every one; a test holds it to counterTable.
 type Counter int
 
@@ -33,6 +34,9 @@ const (
 	CountDedupBytesKeptWouldGrow
 	CountDedupIoctlMs
 	CountDedupZeroBlocksPunched
+	CountColdBytesExamined
+	CountColdBytesRecompressed
+	CountColdBytesSkippedShared
 	numCounters
 )
 
@@ -55,6 +59,9 @@ var counterTable = [numCounters]struct{ name, doc string }{
 	CountDedupBytesKeptWouldGrow:    {"dedup_bytes_kept_would_grow", "logical bytes of compressed extents kept: their copy would take more space"},
 	CountDedupIoctlMs:               {"dedup_ioctl_ms", "time spent in FIDEDUPERANGE"},
 	CountDedupZeroBlocksPunched:     {"dedup_zero_blocks_punched", "zero or preallocated blocks punched into holes"},
+	CountColdBytesExamined:          {"cold_bytes_examined", "logical bytes of cold compressed extents read to be recompressed at the cold level"},
+	CountColdBytesRecompressed:      {"cold_bytes_recompressed", "logical bytes of cold extents rewritten at the cold level, every reference moved"},
+	CountColdBytesSkippedShared:     {"cold_bytes_skipped_shared", "logical bytes of cold extents left alone: referenced beyond the pool's committed files"},
 }
 
 // Name is the counter's name, as the jobs op and docs/counters.md give it.

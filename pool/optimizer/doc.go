@@ -34,6 +34,11 @@
 //   - The ledger of a job is what it replaced and made, by disk extent;
 //     its settle reads it back after the transaction commits to tell the
 //     space really freed (Result.DiskBefore, DiskAfter).
+//   - A cold pass (a Job with Cold set; cold*.go) recompresses at the
+//     cold level what stayed unchanged long enough (ColdPolicy), through
+//     copy rewrites deduplicated into every file of the pool that holds
+//     the data. It runs only when no other job waits, and gives way to
+//     any job and to a start in its pool.
 //   - The tunables are in tunables.go, each with what it trades.
 //
 // The pipeline of one job (Scheduler.runJob, jobRun.execute):

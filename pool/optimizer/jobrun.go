@@ -37,6 +37,9 @@ type jobRun struct {
 	dedup  *deduper     // nil: compression only
 	enc    *copyEncoder // compresses compressed copies
 	phases *phases
+	// settled is the generation of the settle's commit: what the volume
+	// holds after the job was written by then.
+	settled uint64
 }
 
 func newJobRun(p *Pool, job Job, level int, enc *copyEncoder, onLevel func(error)) *jobRun {
@@ -138,9 +141,11 @@ func (r *jobRun) precache() error {
 // job freed and made. The next job's plan may take this commit.
 func (r *jobRun) settle(files []fileWork) error {
 	defer r.phases.done("settle")
-	if _, _, err := r.p.commitAfter(time.Now()); err != nil {
+	gen, _, err := r.p.commitAfter(time.Now())
+	if err != nil {
 		return err
 	}
+	r.settled = gen
 	r.res.Counters.add(CountJobCommits, 1)
 	dir, err := r.p.openDir()
 	if err != nil {

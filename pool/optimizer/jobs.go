@@ -30,6 +30,9 @@ type Job struct {
 	Full bool `json:"full,omitempty"`
 	// Precache: make the precache when done (the commit left it for us).
 	Precache bool `json:"precache,omitempty"`
+	// Cold: a cold pass (cold.go), queued when no other job waits; it
+	// does nothing else.
+	Cold bool `json:"cold,omitempty"`
 	// Held: the volume started before the job finished; it waits for the
 	// next commit, which merges into it.
 	Held   bool      `json:"held,omitempty"`
@@ -74,6 +77,7 @@ type JobDone struct {
 	Pool     string
 	Dir      string
 	VID      string
+	Cold     bool // a cold pass
 	Finished time.Time
 	Result   Result
 	Err      error

@@ -201,9 +201,18 @@ func (p *Pool) committed(c volume.Committed) bool {
 // returns the id of the job that will cover it. A merged job keeps the
 // pending job's id, since one run covers both, unless the pending job is
 // running: then what was merged runs after it, under job's id.
+// A cold pass gives way: it is never merged into a job, and a job
+// replaces a pending cold pass, which is judged again once all is idle.
 func putJob(jobs []Job, job Job, running bool) ([]Job, uint64) {
 	for i := range jobs {
 		if jobs[i].VID == job.VID {
+			switch {
+			case job.Cold:
+				return jobs, jobs[i].ID
+			case jobs[i].Cold:
+				jobs[i] = job
+				return jobs, job.ID
+			}
 			id := jobs[i].ID
 			if running || id == 0 {
 				id = job.ID

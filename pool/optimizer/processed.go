@@ -85,12 +85,13 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 }
 
 // removed forgets what the pool's state says of a removed volume: the
-// full passes' marks and its start generation.
+// full passes' marks, its start generation and its cold marks.
 func (p *Pool) removed(vid string) {
 	p.usage.refreshLater()
 	err := p.state.update(func(s *state) {
 		delete(s.Processed, vid)
 		delete(s.Started, vid)
+		delete(s.Cold, vid)
 	})
 	if err != nil {
 		// Harmless when kept: marks name inodes, which a new volume of

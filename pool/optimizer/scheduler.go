@@ -28,6 +28,9 @@ type SchedulerConfig struct {
 	// IndexSizes sizes the pools' dedup indexes; an index file of another
 	// size is converted as it opens.
 	IndexSizes IndexSizes
+	// Cold is when and how cold data is recompressed; off when not
+	// Enabled.
+	Cold ColdPolicy
 	// OnIndexSized, which may be nil, is told the total bytes of the open
 	// dedup indexes each time one is about to open, counting it at the
 	// size it is to have: they are most of the daemon's memory. Calls
@@ -66,6 +69,7 @@ type runningJob struct {
 	cancel      context.CancelFunc
 	done, total uint64
 	held        bool
+	cold        bool // a cold pass, which gives way to any other job
 }
 
 // NewScheduler returns a scheduler; Run starts its workers. onDone may be
@@ -107,56 +111,74 @@ func (s *Scheduler) worker(ctx context.Context) {
 			s.log.Warn("cannot lower optimizer I/O priority", "err", err)
 		}
 	}
+	// Data also turns cold with time alone: look again now and then.
+	recheck := time.NewTicker(coldRecheck)
+	defer recheck.Stop()
 	for {
 		key, p, job, ok := s.next()
+		if !ok && s.queueCold() {
+			continue
+		}
 		if !ok {
 			select {
 			case <-ctx.Done():
 				return
 			case <-s.wake:
-				continue
+			case <-recheck.C:
 			}
+			continue
 		}
-		s.runJob(ctx, key, p, job)
+		s.run(ctx, key, p, job)
 	}
 }
 
-// next takes the oldest runnable job, unless paused.
+// next takes the oldest runnable job, unless paused; a cold pass only
+// when no other job is runnable.
 func (s *Scheduler) next() (jobKey, *Pool, Job, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.paused) > 0 {
 		return jobKey{}, nil, Job{}, false
 	}
-	for i, key := range s.queue {
-		if _, busy := s.running[key]; busy {
-			continue // queued again while it runs: one job per volume at a time
+	for _, cold := range []bool{false, true} {
+		for i, key := range s.queue {
+			if _, busy := s.running[key]; busy {
+				continue // queued again while it runs: one job per volume at a time
+			}
+			p := s.pools[key.dir]
+			job, ok := p.job(key.vid)
+			if !ok || job.Held || job.Cold != cold {
+				continue
+			}
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			s.running[key] = &runningJob{id: job.ID, cold: job.Cold}
+			s.notifyLocked()
+			return key, p, job, true
 		}
-		p := s.pools[key.dir]
-		job, ok := p.job(key.vid)
-		if !ok || job.Held {
-			continue
-		}
-		s.queue = append(s.queue[:i], s.queue[i+1:]...)
-		s.running[key] = &runningJob{id: job.ID}
-		s.notifyLocked()
-		return key, p, job, true
 	}
 	return jobKey{}, nil, Job{}, false
 }
 
-func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
+// run runs the job next took, a cold pass or another, with a context
+// that hold and put may cancel. The job counts as running until its
+// outcome is recorded and it has left the pool's state, so that put never
+// merges into a job whose run is over.
+func (s *Scheduler) run(ctx context.Context, key jobKey, p *Pool, job Job) {
 	jobCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.mu.Lock()
 	run := s.running[key]
 	run.cancel = cancel
 	s.mu.Unlock()
-	// The job counts as running until its outcome is recorded and it has
-	// left the pool's state, so that put never merges into a job whose
-	// run is over.
 	defer s.release(key)
+	if job.Cold {
+		s.runCold(ctx, jobCtx, run, p, job)
+	} else {
+		s.runJob(ctx, jobCtx, run, key, p, job)
+	}
+}
 
+func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key jobKey, p *Pool, job Job) {
 	began := time.Now()
 	level, ok := s.cfg.PoolZstdLevels[key.dir]
 	if !ok {
@@ -195,6 +217,7 @@ func (s *Scheduler) runJob(ctx context.Context, key jobKey, p *Pool, job Job) {
 	if err != nil {
 		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
+		p.rested(job.VID, r.settled)
 		c := res.Counters
 		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID,
 			"examined", c.Get(CountCompressBytesExamined), "compressed", c.Get(CountCompressBytesCompressed),
@@ -219,7 +242,8 @@ func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
 // ones and drops it from the pool's jobs, in that order: whoever sees it
 // gone (jobs --wait, optimize) also sees how it ended.
 func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err error) JobDone {
-	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Finished: time.Now().UTC(), Result: res, Err: err}
+	done := JobDone{ID: job.ID, Pool: p.Name, Dir: key.dir, VID: job.VID, Cold: job.Cold, Finished: time.Now().UTC(),
+		Result: res, Err: err}
 	s.mu.Lock()
 	if err != nil {
 		s.stats.add(CountJobFailed, 1)
@@ -311,6 +335,9 @@ func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Jo
 	} else {
 		p.state.updateSoon(change)
 	}
+	if !job.Cold {
+		s.cancelColdLocked("")
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -368,6 +395,8 @@ func (s *Scheduler) hold(p *Pool, vid string) {
 			run.cancel()
 		}
 	}
+	// A cold pass deduplicates into every volume of its pool.
+	s.cancelColdLocked(p.Volumes.Dir())
 }
 
 // Pause stops starting new chunks until every reason is resumed.

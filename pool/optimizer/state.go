@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
@@ -34,6 +35,10 @@ type state struct {
 	// Commits counts the commits that landed in the pool. The bytes its
 	// jobs saved are kept in UsageFile, which the driver reads.
 	Commits uint64 `json:"commits,omitempty"`
+	// Cold: vid -> what the cold pass knows of the volume; ColdWritten:
+	// the generations at which cold passes wrote (cold_policy.go).
+	Cold        map[string]coldMarks `json:"cold,omitempty"`
+	ColdWritten []genRange           `json:"cold_written,omitempty"`
 }
 
 // stateStore keeps a pool's state in memory and on disk.
@@ -76,6 +81,9 @@ func openState(dir *fsroot.Root, log *slog.Logger) (*stateStore, error) {
 	if st.Processed == nil {
 		st.Processed = map[string]map[string]fileMark{}
 	}
+	if st.Cold == nil {
+		st.Cold = map[string]coldMarks{}
+	}
 	s.st = st
 	return s, nil
 }
@@ -113,7 +121,7 @@ func readState(dir *fsroot.Root) (state, error) {
 
 func emptyState() state {
 	return state{Version: stateVersion, Started: map[string]uint64{}, Jobs: []Job{},
-		Processed: map[string]map[string]fileMark{}}
+		Processed: map[string]map[string]fileMark{}, Cold: map[string]coldMarks{}}
 }
 
 // update changes the state with fn and writes it durably before
@@ -159,7 +167,8 @@ func (s *stateStore) read() state {
 
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
-		Processed: map[string]map[string]fileMark{}, Commits: st.Commits}
+		Processed: map[string]map[string]fileMark{}, Commits: st.Commits,
+		Cold: maps.Clone(st.Cold), ColdWritten: slices.Clone(st.ColdWritten)}
 	for k, v := range st.Started {
 		c.Started[k] = v
 	}

@@ -90,17 +90,24 @@ type Harness struct {
 	Jobs  *optimizer.Scheduler
 	P     *pool.Pool
 	d     *Daemon
+	cfg   optimizer.SchedulerConfig
 }
 
 // NewHarness sets up a pool on a fresh 1 GiB btrfs and starts a Daemon
-// on it.
+// on it, its jobs at idle I/O priority.
 func NewHarness(t *testing.T) *Harness {
+	t.Helper()
+	return NewHarnessWith(t, optimizer.SchedulerConfig{IdleIO: true})
+}
+
+// NewHarnessWith is NewHarness with the optimizer configured by cfg.
+func NewHarnessWith(t *testing.T, cfg optimizer.SchedulerConfig) *Harness {
 	t.Helper()
 	dir := filepath.Join(btrfstest.Mount(t, 1<<30), "pool")
 	if _, err := pool.Setup(dir, true); err != nil {
 		t.Fatal(err)
 	}
-	h := &Harness{T: t, Dir: dir, State: t.TempDir()}
+	h := &Harness{T: t, Dir: dir, State: t.TempDir(), cfg: cfg}
 	h.Open()
 	return h
 }
@@ -110,7 +117,8 @@ func NewHarness(t *testing.T) *Harness {
 // opens it the first time.
 func (h *Harness) Open() {
 	h.T.Helper()
-	h.d = Start(h.T, Options{Optimizer: &optimizer.SchedulerConfig{IdleIO: true}, StateDir: h.State})
+	cfg := h.cfg
+	h.d = Start(h.T, Options{Optimizer: &cfg, StateDir: h.State})
 	h.Pools, h.Jobs = h.d.Pools, h.d.Jobs
 	if pools := h.Pools.List(); len(pools) == 1 {
 		h.P = pools[0]

@@ -97,6 +97,7 @@ TYPES = {
         "recent": "[]JobOutcome",
     },
     "OptimizeArgs": {
+        "cold": "bool",
         "full": "bool",
         "target": "string",
     },

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+package optimizer_test
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
+)
+
+// prose is n bytes of words drawn at random from a vocabulary of a few
+// thousand: data that compresses, and better at a stronger zstd level, as
+// a template's files do.
+func prose(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	vocab := make([][]byte, 4096)
+	for i := range vocab {
+		vocab[i] = make([]byte, 3+r.IntN(8))
+		for j := range vocab[i] {
+			vocab[i][j] = 'a' + byte(r.IntN(26))
+		}
+	}
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.Write(vocab[r.IntN(len(vocab))])
+		b.WriteByte(" \n"[min(r.IntN(12), 1)^1])
+	}
+	return b.Bytes()[:n]
+}
+
+// coldOutcome is what the cold-pass scenario leaves.
+type coldOutcome struct {
+	disk      uint64              // the pool files' data usage
+	sharedRev uint64              // bytes of the template's image in extents its revision holds
+	sharedApp uint64              // bytes of the AppVM's image in extents the template's image holds
+	sums      map[string][32]byte // every pool file's content, by name
+	passes    []optimizer.JobDone // the cold passes that ran
+}
+
+const (
+	coldTemplate = "vm-templates/debian/root"
+	coldAppVM    = "appvms/work/private"
+)
+
+// coldScenario commits a template's data twice (the second time with a
+// block changed, so that its revision shares the rest) and an AppVM that
+// copied half of it once, with jobs at zstd level 1, and, when cold is
+// on, waits for the template's cold pass: with AfterCommits 1 its first
+// commit's data is cold after its second, while the AppVM's is not.
+func coldScenario(t *testing.T, cold bool) coldOutcome {
+	h := optHarness{pooltest.NewHarnessWith(t, optimizer.SchedulerConfig{IdleIO: true, ZstdLevel: 1,
+		Cold: optimizer.ColdPolicy{Enabled: cold, Level: 15, AfterCommits: 1, AfterAge: 1000 * time.Hour}})}
+	data := prose(1, 24*mib)
+	h.session(coldTemplate, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, data) })
+	h.session(coldAppVM, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, data[:12*mib]) })
+	h.session(coldTemplate, func(dirty string) { btrfstest.WriteAt(t, dirty, mib, []byte("changed")) })
+	var out coldOutcome
+	if cold {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for len(out.passes) == 0 && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			out.passes = coldPasses(h.Jobs.Recent())
+		}
+		h.Wait()
+		out.passes = coldPasses(h.Jobs.Recent())
+	}
+	out.disk = h.poolDisk()
+	out.sums = h.sumsByKind()
+	img, app := h.Path(coldTemplate+".img"), h.Path(coldAppVM+".img")
+	out.sharedRev = sharedBytes(t, img, h.revisionOf(coldTemplate))
+	out.sharedApp = sharedBytes(t, app, img)
+	return out
+}
+
+func coldPasses(done []optimizer.JobDone) []optimizer.JobDone {
+	var out []optimizer.JobDone
+	for _, d := range done {
+		if d.Cold {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// sumsByKind is the content of every file of the pool's volumes but
+// running images, by volume and kind: revisions' names hold the time.
+func (h optHarness) sumsByKind() map[string][32]byte {
+	h.T.Helper()
+	vids, err := h.P.Volumes.List()
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	out := map[string][32]byte{}
+	for _, vid := range vids {
+		files, err := h.P.Volumes.Files(vid)
+		if err != nil {
+			h.T.Fatal(err)
+		}
+		for _, f := range files {
+			if f.Kind() != volume.DirtyFile {
+				out[vid+" "+f.Kind().String()] = btrfstest.Digest(h.T, h.P.Volumes.Path(f))
+			}
+		}
+	}
+	return out
+}
+
+// revisionOf is the path of the volume's only revision.
+func (h optHarness) revisionOf(vid string) string {
+	h.T.Helper()
+	files, err := h.P.Volumes.Files(vid)
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Kind() == volume.RevisionFile {
+			return h.P.Volumes.Path(f)
+		}
+	}
+	h.T.Fatalf("%s has no revision", vid)
+	return ""
+}
+
+// sharedBytes is how many bytes of a's data lie in disk extents b
+// references too.
+func sharedBytes(t *testing.T, a, b string) uint64 {
+	t.Helper()
+	inB := map[uint64]bool{}
+	for _, e := range btrfstest.Extents(t, b) {
+		inB[e.DiskBytenr] = e.DiskBytenr != 0
+	}
+	var n uint64
+	for _, e := range btrfstest.Extents(t, a) {
+		if inB[e.DiskBytenr] {
+			n += e.Length
+		}
+	}
+	return n
+}
+
+// The cold pass recompresses the template's cold data at the cold level
+// in every file that holds it, its revision's and the AppVM's included,
+// so the pool shrinks while every file keeps its content and its sharing;
+// the AppVM's own data, one commit old, is left for later.
+func TestColdPassRecompressesWithoutUnsharing(t *testing.T) {
+	warm, cold := coldScenario(t, false), coldScenario(t, true)
+	if len(cold.passes) != 1 || cold.passes[0].VID != coldTemplate || cold.passes[0].Err != nil {
+		t.Fatalf("cold passes = %+v, want one of %s without error", cold.passes, coldTemplate)
+	}
+	res := cold.passes[0].Result
+	t.Logf("pool data: %d without the cold pass, %d after it; recompressed %d bytes, saved %d",
+		warm.disk, cold.disk, res.Counters.Get(optimizer.CountColdBytesRecompressed), res.Saved())
+	if res.Counters.Get(optimizer.CountColdBytesRecompressed) == 0 || res.Saved() <= 0 {
+		t.Errorf("cold pass recompressed %d bytes and saved %d, want both above 0",
+			res.Counters.Get(optimizer.CountColdBytesRecompressed), res.Saved())
+	}
+	if cold.disk >= warm.disk {
+		t.Errorf("pool data with the cold pass %d, without %d: want less", cold.disk, warm.disk)
+	}
+	if len(cold.sums) != len(warm.sums) {
+		t.Fatalf("pool files: %d with the cold pass, %d without", len(cold.sums), len(warm.sums))
+	}
+	for name, sum := range warm.sums {
+		if cold.sums[name] != sum {
+			t.Errorf("%s changed content under the cold pass", name)
+		}
+	}
+	if cold.sharedRev < warm.sharedRev || cold.sharedApp < warm.sharedApp {
+		t.Errorf("sharing with the cold pass: revision %d, AppVM %d bytes; without: %d, %d",
+			cold.sharedRev, cold.sharedApp, warm.sharedRev, warm.sharedApp)
+	}
+}
+
+// optimize --cold recompresses a volume's compressed data whatever its
+// age, with the policy off, and asked again finds nothing left to do.
+func TestOptimizeColdTakesDataOnce(t *testing.T) {
+	h := optHarness{pooltest.NewHarnessWith(t, optimizer.SchedulerConfig{IdleIO: true, ZstdLevel: 1,
+		Cold: optimizer.ColdPolicy{Level: 15}})}
+	h.session(coldAppVM, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, prose(2, 16*mib)) })
+	img := h.Path(coldAppVM + ".img")
+	sum := btrfstest.Digest(t, img)
+	for i, wantRecompressed := range []bool{true, false} {
+		id, err := h.P.Optimizer.OptimizeCold(coldAppVM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Wait()
+		var pass *optimizer.JobDone
+		for _, d := range h.Jobs.Recent() {
+			if d.ID == id {
+				pass = &d
+			}
+		}
+		if pass == nil || !pass.Cold || pass.Err != nil {
+			t.Fatalf("request %d: outcome %+v, want a cold pass without error", i, pass)
+		}
+		n := pass.Result.Counters.Get(optimizer.CountColdBytesRecompressed)
+		t.Logf("request %d: recompressed %d bytes, saved %d", i, n, pass.Result.Saved())
+		if (n > 0) != wantRecompressed || (pass.Result.Saved() > 0) != wantRecompressed {
+			t.Errorf("request %d: recompressed %d bytes, saved %d; want some: %v", i, n, pass.Result.Saved(), wantRecompressed)
+		}
+		if btrfstest.Digest(t, img) != sum {
+			t.Fatalf("request %d: the image changed content", i)
+		}
+	}
+}
