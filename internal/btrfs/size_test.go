@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sizes and offsets from include/uapi/linux/btrfs.h and linux/fs.h (amd64;
-// the structs have only fixed-size fields and no implicit padding, so the
-// numbers hold on every architecture this package builds for).
+// Sizes and offsets from include/uapi/linux/btrfs.h, linux/fs.h and
+// linux/fiemap.h (amd64; the structs have only fixed-size fields and no
+// implicit padding, so the numbers hold on every architecture this
+// package builds for).
 func TestStructSizes(t *testing.T) {
 	tests := []struct {
 		name string

@@ -14,9 +14,11 @@ import (
 // is on disk, not durable.
 //
 // It is FIEMAP with FIEMAP_FLAG_SYNC over one byte, mapping no extents:
-// btrfs then waits for the whole file's ordered extents, after a second
-// writeback pass for data compressed asynchronously, which a plain wait
-// for page writeback (sync_file_range) returns before.
+// btrfs then writes the whole file back, a second time for data
+// compressed in worker threads, and waits for its ordered extents, whose
+// completion inserts the items. Waiting for page writeback alone
+// (sync_file_range) is not enough: pages leave writeback before their
+// items are in.
 func WriteBack(f *os.File) error {
 	args := fiemap{fm_length: 1, fm_flags: fiemapFlagSync}
 	if err := iocFiemap(f, &args); err != nil {
