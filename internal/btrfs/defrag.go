@@ -38,9 +38,9 @@ const defragTries = 10
 // snapshotted file ends up stored twice. Use it only on extents nothing
 // else references.
 //
-// The kernel only starts writeback of the new extents; call f.Sync before
-// reading them back with Extents. A zero length does nothing (the kernel
-// would take it as "to the end of the file").
+// The kernel only starts writeback of the new extents; call WriteBack
+// before reading them back with Extents. A zero length does nothing (the
+// kernel would take it as "to the end of the file").
 func DefragCompress(f *os.File, offset, length uint64, level int) error {
 	if length == 0 {
 		return nil

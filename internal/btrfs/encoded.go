@@ -67,7 +67,9 @@ const sectorSize = 4096
 // comparison afterwards (FIDEDUPERANGE) should come this way.
 //
 // offset must be sector-aligned and length at most MaxCompressedExtent and
-// sector-aligned unless the write ends the file; the frame must Save.
+// sector-aligned unless the write ends the file; the frame must Save. The
+// extent's item is inserted when its write completes: call WriteBack
+// before listing it with Extents.
 func WriteZstdExtent(f *os.File, offset uint64, frame []byte, length uint64) error {
 	errorf := func(format string, args ...any) error {
 		return fmt.Errorf("encoded write to %s at %d, %d bytes: "+format,

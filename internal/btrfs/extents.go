@@ -77,7 +77,7 @@ const (
 // the data written (or rewritten) since then.
 //
 // Dirty data that has not been written back yet has no extent item; call
-// Sync or f.Sync first. Needs CAP_SYS_ADMIN.
+// WriteBack, Sync or f.Sync first. Needs CAP_SYS_ADMIN.
 func Extents(f *os.File, minGeneration uint64) ([]Extent, error) {
 	return extentsFrom(f, 0, math.MaxUint64, minGeneration)
 }

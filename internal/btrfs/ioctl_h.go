@@ -37,6 +37,13 @@ const (
 	btrfsIocEncodedWrite = 1<<30 | uintptr(unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}))<<16 | btrfsIoctlMagic<<8 | 64
 )
 
+// FS_IOC_FIEMAP (linux/fs.h), _IOWR('f', 11, struct fiemap), and its
+// fm_flags bit asking for writeback first (linux/fiemap.h).
+const (
+	fsIocFiemap    = 0xC020660B
+	fiemapFlagSync = 1 << 0
+)
+
 // btrfs_ioctl_encoded_io_args.compression: one zstd frame whose window is
 // at most 128 KiB (windowLog 17).
 const btrfsEncodedIOCompressionZstd = 2
@@ -166,6 +173,16 @@ type btrfs_ioctl_fs_info_args struct {
 	generation      uint64
 	metadata_uuid   [16]uint8
 	reserved        [944]uint8
+}
+
+// struct fiemap without its fm_extents[] tail (32 bytes).
+type fiemap struct {
+	fm_start          uint64
+	fm_length         uint64
+	fm_flags          uint32
+	fm_mapped_extents uint32
+	fm_extent_count   uint32 // room in fm_extents[]; 0: only count them
+	fm_reserved       uint32
 }
 
 // struct btrfs_ioctl_logical_ino_args (56 bytes).

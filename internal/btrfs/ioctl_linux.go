@@ -119,6 +119,11 @@ func iocEncodedWrite(f *os.File, offset, length uint64, encoded []byte, compress
 	return ioctlPtr(f, btrfsIocEncodedWrite, unsafe.Pointer(&args))
 }
 
+// iocFiemap is FS_IOC_FIEMAP with room for no extents: it counts them.
+func iocFiemap(f *os.File, args *fiemap) error {
+	return ioctlPtr(f, fsIocFiemap, unsafe.Pointer(args))
+}
+
 // iocInoLookup is BTRFS_IOC_INO_LOOKUP.
 func iocInoLookup(f *os.File, args *btrfs_ioctl_ino_lookup_args) error {
 	return ioctlPtr(f, btrfsIocInoLookup, unsafe.Pointer(args))

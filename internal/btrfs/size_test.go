@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Sizes and offsets from include/uapi/linux/btrfs.h and linux/fs.h (amd64;
-// the structs have only fixed-size fields and no implicit padding, so the
-// numbers hold on every architecture this package builds for).
+// Sizes and offsets from include/uapi/linux/btrfs.h, linux/fs.h and
+// linux/fiemap.h (amd64; the structs have only fixed-size fields and no
+// implicit padding, so the numbers hold on every architecture this
+// package builds for).
 func TestStructSizes(t *testing.T) {
 	tests := []struct {
 		name string
@@ -27,6 +28,7 @@ func TestStructSizes(t *testing.T) {
 		{"btrfs_ioctl_fs_info_args", unsafe.Sizeof(btrfs_ioctl_fs_info_args{}), 1024},
 		{"btrfs_ioctl_logical_ino_args", unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}), 56},
 		{"btrfs_data_container header", unsafe.Sizeof(btrfs_data_container{}), 16},
+		{"fiemap header", unsafe.Sizeof(fiemap{}), 32},
 		// A pointer and an unsigned long, then fixed-size fields.
 		{"btrfs_ioctl_encoded_io_args", unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}), 2*unsafe.Sizeof(uintptr(0)) + 112},
 		// Declared by x/sys; the dedupe batch size depends on them.
@@ -49,6 +51,7 @@ func TestFieldOffsets(t *testing.T) {
 	var li btrfs_ioctl_logical_ino_args
 	var dc btrfs_data_container
 	var ea btrfs_ioctl_encoded_io_args
+	var fm fiemap
 	word := unsafe.Sizeof(uintptr(0))
 	tests := []struct {
 		name string
@@ -91,6 +94,8 @@ func TestFieldOffsets(t *testing.T) {
 		{"encoded_io.compression", unsafe.Offsetof(ea.compression), 2*word + 40},
 		{"encoded_io.encryption", unsafe.Offsetof(ea.encryption), 2*word + 44},
 		{"encoded_io.reserved", unsafe.Offsetof(ea.reserved), 2*word + 48},
+		{"fiemap.fm_flags", unsafe.Offsetof(fm.fm_flags), 16},
+		{"fiemap.fm_extent_count", unsafe.Offsetof(fm.fm_extent_count), 24},
 		// btrfs_extent_item is decoded by hand (on-disk).
 		{"extent_item.refs", extentItemRefsOff, 0},
 		{"sizeof(extent_item)", extentItemSize, 24},
@@ -143,6 +148,8 @@ func TestIoctlNumbers(t *testing.T) {
 			ioc(read|write, 59, unsafe.Sizeof(btrfs_ioctl_logical_ino_args{}))},
 		{"BTRFS_IOC_ENCODED_WRITE", btrfsIocEncodedWrite,
 			ioc(write, 64, unsafe.Sizeof(btrfs_ioctl_encoded_io_args{}))},
+		{"FS_IOC_FIEMAP", fsIocFiemap,
+			(read|write)<<30 | unsafe.Sizeof(fiemap{})<<16 | 'f'<<8 | 11},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -206,6 +213,7 @@ func TestUapiConstants(t *testing.T) {
 		{"BTRFS_EXTENT_CSUM_OBJECTID", btrfsExtentCsumObjectid, 0xfffffffffffffff6},
 		{"BTRFS_EXTENT_CSUM_KEY", btrfsExtentCsumKey, 128},
 		{"BTRFS_LOGICAL_INO_ARGS_IGNORE_OFFSET", btrfsLogicalInoArgsIgnoreOffset, 1},
+		{"FIEMAP_FLAG_SYNC", fiemapFlagSync, 1},
 		{"BTRFS_COMPRESS_ZSTD", CompressZstd, 3},
 		{"BTRFS_FILE_EXTENT_PREALLOC", ExtentPrealloc, 2},
 		{"FS_COMPR_FL", FlagCompress, 0x4},

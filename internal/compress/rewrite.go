@@ -162,6 +162,9 @@ func InodeOf(f *os.File) (uint64, error) {
 
 // defragExclusive rewrites extents only f references, compressed, with a
 // range defrag per contiguous run, and retries what the kernel skipped.
+// Each pass waits for its writeback before listing: range defrag only
+// starts it, and until the new extents have their items the listing shows
+// the old ones, which would be counted as skipped and rewritten again.
 func (w *Rewriter) defragExclusive(f *os.File, r Range, pieces []btrfs.Extent) (Result, error) {
 	var res Result
 	if len(pieces) == 0 {
@@ -188,6 +191,9 @@ func (w *Rewriter) defragExclusive(f *os.File, r Range, pieces []btrfs.Extent) (
 			if err := w.defrag(f, run.Offset, run.Length); err != nil {
 				return res, err
 			}
+		}
+		if err := btrfs.WriteBack(f); err != nil {
+			return res, err
 		}
 		after, err := piecesIn(f, r)
 		if err != nil {

@@ -246,8 +246,13 @@ func (c compressedCopy) remove() {
 	c.Close()
 }
 
-// extents lists the copy's data extents.
+// extents lists the copy's data extents once it is written back: the
+// units stored plainly have none before, and encoded writes get theirs
+// when they complete, after they return.
 func (c compressedCopy) extents() ([]btrfs.Extent, error) {
+	if err := btrfs.WriteBack(c.File); err != nil {
+		return nil, err
+	}
 	all, err := btrfs.Extents(c.File, 0)
 	out := all[:0]
 	for _, e := range all {
