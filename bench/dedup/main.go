@@ -11,14 +11,17 @@
 //     and 2 % of an AppVM private, committed (file-reflink's way on the
 //     duperemove side, through the daemon on the btrfs-vdo side), then a
 //     pass (duperemove again with the same hashfile; the commits' jobs);
-//  3. on the btrfs-vdo side, the update round again on the same volumes,
+//  3. on the btrfs-vdo side, optimize --cold over the pool: the cold pass
+//     of every volume at the daemon's cold_zstd_level, against the ideal
+//     bound after the update round;
+//  4. on the btrfs-vdo side, the update round again on the same volumes,
 //     committed the file-reflink way outside the daemon (reflink the
 //     image to a revision, rename the dirty image over it), then
 //     optimize --full of each updated volume.
 //
 // It prints duperemove's and btrfs-vdo's passes side by side against the
 // space, sharing and memory targets, then btrfs-vdo's update passes on
-// both paths (2 and 3), per kind of volume: bytes read, CPU and bytes
+// both paths (2 and 4), per kind of volume: bytes read, CPU and bytes
 // examined per MiB changed, against the targets of reading at most 1.5
 // times the bytes changed and examining at least 100 MiB/s in a template
 // root's update job. The speed-up over duperemove's rerun, which rereads
@@ -51,7 +54,12 @@ func main() {
 				return dupeSide(ctx, mnt, c, target, filepath.Join(dir, "duperemove.hash"), filepath.Join(dir, "duperemove.log"))
 			},
 			RunVDO:      vdoSide,
-			RunVDOLater: outsideUpdate,
+			RunVDOLater: func(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon, r *result) error {
+				if err := coldPass(ctx, mnt, c, d, r); err != nil {
+					return err
+				}
+				return outsideUpdate(ctx, mnt, c, target, d, r)
+			},
 			Report:      report,
 		})
 	})

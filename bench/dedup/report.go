@@ -32,8 +32,10 @@ func report(w io.Writer, cfg benchenv.Config, c *corpus.Corpus, target corpus.Vo
 	fmt.Fprintln(w)
 	workTable(w, b)
 	fmt.Fprintln(w)
+	coldTable(w, b.Cold, ideal[1])
+	fmt.Fprintln(w)
 	for _, n := range []struct{ what, note string }{
-		{"first pass", b.First.Note}, {"update pass", b.Update.Note}, {"update outside the daemon", b.Outside.note()},
+		{"first pass", b.First.Note}, {"update pass", b.Update.Note}, {"cold pass", b.Cold.Note}, {"update outside the daemon", b.Outside.note()},
 	} {
 		if n.note != "" {
 			fmt.Fprintf(w, "btrfs-vdo %s: %s\n", n.what, n.note)
@@ -199,6 +201,8 @@ func footnotes(w io.Writer) {
 		"each commit queues a job), then again committed as file-reflink commits (reflink the image to a",
 		"revision, rename the dirty image over it) and followed by optimize --full of each updated volume.",
 		"Each volume's commit and job, or its optimize --full, is a pass of its own with caches dropped.",
+		"Cold pass: optimize --cold over the pool between the two update rounds, caches dropped; its usage is",
+		"judged against the ideal bound after the update round through the daemon, the data the pass sees.",
 		"Examined: the daemon's bytes_examined counter over the pass. Wall time of the job: from the stop's",
 		fmt.Sprintf("return, or the optimize's start, to the job's end. This machine has %d CPUs.", runtime.NumCPU()),
 	} {

@@ -28,6 +28,8 @@ type pass struct {
 	// hashed, what both stages freed, by its own accounting, and the
 	// bytes its jobs examined.
 	DedupFreed, Hashed, Saved, Examined int64
+	// ColdExamined is the bytes the cold pass examined.
+	ColdExamined int64
 }
 
 // Freed is the pool's data usage the pass gave back.
@@ -45,6 +47,8 @@ func (p pass) SharingKept() float64 {
 // result is what one side did to its copy of the corpus.
 type result struct {
 	First, Update pass
+	// Cold is btrfs-vdo's cold pass after the update round.
+	Cold          pass
 	Changed       int64 // bytes of the updated images not shared with their revisions
 	Index         int64 // btrfs-vdo: size of the dedup index file
 	// Daemon and Outside are btrfs-vdo's update round through the daemon
@@ -214,5 +218,6 @@ func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, wo
 	p.Hashed = c1.Counters["dedup_bytes_hashed"] - c0.Counters["dedup_bytes_hashed"]
 	p.Saved = c1.Counters["job_bytes_saved"] - c0.Counters["job_bytes_saved"]
 	p.Examined = c1.Counters["compress_bytes_examined"] - c0.Counters["compress_bytes_examined"]
+	p.ColdExamined = c1.Counters["cold_bytes_examined"] - c0.Counters["cold_bytes_examined"]
 	return nil
 }

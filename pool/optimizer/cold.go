@@ -22,11 +22,12 @@ import (
 // written to a compressed copy and deduplicated into every reference at
 // once, in whichever of the pool's volumes it lies, so nothing is
 // unshared; an extent referenced by anything else (a running VM's image,
-// a file outside the pool, a snapshot) is left alone. Only compressed
-// extents are taken: what did not compress at the pool's level hardly
-// compresses at a stronger one, and reading it would cost more than it
-// frees. The copies' blocks are indexed, so new data deduplicates against
-// them.
+// a file outside the pool, a snapshot) is left alone. Compressed extents
+// are taken, and uncompressed ones that files reference only in part,
+// whose copy frees the rest: what did not compress at the pool's level
+// hardly compresses at a stronger one, and reading it whole would cost
+// more than it frees. The copies' blocks are indexed, so new data
+// deduplicates against them.
 
 // executeCold runs the job's cold pass over the extents of the volume's
 // image and revisions that turned cold since its last one.
@@ -146,9 +147,7 @@ func (p *Pool) coldExtents(vid string, since, through uint64, written []genRange
 			return nil, err
 		}
 		for _, e := range exts {
-			if e.Type != btrfs.ExtentRegular || e.IsHole() || e.Compression == btrfs.CompressNone ||
-				e.DiskNumBytes <= blockSize || e.Generation > through || seen[e.DiskBytenr] ||
-				coldWrittenBy(written, e.Generation) {
+			if !coldCandidate(e, through, written) || seen[e.DiskBytenr] {
 				continue
 			}
 			seen[e.DiskBytenr] = true
@@ -161,6 +160,21 @@ func (p *Pool) coldExtents(vid string, since, through uint64, written []genRange
 
 // fileExtents lists the extents of a file of the pool written at or after
 // minGen; a file gone meanwhile has none.
+// coldCandidate reports whether e's extent may be worth a cold copy: one
+// written at or before through, not by a cold pass, larger than a block,
+// and compressed, or uncompressed and referenced here only in part.
+func coldCandidate(e btrfs.Extent, through uint64, written []genRange) bool {
+	switch {
+	case e.Type != btrfs.ExtentRegular || e.IsHole() || e.DiskNumBytes <= blockSize:
+		return false
+	case e.Generation > through || coldWrittenBy(written, e.Generation):
+		return false
+	case e.Compression == btrfs.CompressNone:
+		return e.Length+blockSize <= e.RAMBytes && e.Length <= maxColdPlainCopy
+	}
+	return true
+}
+
 func (p *Pool) fileExtents(name volume.File, minGen uint64) ([]btrfs.Extent, error) {
 	f, err := p.Volumes.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -3,17 +3,20 @@
 package optimizer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 )
 
 // recompress rewrites the cold extent e at the job's level through a
-// compressed copy deduplicated into all its references at once. It leaves
-// e alone when anything but the set's files references it, or when the
-// copy would not take at least a block less.
+// compressed copy deduplicated into all its references at once. The copy
+// holds only what the references cover, packed, so the rest of the extent
+// is freed too. It leaves e alone when anything but the set's files
+// references it, or when the copy would not take at least a block less.
 func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 	refs, ok, err := files.refs(e)
 	if err != nil || !ok {
@@ -22,17 +25,18 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 		}
 		return err
 	}
-	lo, hi := refs[0].extentOffset, refs[0].extentOffset+refs[0].length
-	for _, ref := range refs {
-		lo, hi = min(lo, ref.extentOffset), max(hi, ref.extentOffset+ref.length)
+	spans := coveredSpans(refs)
+	last := spans[len(spans)-1]
+	size := last.at + last.hi - last.lo
+	if e.Compression == btrfs.CompressNone && (size+blockSize > e.DiskNumBytes || size > maxColdPlainCopy) {
+		return nil // hardly anything unreferenced: a copy would not be smaller
 	}
-	r.res.Counters.add(CountColdBytesExamined, hi-lo)
+	r.res.Counters.add(CountColdBytesExamined, size)
 	var data []byte
 	var copyExts []btrfs.Extent
 	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
 		fill: func(cp compressedCopy) (bool, error) {
-			var whole bool
-			if data, whole, err = readThrough(refs, lo, hi); err != nil || !whole {
+			if data, err = readSpans(refs, spans, size); err != nil {
 				return false, err
 			}
 			return true, cp.write(data, copyBase)
@@ -42,7 +46,7 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 			copyExts = exts
 			return smaller, err
 		},
-		ranges: refRanges(refs, lo),
+		ranges: spanRanges(refs, spans),
 		dedupe: btrfs.Dedupe,
 		made:   func(compressedCopy) ([]btrfs.Extent, error) { return copyExts, nil },
 	})
@@ -50,13 +54,71 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 		return err
 	}
 	if rw.whole {
-		r.res.Counters.add(CountColdBytesRecompressed, hi-lo)
+		r.res.Counters.add(CountColdBytesRecompressed, size)
 		r.ledger.replaced[e.DiskBytenr] = e.DiskNumBytes
 	}
 	if r.dedup != nil {
 		r.dedup.indexCopy(copyExts, data)
 	}
 	return nil
+}
+
+// coldSpan is a part of an extent's data that references cover, [lo, hi)
+// in the extent, and where it lies in the copy, from copyBase.
+type coldSpan struct{ lo, hi, at uint64 }
+
+// coveredSpans merges the parts of the extent refs cover, in extent
+// order, packed one after the other in the copy.
+func coveredSpans(refs []extentRef) []coldSpan {
+	sorted := slices.Clone(refs)
+	slices.SortFunc(sorted, func(a, b extentRef) int { return cmp.Compare(a.extentOffset, b.extentOffset) })
+	var spans []coldSpan
+	for _, ref := range sorted {
+		lo, hi := ref.extentOffset, ref.extentOffset+ref.length
+		if n := len(spans); n > 0 && lo <= spans[n-1].hi {
+			spans[n-1].hi = max(spans[n-1].hi, hi)
+			continue
+		}
+		var at uint64
+		if n := len(spans); n > 0 {
+			at = spans[n-1].at + spans[n-1].hi - spans[n-1].lo
+		}
+		spans = append(spans, coldSpan{lo: lo, hi: hi, at: at})
+	}
+	return spans
+}
+
+// spanRanges are the ranges of the copy that replace each of refs.
+func spanRanges(refs []extentRef, spans []coldSpan) []copyRange {
+	ranges := make([]copyRange, len(refs))
+	for i, ref := range refs {
+		j := slices.IndexFunc(spans, func(sp coldSpan) bool { return sp.lo <= ref.extentOffset && ref.extentOffset < sp.hi })
+		sp := spans[j] // spans cover every reference
+		ranges[i] = copyRange{off: copyBase + sp.at + ref.extentOffset - sp.lo, length: ref.length,
+			dests: []btrfs.DedupeDest{{File: ref.file, Offset: ref.offset}}, into: ref.file.Name(), at: ref.offset}
+	}
+	return ranges
+}
+
+// readSpans reads the spans of a disk extent through its references into
+// one buffer of size bytes, packed as in the copy.
+func readSpans(refs []extentRef, spans []coldSpan, size uint64) ([]byte, error) {
+	data := make([]byte, size)
+	for _, sp := range spans {
+		for pos := sp.lo; pos < sp.hi; {
+			r, ok := refCovering(refs, pos)
+			if !ok {
+				return nil, fmt.Errorf("no reference covers byte %d of a span", pos) // spans are what refs cover
+			}
+			n := min(sp.hi, r.extentOffset+r.length) - pos
+			at := sp.at + pos - sp.lo
+			if _, err := r.file.ReadAt(data[at:at+n], int64(r.offset+pos-r.extentOffset)); err != nil {
+				return nil, fmt.Errorf("read %s: %w", r.file.Name(), err)
+			}
+			pos += n
+		}
+	}
+	return data, nil
 }
 
 // refs resolves every reference to e's disk extent to a file of the set:
@@ -98,22 +160,4 @@ func (s *coldFileSet) refs(e btrfs.Extent) ([]extentRef, bool, error) {
 			extentOffset: item.ExtentOffset, length: item.Length}, file: f})
 	}
 	return refs, len(refs) > 0, nil
-}
-
-// readThrough reads bytes [lo, hi) of a disk extent through its
-// references; false when they leave a gap.
-func readThrough(refs []extentRef, lo, hi uint64) ([]byte, bool, error) {
-	data := make([]byte, hi-lo)
-	for pos := lo; pos < hi; {
-		r, ok := refCovering(refs, pos)
-		if !ok {
-			return nil, false, nil
-		}
-		n := min(hi, r.extentOffset+r.length) - pos
-		if _, err := r.file.ReadAt(data[pos-lo:pos-lo+n], int64(r.offset+pos-r.extentOffset)); err != nil {
-			return nil, false, fmt.Errorf("read %s: %w", r.file.Name(), err)
-		}
-		pos += n
-	}
-	return data, true, nil
 }

@@ -59,8 +59,8 @@ var counterTable = [numCounters]struct{ name, doc string }{
 	CountDedupBytesKeptWouldGrow:    {"dedup_bytes_kept_would_grow", "logical bytes of compressed extents kept: their copy would take more space"},
 	CountDedupIoctlMs:               {"dedup_ioctl_ms", "time spent in FIDEDUPERANGE"},
 	CountDedupZeroBlocksPunched:     {"dedup_zero_blocks_punched", "zero or preallocated blocks punched into holes"},
-	CountColdBytesExamined:          {"cold_bytes_examined", "logical bytes of cold compressed extents read to be recompressed at the cold level"},
-	CountColdBytesRecompressed:      {"cold_bytes_recompressed", "logical bytes of cold extents rewritten at the cold level, every reference moved"},
+	CountColdBytesExamined:          {"cold_bytes_examined", "logical bytes of cold extents read to be rewritten at the cold level"},
+	CountColdBytesRecompressed:      {"cold_bytes_recompressed", "logical bytes of cold extents rewritten, every reference moved"},
 	CountColdBytesSkippedShared:     {"cold_bytes_skipped_shared", "logical bytes of cold extents left alone: referenced beyond the pool's committed files"},
 }
 

@@ -36,6 +36,14 @@ const (
 	copyBuffer = 1 << 20
 )
 
+// Cold pass: what a copy of an uncompressed extent may hold.
+const (
+	// maxColdPlainCopy bounds the referenced part of an uncompressed
+	// extent a cold pass copies to free the rest, read into memory at once
+	// to be indexed.
+	maxColdPlainCopy = 8 << 20
+)
+
 // Dedup: memory and reads a pass spends to find matches.
 const (
 	// readAheadBatches is how many batches the first walk asks the kernel to

@@ -61,23 +61,29 @@ func Timed(cpu Clock, work func() error) (Phase, error) {
 // OptimizeFull times btrfs-vdo optimize --full over dir: the CLI queues
 // the work, the benchmark waits for it.
 func (d *Daemon) OptimizeFull(ctx context.Context, dir string) (Phase, error) {
-	return d.optimizeFull(ctx, dir, dir, "")
+	return d.optimize(ctx, "--full", dir, dir, "")
+}
+
+// OptimizeCold times btrfs-vdo optimize --cold of the pool at dir: the
+// cold pass of every volume, whatever its data's age.
+func (d *Daemon) OptimizeCold(ctx context.Context, dir string) (Phase, error) {
+	return d.optimize(ctx, "--cold", dir, dir, "")
 }
 
 // OptimizeFullVolume times btrfs-vdo optimize --full of the volume vid of
 // the pool the corpus c is (SetupPool).
 func (d *Daemon) OptimizeFullVolume(ctx context.Context, c *corpus.Corpus, vid string) (Phase, error) {
-	return d.optimizeFull(ctx, benchPool+":"+vid, c.Dir, vid)
+	return d.optimize(ctx, "--full", benchPool+":"+vid, c.Dir, vid)
 }
 
-// optimizeFull times btrfs-vdo optimize --full of target, whose jobs run
-// in the pool at dir, and waits for them all and, if vid is not "", for a
-// job of vid.
-func (d *Daemon) optimizeFull(ctx context.Context, target, dir, vid string) (Phase, error) {
+// optimize times btrfs-vdo optimize with the pass flag (--full, --cold)
+// of target, whose jobs run in the pool at dir, and waits for them all
+// and, if vid is not "", for a job of vid.
+func (d *Daemon) optimize(ctx context.Context, pass, target, dir, vid string) (Phase, error) {
 	var outcomes []api.JobOutcome
 	began := time.Now()
 	p, err := Timed(d.CPU, func() error {
-		if _, err := d.cli(ctx, "optimize", "--full", "--no-wait", "--json", target); err != nil {
+		if _, err := d.cli(ctx, "optimize", pass, "--no-wait", "--json", target); err != nil {
 			return err
 		}
 		var err error
