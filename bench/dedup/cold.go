@@ -58,5 +58,6 @@ func cpuPerGiB(p pass) string {
 	if p.ColdExamined <= 0 {
 		return "n/a"
 	}
-	return benchenv.Secs(p.CPU * (1 << 30) / time.Duration(p.ColdExamined))
+	perGiB := p.CPU.Seconds() * (1 << 30) / float64(p.ColdExamined)
+	return benchenv.Secs(time.Duration(perGiB * float64(time.Second)))
 }
