@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// readOnlyOps are the operations reported to the Writing hook that change
-// nothing: a hold looks for the dirty image, a job's settle lists the
-// extents it made. (A plan may set an image's compression flag and
-// commit.)
+// readOnlyOps are operations that change nothing: a hold looks for the
+// dirty image, a job's settle lists the extents it made. Reported to the
+// Writing hook, they would hold the lock without writing. (A plan may set
+// an image's compression flag and commit.)
 var readOnlyOps = map[string]bool{"hold": true, "measure": true}
 
 // inhibitClock is the pool's Writing hook, as btrfs-vdod wires it to

@@ -273,7 +273,7 @@ func (p *Pool) jobs() []Job { return p.state.read().Jobs }
 // ever release it (a volatile or snapshot volume).
 func (p *Pool) holdIfRunning(vid string) bool {
 	held := false
-	err := p.Volumes.Locked(vid, "hold", func(l *volume.Locked) error {
+	err := p.Volumes.ReadLocked(vid, func(l *volume.Locked) error {
 		running, err := l.Running()
 		if err != nil || !running {
 			return err
