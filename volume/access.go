@@ -12,7 +12,8 @@ import (
 
 // Locked is a stopped-or-running volume's files, reached under the
 // volume's lock, for work that rewrites extents without changing data
-// (compression, deduplication). It is valid only inside Store.Locked.
+// (compression, deduplication). It is valid only inside Store.Locked or
+// Store.ReadLocked.
 type Locked struct {
 	s *Store
 	p Paths
@@ -22,6 +23,17 @@ type Locked struct {
 // Hooks.Writing as op. fn must be short: a start of the same volume waits
 // for it.
 func (s *Store) Locked(vid, op string, fn func(*Locked) error) error {
+	return s.locked(vid, op, true, fn)
+}
+
+// ReadLocked is Locked for work that changes no file (it lists extents or
+// looks for a dirty image), which is not reported to Hooks.Writing: a
+// shutdown need not wait for it.
+func (s *Store) ReadLocked(vid string, fn func(*Locked) error) error {
+	return s.locked(vid, "", false, fn)
+}
+
+func (s *Store) locked(vid, op string, writes bool, fn func(*Locked) error) error {
 	p, err := PathsFor(vid)
 	if err != nil {
 		return err
@@ -29,7 +41,9 @@ func (s *Store) Locked(vid, op string, fn func(*Locked) error) error {
 	unlock := s.locks.lock(vid)
 	defer unlock()
 	defer s.dirs.rlock(p.Dir)()
-	defer s.hooks.Writing(op, vid)()
+	if writes {
+		defer s.hooks.Writing(op, vid)()
+	}
 	return fn(&Locked{s: s, p: p})
 }
 

@@ -7,11 +7,15 @@
 // rewrites 1 % and all stop one after the other, as a system shutdown stops
 // them, and the jobs are timed from the first stop to the last job's end.
 // It prints both, their ratio against the target (all jobs within 4 times
-// one VM's job) and the transaction commits the jobs made. The pool and its
-// optimizer run in this process, wired as btrfs-vdod wires them. Run as
+// one VM's job), the transaction commits the jobs made, and how long the
+// shutdown inhibitor was held against how long operations that write
+// images were under way (the target: no longer). The pool and its
+// optimizer run in this process, wired as btrfs-vdod wires them, but for
+// logind: the Writing hook times the lock instead of taking it. -log
+// writes the daemon's log, with each job's phase times, to stderr. Run as
 // root:
 //
-//	go run ./bench/shutdown [-vms 20] [-size-mib 128]
+//	go run ./bench/shutdown [-vms 20] [-size-mib 128] [-log]
 package main
 
 import (
@@ -38,14 +42,19 @@ const targetRatio = 4
 func main() {
 	vms := flag.Int("vms", 20, "VMs that stop together")
 	sizeMiB := flag.Int64("size-mib", 128, "data in each VM's image")
+	logJobs := flag.Bool("log", false, "log the pool and its jobs to stderr")
 	flag.Parse()
-	if err := run(*vms, *sizeMiB<<20); err != nil {
+	var log io.Writer = io.Discard
+	if *logJobs {
+		log = os.Stderr
+	}
+	if err := run(*vms, *sizeMiB<<20, log); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/shutdown:", err)
 		os.Exit(1)
 	}
 }
 
-func run(vms int, size int64) error {
+func run(vms int, size int64, log io.Writer) error {
 	env, err := benchenv.New(false)
 	if err != nil {
 		return err
@@ -56,25 +65,42 @@ func run(vms int, size int64) error {
 	if err != nil {
 		return err
 	}
-	b, err := openShutdownBench(filepath.Join(mnt, "pool"), vms, size)
+	b, err := openShutdownBench(filepath.Join(mnt, "pool"), vms, size, log)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	one, oneCommits, err := b.stopTogether(b.specs[:1], 1)
+	one, err := b.stopTogether(b.specs[:1], 1)
 	if err != nil {
 		return err
 	}
-	all, allCommits, err := b.stopTogether(b.specs, 2)
+	all, err := b.stopTogether(b.specs, 2)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%d VMs of %d MiB, 1 %% of each rewritten before the stop\n", vms, size>>20)
-	fmt.Printf("  one VM's job              %8.2f s  %3d commits\n", one.Seconds(), oneCommits)
-	fmt.Printf("  all %3d VMs' jobs         %8.2f s  %3d commits (%.1f per job)\n", vms, all.Seconds(), allCommits, float64(allCommits)/float64(vms))
-	ratio := all.Seconds() / one.Seconds()
+	one.print("one VM's job", 1)
+	all.print(fmt.Sprintf("all %d VMs' jobs", vms), vms)
+	ratio := all.took.Seconds() / one.took.Seconds()
 	fmt.Printf("  all / one                 %8.1fx   target <= %dx: %s\n", ratio, targetRatio, benchenv.Met(ratio <= targetRatio))
 	return nil
+}
+
+// burst is what the jobs of VMs stopped together took: from the first
+// stop to the last job's end, of which the stops themselves, the
+// transaction commits the jobs made, and the inhibitor's times.
+type burst struct {
+	took, stops time.Duration
+	commits     int64
+	inhibit     inhibitTimes
+}
+
+func (r burst) print(what string, vms int) {
+	fmt.Printf("  %-25s %8.3f s  %3d commits (%.1f per job); the stops %.3f s\n",
+		what, r.took.Seconds(), r.commits, float64(r.commits)/float64(vms), r.stops.Seconds())
+	in := r.inhibit
+	fmt.Printf("    inhibitor held          %8.3f s  %3d times; writes %.3f s, target held <= writes: %s\n",
+		in.held.Seconds(), in.takes, in.writing.Seconds(), benchenv.Met(in.held <= in.writing))
 }
 
 // shutdownBench is a pool of VMs' private volumes, its optimizer running.
@@ -82,6 +108,7 @@ type shutdownBench struct {
 	dir   string
 	size  int64
 	sched *optimizer.Scheduler
+	clock inhibitClock
 	reg   *pool.Registry
 	p     *pool.Pool
 	specs []volume.Spec
@@ -90,14 +117,14 @@ type shutdownBench struct {
 
 // openShutdownBench makes the pool and its volumes, each committed with
 // its data and optimized once.
-func openShutdownBench(dir string, vms int, size int64) (*shutdownBench, error) {
+func openShutdownBench(dir string, vms int, size int64, w io.Writer) (*shutdownBench, error) {
 	if _, err := pool.Setup(dir, true); err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(w, nil))
 	b := &shutdownBench{dir: dir, size: size, sched: optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)}
 	var err error
-	if b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched}); err != nil {
+	if b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: b.clock.Writing}); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,26 +180,27 @@ func (b *shutdownBench) session(s volume.Spec, off int64, data []byte) error {
 }
 
 // stopTogether rewrites 1 % of each volume in a session, stops them one
-// after the other, and returns the time from the first stop to the end of
-// the last job, and the transaction commits the jobs made.
-func (b *shutdownBench) stopTogether(specs []volume.Spec, round int) (time.Duration, int64, error) {
+// after the other, and measures the burst.
+func (b *shutdownBench) stopTogether(specs []volume.Spec, round int) (burst, error) {
 	n := b.size / 100
 	for i, s := range specs {
 		if err := b.session(s, int64(i)*n%(b.size-n), text(fmt.Sprint("round", round, "vm", i), n)); err != nil {
-			return 0, 0, err
+			return burst{}, err
 		}
 	}
-	before := b.sched.Counters().Get(optimizer.CountJobCommits)
+	commits, inhibit := b.sched.Counters().Get(optimizer.CountJobCommits), b.clock.read()
 	began := time.Now()
 	for _, s := range specs {
 		if _, err := b.p.Volumes.Stop(s); err != nil {
-			return 0, 0, err
+			return burst{}, err
 		}
 	}
+	stops := time.Since(began)
 	if err := b.sched.Wait(context.Background()); err != nil {
-		return 0, 0, err
+		return burst{}, err
 	}
-	return time.Since(began), b.sched.Counters().Get(optimizer.CountJobCommits) - before, nil
+	return burst{took: time.Since(began), stops: stops,
+		commits: b.sched.Counters().Get(optimizer.CountJobCommits) - commits, inhibit: b.clock.read().since(inhibit)}, nil
 }
 
 // text is n bytes of compressible text that differs per seed.

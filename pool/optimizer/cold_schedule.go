@@ -74,13 +74,14 @@ func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Poo
 		s.waitWhilePaused(jobCtx)
 	})
 	s.account(run, res)
-	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
+	key := jobKey{p.Volumes.Dir(), job.VID}
+	p.jobEnded(res.Saved(), ctx.Err() == nil, !s.followed(key))
 	if jobCtx.Err() != nil || errors.Is(err, errHeld) {
 		p.finishJob(job)
 		s.log.Info("cold pass gave way", "pool", p.Name, "vid", job.VID, "saved", res.Saved())
 		return
 	}
-	done := s.recordOutcome(jobKey{p.Volumes.Dir(), job.VID}, p, job, res, err)
+	done := s.recordOutcome(key, p, job, res, err)
 	if err != nil {
 		s.log.Error("cold pass failed", "pool", p.Name, "vid", job.VID, "err", err)
 		p.coldFailed(job.VID, s.cfg.Cold)

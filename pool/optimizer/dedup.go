@@ -76,7 +76,7 @@ func newDeduper(r *jobRun) *deduper {
 		enc: r.enc, stats: &r.res.Counters}
 }
 
-// finish closes what the stage opened and writes the index back.
+// finish closes what the stage opened and gives the index back.
 func (d *deduper) finish() {
 	if d == nil {
 		return
@@ -87,9 +87,7 @@ func (d *deduper) finish() {
 	if d.res != nil {
 		d.res.close()
 	}
-	if err := d.p.releaseIndex(); err != nil {
-		d.p.log.Warn("cannot write dedup index back", "pool", d.p.Name, "err", err)
-	}
+	d.p.releaseIndex()
 }
 
 // dataExtent is a disk extent and the clean image's items referencing it.

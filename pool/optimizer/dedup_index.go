@@ -107,13 +107,13 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 	return p.index.f, nil
 }
 
-// releaseIndex gives back the index a job took and writes its changed
-// buckets back.
-func (p *Pool) releaseIndex() error {
+// releaseIndex gives back the index a job took. Its changed buckets are
+// written back when the pool's last queued job ends (Pool.jobEnded), or
+// as the index closes.
+func (p *Pool) releaseIndex() {
 	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
 	p.index.users = max(p.index.users-1, 0)
-	p.index.mu.Unlock()
-	return p.flushIndex()
 }
 
 func (p *Pool) openIndexLocked(size uint64) error {

@@ -114,7 +114,8 @@ func TestIndexFollowsPoolData(t *testing.T) {
 	const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
 	f.Insert(hash, addr)
 	small := f.Size()
-	if err := p.releaseIndex(); err != nil {
+	p.releaseIndex()
+	if err := p.flushIndex(); err != nil {
 		t.Fatal(err)
 	}
 	info, err := os.Stat(filepath.Join(dir, volume.StateDir, indexName))

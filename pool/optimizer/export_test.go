@@ -5,10 +5,13 @@ package optimizer
 import (
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -53,7 +56,7 @@ func OpenTestPool(t testing.TB, sched *Scheduler, dir string) (*Pool, error) {
 }
 
 // openRoot opens dir as a root until the test ends.
-func openRoot(t *testing.T, dir string) *fsroot.Root {
+func openRoot(t testing.TB, dir string) *fsroot.Root {
 	t.Helper()
 	r, err := fsroot.Open(dir)
 	if err != nil {
@@ -61,4 +64,34 @@ func openRoot(t *testing.T, dir string) *fsroot.Root {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// UsageMeasurements counts the measurements of p's usage figures since
+// it opened.
+func UsageMeasurements(p *Pool) uint64 { return p.usage.measurements.Load() }
+
+// IndexCellsUsed returns how many cells p's dedup index holds in memory,
+// and in its file, as an index opened from a copy of it in dir holds.
+func IndexCellsUsed(t testing.TB, p *Pool, dir string) (inMemory, inFile uint64) {
+	t.Helper()
+	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
+	if p.index.f == nil {
+		t.Fatal("the dedup index is not open")
+	}
+	_, inMemory, _, _, _, _ = p.index.f.Stats()
+	data, err := os.ReadFile(filepath.Join(p.stateDir.Name(), indexName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, indexName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := dedupindex.Open(openRoot(t, dir), indexName, p.index.f.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, inFile, _, _, _, _ = f.Stats()
+	return inMemory, inFile
 }

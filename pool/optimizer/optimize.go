@@ -49,7 +49,7 @@ func (r *Result) addCompressed(o compress.Result) {
 // over-reported.)
 func (p *Pool) madeExtents(vid string, files []fileWork, began uint64) (map[uint64]uint64, error) {
 	found := map[uint64]uint64{}
-	err := p.Volumes.Locked(vid, "measure", func(l *volume.Locked) error {
+	err := p.Volumes.ReadLocked(vid, func(l *volume.Locked) error {
 		for _, fw := range files {
 			if fw.noCOW {
 				continue // left alone, and not planned
@@ -163,7 +163,7 @@ func (r *jobRun) compressItem(it workItem) (compress.Result, error) {
 // full pass the revisions too (they may hold extents nothing else does).
 func (p *Pool) jobTargets(job Job) ([]volume.File, error) {
 	var targets []volume.File
-	err := p.Volumes.Locked(job.VID, "plan", func(l *volume.Locked) error {
+	err := p.Volumes.ReadLocked(job.VID, func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
 			return errors.Join(err, errHeld)
 		}

@@ -282,7 +282,7 @@ func (p *Pool) jobs() []Job { return p.state.read().Jobs }
 // ever release it (a volatile or snapshot volume).
 func (p *Pool) holdIfRunning(vid string) bool {
 	held := false
-	err := p.Volumes.Locked(vid, "hold", func(l *volume.Locked) error {
+	err := p.Volumes.ReadLocked(vid, func(l *volume.Locked) error {
 		running, err := l.Running()
 		if err != nil || !running {
 			return err
@@ -345,6 +345,22 @@ func (p *Pool) finishJob(job Job) {
 
 func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
 	p.state.updateSoon(func(s *state) { s.Jobs = fn(s.Jobs) })
+}
+
+// jobEnded takes in the disk space a job saved and, when last (no other
+// job of the pool is to end after it), writes the dedup index back and
+// measures the pool, unless measure is false (the daemon is stopping).
+// Jobs that are not last leave both to the one that is: after VMs
+// stopped together, the index is written and the pool measured once.
+func (p *Pool) jobEnded(saved int64, measure, last bool) {
+	if !last {
+		p.usage.addSaved(saved)
+		return
+	}
+	if err := p.flushIndex(); err != nil {
+		p.log.Warn("cannot write dedup index back", "pool", p.Name, "err", err)
+	}
+	p.usage.jobRan(saved, measure)
 }
 
 // tmpDir holds compressed copies while they are deduplicated into images:

@@ -60,6 +60,10 @@ type Scheduler struct {
 	// across jobs.
 	encoders map[int]*copyEncoder
 	indexes  indexAccount // of every pool's dedup index
+	// owed are the pools, by directory, whose last jobs left writing the
+	// index back and measuring the pool to a job that was to follow (see
+	// followed): a worker with nothing to run does it (catchUp).
+	owed map[string]bool
 }
 
 type jobKey struct{ dir, vid string }
@@ -70,6 +74,7 @@ type runningJob struct {
 	done, total uint64
 	held        bool
 	cold        bool // a cold pass, which gives way to any other job
+	ending      bool // past the point where it tells whether a job follows
 }
 
 // NewScheduler returns a scheduler; Run starts its workers. onDone may be
@@ -83,7 +88,7 @@ func NewScheduler(cfg SchedulerConfig, log *slog.Logger, onDone func(JobDone)) *
 	}
 	return &Scheduler{
 		cfg: cfg, log: log, onDone: onDone,
-		running: map[jobKey]*runningJob{}, paused: map[string]bool{},
+		running: map[jobKey]*runningJob{}, paused: map[string]bool{}, owed: map[string]bool{},
 		wake: make(chan struct{}, 1), changed: make(chan struct{}), pools: map[string]*Pool{},
 		indexes: indexAccount{sizes: cfg.IndexSizes, report: cfg.OnIndexSized},
 	}
@@ -116,10 +121,11 @@ func (s *Scheduler) worker(ctx context.Context) {
 	defer recheck.Stop()
 	for {
 		key, p, job, ok := s.next()
-		if !ok && s.queueCold() {
-			continue
-		}
 		if !ok {
+			s.catchUp()
+			if s.queueCold() {
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -198,8 +204,9 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 
 	held := s.account(run, res)
 	// Measured unless the daemon is stopping, before the job leaves the
-	// list: whoever waits for it then reads figures that include it.
-	p.usage.jobRan(res.Saved(), ctx.Err() == nil)
+	// list: whoever waits for it, or for the burst it ends, then reads
+	// figures that include it.
+	p.jobEnded(res.Saved(), ctx.Err() == nil, !s.followed(key))
 
 	switch {
 	case errors.Is(err, errHeld) || held:
@@ -236,6 +243,65 @@ func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
 	s.stats.v[CountJobBytesSaved] += res.Saved()
 	s.notifyLocked()
 	return run.held
+}
+
+// followed reports whether another job of key's pool is to end after
+// key's: one queued and runnable, or running and not yet this far. Then
+// that job writes the pool's dedup index back and measures the pool for
+// both, so that the jobs of VMs stopped together pay for it once; else
+// key's does.
+func (s *Scheduler) followed(key jobKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running[key].ending = true
+	if s.activeLocked(key.dir) {
+		s.owed[key.dir] = true
+		return true
+	}
+	delete(s.owed, key.dir)
+	return false
+}
+
+// activeLocked reports whether a job of the pool at dir is to end later:
+// queued and runnable, or running and not yet past followed.
+func (s *Scheduler) activeLocked(dir string) bool {
+	for key, run := range s.running {
+		if key.dir == dir && !run.ending {
+			return true
+		}
+	}
+	if len(s.paused) > 0 {
+		return false
+	}
+	for _, key := range s.queue {
+		if key.dir != dir {
+			continue
+		}
+		if job, ok := s.pools[dir].job(key.vid); ok && !job.Held {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp does what the last jobs of a pool left to one that did not run
+// after all (held by a start, or paused): it writes the pool's index back
+// and measures the pool.
+func (s *Scheduler) catchUp() {
+	var pools []*Pool
+	s.mu.Lock()
+	for dir := range s.owed {
+		if !s.activeLocked(dir) {
+			delete(s.owed, dir)
+			if p := s.pools[dir]; p != nil {
+				pools = append(pools, p)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range pools {
+		p.jobEnded(0, true, true)
+	}
 }
 
 // recordOutcome counts a finished job, keeps its outcome among the recent
@@ -437,6 +503,7 @@ func (s *Scheduler) forget(p *Pool) {
 		return
 	}
 	delete(s.pools, dir)
+	delete(s.owed, dir) // Close writes the index and saved bytes back
 	s.queue = slices.DeleteFunc(s.queue, func(k jobKey) bool { return k.dir == dir })
 	s.notifyLocked()
 }

@@ -53,8 +53,9 @@ type UsageRecord struct {
 	Saved int64 `json:"saved"`
 }
 
-// usageKeeper keeps a pool's UsageFile current: after every job, at pool
-// open, and, in the background, after removals.
+// usageKeeper keeps a pool's UsageFile current: after every job, or the
+// last of jobs queued together (Pool.jobEnded), at pool open, and, in the
+// background, after removals.
 type usageKeeper struct {
 	root   *fsroot.Root
 	log    *slog.Logger
@@ -68,7 +69,9 @@ type usageKeeper struct {
 	measured time.Time     // when the last measurement began
 	took     time.Duration // how long it took
 
-	pending atomic.Bool // a background refresh is on its way
+	pending      atomic.Bool   // a background refresh is on its way
+	unwritten    atomic.Bool   // saved has changed since the file was written
+	measurements atomic.Uint64 // for tests
 }
 
 // openUsageKeeper reads back the saved bytes UsageFile counted so far. A
@@ -131,6 +134,13 @@ func (u *usageKeeper) jobRan(saved int64, measure bool) {
 	u.updateLocked(measure)
 }
 
+// addSaved adds the saved bytes of a job whose pool a later job measures
+// (Pool.jobEnded). It does not wait for a measurement under way.
+func (u *usageKeeper) addSaved(saved int64) {
+	u.saved.Add(saved)
+	u.unwritten.Store(true)
+}
+
 // waitLocked is how long to wait from now before measuring again.
 func (u *usageKeeper) waitLocked(now time.Time) time.Duration {
 	if u.took < usageCheap {
@@ -178,6 +188,7 @@ func (u *usageKeeper) updateLocked(measure bool) {
 		began := time.Now()
 		r, err := measurePool(u.root)
 		u.measured, u.took = began, time.Since(began)
+		u.measurements.Add(1)
 		if err != nil {
 			u.log.Warn("cannot measure the pool", "dir", u.root.Name(), "err", err)
 		} else {
@@ -187,8 +198,10 @@ func (u *usageKeeper) updateLocked(measure bool) {
 				"ms", time.Since(began).Milliseconds())
 		}
 	}
+	u.unwritten.Store(false) // before saved is read: a later addSaved sets it again
 	rec.Version, rec.DirPath, rec.Saved = usageFileVersion, u.root.Name(), u.saved.Load()
 	if err := writeUsageFile(u.root, rec); err != nil {
+		u.unwritten.Store(true)
 		u.log.Warn("cannot write the pool's usage figures", "err", err)
 		return
 	}
@@ -202,10 +215,14 @@ func (u *usageKeeper) savedBytes() int64 { return u.saved.Load() }
 // idle; the next measurement or write opens it again.
 func (u *usageKeeper) release() error { return u.root.Release() }
 
-// close waits for a measurement under way and stops any later one.
+// close waits for a measurement under way, writes the saved bytes no
+// measurement has written yet, and stops any later measurement.
 func (u *usageKeeper) close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.unwritten.Load() {
+		u.updateLocked(false)
+	}
 	u.closed = true
 	return u.root.Close()
 }
