@@ -53,14 +53,14 @@ func main() {
 			RunBaseline: func(ctx context.Context, dir, mnt string, c *corpus.Corpus, target corpus.Volume) (result, error) {
 				return dupeSide(ctx, mnt, c, target, filepath.Join(dir, "duperemove.hash"), filepath.Join(dir, "duperemove.log"))
 			},
-			RunVDO:      vdoSide,
+			RunVDO: vdoSide,
 			RunVDOLater: func(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Volume, d *benchenv.Daemon, r *result) error {
 				if err := coldPass(ctx, mnt, c, d, r); err != nil {
 					return err
 				}
 				return outsideUpdate(ctx, mnt, c, target, d, r)
 			},
-			Report:      report,
+			Report: report,
 		})
 	})
 }

@@ -48,9 +48,9 @@ func (p pass) SharingKept() float64 {
 type result struct {
 	First, Update pass
 	// Cold is btrfs-vdo's cold pass after the update round.
-	Cold          pass
-	Changed       int64 // bytes of the updated images not shared with their revisions
-	Index         int64 // btrfs-vdo: size of the dedup index file
+	Cold    pass
+	Changed int64 // bytes of the updated images not shared with their revisions
+	Index   int64 // btrfs-vdo: size of the dedup index file
 	// Daemon and Outside are btrfs-vdo's update round through the daemon
 	// (Update is both its passes) and outside it, volume by volume.
 	Daemon, Outside updatePath
