@@ -9,9 +9,10 @@ import (
 )
 
 // IdleRelease is how often the daemon lets go of what it holds open in
-// pools without jobs: their directory's descriptor and dedup index. A
-// pool's filesystem can then be unmounted once its VMs are stopped and
-// its jobs done; the next request opens what it needs again.
+// pools without jobs: their directory's descriptor and dedup index file
+// (the index stays in memory a while; see the optimizer). A pool's
+// filesystem can then be unmounted once its VMs are stopped and its jobs
+// done; the next request opens what it needs again.
 const IdleRelease = 5 * time.Second
 
 // Run keeps the registry's housekeeping until ctx is done: it releases

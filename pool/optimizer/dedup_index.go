@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer/dedupindex"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -70,10 +71,13 @@ func (a *indexAccount) release(n uint64) {
 // it and kept open until the registry closes. One sized by its pool's
 // data is reopened larger when the data has outgrown it, between jobs.
 type poolIndex struct {
-	mu      sync.Mutex
-	f       *dedupindex.File
-	users   int // jobs holding f: it is only replaced when none does
-	account *indexAccount
+	mu    sync.Mutex
+	f     *dedupindex.File
+	users int // jobs holding f: it is only replaced when none does
+	// detached is when f let go of its file, between jobs, keeping the
+	// index in memory (zero: attached).
+	detached time.Time
+	account  *indexAccount
 }
 
 // dedupIndex returns the pool's dedup index for a job, which gives it
@@ -85,6 +89,9 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 	if p.index.f != nil && p.index.users > 0 {
 		p.index.users++
 		return p.index.f, nil
+	}
+	if err := p.attachIndexLocked(); err != nil {
+		return nil, err
 	}
 	size, err := p.indexSize()
 	switch {
@@ -198,6 +205,48 @@ func (p *Pool) flushIndex() error {
 	return nil
 }
 
+// attachIndexLocked takes up a detached index again, unless its file
+// changed since (then it is dropped, for the caller to open anew).
+func (p *Pool) attachIndexLocked() error {
+	if p.index.f == nil || p.index.detached.IsZero() {
+		return nil
+	}
+	p.index.detached = time.Time{}
+	same, err := p.index.f.Attach(p.stateDir, indexName)
+	if err == nil && same {
+		return nil
+	}
+	if err != nil {
+		p.log.Warn("cannot take the dedup index up again; reading it anew", "pool", p.Name, "err", err)
+	}
+	size := p.index.f.Size()
+	p.index.f = nil
+	p.index.account.release(size)
+	return nil
+}
+
+// releaseIdleIndex lets go of the index's file between jobs, so that the
+// pool's filesystem can be unmounted, and keeps the index in memory for
+// keepIdleIndex, so that the next job need not read it all again; then it
+// closes the index.
+func (p *Pool) releaseIdleIndex() error {
+	p.index.mu.Lock()
+	defer p.index.mu.Unlock()
+	switch {
+	case p.index.f == nil:
+		return nil
+	case p.index.detached.IsZero():
+		if err := p.index.f.Detach(); err != nil {
+			return fmt.Errorf("detach dedup index of pool %s: %w", p.Name, err)
+		}
+		p.index.detached = time.Now()
+		return nil
+	case time.Since(p.index.detached) >= keepIdleIndex:
+		return p.closeIndexLocked()
+	}
+	return nil
+}
+
 // closeIndex flushes and closes the index, if it is open.
 func (p *Pool) closeIndex() error {
 	p.index.mu.Lock()
@@ -211,7 +260,7 @@ func (p *Pool) closeIndexLocked() error {
 	}
 	size := p.index.f.Size()
 	err := p.index.f.Close()
-	p.index.f = nil
+	p.index.f, p.index.detached = nil, time.Time{}
 	p.index.account.release(size)
 	if err != nil {
 		return fmt.Errorf("close dedup index of pool %s: %w", p.Name, err)

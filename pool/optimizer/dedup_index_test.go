@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
@@ -227,4 +228,88 @@ func TestAutoSize(t *testing.T) {
 			t.Errorf("%s: autoSize(%d, %d) = %d, want %d", tc.name, tc.current, want, got, tc.size)
 		}
 	}
+}
+
+// Between jobs the index lets go of its file, so that the pool's
+// filesystem can be unmounted, but stays in memory: the next job takes it
+// up without reading the file, unless the file changed meanwhile. After
+// keepIdleIndex it is closed.
+func TestIdleIndexStaysInMemory(t *testing.T) {
+	dir := t.TempDir()
+	var reported []uint64
+	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { reported = append(reported, total) }}, logtest.Discard(), nil)
+	p, err := OpenTestPool(t, sched, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeImage(t, filepath.Join(dir, "appvms", "work", "private.img"), 16*mib)
+	path := filepath.Join(dir, volume.StateDir, indexName)
+	const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
+	first := useIndex(t, p, func(f *dedupindex.File) { f.Insert(hash, addr) })
+	if err := p.releaseIdleIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if openFDs(t, path) != 0 {
+		t.Fatalf("%s still open after the pool went idle", path)
+	}
+	if again := useIndex(t, p, nil); again != first || !slices.Contains(again.Lookup(nil, hash), uint64(addr)) {
+		t.Fatal("the next job did not take up the index kept in memory, with its entry")
+	}
+
+	if err := p.releaseIdleIndex(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // past the coarse clock's tick, as any later write
+	btrfstest.WriteAt(t, path, 4096, make([]byte, 8))
+	if reread := useIndex(t, p, nil); reread == first {
+		t.Fatal("an index file changed while detached was not read anew")
+	}
+
+	if err := p.releaseIdleIndex(); err != nil {
+		t.Fatal(err)
+	}
+	p.index.detached = time.Now().Add(-keepIdleIndex)
+	if err := p.releaseIdleIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if p.index.f != nil || p.index.account.open != 0 {
+		t.Fatalf("index kept past keepIdleIndex: %v, %d bytes counted", p.index.f != nil, p.index.account.open)
+	}
+	if len(reported) != 2 {
+		t.Errorf("index opened %d times (sizes %v), want twice: at first and after its file changed", len(reported), reported)
+	}
+}
+
+// useIndex takes the pool's index as a job does, lets use change it, and
+// gives it back written back.
+func useIndex(t *testing.T, p *Pool, use func(*dedupindex.File)) *dedupindex.File {
+	t.Helper()
+	f, err := p.dedupIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if use != nil {
+		use(f)
+	}
+	p.releaseIndex()
+	if err := p.flushIndex(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// openFDs counts this process's descriptors open on path.
+func openFDs(t *testing.T, path string) int {
+	t.Helper()
+	links, err := filepath.Glob("/proc/self/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }

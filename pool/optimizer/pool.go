@@ -128,10 +128,11 @@ func (p *Pool) ReleaseIfIdle() bool {
 	return true
 }
 
-// closeIdleIndex closes the dedup index; the next job opens it again.
+// closeIdleIndex lets go of the dedup index's file (releaseIdleIndex);
+// the next job takes it up again.
 func (p *Pool) closeIdleIndex() {
-	if err := p.closeIndex(); err != nil {
-		p.log.Warn("cannot close idle dedup index", "pool", p.Name, "err", err)
+	if err := p.releaseIdleIndex(); err != nil {
+		p.log.Warn("cannot release idle dedup index", "pool", p.Name, "err", err)
 	}
 }
 

@@ -46,6 +46,12 @@ const (
 
 // Dedup: memory and reads a pass spends to find matches.
 const (
+	// keepIdleIndex is how long a pool's dedup index stays in memory
+	// after its last job, its file closed: VMs stopping a few minutes
+	// apart find it ready, where reading it again would cost each job
+	// the whole index file (128 MiB per TB of images) from disk. Past
+	// that, the memory goes back to dom0.
+	keepIdleIndex = 10 * time.Minute
 	// readAheadBatches is how many batches the first walk asks the kernel to
 	// read ahead of the one it reads: the new data lies scattered over the
 	// image, and reading it one piece at a time would wait on each.

@@ -22,8 +22,27 @@ import (
 type File struct {
 	*Index
 	path string     // for messages
-	mu   sync.Mutex // serializes Flush and Close
-	f    *os.File   // nil once closed
+	mu   sync.Mutex // serializes Flush, Close, Detach and Attach
+	f    *os.File   // nil once closed or detached
+	// left identifies the file as Detach left it: what Attach checks
+	// before it takes the index in memory for the file's content.
+	left *fileState
+}
+
+// fileState is what tells a file unchanged: the same inode, length and
+// change time (which every write and rename moves).
+type fileState struct {
+	dev, ino     uint64
+	size         int64
+	ctime, mtime unix.Timespec
+}
+
+func stateOf(f *os.File) (fileState, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fileState{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return fileState{dev: st.Dev, ino: st.Ino, size: st.Size, ctime: st.Ctim, mtime: st.Mtim}, nil
 }
 
 // Opened says how Open came by the index, for the caller to log.
@@ -243,6 +262,9 @@ func (f *File) Flush() error {
 }
 
 func (f *File) flush() error {
+	if f.f == nil && f.left != nil {
+		return nil // written back as it was detached; only Attach changes it
+	}
 	if f.f == nil {
 		return fmt.Errorf("flush dedup index %s: %w", f.path, os.ErrClosed)
 	}
@@ -266,4 +288,54 @@ func (f *File) Close() error {
 		f.f = nil
 	}
 	return err
+}
+
+// Detach flushes and closes the file but keeps the index in memory, for
+// Attach to take up again without reading the file: what a pool does
+// between jobs, so that its filesystem can be unmounted while the next
+// job still finds the index ready. An index that cannot be written back
+// stays attached.
+func (f *File) Detach() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
+		return nil
+	}
+	if err := f.flush(); err != nil {
+		return err
+	}
+	left, err := stateOf(f.f)
+	if err != nil {
+		return err
+	}
+	f.left = &left
+	err = f.f.Close()
+	f.f = nil
+	return err
+}
+
+// Attach opens the file at name beneath dir again for a detached index,
+// and reports whether it is the file as Detach left it. When it is not
+// (written, replaced or gone since), the index in memory no longer says
+// what the file holds, and the caller opens the file anew; f is then
+// closed.
+func (f *File) Attach(dir *fsroot.Root, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f != nil {
+		return true, nil
+	}
+	left := f.left
+	f.left = nil
+	file, err := dir.OpenOwnFile(name, os.O_RDWR)
+	if err != nil {
+		return false, nil // gone or not ours: Open decides what to do
+	}
+	now, err := stateOf(file)
+	if err != nil || left == nil || now != *left {
+		file.Close()
+		return false, err
+	}
+	f.f = file
+	return true, nil
 }

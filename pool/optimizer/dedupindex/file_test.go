@@ -12,6 +12,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -314,6 +315,76 @@ func TestOpenBoundsHeaderSize(t *testing.T) {
 			}
 			if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
 				t.Errorf("Open allocated %d bytes for an index of %d", n, fileSize)
+			}
+		})
+	}
+}
+
+// A detached index is taken up again without reading its file only when
+// the file is as Detach left it; anything done to the file meanwhile
+// makes Attach refuse, and the caller reads it anew.
+func TestDetachAttach(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		meddle   func(t *testing.T, path string)
+		wantSame bool
+	}{
+		{"untouched", func(*testing.T, string) {}, true},
+		{"written", func(t *testing.T, path string) {
+			// File times come from a coarse clock: let it tick past
+			// Detach's write back, as any later write would.
+			time.Sleep(20 * time.Millisecond)
+			btrfstest.WriteAt(t, path, headerBytes, make([]byte, 8))
+		}, false},
+		{"replaced", func(t *testing.T, path string) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path+".other", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".other", path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"removed", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dedup.idx")
+			f, _ := openFile(t, path, fileSize)
+			f.Insert(spread(1), addr(1))
+			if err := f.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Flush(); err != nil {
+				t.Fatalf("flush of a detached index: %v", err)
+			}
+			tc.meddle(t, path)
+			root, err := fsroot.Open(filepath.Dir(path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			same, err := f.Attach(root, filepath.Base(path))
+			if err != nil || same != tc.wantSame {
+				t.Fatalf("Attach = %v, %v; want %v", same, err, tc.wantSame)
+			}
+			if !same {
+				return
+			}
+			// Attached, it writes back where it did before.
+			f.Insert(spread(2), addr(2))
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			g, how := openFile(t, path, fileSize)
+			if how != (Opened{}) || !slices.Contains(g.Lookup(nil, spread(2)), addr(2)) || !slices.Contains(g.Lookup(nil, spread(1)), addr(1)) {
+				t.Fatalf("reopened %+v: the entries made before and after Detach are not both there", how)
 			}
 		})
 	}
