@@ -256,7 +256,7 @@ type VolumeState struct {
 type OptimizeArgs struct {
 	Target string `json:"target"`
 	Full   bool   `json:"full"`
-	Cold   bool   `json:"cold,omitempty"`
+	Cold   bool   `json:"cold"`
 }
 
 // OptimizeResult lists the jobs queued, one per volume, in the order they

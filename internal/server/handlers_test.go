@@ -287,7 +287,7 @@ func TestOptimizePassKinds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, reg := goldenServer(&fakeStore{})
-			req := bytes.Replace(readGolden(t, "optimize.request.json"), []byte(`"full": true`), []byte(tc.args), 1)
+			req := []byte(`{"v": 1, "op": "optimize", "args": {"target": "vdo", ` + tc.args + `}}`)
 			resp := serveGolden(t, srv, req)
 			switch {
 			case tc.wantCode != "" && (resp.OK || resp.Error.Code != tc.wantCode):
