@@ -26,7 +26,9 @@ type Committed struct {
 	VID   string
 	Clean File
 	// Precache is false when the volume keeps no precache (snapshots
-	// disabled), so nothing must make one later.
+	// disabled), so nothing must make one later. When true, the commit
+	// makes one once the hook returns, unless a crash cuts it short: the
+	// pool then makes it (MakePrecache) after its work on the new data.
 	Precache bool
 }
 
@@ -36,11 +38,11 @@ type Committed struct {
 type Hooks struct {
 	// Started is called when an origin volume has started.
 	Started func(Started)
-	// Committed is called after each durable commit. It returns true when
-	// the pool will optimize the new data and make the precache itself
-	// afterwards (MakePrecache): a precache made now would pin the
-	// commit's extents as they are.
-	Committed func(Committed) (precacheLater bool)
+	// Committed is called after each durable commit, before the commit
+	// makes the precache: the next start is then a rename even while the
+	// pool still optimizes the new data, which it rewrites in the clean
+	// image and the precache together.
+	Committed func(Committed)
 	// Writing is called when an operation that changes files begins; the
 	// function it returns is called when the operation ends. It lets the
 	// daemon hold off a shutdown while image files are being written.
@@ -78,7 +80,7 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 		hooks.Started = func(Started) {}
 	}
 	if hooks.Committed == nil {
-		hooks.Committed = func(Committed) bool { return false }
+		hooks.Committed = func(Committed) {}
 	}
 	if hooks.Removed == nil {
 		hooks.Removed = func(string) {}

@@ -32,11 +32,9 @@ type harness struct {
 	store   *volume.Store
 	commits []volume.Committed
 	starts  []volume.Started
-	// precacheLater is what the commit hook answers.
-	precacheLater bool
-	writing       int      // operations between Writing and its done
-	writes        []string // finished writing operations, in order
-	mu            sync.Mutex
+	writing int      // operations between Writing and its done
+	writes  []string // finished writing operations, in order
+	mu      sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {
@@ -56,11 +54,10 @@ func newHarness(t *testing.T) *harness {
 			h.starts = append(h.starts, st)
 			h.mu.Unlock()
 		},
-		Committed: func(c volume.Committed) bool {
+		Committed: func(c volume.Committed) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.commits = append(h.commits, c)
-			return h.precacheLater
 		},
 		Writing: func(op, vid string) func() {
 			h.mu.Lock()
@@ -202,9 +199,12 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 	}
 }
 
-func TestPrecacheLaterAndLockedAccess(t *testing.T) {
+// TestCommitMakesPrecacheAndLockedAccess: a commit makes the precache
+// itself, so that the next start is a rename even while the pool works on
+// the new data; MakePrecache keeps a valid precache and remakes a missing
+// one.
+func TestCommitMakesPrecacheAndLockedAccess(t *testing.T) {
 	h := newHarness(t)
-	h.precacheLater = true
 	spec := origin("appvms/work/private", 1)
 	h.must(h.store.Create(spec))
 	h.must(h.store.Start(spec))
@@ -240,7 +240,15 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.must(h.store.Stop(spec))
-	h.assertFiles(map[string]bool{"appvms/work/private-precache.img": false})
+	pre := h.path("appvms/work/private-precache.img")
+	if h.sum("appvms/work/private-precache.img") != want {
+		t.Fatal("the commit's precache differs from the committed data")
+	}
+	assertSameMtime(t, h.path("appvms/work/private.img"), pre)
+	made, err := os.Stat(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	err = h.store.Locked(spec.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
@@ -271,13 +279,20 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 	if err := h.store.MakePrecache(spec.VID); err != nil {
 		t.Fatal(err)
 	}
-	assertSameMtime(t, h.path("appvms/work/private.img"), h.path("appvms/work/private-precache.img"))
-
-	// Without a precache, start falls back to a reflink of the image.
-	if _, err := os.Stat(h.path("appvms/work/private-precache.img")); err != nil {
+	if kept, err := os.Stat(pre); err != nil || !os.SameFile(kept, made) {
+		t.Fatalf("MakePrecache replaced a valid precache: %v", err)
+	}
+	os.Remove(pre)
+	if err := h.store.MakePrecache(spec.VID); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(h.path("appvms/work/private-precache.img"))
+	if h.sum("appvms/work/private-precache.img") != want {
+		t.Fatal("MakePrecache made a precache that differs from the image")
+	}
+	assertSameMtime(t, h.path("appvms/work/private.img"), pre)
+
+	// Without a precache, start falls back to a reflink of the image.
+	os.Remove(pre)
 	h.must(h.store.Start(spec))
 	if h.sum("appvms/work/private-dirty.img") != want {
 		t.Fatal("start without a precache lost data")
