@@ -33,9 +33,14 @@ type Committed struct {
 }
 
 // Hooks let the pool follow what the store does. They run with the
-// volume's lock held, so they must only record or queue work, never wait
-// for it. Any may be nil.
+// volume's lock held (Starting excepted), so they must only record or
+// queue work, never wait for it. Any may be nil.
 type Hooks struct {
+	// Starting is called when a start of the volume is asked for, before
+	// it waits for the volume's lock, which work on the volume's files
+	// (Locked) may hold: the pool stops that work before its next step
+	// under the lock, so that the start waits for one step at most.
+	Starting func(vid string)
 	// Started is called when an origin volume has started.
 	Started func(Started)
 	// Committed is called after each durable commit, before the commit
@@ -75,6 +80,9 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	root, err := fsroot.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open pool directory: %w", err)
+	}
+	if hooks.Starting == nil {
+		hooks.Starting = func(string) {}
 	}
 	if hooks.Started == nil {
 		hooks.Started = func(Started) {}

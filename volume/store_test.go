@@ -32,9 +32,12 @@ type harness struct {
 	store   *volume.Store
 	commits []volume.Committed
 	starts  []volume.Started
-	writing int      // operations between Writing and its done
-	writes  []string // finished writing operations, in order
-	mu      sync.Mutex
+	// starting receives the vid of each start asked for, as the Starting
+	// hook is called.
+	starting chan string
+	writing  int      // operations between Writing and its done
+	writes   []string // finished writing operations, in order
+	mu       sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {
@@ -46,9 +49,15 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 	}
-	h := &harness{t: t, dir: dir}
+	h := &harness{t: t, dir: dir, starting: make(chan string, 64)}
 	log := logtest.Discard()
 	store, err := volume.Open(dir, log, volume.Hooks{
+		Starting: func(vid string) {
+			select {
+			case h.starting <- vid:
+			default: // a test that does not read them
+			}
+		},
 		Started: func(st volume.Started) {
 			h.mu.Lock()
 			h.starts = append(h.starts, st)
@@ -196,6 +205,42 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 		if h.writes[i] != w+" appvms/work/private" {
 			t.Errorf("write %d = %q, want %q", i, h.writes[i], w)
 		}
+	}
+}
+
+// TestStartingHookRunsBeforeTheLock: a start tells the pool it is coming
+// before it waits for the volume's lock, which the optimizer holds a step
+// at a time, so that the pool can stop the optimizer before its next step.
+func TestStartingHookRunsBeforeTheLock(t *testing.T) {
+	h := newHarness(t)
+	spec := origin("appvms/work/private", 1)
+	h.must(h.store.Create(spec))
+	started := make(chan error, 1)
+	err := h.store.Locked(spec.VID, "optimize", func(*volume.Locked) error {
+		go func() {
+			_, err := h.store.Start(spec)
+			started <- err
+		}()
+		select {
+		case vid := <-h.starting:
+			if vid != spec.VID {
+				t.Errorf("Starting(%q), want %q", vid, spec.VID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Starting not called while the lock is held")
+		}
+		select {
+		case err := <-started:
+			t.Errorf("start finished under the optimizer's lock: %v", err)
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -67,7 +67,7 @@ func OpenPool(sched *Scheduler, cfg PoolConfig) (*Pool, error) {
 	if sched != nil {
 		p.index.account = &sched.indexes
 	}
-	hooks := volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: cfg.Writing}
+	hooks := volume.Hooks{Starting: p.starting, Started: p.started, Committed: p.committed, Removed: p.removed, Writing: cfg.Writing}
 	if p.Volumes, err = volume.Open(cfg.Dir.Name(), cfg.Log, hooks); err != nil {
 		return nil, err
 	}
@@ -141,6 +141,16 @@ func (p *Pool) Commits() uint64 { return p.commits.Load() }
 // Saved is the disk space the pool's optimizer jobs freed, net, as
 // UsageFile keeps it across restarts.
 func (p *Pool) Saved() uint64 { return uint64(max(p.usage.savedBytes(), 0)) }
+
+// starting is the volume store's hook for a start that is about to wait
+// for the volume's lock: the volume's running job stops before its next
+// chunk instead of taking the lock again ahead of the start. A start that
+// then fails leaves the volume stopped, and the job carries on.
+func (p *Pool) starting(vid string) {
+	if p.sched != nil {
+		p.sched.hold(p, vid)
+	}
+}
 
 // started is the volume store's start hook: it records the filesystem
 // generation, from which the VM's writes will be told from old data, and
