@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,8 +186,7 @@ func (b *startBench) measure(busy bool) (took, wait time.Duration, running bool,
 		return 0, 0, false, err
 	}
 	if busy {
-		time.Sleep(200 * time.Millisecond) // let the job get going
-		running = b.jobRunning()
+		running = b.jobUnderWay()
 	}
 	began := time.Now()
 	if _, err := b.p.Volumes.Start(b.spec); err != nil {
@@ -195,6 +195,17 @@ func (b *startBench) measure(busy bool) (took, wait time.Duration, running bool,
 	took, wait = time.Since(began), b.locked.Sub(began)
 	_, err = b.p.Volumes.Stop(b.spec)
 	return took, wait, running, err
+}
+
+// jobUnderWay waits until the volume's job runs, then a random while
+// (up to 150 ms), so that starts fall at every step of the job, and
+// reports whether it still runs.
+func (b *startBench) jobUnderWay() bool {
+	for deadline := time.Now().Add(2 * time.Second); !b.jobRunning() && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(rand.N(150 * time.Millisecond))
+	return b.jobRunning()
 }
 
 // jobRunning reports whether a worker runs the volume's job.
