@@ -154,11 +154,15 @@ func (p *Pool) starting(vid string) {
 
 // started is the volume store's start hook: it records the filesystem
 // generation, from which the VM's writes will be told from old data, and
-// holds the volume's optimizer job, whose extents the VM now shares.
+// holds the volume's optimizer job, whose extents the VM now shares. A
+// reused dirty image keeps the generation of the start that made it; if
+// none is known (another driver made it, or a crash lost the record),
+// none is recorded, as the VM wrote before this start too: the commit
+// compares with the newest revision instead.
 func (p *Pool) started(st volume.Started) {
 	gen, err := p.generationOf(st.Dirty)
 	err = errors.Join(err, p.state.update(func(s *state) {
-		if _, known := s.Started[st.VID]; !(st.Reused && known) && gen != 0 {
+		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
 		}
 		for i := range s.Jobs {
