@@ -159,9 +159,18 @@ func (p *Pool) starting(vid string) {
 // none is known (another driver made it, or a crash lost the record),
 // none is recorded, as the VM wrote before this start too: the commit
 // compares with the newest revision instead.
+//
+// So a record a crash loses costs nothing but that comparison, and a held
+// job a crash forgets is held again as it meets the running volume: both
+// are written with the next batch, and the start does not wait for the
+// state's fsync behind the optimizer's I/O.
 func (p *Pool) started(st volume.Started) {
 	gen, err := p.generationOf(st.Dirty)
-	err = errors.Join(err, p.state.update(func(s *state) {
+	if err != nil {
+		// Only optimization is at stake, as above.
+		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
+	}
+	p.state.updateSoon(func(s *state) {
 		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
 		}
@@ -170,12 +179,7 @@ func (p *Pool) started(st volume.Started) {
 				s.Jobs[i].Held = true
 			}
 		}
-	}))
-	if err != nil {
-		// Only optimization is at stake: the next commit falls back to
-		// comparing with the newest revision.
-		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
-	}
+	})
 	if p.sched != nil {
 		p.sched.hold(p, st.VID)
 	}

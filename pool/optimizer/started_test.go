@@ -3,12 +3,16 @@
 package optimizer_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
 // A dirty image whose start the pool never recorded (left by another
@@ -46,5 +50,37 @@ func TestReusedDirtyImageWithoutStartIsOptimizedWhole(t *testing.T) {
 	}
 	if z := zstdBytes(measure(t, img)); z < 15*mib {
 		t.Errorf("the data written before the reused start was left: %d bytes zstd", z)
+	}
+}
+
+// A start returns without waiting for the pool's state to be written:
+// its start generation follows with the next batch of state changes.
+func TestStartRecordsItsGenerationWithoutWaiting(t *testing.T) {
+	h := newOptHarness(t)
+	s := spec("appvms/work/private")
+	h.Must(h.P.Volumes.Create(s))
+	h.CommitText(s, mib)
+	h.Wait()
+	time.Sleep(500 * time.Millisecond) // what the job's end changed is written
+	before := optimizer.StateWrites(h.P.Optimizer)
+	h.Must(h.P.Volumes.Start(s))
+	if n := optimizer.StateWrites(h.P.Optimizer) - before; n != 0 {
+		t.Fatalf("the start wrote the state %d times before returning", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var st struct{ Started map[string]uint64 }
+		data, err := os.ReadFile(filepath.Join(h.Dir, volume.StateDir, "state.json"))
+		if err == nil {
+			err = json.Unmarshal(data, &st)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Started[s.VID] != 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the start's generation was never written")
+		}
 	}
 }
