@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
@@ -94,6 +95,10 @@ type startBench struct {
 	// locked is when the last start took the volume's lock: the store
 	// reports a start to the writing hook once it holds it.
 	locked time.Time
+	// steps are how long the job held the volume's lock, a step at a time,
+	// during the series.
+	mu    sync.Mutex
+	steps []time.Duration
 }
 
 func openStartBench(dir string, size int64) (*startBench, error) {
@@ -105,12 +110,7 @@ func openStartBench(dir string, size int64) (*startBench, error) {
 		spec: volume.Spec{VID: "appvms/bench/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * size}}
 	b.sched = optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)
 	var err error
-	b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: func(op, _ string) func() {
-		if op == "start" {
-			b.locked = time.Now()
-		}
-		return func() {}
-	}})
+	b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: b.writing})
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +127,24 @@ func openStartBench(dir string, size int64) (*startBench, error) {
 	return b, nil
 }
 
+// writing is the store's hook: it notes when a start holds the lock, and
+// how long each of the job's steps under the lock took.
+func (b *startBench) writing(op, _ string) func() {
+	now := time.Now()
+	switch op {
+	case "start":
+		b.locked = now
+	case "stop", "create":
+	default:
+		return func() {
+			b.mu.Lock()
+			b.steps = append(b.steps, time.Since(now))
+			b.mu.Unlock()
+		}
+	}
+	return func() {}
+}
+
 func (b *startBench) close() {
 	b.stop()
 	b.reg.Close()
@@ -137,6 +155,9 @@ func (b *startBench) close() {
 func (b *startBench) series(name string, busy bool, runs int) error {
 	var took, waits []time.Duration
 	running := 0
+	b.mu.Lock()
+	b.steps = nil
+	b.mu.Unlock()
 	for range runs {
 		d, w, r, err := b.measure(busy)
 		if err != nil {
@@ -153,6 +174,9 @@ func (b *startBench) series(name string, busy bool, runs int) error {
 		report("  of which lock wait", waits)
 	}
 	if busy && runs > 0 {
+		b.mu.Lock()
+		report("  job's locked steps", b.steps)
+		b.mu.Unlock()
 		fmt.Printf("  the job was running at %d of the %d starts\n", running, runs)
 		fmt.Printf("  target: median %5.1f ms <= %v %s, p99 %5.1f ms <= %v %s\n",
 			ms(quantile(took, 0.5)), targetMedian, verdict(quantile(took, 0.5) <= targetMedian),
