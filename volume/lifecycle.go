@@ -99,6 +99,7 @@ func (s *Store) Verify(spec Spec) (State, error) {
 // uncommitted data is lost.
 func (s *Store) Start(spec Spec) (State, error) {
 	var st State
+	s.hooks.Starting(spec.VID)
 	err := s.volumeOp("start", spec, func(p Paths) error {
 		if err := s.removeIncomplete(p); err != nil {
 			return err

@@ -175,7 +175,8 @@ func (s *Store) checkCommit(p Paths, from string) error {
 // the clean image saved as a new revision and from renamed over the clean
 // image. A failure up to there removes the new revision again, so a
 // failed commit changes no file. Old revisions are pruned only once the
-// commit has landed, and a new precache is made.
+// commit has landed, and a new precache is made at once, so that the next
+// start is a rename even while the pool optimizes the new data.
 func (s *Store) commit(p Paths, spec Spec, from string) error {
 	if err := s.checkCommit(p, from); err != nil {
 		return err
@@ -203,12 +204,17 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 		s.log.Warn("could not prune revisions", "vid", spec.VID, "err", err)
 	}
 	failpoint.Hit("commit.after-prune")
-	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled()})
-	if later || spec.SnapshotsDisabled() {
+	s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled()})
+	if spec.SnapshotsDisabled() {
 		return nil
 	}
 	defer failpoint.Hit("commit.after-precache-copy")
-	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
+	if err := s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true}); err != nil {
+		// The commit has landed; a start without a precache clones the
+		// image, and a queued job makes the precache when done.
+		s.log.Warn("could not make precache", "vid", spec.VID, "err", err)
+	}
+	return nil
 }
 
 // replaceClean drops the precache, which would be stale, and renames from

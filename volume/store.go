@@ -26,21 +26,28 @@ type Committed struct {
 	VID   string
 	Clean File
 	// Precache is false when the volume keeps no precache (snapshots
-	// disabled), so nothing must make one later.
+	// disabled), so nothing must make one later. When true, the commit
+	// makes one once the hook returns, unless a crash cuts it short: the
+	// pool then makes it (MakePrecache) after its work on the new data.
 	Precache bool
 }
 
 // Hooks let the pool follow what the store does. They run with the
-// volume's lock held, so they must only record or queue work, never wait
-// for it. Any may be nil.
+// volume's lock held (Starting excepted), so they must only record or
+// queue work, never wait for it. Any may be nil.
 type Hooks struct {
+	// Starting is called when a start of the volume is asked for, before
+	// it waits for the volume's lock, which work on the volume's files
+	// (Locked) may hold: the pool stops that work before its next step
+	// under the lock, so that the start waits for one step at most.
+	Starting func(vid string)
 	// Started is called when an origin volume has started.
 	Started func(Started)
-	// Committed is called after each durable commit. It returns true when
-	// the pool will optimize the new data and make the precache itself
-	// afterwards (MakePrecache): a precache made now would pin the
-	// commit's extents as they are.
-	Committed func(Committed) (precacheLater bool)
+	// Committed is called after each durable commit, before the commit
+	// makes the precache: the next start is then a rename even while the
+	// pool still optimizes the new data, which it rewrites in the clean
+	// image and the precache together.
+	Committed func(Committed)
 	// Writing is called when an operation that changes files begins; the
 	// function it returns is called when the operation ends. It lets the
 	// daemon hold off a shutdown while image files are being written.
@@ -74,11 +81,14 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pool directory: %w", err)
 	}
+	if hooks.Starting == nil {
+		hooks.Starting = func(string) {}
+	}
 	if hooks.Started == nil {
 		hooks.Started = func(Started) {}
 	}
 	if hooks.Committed == nil {
-		hooks.Committed = func(Committed) bool { return false }
+		hooks.Committed = func(Committed) {}
 	}
 	if hooks.Removed == nil {
 		hooks.Removed = func(string) {}

@@ -32,11 +32,12 @@ type harness struct {
 	store   *volume.Store
 	commits []volume.Committed
 	starts  []volume.Started
-	// precacheLater is what the commit hook answers.
-	precacheLater bool
-	writing       int      // operations between Writing and its done
-	writes        []string // finished writing operations, in order
-	mu            sync.Mutex
+	// starting receives the vid of each start asked for, as the Starting
+	// hook is called.
+	starting chan string
+	writing  int      // operations between Writing and its done
+	writes   []string // finished writing operations, in order
+	mu       sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {
@@ -48,19 +49,24 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 	}
-	h := &harness{t: t, dir: dir}
+	h := &harness{t: t, dir: dir, starting: make(chan string, 64)}
 	log := logtest.Discard()
 	store, err := volume.Open(dir, log, volume.Hooks{
+		Starting: func(vid string) {
+			select {
+			case h.starting <- vid:
+			default: // a test that does not read them
+			}
+		},
 		Started: func(st volume.Started) {
 			h.mu.Lock()
 			h.starts = append(h.starts, st)
 			h.mu.Unlock()
 		},
-		Committed: func(c volume.Committed) bool {
+		Committed: func(c volume.Committed) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.commits = append(h.commits, c)
-			return h.precacheLater
 		},
 		Writing: func(op, vid string) func() {
 			h.mu.Lock()
@@ -202,9 +208,48 @@ func TestOriginCommitKeepsRevisionAndSharing(t *testing.T) {
 	}
 }
 
-func TestPrecacheLaterAndLockedAccess(t *testing.T) {
+// TestStartingHookRunsBeforeTheLock: a start tells the pool it is coming
+// before it waits for the volume's lock, which the optimizer holds a step
+// at a time, so that the pool can stop the optimizer before its next step.
+func TestStartingHookRunsBeforeTheLock(t *testing.T) {
 	h := newHarness(t)
-	h.precacheLater = true
+	spec := origin("appvms/work/private", 1)
+	h.must(h.store.Create(spec))
+	started := make(chan error, 1)
+	err := h.store.Locked(spec.VID, "optimize", func(*volume.Locked) error {
+		go func() {
+			_, err := h.store.Start(spec)
+			started <- err
+		}()
+		select {
+		case vid := <-h.starting:
+			if vid != spec.VID {
+				t.Errorf("Starting(%q), want %q", vid, spec.VID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Starting not called while the lock is held")
+		}
+		select {
+		case err := <-started:
+			t.Errorf("start finished under the optimizer's lock: %v", err)
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCommitMakesPrecacheAndLockedAccess: a commit makes the precache
+// itself, so that the next start is a rename even while the pool works on
+// the new data; MakePrecache keeps a valid precache and remakes a missing
+// one.
+func TestCommitMakesPrecacheAndLockedAccess(t *testing.T) {
+	h := newHarness(t)
 	spec := origin("appvms/work/private", 1)
 	h.must(h.store.Create(spec))
 	h.must(h.store.Start(spec))
@@ -240,7 +285,15 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.must(h.store.Stop(spec))
-	h.assertFiles(map[string]bool{"appvms/work/private-precache.img": false})
+	pre := h.path("appvms/work/private-precache.img")
+	if h.sum("appvms/work/private-precache.img") != want {
+		t.Fatal("the commit's precache differs from the committed data")
+	}
+	assertSameMtime(t, h.path("appvms/work/private.img"), pre)
+	made, err := os.Stat(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	err = h.store.Locked(spec.VID, "optimize", func(l *volume.Locked) error {
 		if running, err := l.Running(); err != nil || running {
@@ -271,13 +324,20 @@ func TestPrecacheLaterAndLockedAccess(t *testing.T) {
 	if err := h.store.MakePrecache(spec.VID); err != nil {
 		t.Fatal(err)
 	}
-	assertSameMtime(t, h.path("appvms/work/private.img"), h.path("appvms/work/private-precache.img"))
-
-	// Without a precache, start falls back to a reflink of the image.
-	if _, err := os.Stat(h.path("appvms/work/private-precache.img")); err != nil {
+	if kept, err := os.Stat(pre); err != nil || !os.SameFile(kept, made) {
+		t.Fatalf("MakePrecache replaced a valid precache: %v", err)
+	}
+	os.Remove(pre)
+	if err := h.store.MakePrecache(spec.VID); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(h.path("appvms/work/private-precache.img"))
+	if h.sum("appvms/work/private-precache.img") != want {
+		t.Fatal("MakePrecache made a precache that differs from the image")
+	}
+	assertSameMtime(t, h.path("appvms/work/private.img"), pre)
+
+	// Without a precache, start falls back to a reflink of the image.
+	os.Remove(pre)
 	h.must(h.store.Start(spec))
 	if h.sum("appvms/work/private-dirty.img") != want {
 		t.Fatal("start without a precache lost data")

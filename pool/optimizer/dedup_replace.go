@@ -551,7 +551,9 @@ func (d *deduper) punch(dst dedupDest, zeros []span) error {
 		if err := unix.Fallocate(int(dst.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(z.offset), int64(z.length)); err != nil {
 			return fmt.Errorf("punch hole in %s at %d+%d: %w", dst.path, z.offset, z.length, err)
 		}
-		d.stats.add(CountDedupZeroBlocksPunched, z.length/blockSize)
+		if dst.file.Kind() == volume.CleanFile { // counted once, not per file sharing them
+			d.stats.add(CountDedupZeroBlocksPunched, z.length/blockSize)
+		}
 	}
 	times := []unix.Timespec{st.Atim, st.Mtim}
 	if err := unix.UtimesNanoAt(int(dst.f.Fd()), "", times, unix.AT_EMPTY_PATH); err != nil {

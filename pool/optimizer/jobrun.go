@@ -128,8 +128,8 @@ func (r *jobRun) work(ctx context.Context, files []fileWork, progress func(done,
 	return nil
 }
 
-// precache makes the image the volume's next start takes, the job's
-// since the commit left it to the job.
+// precache makes the image the volume's next start takes, unless the
+// commit made it (MakePrecache keeps a valid one).
 func (r *jobRun) precache() error {
 	failpoint.Hit("optimize.before-precache")
 	err := r.p.Volumes.MakePrecache(r.job.VID)

@@ -67,7 +67,7 @@ func OpenPool(sched *Scheduler, cfg PoolConfig) (*Pool, error) {
 	if sched != nil {
 		p.index.account = &sched.indexes
 	}
-	hooks := volume.Hooks{Started: p.started, Committed: p.committed, Removed: p.removed, Writing: cfg.Writing}
+	hooks := volume.Hooks{Starting: p.starting, Started: p.started, Committed: p.committed, Removed: p.removed, Writing: cfg.Writing}
 	if p.Volumes, err = volume.Open(cfg.Dir.Name(), cfg.Log, hooks); err != nil {
 		return nil, err
 	}
@@ -143,13 +143,36 @@ func (p *Pool) Commits() uint64 { return p.commits.Load() }
 // UsageFile keeps it across restarts.
 func (p *Pool) Saved() uint64 { return uint64(max(p.usage.savedBytes(), 0)) }
 
+// starting is the volume store's hook for a start that is about to wait
+// for the volume's lock: the volume's running job stops before its next
+// chunk instead of taking the lock again ahead of the start. A start that
+// then fails leaves the volume stopped, and the job carries on.
+func (p *Pool) starting(vid string) {
+	if p.sched != nil {
+		p.sched.hold(p, vid)
+	}
+}
+
 // started is the volume store's start hook: it records the filesystem
 // generation, from which the VM's writes will be told from old data, and
-// holds the volume's optimizer job, whose extents the VM now shares.
+// holds the volume's optimizer job, whose extents the VM now shares. A
+// reused dirty image keeps the generation of the start that made it; if
+// none is known (another driver made it, or a crash lost the record),
+// none is recorded, as the VM wrote before this start too: the commit
+// compares with the newest revision instead.
+//
+// So a record a crash loses costs nothing but that comparison, and a held
+// job a crash forgets is held again as it meets the running volume: both
+// are written with the next batch, and the start does not wait for the
+// state's fsync behind the optimizer's I/O.
 func (p *Pool) started(st volume.Started) {
 	gen, err := p.generationOf(st.Dirty)
-	err = errors.Join(err, p.state.update(func(s *state) {
-		if _, known := s.Started[st.VID]; !(st.Reused && known) && gen != 0 {
+	if err != nil {
+		// Only optimization is at stake, as above.
+		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
+	}
+	p.state.updateSoon(func(s *state) {
+		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
 		}
 		for i := range s.Jobs {
@@ -157,29 +180,26 @@ func (p *Pool) started(st volume.Started) {
 				s.Jobs[i].Held = true
 			}
 		}
-	}))
-	if err != nil {
-		// Only optimization is at stake: the next commit falls back to
-		// comparing with the newest revision.
-		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
-	}
+	})
 	if p.sched != nil {
 		p.sched.hold(p, st.VID)
 	}
 }
 
 // committed is the volume store's commit hook: it queues optimization of
-// what the VM wrote and asks the store to leave the precache to the job.
-func (p *Pool) committed(c volume.Committed) bool {
+// what the VM wrote. The store makes the precache next, which the job
+// rewrites along with the clean image (they share every extent), and
+// makes again at its end if a crash cut the commit short before it.
+func (p *Pool) committed(c volume.Committed) {
 	p.commits.Add(1)
 	if p.sched == nil {
 		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.usage.refreshLater() // no job follows to measure the pool
-		return false
+		return
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	// Written before the commit's reply: the job alone will make the
-	// precache, so it must survive a crash.
+	// Written before the commit's reply, so that a crash loses neither
+	// the optimization nor a precache the commit did not get to make.
 	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
 		s.Commits++
 		if gen, ok := s.Started[c.VID]; ok {
@@ -192,10 +212,9 @@ func (p *Pool) committed(c volume.Committed) bool {
 	if err != nil {
 		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
-		return false
+		return
 	}
 	p.log.Debug("queued optimization", "pool", p.Name, "vid", c.VID, "since", job.Since)
-	return true
 }
 
 // putJob adds job, merging it into a pending job of the same volume, and

@@ -450,8 +450,9 @@ func (s *Scheduler) wakeWorker() {
 	}
 }
 
-// hold stops vid's running job at its next chunk; it is called by a start
-// with the volume's lock held, so it must not wait.
+// hold stops vid's running job at its next chunk; it is called by a start,
+// before it waits for the volume's lock and again with it held, so it
+// must not wait.
 func (s *Scheduler) hold(p *Pool, vid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
