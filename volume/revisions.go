@@ -175,8 +175,7 @@ func (s *Store) checkCommit(p Paths, from string) error {
 // the clean image saved as a new revision and from renamed over the clean
 // image. A failure up to there removes the new revision again, so a
 // failed commit changes no file. Old revisions are pruned only once the
-// commit has landed, and a new precache is made at once, so that the next
-// start is a rename even while the pool optimizes the new data.
+// commit has landed, and a new precache is made.
 func (s *Store) commit(p Paths, spec Spec, from string) error {
 	if err := s.checkCommit(p, from); err != nil {
 		return err
@@ -204,17 +203,12 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 		s.log.Warn("could not prune revisions", "vid", spec.VID, "err", err)
 	}
 	failpoint.Hit("commit.after-prune")
-	s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled()})
-	if spec.SnapshotsDisabled() {
+	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled()})
+	if later || spec.SnapshotsDisabled() {
 		return nil
 	}
 	defer failpoint.Hit("commit.after-precache-copy")
-	if err := s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true}); err != nil {
-		// The commit has landed; a start without a precache clones the
-		// image, and a queued job makes the precache when done.
-		s.log.Warn("could not make precache", "vid", spec.VID, "err", err)
-	}
-	return nil
+	return s.copyFile(p.Clean, p.Precache, copyOptions{keepMtime: true})
 }
 
 // replaceClean drops the precache, which would be stale, and renames from

@@ -26,9 +26,7 @@ type Committed struct {
 	VID   string
 	Clean File
 	// Precache is false when the volume keeps no precache (snapshots
-	// disabled), so nothing must make one later. When true, the commit
-	// makes one once the hook returns, unless a crash cuts it short: the
-	// pool then makes it (MakePrecache) after its work on the new data.
+	// disabled), so nothing must make one later.
 	Precache bool
 }
 
@@ -43,11 +41,11 @@ type Hooks struct {
 	Starting func(vid string)
 	// Started is called when an origin volume has started.
 	Started func(Started)
-	// Committed is called after each durable commit, before the commit
-	// makes the precache: the next start is then a rename even while the
-	// pool still optimizes the new data, which it rewrites in the clean
-	// image and the precache together.
-	Committed func(Committed)
+	// Committed is called after each durable commit. It returns true when
+	// the pool will optimize the new data and make the precache itself
+	// afterwards (MakePrecache): a precache made now would pin the
+	// commit's extents as they are.
+	Committed func(Committed) (precacheLater bool)
 	// Writing is called when an operation that changes files begins; the
 	// function it returns is called when the operation ends. It lets the
 	// daemon hold off a shutdown while image files are being written.
@@ -88,7 +86,7 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 		hooks.Started = func(Started) {}
 	}
 	if hooks.Committed == nil {
-		hooks.Committed = func(Committed) {}
+		hooks.Committed = func(Committed) bool { return false }
 	}
 	if hooks.Removed == nil {
 		hooks.Removed = func(string) {}

@@ -128,8 +128,9 @@ func (r *jobRun) work(ctx context.Context, files []fileWork, progress func(done,
 	return nil
 }
 
-// precache makes the image the volume's next start takes, unless the
-// commit made it (MakePrecache keeps a valid one).
+// precache makes the image the volume's next start takes, the job's
+// since the commit left it to the job: the stop's cost stays flat in the
+// image's extent count.
 func (r *jobRun) precache() error {
 	failpoint.Hit("optimize.before-precache")
 	err := r.p.Volumes.MakePrecache(r.job.VID)

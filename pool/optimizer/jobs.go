@@ -28,8 +28,7 @@ type Job struct {
 	// each file from where the last full pass through it stopped (see
 	// fileMark).
 	Full bool `json:"full,omitempty"`
-	// Precache: make the precache when done, if a crash kept the commit
-	// from making it.
+	// Precache: make the precache when done (the commit left it for us).
 	Precache bool `json:"precache,omitempty"`
 	// Cold: a cold pass (cold.go), queued when no other job waits; it
 	// does nothing else.

@@ -187,19 +187,17 @@ func (p *Pool) started(st volume.Started) {
 }
 
 // committed is the volume store's commit hook: it queues optimization of
-// what the VM wrote. The store makes the precache next, which the job
-// rewrites along with the clean image (they share every extent), and
-// makes again at its end if a crash cut the commit short before it.
-func (p *Pool) committed(c volume.Committed) {
+// what the VM wrote and asks the store to leave the precache to the job.
+func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
 		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.usage.refreshLater() // no job follows to measure the pool
-		return
+		return false
 	}
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
-	// Written before the commit's reply, so that a crash loses neither
-	// the optimization nor a precache the commit did not get to make.
+	// Written before the commit's reply: the job alone will make the
+	// precache, so it must survive a crash.
 	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
 		s.Commits++
 		if gen, ok := s.Started[c.VID]; ok {
@@ -212,9 +210,10 @@ func (p *Pool) committed(c volume.Committed) {
 	if err != nil {
 		p.state.updateSoon(func(s *state) { s.Commits++ })
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
-		return
+		return false
 	}
 	p.log.Debug("queued optimization", "pool", p.Name, "vid", c.VID, "since", job.Since)
+	return true
 }
 
 // putJob adds job, merging it into a pending job of the same volume, and
