@@ -71,7 +71,7 @@ type usageKeeper struct {
 
 	pending      atomic.Bool   // a background refresh is on its way
 	unwritten    atomic.Bool   // saved has changed since the file was written
-	measurements atomic.Uint64 // for tests
+	measurements atomic.Uint64 // done and their figures written, for tests
 }
 
 // openUsageKeeper reads back the saved bytes UsageFile counted so far. A
@@ -188,7 +188,8 @@ func (u *usageKeeper) updateLocked(measure bool) {
 		began := time.Now()
 		r, err := measurePool(u.root)
 		u.measured, u.took = began, time.Since(began)
-		u.measurements.Add(1)
+		// Counted once the figures are written, whatever becomes of them.
+		defer u.measurements.Add(1)
 		if err != nil {
 			u.log.Warn("cannot measure the pool", "dir", u.root.Name(), "err", err)
 		} else {
