@@ -67,12 +67,7 @@ func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Poo
 	r := newJobRun(p, job, s.cfg.Cold.Level, s.encoderFor(s.cfg.Cold.Level), func(error) {})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
-	res, err := r.executeCold(jobCtx, func(done, total uint64) {
-		s.mu.Lock()
-		run.done, run.total = done, total
-		s.mu.Unlock()
-		s.waitWhilePaused(jobCtx)
-	})
+	res, err := r.executeCold(jobCtx, s.progress(jobCtx, run))
 	s.account(run, res)
 	key := jobKey{p.Volumes.Dir(), job.VID}
 	p.jobEnded(res.Saved(), ctx.Err() == nil, !s.followed(key))

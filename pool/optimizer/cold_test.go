@@ -94,22 +94,10 @@ func coldPasses(done []optimizer.JobDone) []optimizer.JobDone {
 // running images, by volume and kind: revisions' names hold the time.
 func (h optHarness) sumsByKind() map[string][32]byte {
 	h.T.Helper()
-	vids, err := h.P.Volumes.List()
-	if err != nil {
-		h.T.Fatal(err)
-	}
 	out := map[string][32]byte{}
-	for _, vid := range vids {
-		files, err := h.P.Volumes.Files(vid)
-		if err != nil {
-			h.T.Fatal(err)
-		}
-		for _, f := range files {
-			if f.Kind() != volume.DirtyFile {
-				out[vid+" "+f.Kind().String()] = btrfstest.Digest(h.T, h.P.Volumes.Path(f))
-			}
-		}
-	}
+	h.eachPoolFile(func(vid string, f volume.File) {
+		out[vid+" "+f.Kind().String()] = btrfstest.Digest(h.T, h.P.Volumes.Path(f))
+	})
 	return out
 }
 

@@ -108,17 +108,8 @@ func TestIndexFollowsPoolData(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeImage(t, filepath.Join(dir, "appvms", "small", "private.img"), 16*mib)
-	f, err := p.dedupIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
-	f.Insert(hash, addr)
-	small := f.Size()
-	p.releaseIndex()
-	if err := p.flushIndex(); err != nil {
-		t.Fatal(err)
-	}
+	small := useIndex(t, p, func(f *dedupindex.File) { f.Insert(hash, addr) }).Size()
 	info, err := os.Stat(filepath.Join(dir, volume.StateDir, indexName))
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +119,8 @@ func TestIndexFollowsPoolData(t *testing.T) {
 	}
 
 	writeImage(t, filepath.Join(dir, "appvms", "big", "private.img"), 128*mib)
-	if f, err = p.dedupIndex(); err != nil {
+	f, err := p.dedupIndex()
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.releaseIndex()

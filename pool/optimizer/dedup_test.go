@@ -40,11 +40,19 @@ func noise(seed uint64, n int) []byte {
 // poolFiles lists every image, precache and revision of the pool.
 func (h optHarness) poolFiles() []string {
 	h.T.Helper()
+	var out []string
+	h.eachPoolFile(func(_ string, f volume.File) { out = append(out, h.P.Volumes.Path(f)) })
+	return out
+}
+
+// eachPoolFile calls fn with every image, precache and revision of the
+// pool and its volume's vid.
+func (h optHarness) eachPoolFile(fn func(vid string, f volume.File)) {
+	h.T.Helper()
 	vids, err := h.P.Volumes.List()
 	if err != nil {
 		h.T.Fatal(err)
 	}
-	var out []string
 	for _, vid := range vids {
 		files, err := h.P.Volumes.Files(vid)
 		if err != nil {
@@ -52,11 +60,10 @@ func (h optHarness) poolFiles() []string {
 		}
 		for _, f := range files {
 			if f.Kind() != volume.DirtyFile {
-				out = append(out, h.P.Volumes.Path(f))
+				fn(vid, f)
 			}
 		}
 	}
-	return out
 }
 
 // poolDisk is the pool files' disk usage as a set, after a commit.

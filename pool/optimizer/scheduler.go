@@ -195,12 +195,7 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 	})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
-	res, err := r.execute(jobCtx, func(done, total uint64) {
-		s.mu.Lock()
-		run.done, run.total = done, total
-		s.mu.Unlock()
-		s.waitWhilePaused(jobCtx)
-	})
+	res, err := r.execute(jobCtx, s.progress(jobCtx, run))
 
 	held := s.account(run, res)
 	// Measured unless the daemon is stopping, before the job leaves the
@@ -340,6 +335,17 @@ func (s *Scheduler) encoderFor(level int) *copyEncoder {
 	}
 	s.encoders[level] = enc
 	return enc
+}
+
+// progress is a run's progress report: it records how far the run got
+// and, between chunks, waits while jobs are paused.
+func (s *Scheduler) progress(ctx context.Context, run *runningJob) func(done, total uint64) {
+	return func(done, total uint64) {
+		s.mu.Lock()
+		run.done, run.total = done, total
+		s.mu.Unlock()
+		s.waitWhilePaused(ctx)
+	}
 }
 
 // waitWhilePaused blocks between chunks while jobs are paused.
