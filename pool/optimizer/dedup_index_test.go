@@ -101,12 +101,7 @@ func TestIndexSize(t *testing.T) {
 // cells; the memory reported follows.
 func TestIndexFollowsPoolData(t *testing.T) {
 	dir := t.TempDir()
-	var reported []uint64
-	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { reported = append(reported, total) }}, logtest.Discard(), nil)
-	p, err := OpenTestPool(t, sched, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, reported := reportingPool(t, dir)
 	writeImage(t, filepath.Join(dir, "appvms", "small", "private.img"), 16*mib)
 	const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
 	small := useIndex(t, p, func(f *dedupindex.File) { f.Insert(hash, addr) }).Size()
@@ -130,8 +125,8 @@ func TestIndexFollowsPoolData(t *testing.T) {
 	if !slices.Contains(f.Lookup(nil, hash), uint64(addr)) {
 		t.Error("the grown index lost its entry")
 	}
-	if want := []uint64{small, f.Size()}; !slices.Equal(reported, want) {
-		t.Errorf("reported %v, want %v", reported, want)
+	if want := []uint64{small, f.Size()}; !slices.Equal(*reported, want) {
+		t.Errorf("reported %v, want %v", *reported, want)
 	}
 }
 
@@ -228,12 +223,7 @@ func TestAutoSize(t *testing.T) {
 // keepIdleIndex it is closed.
 func TestIdleIndexStaysInMemory(t *testing.T) {
 	dir := t.TempDir()
-	var reported []uint64
-	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { reported = append(reported, total) }}, logtest.Discard(), nil)
-	p, err := OpenTestPool(t, sched, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, reported := reportingPool(t, dir)
 	writeImage(t, filepath.Join(dir, "appvms", "work", "private.img"), 16*mib)
 	path := filepath.Join(dir, volume.StateDir, indexName)
 	const hash, addr = 0x9e3779b97f4a7c15, 7 * dedupindex.BlockSize
@@ -267,9 +257,23 @@ func TestIdleIndexStaysInMemory(t *testing.T) {
 	if p.index.f != nil || p.index.account.open != 0 {
 		t.Fatalf("index kept past keepIdleIndex: %v, %d bytes counted", p.index.f != nil, p.index.account.open)
 	}
-	if len(reported) != 2 {
-		t.Errorf("index opened %d times (sizes %v), want twice: at first and after its file changed", len(reported), reported)
+	if len(*reported) != 2 {
+		t.Errorf("index opened %d times (sizes %v), want twice: at first and after its file changed", len(*reported), *reported)
 	}
+}
+
+// reportingPool opens a pool at dir whose scheduler appends to reported
+// the index sizes it reports.
+func reportingPool(t *testing.T, dir string) (*Pool, *[]uint64) {
+	t.Helper()
+	reported := &[]uint64{}
+	sched := NewScheduler(SchedulerConfig{OnIndexSized: func(total uint64) { *reported = append(*reported, total) }},
+		logtest.Discard(), nil)
+	p, err := OpenTestPool(t, sched, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, reported
 }
 
 // useIndex takes the pool's index as a job does, lets use change it, and
