@@ -64,7 +64,9 @@ func (s *Scheduler) cancelColdLocked(dir string) {
 func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Pool, job Job) {
 	began := time.Now()
 	// Nothing is rewritten by range defrag, whose level onLevel is told of.
-	r := newJobRun(p, job, s.cfg.Cold.Level, s.encoderFor(s.cfg.Cold.Level), func(error) {})
+	// Work that waits for idle time compresses on one CPU, leaving the
+	// others to the VMs: the cold level costs about seven times level 3.
+	r := newJobRun(p, job, s.cfg.Cold.Level, s.encoderFor(s.cfg.Cold.Level, 1), func(error) {})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
 	res, err := r.executeCold(jobCtx, s.progress(jobCtx, run))

@@ -30,7 +30,7 @@ func TestReplacePassStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err := os.Rename(img+"~", img); err != nil {
 		t.Fatal(err)
 	}
-	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, func(error) {}), func(error) {})
+	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, 0, func(error) {}), func(error) {})
 	if r.dedup = newDeduper(r); r.dedup == nil {
 		t.Fatal("no dedup stage: the index did not open")
 	}

@@ -22,7 +22,7 @@ func TestTargetsOfAnExtentGoneSincePlan(t *testing.T) {
 	img := filepath.Join(dir, "appvms/a/private.img")
 	writeFile(t, img, 0, executableLike(mib, 5), false)
 	job := Job{VID: "appvms/a/private"}
-	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, func(error) {}), func(error) {})
+	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, 0, func(error) {}), func(error) {})
 	if r.dedup = newDeduper(r); r.dedup == nil {
 		t.Fatal("no dedup stage: the index did not open")
 	}

@@ -42,16 +42,19 @@ type copyEncoder struct {
 
 // newCopyEncoder returns an encoder at level (0: btrfs's default) that
 // compresses what saves at least minSaving of its bytes (0:
-// DefaultMinCompressSaving). Both are validated by the configuration; the
-// zstd library maps any level to its nearest.
-func newCopyEncoder(level int, minSaving float64, onPlain func(error)) *copyEncoder {
+// DefaultMinCompressSaving) on parallel CPUs at once (0: all). Level and
+// saving are validated by the configuration; the zstd library maps any
+// level to its nearest.
+func newCopyEncoder(level int, minSaving float64, parallel int, onPlain func(error)) *copyEncoder {
 	if level == 0 {
 		level = defaultZstdLevel
 	}
 	if minSaving == 0 {
 		minSaving = DefaultMinCompressSaving
 	}
-	parallel := runtime.GOMAXPROCS(0)
+	if parallel == 0 {
+		parallel = runtime.GOMAXPROCS(0)
+	}
 	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel,
 		minSaving: minSaving}
 }

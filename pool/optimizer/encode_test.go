@@ -12,6 +12,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
 )
 
 // executableLike mixes runs of random bytes with runs of text, as code and
@@ -52,7 +53,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			said := 0
-			enc := newCopyEncoder(0, 0, func(error) { said++ })
+			enc := newCopyEncoder(0, 0, 0, func(error) { said++ })
 			// As copies are made: with the compression property, where the
 			// filesystem has it.
 			c, err := newCompressedCopy(openRoot(t, tt.dir(t)), enc)
@@ -114,7 +115,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 // buffers instead of making a frame arena per write.
 func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	data := executableLike(2*mib, 2)
-	enc := newCopyEncoder(0, 0, func(err error) { t.Fatal(err) })
+	enc := newCopyEncoder(0, 0, 0, func(err error) { t.Fatal(err) })
 	c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
 	if err != nil {
 		t.Fatal(err)
@@ -135,5 +136,18 @@ func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	// A fresh arena per write would be 2 MiB each.
 	if perWrite := (after.TotalAlloc - before.TotalAlloc) / 4; perWrite >= mib {
 		t.Fatalf("%d bytes allocated per write of %d", perWrite, len(data))
+	}
+}
+
+// Encoders are kept by level and CPUs: the cold pass's, on one CPU, is
+// not the jobs' at the same level, on all.
+func TestEncoderForKeepsOnePerLevelAndCPUs(t *testing.T) {
+	s := NewScheduler(SchedulerConfig{}, logtest.Discard(), nil)
+	all, one := s.encoderFor(15, 0), s.encoderFor(15, 1)
+	if all == one || one.parallel != 1 || all.parallel != runtime.GOMAXPROCS(0) {
+		t.Fatalf("encoders on all CPUs and on one: same %v, CPUs %d and %d", all == one, all.parallel, one.parallel)
+	}
+	if s.encoderFor(15, 1) != one || s.encoderFor(3, 0) == all {
+		t.Fatal("encoders not kept by level and CPUs")
 	}
 }

@@ -56,9 +56,10 @@ type Scheduler struct {
 	stats   Counters
 	recent  []JobDone
 	lastID  uint64 // the newest job id handed out
-	// encoders are the compressed copies' encoders, by zstd level, kept
+	// encoders are the compressed copies' encoders, by zstd level and
+	// CPUs, kept
 	// across jobs.
-	encoders map[int]*copyEncoder
+	encoders map[encoderKey]*copyEncoder
 	indexes  indexAccount // of every pool's dedup index
 	// owed are the pools, by directory, whose last jobs left writing the
 	// index back and measuring the pool to a job that was to follow (see
@@ -190,7 +191,7 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 	if !ok {
 		level = s.cfg.ZstdLevel
 	}
-	r := newJobRun(p, job, level, s.encoderFor(level), func(err error) {
+	r := newJobRun(p, job, level, s.encoderFor(level, 0), func(err error) {
 		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
 	})
 	r.dedup = newDeduper(r)
@@ -320,20 +321,26 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 	return done
 }
 
-// encoderFor returns the copies' encoder at level, made on first use.
-func (s *Scheduler) encoderFor(level int) *copyEncoder {
+// encoderKey tells encoders apart: a zstd level, and the CPUs used at
+// once (0: all).
+type encoderKey struct{ level, parallel int }
+
+// encoderFor returns the copies' encoder at level on parallel CPUs (0:
+// all), made on first use.
+func (s *Scheduler) encoderFor(level, parallel int) *copyEncoder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if enc := s.encoders[level]; enc != nil {
+	key := encoderKey{level, parallel}
+	if enc := s.encoders[key]; enc != nil {
 		return enc
 	}
-	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, func(err error) {
+	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, parallel, func(err error) {
 		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
 	})
 	if s.encoders == nil {
-		s.encoders = map[int]*copyEncoder{}
+		s.encoders = map[encoderKey]*copyEncoder{}
 	}
-	s.encoders[level] = enc
+	s.encoders[key] = enc
 	return enc
 }
 

@@ -34,7 +34,7 @@ func TestTakesLessThanListsTheWholeCopy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enc := newCopyEncoder(0, 0, func(err error) { t.Error(err) })
+			enc := newCopyEncoder(0, 0, 0, func(err error) { t.Error(err) })
 			enc.plain.Store(tt.plain)
 			cp, err := newCompressedCopy(openRoot(t, mnt), enc)
 			if err != nil {

@@ -117,7 +117,7 @@ func useStateDir(t *testing.T, dir string, hash, addr uint64) error {
 		err = p.flushIndex()
 	}
 	errs = append(errs, err)
-	c, err := newCompressedCopy(p.tmpDir(), newCopyEncoder(1, 0, func(error) {}))
+	c, err := newCompressedCopy(p.tmpDir(), newCopyEncoder(1, 0, 0, func(error) {}))
 	if err == nil {
 		err = c.write(make([]byte, 1<<16), copyBase)
 		c.remove()
