@@ -30,15 +30,23 @@ func TestReplacePassStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err := os.Rename(img+"~", img); err != nil {
 		t.Fatal(err)
 	}
-	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, 0, func(error) {}), func(error) {})
-	if r.dedup = newDeduper(r); r.dedup == nil {
-		t.Fatal("no dedup stage: the index did not open")
-	}
-	defer r.dedup.finish()
+	r := newDedupRun(t, p, job)
 	if err := r.dedup.replacePass(context.Background(), files[0], func(uint64, uint64) {}); err != nil {
 		t.Fatal(err)
 	}
 	if c := r.res.Counters; c.Get(CountDedupBytesHashed) != 0 || c.Get(CountDedupBytesRewritten) != 0 || len(r.ledger.deduped) != 0 {
 		t.Fatalf("the stage worked on the replaced image: %+v, replaced %v", c, r.ledger.deduped)
 	}
+}
+
+// newDedupRun is a run of job in p with the dedup stage, at the default
+// level, finished when the test ends.
+func newDedupRun(t *testing.T, p *Pool, job Job) *jobRun {
+	t.Helper()
+	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, 0, func(error) {}), func(error) {})
+	if r.dedup = newDeduper(r); r.dedup == nil {
+		t.Fatal("no dedup stage: the index did not open")
+	}
+	t.Cleanup(r.dedup.finish)
+	return r
 }

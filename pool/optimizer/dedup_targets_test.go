@@ -22,11 +22,7 @@ func TestTargetsOfAnExtentGoneSincePlan(t *testing.T) {
 	img := filepath.Join(dir, "appvms/a/private.img")
 	writeFile(t, img, 0, executableLike(mib, 5), false)
 	job := Job{VID: "appvms/a/private"}
-	r := newJobRun(p, job, 0, newCopyEncoder(0, 0, 0, func(error) {}), func(error) {})
-	if r.dedup = newDeduper(r); r.dedup == nil {
-		t.Fatal("no dedup stage: the index did not open")
-	}
-	defer r.dedup.finish()
+	r := newDedupRun(t, p, job)
 	const gone = 1 << 50 // no extent starts at this address
 	de := dataExtent{bytenr: gone, diskBytes: 128 << 10,
 		items: []btrfs.Extent{{Offset: 0, Length: 128 << 10, DiskBytenr: gone, DiskNumBytes: 128 << 10}}}

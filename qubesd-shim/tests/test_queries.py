@@ -24,17 +24,25 @@ def write(path, size, data=b""):
         fh.truncate(size)
 
 
-class TestSyncQueries(unittest.TestCase):
+class SyncQueryCase(unittest.TestCase):
+    """A pool's layout in a temporary directory, and no daemon: the sync
+    queries read the layout alone, so a daemon call would be a bug and
+    fails loudly."""
 
     def setUp(self):
         self.pool_dir = tempfile.mkdtemp(prefix="btrfs-vdo-layout-")
         self.addCleanup(shutil.rmtree, self.pool_dir, ignore_errors=True)
         self.fx = support.Fixture(dir_path=self.pool_dir)
-        # A daemon call here would be a bug: make any attempt fail loudly.
         patch = unittest.mock.patch.object(
             client, "call", side_effect=AssertionError("daemon called"))
         patch.start()
         self.addCleanup(patch.stop)
+
+
+class TestSyncQueries(SyncQueryCase):
+
+    def setUp(self):
+        super().setUp()
         self.private = self.fx.work.volumes["private"]
         self.root = self.fx.work.volumes["root"]
         self.volatile = self.fx.work.volumes["volatile"]
@@ -153,19 +161,13 @@ class TestSyncQueries(unittest.TestCase):
             crypt.path, "/dev/mapper/vm-volatile-work-crypt@volatile")
 
 
-class TestInvalidVidQueries(unittest.TestCase):
+class TestInvalidVidQueries(SyncQueryCase):
     """A volume whose vid paths.validate_vid refuses still loads (a refusal
     would fail the whole VM), and its sync queries report nothing on disk,
     whatever files lie where the vid would point."""
 
     def setUp(self):
-        self.pool_dir = tempfile.mkdtemp(prefix="btrfs-vdo-layout-")
-        self.addCleanup(shutil.rmtree, self.pool_dir, ignore_errors=True)
-        self.fx = support.Fixture(dir_path=self.pool_dir)
-        patch = unittest.mock.patch.object(
-            client, "call", side_effect=AssertionError("daemon called"))
-        patch.start()
-        self.addCleanup(patch.stop)
+        super().setUp()
         self.tpl_root = self.fx.template.volumes["root"]
         write(os.path.join(self.pool_dir, self.tpl_root.vid + ".img"), 10)
 
