@@ -58,10 +58,10 @@ func handleJobs(s *Server, _ api.JobsArgs) (api.JobsResult, error) {
 	for _, d := range s.Jobs.Recent() {
 		out := api.JobOutcome{
 			VolumeRef: volumeRef(d.Pool, d.Dir, d.VID), ID: d.ID, Finished: d.Finished.Format(time.RFC3339),
-			BytesExamined:   uint64(d.Result.Counters.Get(countExamined)),
-			BytesCompressed: uint64(d.Result.Counters.Get(countCompressed)),
+			BytesExamined:   d.Result.Counters.Examined(),
+			BytesCompressed: d.Result.Counters.Compressed(),
 			BytesSaved:      d.Result.Saved(),
-			SkippedShared:   uint64(d.Result.Counters.Get(countSkippedShared)),
+			SkippedShared:   d.Result.Counters.SkippedShared(),
 		}
 		if d.Err != nil {
 			out.Error = d.Err.Error()

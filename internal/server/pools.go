@@ -22,13 +22,6 @@ type (
 	jobCounters  = optimizer.Counters
 )
 
-// The counters of a job's result its outcome reports.
-const (
-	countExamined      = optimizer.CountCompressBytesExamined
-	countCompressed    = optimizer.CountCompressBytesCompressed
-	countSkippedShared = optimizer.CountCompressBytesSkippedShared
-)
-
 var (
 	errUnknownTarget  = pool.ErrUnknownTarget
 	errNestedPool     = pool.ErrNested

@@ -206,6 +206,9 @@ func TestOptimizeColdTakesDataOnce(t *testing.T) {
 				if btrfstest.Digest(t, img) != sum {
 					t.Fatalf("request %d: the image changed content", i)
 				}
+				if c := pass.Result.Counters.Get(optimizer.CountCompressBytesCompressed); c != 0 {
+					t.Errorf("request %d: the cold pass counted %d bytes as the compress stage's too", i, c)
+				}
 			}
 		})
 	}

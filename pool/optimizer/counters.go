@@ -104,6 +104,21 @@ func (c *Counters) merge(o Counters) {
 	}
 }
 
+// Examined, Compressed and SkippedShared are what a job's outcome
+// reports, whichever stage counted it: the compress stage and the dedup
+// stage, or a cold pass.
+func (c Counters) Examined() uint64 {
+	return uint64(c.Get(CountCompressBytesExamined) + c.Get(CountColdBytesExamined))
+}
+
+func (c Counters) Compressed() uint64 {
+	return uint64(c.Get(CountCompressBytesCompressed) + c.Get(CountColdBytesRecompressed))
+}
+
+func (c Counters) SkippedShared() uint64 {
+	return uint64(c.Get(CountCompressBytesSkippedShared) + c.Get(CountColdBytesSkippedShared))
+}
+
 // Finished counts the jobs that ended, done or failed.
 func (c Counters) Finished() uint64 { return uint64(c.v[CountJobDone] + c.v[CountJobFailed]) }
 

@@ -125,3 +125,25 @@ func nonZero(c Counters) map[string]int64 {
 	maps.DeleteFunc(m, func(_ string, v int64) bool { return v == 0 })
 	return m
 }
+
+// A job's outcome reports what its stages examined, compressed and left
+// shared, a cold pass's under counters of its own.
+func TestOutcomeFiguresOverStages(t *testing.T) {
+	for _, tc := range []struct {
+		name                          string
+		examined, compressed, skipped Counter
+	}{
+		{"commit's job", CountCompressBytesExamined, CountCompressBytesCompressed, CountCompressBytesSkippedShared},
+		{"cold pass", CountColdBytesExamined, CountColdBytesRecompressed, CountColdBytesSkippedShared},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Counters
+			c.add(tc.examined, 3<<20)
+			c.add(tc.compressed, 2<<20)
+			c.add(tc.skipped, 1<<20)
+			if c.Examined() != 3<<20 || c.Compressed() != 2<<20 || c.SkippedShared() != 1<<20 {
+				t.Fatalf("examined %d, compressed %d, skipped %d; want 3, 2 and 1 MiB", c.Examined(), c.Compressed(), c.SkippedShared())
+			}
+		})
+	}
+}

@@ -65,6 +65,7 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, limit uint64) (
 	if err != nil || len(buf) == 0 {
 		return true, err
 	}
+	var listed []btrfs.Extent // by keep, when it judged the copy
 	rw, err := d.run.rewriteCompressed(d.tmpDir, copyRewrite{
 		fill: func(cp compressedCopy) (bool, error) {
 			if err := d.writeStretches(cp, work, buf); err != nil {
@@ -77,21 +78,24 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, limit uint64) (
 			if limit == 0 {
 				return true, nil
 			}
-			grows, err := cp.takesMoreThan(limit)
-			return !grows, err
+			exts, disk, err := cp.diskBytes()
+			listed = exts
+			return disk <= limit, err
 		},
 		ranges: d.restRanges(img, work),
 		dedupe: d.dedupeTimed,
 		made: func(cp compressedCopy) ([]btrfs.Extent, error) {
 			d.stats.add(CountDedupBytesRewritten, uint64(len(buf)))
-			// Listed once the dedupes wrote the copy back: the units
-			// stored plainly have no extents before.
+			if listed != nil {
+				return listed, nil
+			}
 			return cp.extents()
 		},
 	})
 	if err != nil || !rw.done {
 		return false, err
 	}
+	d.stats.add(CountCompressBytesCompressed, compressedBytes(rw.made))
 	d.indexCopy(rw.made, buf)
 	return true, nil
 }
@@ -139,15 +143,21 @@ func (d *deduper) writeStretches(cp compressedCopy, work []pieceDests, buf []byt
 	return cp.write(buf[from:pos], copyBase+from)
 }
 
-// takesMoreThan reports whether the copy's data takes more than limit
-// bytes on disk. It writes the copy back first: the units stored plainly
-// have no extents until then.
-func (c compressedCopy) takesMoreThan(limit uint64) (bool, error) {
-	if err := c.Sync(); err != nil {
-		return false, fmt.Errorf("write back %s: %w", c.Name(), err)
-	}
+// diskBytes lists the copy's extents and the disk space they take.
+func (c compressedCopy) diskBytes() ([]btrfs.Extent, uint64, error) {
 	exts, err := c.extents()
-	return diskBytesOf(exts) > limit, err
+	return exts, diskBytesOf(exts), err
+}
+
+// compressedBytes is the logical bytes of exts stored compressed.
+func compressedBytes(exts []btrfs.Extent) uint64 {
+	var n uint64
+	for _, e := range exts {
+		if e.Compression != btrfs.CompressNone {
+			n += e.Length
+		}
+	}
+	return n
 }
 
 // readRests reads the image's bytes in the work's rests, one after the
@@ -181,9 +191,6 @@ func (d *deduper) indexCopy(exts []btrfs.Extent, buf []byte) {
 	end := copyBase + uint64(len(buf))
 	for _, e := range exts {
 		compressed := e.Compression != btrfs.CompressNone
-		if compressed {
-			d.stats.add(CountCompressBytesCompressed, e.Length)
-		}
 		for p := e.Offset; p+blockSize <= min(e.Offset+e.Length, end); p += blockSize {
 			blk := buf[p-copyBase : p-copyBase+blockSize]
 			if addr, ok := dedupindex.BlockAddr(e.DiskBytenr, compressed, e.ExtentOffset+p-e.Offset); ok && !isZero(blk) {

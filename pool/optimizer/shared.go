@@ -115,15 +115,11 @@ func (r *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (lo
 // least a block less than diskBytes: otherwise the data does not compress,
 // and the original is kept.
 func takesLessThan(cp compressedCopy, diskBytes uint64) ([]btrfs.Extent, bool, error) {
-	exts, err := cp.extents()
+	exts, copyDisk, err := cp.diskBytes()
 	if err != nil {
 		return nil, false, err
 	}
-	var copyDisk uint64
-	for _, e := range exts {
-		copyDisk += e.DiskNumBytes
-	}
-	return exts, copyDisk+4096 <= diskBytes, nil
+	return exts, copyDisk+blockSize <= diskBytes, nil
 }
 
 // refRanges are the ranges of a copy of a disk extent's bytes from lo, at
