@@ -47,7 +47,6 @@ func (r *jobRun) executeCold(ctx context.Context, progress func(done, total uint
 	if err != nil {
 		return r.res, err
 	}
-	r.p.state.updateSoon(func(s *state) { s.ColdWritten = openColdRange(s.ColdWritten, began) })
 	r.ledger.initial = map[uint64]uint64{}
 	for _, e := range cands {
 		r.ledger.initial[e.DiskBytenr] = e.DiskNumBytes
@@ -116,7 +115,7 @@ func (r *jobRun) settleCold(finished bool, through uint64) error {
 		return err
 	}
 	r.p.state.updateSoon(func(s *state) {
-		s.ColdWritten = closeColdRange(s.ColdWritten, end-1)
+		s.ColdWritten = addColdRange(s.ColdWritten, r.ledger.began, end-1)
 		if m, ok := s.Cold[r.job.VID]; ok && finished {
 			m.Through = max(m.Through, through)
 			s.Cold[r.job.VID] = m
@@ -125,9 +124,9 @@ func (r *jobRun) settleCold(finished bool, through uint64) error {
 	return nil
 }
 
-// coldExtents lists the compressed extents of the volume's image and
-// revisions written after since and at or before through, each once, in
-// disk order, leaving out those a cold pass wrote.
+// coldExtents lists the extents of the volume's image and revisions
+// written after since and at or before through that may be worth a cold
+// copy (coldCandidate), each once, in disk order.
 func (p *Pool) coldExtents(vid string, since, through uint64, written []genRange) ([]btrfs.Extent, error) {
 	if through <= since {
 		return nil, nil
@@ -158,8 +157,6 @@ func (p *Pool) coldExtents(vid string, since, through uint64, written []genRange
 	return out, nil
 }
 
-// fileExtents lists the extents of a file of the pool written at or after
-// minGen; a file gone meanwhile has none.
 // coldCandidate reports whether e's extent may be worth a cold copy: one
 // written at or before through, not by a cold pass, larger than a block,
 // and compressed, or uncompressed and referenced here only in part.
@@ -175,6 +172,8 @@ func coldCandidate(e btrfs.Extent, through uint64, written []genRange) bool {
 	return true
 }
 
+// fileExtents lists the extents of a file of the pool written at or after
+// minGen; a file gone meanwhile has none.
 func (p *Pool) fileExtents(name volume.File, minGen uint64) ([]btrfs.Extent, error) {
 	f, err := p.Volumes.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {

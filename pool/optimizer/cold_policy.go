@@ -46,7 +46,7 @@ type coldMarks struct {
 // genRange is an inclusive range of generations.
 type genRange struct {
 	From uint64 `json:"from"`
-	To   uint64 `json:"to"` // 0: still open (the pass was cut short)
+	To   uint64 `json:"to"`
 }
 
 // maxColdWritten bounds the cold passes' own ranges the state keeps; an
@@ -88,31 +88,21 @@ func (m coldMarks) due(pol ColdPolicy, now time.Time) bool {
 // its extents are already recompressed.
 func coldWrittenBy(ranges []genRange, gen uint64) bool {
 	for _, r := range ranges {
-		if gen >= r.From && (r.To == 0 || gen <= r.To) {
+		if gen >= r.From && gen <= r.To {
 			return true
 		}
 	}
 	return false
 }
 
-// openColdRange closes the range a pass cut short by a crash left open,
-// before from, and opens one at from.
-func openColdRange(ranges []genRange, from uint64) []genRange {
-	ranges = closeColdRange(ranges, from-1)
-	ranges = append(ranges, genRange{From: from})
+// addColdRange records a pass's generations [from, to], keeping the
+// newest maxColdWritten ranges. Only a pass that reached its settle
+// records one: what a crash cut short is judged again, and kept, since
+// its copies do not get smaller.
+func addColdRange(ranges []genRange, from, to uint64) []genRange {
+	ranges = append(slices.Clone(ranges), genRange{From: from, To: to})
 	if n := len(ranges); n > maxColdWritten {
 		ranges = ranges[n-maxColdWritten:]
-	}
-	return ranges
-}
-
-// closeColdRange closes the open range at to.
-func closeColdRange(ranges []genRange, to uint64) []genRange {
-	ranges = slices.Clone(ranges)
-	for i := range ranges {
-		if ranges[i].To == 0 {
-			ranges[i].To = to
-		}
 	}
 	return ranges
 }

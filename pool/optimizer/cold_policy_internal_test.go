@@ -55,26 +55,23 @@ func TestColdThreshold(t *testing.T) {
 	}
 }
 
-// A pass's own range is skipped from when it opens; a crash leaves it
-// open, and the next pass closes it where it begins.
+// The generations of a pass that reached its settle are skipped, and the
+// newest maxColdWritten passes are kept.
 func TestColdWrittenRanges(t *testing.T) {
-	r := openColdRange(nil, 50)
-	if !coldWrittenBy(r, 50) || !coldWrittenBy(r, 1000) || coldWrittenBy(r, 49) {
-		t.Fatalf("open range %v: want 50 and up skipped, not 49", r)
+	r := addColdRange(nil, 50, 60)
+	for _, tc := range []struct {
+		gen  uint64
+		want bool
+	}{{49, false}, {50, true}, {60, true}, {61, false}} {
+		if got := coldWrittenBy(r, tc.gen); got != tc.want {
+			t.Errorf("generation %d written by a pass: %v, want %v", tc.gen, got, tc.want)
+		}
 	}
-	r = openColdRange(r, 80) // the pass at 50 crashed
-	if !coldWrittenBy(r, 79) || !coldWrittenBy(r, 80) || len(r) != 2 || r[0].To != 79 {
-		t.Fatalf("ranges %v: want [50,79] closed and 80 open", r)
+	for i := range maxColdWritten + 5 {
+		from := 100 + uint64(i)*10
+		r = addColdRange(r, from, from+1)
 	}
-	r = closeColdRange(r, 90)
-	if coldWrittenBy(r, 91) || !coldWrittenBy(r, 90) {
-		t.Fatalf("ranges %v: want 90 skipped, not 91", r)
-	}
-	for range maxColdWritten + 5 {
-		r = openColdRange(r, r[len(r)-1].To+10)
-		r = closeColdRange(r, r[len(r)-1].From+1)
-	}
-	if len(r) != maxColdWritten {
-		t.Fatalf("%d ranges kept, want %d", len(r), maxColdWritten)
+	if len(r) != maxColdWritten || coldWrittenBy(r, 50) || !coldWrittenBy(r, r[len(r)-1].To) {
+		t.Fatalf("%d ranges kept (want %d), the oldest dropped and the newest kept: %v", len(r), maxColdWritten, r)
 	}
 }
