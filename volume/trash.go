@@ -27,11 +27,12 @@ type trash struct {
 	files files
 	log   *slog.Logger
 	seq   atomic.Uint64 // names the files put in the trash
+
+	mu sync.Mutex
 	// queued: something was put in the trash that no emptying has been
 	// asked for yet; the operation asks once it has released its locks.
-	queued atomic.Bool
-
-	mu     sync.Mutex
+	// Kept with idle under mu, so that wait sees one or the other.
+	queued bool
 	again  bool          // something was put in the trash since it looked
 	closed bool          // the store closed: the next Open empties the trash
 	idle   chan struct{} // closed when the emptying under way ends; nil: none runs
@@ -40,25 +41,44 @@ type trash struct {
 // put moves name into the trash. A crash before the trash is emptied
 // leaves it there, where the next Open finds it.
 func (t *trash) put(name string) error {
+	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
+	to := path.Join(trashDir, id)
+	err := t.files.rename(name, to)
+	if errors.Is(err, fs.ErrNotExist) {
+		// No trash yet (the pool's first pruned revision), or no name:
+		// the rename tells which once the trash exists.
+		if err := t.makeDir(); err != nil {
+			return err
+		}
+		err = t.files.rename(name, to)
+	}
+	if renamed(err) {
+		t.mu.Lock()
+		t.queued = true
+		t.mu.Unlock()
+	}
+	return err
+}
+
+// makeDir makes the trash directory and StateDir above it.
+func (t *trash) makeDir() error {
 	for _, dir := range []string{StateDir, trashDir} {
 		if err := t.files.root.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", t.files.abs(dir), err)
 		}
 	}
-	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
-	err := t.files.rename(name, path.Join(trashDir, id))
-	if renamed(err) {
-		t.queued.Store(true)
-	}
-	return err
+	return nil
 }
 
 // emptyQueued empties the trash if something was put in it since the
 // last emptying was asked for. Deleting competes with the rest of the
 // operation for the filesystem, so it waits for the operation's end.
 func (t *trash) emptyQueued() {
-	if t.queued.Swap(false) {
-		t.emptySoon()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.queued {
+		t.queued = false
+		t.emptySoonLocked()
 	}
 }
 
@@ -66,6 +86,10 @@ func (t *trash) emptyQueued() {
 func (t *trash) emptySoon() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.emptySoonLocked()
+}
+
+func (t *trash) emptySoonLocked() {
 	if t.closed {
 		return
 	}
