@@ -23,7 +23,7 @@ func TestReplacePassStopsOnImageReplacedSincePlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || !files[0].clean || len(files[0].extents) == 0 {
+	if len(files) != 1 || !files[0].clean() || len(files[0].extents) == 0 {
 		t.Fatalf("plan %+v: want the clean image's extents", files)
 	}
 	btrfstest.Reflink(t, img, img+"~")

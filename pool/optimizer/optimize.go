@@ -107,7 +107,7 @@ func (r *jobRun) optimizeFile(ctx context.Context, fw fileWork, t *tally) error 
 			"pool", r.p.Name, "vid", r.job.VID, "file", fw.name)
 		return nil
 	}
-	if fw.clean && r.dedup != nil {
+	if fw.clean() && r.dedup != nil {
 		// The job's progress counts the file's planned bytes; the stage's
 		// share done is scaled to them.
 		share, told := fw.bytes(), uint64(0)
@@ -183,7 +183,6 @@ func (p *Pool) jobTargets(job Job) ([]volume.File, error) {
 // fileWork is the work a job plans in one of the volume's files.
 type fileWork struct {
 	name  volume.File
-	clean bool   // the clean image, which the dedup stage reads too
 	noCOW bool   // chattr +C: nothing can be done to it
 	ino   uint64 // the file planned, so that a replacement is not marked done
 	// since is the generation from which the file's extents are new for
@@ -200,6 +199,10 @@ type fileWork struct {
 	changed   time.Time
 	committed bool
 }
+
+// clean reports whether the file is the clean image, which the dedup
+// stage reads too.
+func (fw fileWork) clean() bool { return fw.name.Kind() == volume.CleanFile }
 
 // bytes is the logical bytes of the file's planned work.
 func (fw fileWork) bytes() uint64 {
@@ -242,7 +245,6 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 		if fw.ino, err = syncIfReplaced(f, synced.ino); err != nil {
 			return err
 		}
-		fw.clean = target == l.Clean()
 		flags, err := btrfs.Flags(f)
 		if err != nil {
 			return err
@@ -252,7 +254,7 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 		if fw.noCOW = flags&btrfs.FlagNoCOW != 0; fw.noCOW {
 			return nil
 		}
-		if fw.clean {
+		if fw.clean() {
 			if err := markCompressible(l, f, flags); err != nil {
 				return err
 			}
@@ -266,7 +268,7 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 		}
 		fw.disk = map[uint64]uint64{}
 		addDiskExtents(fw.disk, exts)
-		if job.DiffRevision && fw.clean {
+		if job.DiffRevision && fw.clean() {
 			exts, err = notInNewestRevision(l, exts)
 		}
 		return err
@@ -274,7 +276,7 @@ func (p *Pool) findWork(job Job, target volume.File) (fileWork, error) {
 	if err != nil {
 		return fw, err
 	}
-	if fw.clean {
+	if fw.clean() {
 		fw.extents = byDiskExtent(exts)
 	}
 	fw.items = chunks(target, exts, fw.since, until)
