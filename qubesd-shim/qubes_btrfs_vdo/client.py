@@ -308,6 +308,14 @@ def _check(value, type_name, where):
             if problem:
                 return problem
         return None
+    if type_name.startswith("map[string]"):
+        if not isinstance(value, dict):
+            return f"{where} is not an object"
+        for key, item in value.items():
+            problem = _check(item, type_name[len("map[string]"):], f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
     if type_name == "string":
         return None if isinstance(value, str) else f"{where} is not a string"
     if type_name == "bool":
