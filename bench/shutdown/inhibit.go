@@ -7,28 +7,22 @@ import (
 	"time"
 )
 
-// readOnlyOps are operations that change nothing: a hold looks for the
-// dirty image, a job's settle lists the extents it made. Reported to the
-// Writing hook, they would hold the lock without writing. (A plan may set
-// an image's compression flag and commit.)
-var readOnlyOps = map[string]bool{"hold": true, "measure": true}
-
-// inhibitClock is the pool's Writing hook, as btrfs-vdod wires it to
-// bus.Inhibitor: the logind delay lock is held from the moment one
-// operation begins with none under way to the moment the last ends. It
-// times that, and the part of it during which an operation that writes
-// was under way.
+// inhibitClock is the pool's Writing hook, counting as bus.Inhibitor
+// does: the logind delay lock is held from the moment one operation that
+// writes begins with none under way to the moment the last ends. Work
+// that only reads under a volume's lock (volume.Store.ReadLocked) never
+// reaches the hook, so the lock is held no longer than the writes by
+// construction; the clock tells how long and how often.
 type inhibitClock struct {
-	mu                sync.Mutex
-	writers, changing int // operations under way, and those that write
-	since             time.Time
-	held, writing     time.Duration
-	takes             int // times the lock was taken
+	mu      sync.Mutex
+	writers int // operations under way
+	since   time.Time
+	held    time.Duration
+	takes   int // times the lock was taken
 }
 
 // Writing is the volume.Hooks.Writing hook.
 func (c *inhibitClock) Writing(op, vid string) (done func()) {
-	changes := !readOnlyOps[op]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick()
@@ -36,17 +30,11 @@ func (c *inhibitClock) Writing(op, vid string) (done func()) {
 		c.takes++
 	}
 	c.writers++
-	if changes {
-		c.changing++
-	}
 	return sync.OnceFunc(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.tick()
 		c.writers--
-		if changes {
-			c.changing--
-		}
 	})
 }
 
@@ -56,16 +44,13 @@ func (c *inhibitClock) tick() {
 	if c.writers > 0 {
 		c.held += now.Sub(c.since)
 	}
-	if c.changing > 0 {
-		c.writing += now.Sub(c.since)
-	}
 	c.since = now
 }
 
 // inhibitTimes is what an inhibitClock measured over a span.
 type inhibitTimes struct {
-	held, writing time.Duration
-	takes         int
+	held  time.Duration
+	takes int
 }
 
 // read returns the totals so far.
@@ -73,10 +58,10 @@ func (c *inhibitClock) read() inhibitTimes {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick()
-	return inhibitTimes{held: c.held, writing: c.writing, takes: c.takes}
+	return inhibitTimes{held: c.held, takes: c.takes}
 }
 
 // since is what was measured after before was read.
 func (t inhibitTimes) since(before inhibitTimes) inhibitTimes {
-	return inhibitTimes{held: t.held - before.held, writing: t.writing - before.writing, takes: t.takes - before.takes}
+	return inhibitTimes{held: t.held - before.held, takes: t.takes - before.takes}
 }
