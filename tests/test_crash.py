@@ -152,8 +152,11 @@ class Crash(IntegrationCase):
                 self.daemon.kill()
             if scenario.frozen_state:
                 harness.run("chattr", "-i", state_dir)
+            # Before the start: what the restarted daemon writes while it
+            # starts (its usage figures, its state) is not a leftover.
+            restarted = time.time()
             self.daemon.start()
-        self.recover(world, scenario, before)
+        self.recover(world, scenario, before, restarted)
 
     def assert_killed_at(self, failpoint, log_start):
         try:
@@ -165,10 +168,10 @@ class Crash(IntegrationCase):
 
     # -- what qubesd does after a crash ------------------------------------
 
-    def recover(self, world, scenario, before):
+    def recover(self, world, scenario, before, restarted):
         """qubesd starts with new objects and stop()s every halted VM's
-        volumes; then each VM starts and shuts down again."""
-        restarted = time.time()
+        volumes; then each VM starts and shuts down again. restarted is
+        when the daemon started again."""
         vms = self.reload(world)
         for vm in vms.values():
             self.run_async(vm.storage.stop())

@@ -37,6 +37,10 @@ stop_timeout = "90s"
 			c.StopTimeout = Duration(90 * time.Second)
 		}},
 		{"whole percentage", `min_compress_saving = 25`, func(c *Config) { c.MinCompressSaving = 25 }},
+		{"cold pass", "cold_recompress = false\ncold_zstd_level = 9\ncold_after_commits = 0\ncold_after_days = 0.5\n",
+			func(c *Config) {
+				c.ColdRecompress, c.ColdZstdLevel, c.ColdAfterCommits, c.ColdAfterDays = false, 9, 0, 0.5
+			}},
 		{"size with unit", `index_size = "2048KiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 20)) }},
 		{"size with space", `index_size = "2 GiB"`, func(c *Config) { c.IndexSize = ptr(Size(2 << 30)) }},
 		{"pool override", `
@@ -79,6 +83,9 @@ func TestParseErrors(t *testing.T) {
 		}},
 		{"bad values then a syntax error", "zstd_level = \"x\"\nsocket = \n", []string{`c.toml:2: `}},
 		{"zstd out of range", "\nzstd_level = 22\n", []string{`c.toml:2: zstd_level: 22 is not between 1 and 15`}},
+		{"cold level out of range", "cold_zstd_level = 19\n", []string{`c.toml:1: cold_zstd_level: 19 is not between 1 and 15`}},
+		{"cold commits out of range", "cold_after_commits = 51\n", []string{`c.toml:1: cold_after_commits: 51 is not between 0 and 50`}},
+		{"cold days negative", "cold_after_days = -1\n", []string{`c.toml:1: cold_after_days: -1 is not between 0 and 3650`}},
 		{"saving too low", "min_compress_saving = 0.5\n", []string{`c.toml:1: min_compress_saving: 0.5 is not between 1 and 90`}},
 		{"saving too high", "min_compress_saving = 95\n", []string{`c.toml:1: min_compress_saving: 95 is not between 1 and 90`}},
 		{"bad size unit", `index_size = "1MB"`, []string{`c.toml:1: index_size: "1MB" is not a size`}},
