@@ -114,7 +114,7 @@ func (s *Store) Start(spec Spec) (State, error) {
 				return err
 			}
 			s.log.Info("reusing dirty image", "vid", spec.VID)
-			s.hooks.Started(Started{VID: spec.VID, Dirty: p.file(DirtyFile), Reused: true})
+			s.hooks.Started(Started{VID: spec.VID, Clean: p.file(CleanFile), Dirty: p.file(DirtyFile), Reused: true})
 		case spec.SnapshotsDisabled() && spec.Kind() == Origin:
 			err = s.startWithoutSnapshots(p, spec)
 		case spec.Kind() == Origin:
@@ -131,7 +131,7 @@ func (s *Store) Start(spec Spec) (State, error) {
 			return err
 		}
 		if !dirty && spec.Kind() == Origin {
-			s.hooks.Started(Started{VID: spec.VID, Dirty: p.file(DirtyFile)})
+			s.hooks.Started(Started{VID: spec.VID, Clean: p.file(CleanFile), Dirty: p.file(DirtyFile)})
 		}
 		s.log.Info("started volume", "vid", spec.VID, "kind", spec.Kind())
 		st, err = s.state(p, spec)

@@ -12,10 +12,11 @@ import (
 )
 
 // Started describes an origin volume whose dirty image the VM is about to
-// use. Reused is set when the dirty image was left by an earlier start
-// that was never stopped.
+// use, made from the clean image Clean. Reused is set when the dirty
+// image was left by an earlier start that was never stopped.
 type Started struct {
 	VID    string
+	Clean  File
 	Dirty  File
 	Reused bool
 }

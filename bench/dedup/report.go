@@ -132,6 +132,7 @@ func pathRows(t *table, u updatePath) {
 	each("  bytes read from disk", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Read) })
 	each("  CPU, daemon and CLI", func(v volumeUpdate) string { return benchenv.Secs(v.Pass.CPU) })
 	each("  bytes examined", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Examined) })
+	each("  bytes hashed by dedup", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Hashed) })
 	each("  freed (daemon's count)", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Saved) })
 	each("  per MiB changed: bytes read", func(v volumeUpdate) string { return mibPerMiB(v.Pass.Read, v.Changed) },
 		fmt.Sprintf("<= %.1f MiB", targetReadPerChanged), readsMet(u))

@@ -121,6 +121,10 @@ func (r *jobRun) settleCold(finished bool, through uint64) error {
 			s.Cold[r.job.VID] = m
 		}
 	})
+	// The copies went into any of the pool's volumes.
+	for vid := range r.p.state.read().Examined {
+		r.p.examinedBelow(end, vid, 0)
+	}
 	return nil
 }
 

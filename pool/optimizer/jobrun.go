@@ -40,6 +40,9 @@ type jobRun struct {
 	// settled is the generation of the settle's commit: what the volume
 	// holds after the job was written by then.
 	settled uint64
+	// fullClean is, for a full job, the inode of the clean image it
+	// planned (see examinedBelow).
+	fullClean uint64
 }
 
 func newJobRun(p *Pool, job Job, level int, enc *copyEncoder, onLevel func(error)) *jobRun {
@@ -93,6 +96,9 @@ func (r *jobRun) plan() ([]fileWork, error) {
 	for _, fw := range files {
 		if fw.committed {
 			r.res.Counters.add(CountJobCommits, 1)
+		}
+		if r.job.Full && fw.clean() {
+			r.fullClean = fw.ino
 		}
 		changed = later(changed, fw.changed)
 	}

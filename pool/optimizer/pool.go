@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -171,10 +172,14 @@ func (p *Pool) started(st volume.Started) {
 		// Only optimization is at stake, as above.
 		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
 	}
+	// An inode that cannot be read is 0, which no mark follows.
+	clean, _ := p.inodeOf(st.Clean)
+	dirty, _ := p.inodeOf(st.Dirty)
 	p.state.updateSoon(func(s *state) {
 		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
 		}
+		examinedStarted(s, st, clean, dirty)
 		for i := range s.Jobs {
 			if s.Jobs[i].VID == st.VID {
 				s.Jobs[i].Held = true
@@ -195,11 +200,13 @@ func (p *Pool) committed(c volume.Committed) bool {
 		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
+	clean, _ := p.inodeOf(c.Clean) // 0, unread: no mark follows it
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
 	// Written before the commit's reply: the job alone will make the
 	// precache, so it must survive a crash.
 	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
 		s.Commits++
+		examinedCommitted(s, c.VID, clean)
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
@@ -208,7 +215,10 @@ func (p *Pool) committed(c volume.Committed) bool {
 		delete(s.Started, c.VID)
 	})
 	if err != nil {
-		p.state.updateSoon(func(s *state) { s.Commits++ })
+		p.state.updateSoon(func(s *state) {
+			s.Commits++
+			unexamined(s, c.VID)
+		})
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false
 	}
@@ -396,6 +406,16 @@ func (p *Pool) generationOf(file volume.File) (uint64, error) {
 	}
 	defer f.Close()
 	return btrfs.Generation(f)
+}
+
+// inodeOf returns the inode number of one of the volumes' files.
+func (p *Pool) inodeOf(file volume.File) (uint64, error) {
+	f, err := p.Volumes.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return compress.InodeOf(f)
 }
 
 // openDir opens the pool directory, for the ioctls that take any file of

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
@@ -24,17 +25,122 @@ type fileMark struct {
 	Generation uint64 `json:"generation"`
 }
 
+// examinedMark is how far jobs examined a volume: its image and
+// revisions hold no extent written below Gen that a job has not examined
+// or written. A full job sets it; any later job, and a cold pass, only
+// carries it forward, having examined only what was written since. It
+// lets a later pass skip the old data even of a file put in place
+// outside the daemon: a file-reflink commit makes the dirty image the
+// clean one and a reflinked copy of the old clean one a revision, both
+// new inodes.
+//
+// Carrying it forward rests on what markProcessed does: while the daemon
+// owns the pool, only its jobs write into an image or revision, and each
+// commit queues a job for what the VM wrote. Inode is the clean image the
+// mark is about, and Next the dirty image a start made from it, which
+// becomes the image the mark is about when the daemon commits it. Inode
+// is 0 once the volume's image came from elsewhere (a commit or revert
+// the daemon did not make from a start it saw), which only a full job
+// mends. Gen stays true either way: whatever was put in place since was
+// written at Gen or later.
+type examinedMark struct {
+	Gen   uint64 `json:"gen"`
+	Inode uint64 `json:"inode,omitempty"`
+	Next  uint64 `json:"next,omitempty"`
+}
+
 // sinceFor is the generation from which job works on the extents of the
-// volume's file, inode ino: for a full job, the file's mark; for
-// any other job, or a file without a mark, the job's own Since. A
-// commit, revert or resize puts another inode under the name, and a
-// revision of another name on the inode, so neither is taken for done.
+// volume's file, inode ino: the job's own Since, raised to the volume's
+// examined mark, and for a full job to the file's mark. A commit, revert
+// or resize puts another inode under the name, and a revision of another
+// name on the inode, so neither is taken for done by its file mark.
 func (p *Pool) sinceFor(job Job, file volume.File, ino uint64) uint64 {
-	m, ok := p.state.read().Processed[job.VID][file.Name()]
-	if !job.Full || !ok || m.Inode != ino {
-		return job.Since
+	st := p.state.read()
+	since := max(job.Since, st.Examined[job.VID].Gen)
+	if m, ok := st.Processed[job.VID][file.Name()]; job.Full && ok && m.Inode == ino {
+		since = max(since, m.Generation)
 	}
-	return m.Generation
+	return since
+}
+
+// examinedBelow carries vid's examined mark forward to gen, the
+// generation of a job's settle, if the volume's images are still those
+// the mark is about. planned, when not 0, is the inode of the clean image
+// a full job planned and went through: the mark is set anew if it is
+// still the clean image. A volume with a job queued (a commit since the
+// job's plan) keeps its mark as it was, and so does a running one: its
+// dirty image, which a commit outside the daemon would make its image,
+// may hold writes below gen, while a VM started after the check below
+// writes at gen or later.
+func (p *Pool) examinedBelow(gen uint64, vid string, planned uint64) {
+	var clean uint64
+	err := p.Volumes.ReadLocked(vid, func(l *volume.Locked) error {
+		if running, err := l.Running(); err != nil || running {
+			return errors.Join(err, errHeld)
+		}
+		f, err := l.Open(l.Clean(), os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		clean, err = compress.InodeOf(f)
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, errHeld) {
+			p.log.Debug("examined mark not carried forward", "pool", p.Name, "vid", vid, "err", err)
+		}
+		return
+	}
+	p.state.updateSoon(func(s *state) {
+		m, ok := s.Examined[vid]
+		if slices.ContainsFunc(s.Jobs, func(j Job) bool { return j.VID == vid && !j.Cold }) {
+			return
+		}
+		if planned == clean || (ok && m.Inode == clean) {
+			s.Examined[vid] = examinedMark{Gen: max(m.Gen, gen), Inode: clean, Next: m.Next}
+		}
+	})
+}
+
+// examinedStarted follows vid's examined mark to the dirty image a start
+// made (inode dirty) from the clean image (inode clean), or, reused,
+// left there by a start it followed before. Any other start leaves the
+// mark to a full job.
+func examinedStarted(s *state, st volume.Started, clean, dirty uint64) {
+	m, ok := s.Examined[st.VID]
+	switch {
+	case !ok:
+		return
+	case m.Inode != 0 && m.Inode == clean && !st.Reused:
+		m.Next = dirty
+	case !st.Reused || m.Next != dirty:
+		m.Inode, m.Next = 0, 0
+	}
+	s.Examined[st.VID] = m
+}
+
+// examinedCommitted makes the image a commit put in place (inode clean)
+// the one vid's examined mark is about, if a start the mark followed made
+// it; else it leaves the mark to a full job.
+func examinedCommitted(s *state, vid string, clean uint64) {
+	m, ok := s.Examined[vid]
+	if !ok {
+		return
+	}
+	if m.Next == 0 || m.Next != clean {
+		clean = 0
+	}
+	s.Examined[vid] = examinedMark{Gen: m.Gen, Inode: clean}
+}
+
+// unexamined leaves vid's examined mark to a full job: a job that
+// failed, or a commit no job was queued for, left data nothing examined,
+// all written at the mark's generation or later.
+func unexamined(s *state, vid string) {
+	if m, ok := s.Examined[vid]; ok {
+		s.Examined[vid] = examinedMark{Gen: m.Gen}
+	}
 }
 
 // markProcessed records, once a full job has finished the file fw, how
@@ -85,11 +191,13 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 }
 
 // removed forgets what the pool's state says of a removed volume: the
-// full passes' marks, its start generation and its cold marks.
+// full passes' marks, its examined record, its start generation and its
+// cold marks.
 func (p *Pool) removed(vid string) {
 	p.usage.refreshLater()
 	err := p.state.update(func(s *state) {
 		delete(s.Processed, vid)
+		delete(s.Examined, vid)
 		delete(s.Started, vid)
 		delete(s.Cold, vid)
 	})

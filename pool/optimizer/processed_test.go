@@ -4,6 +4,8 @@ package optimizer_test
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfstest"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/pooltest"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -85,12 +88,26 @@ func replaceByCopy(t *testing.T, path string) {
 	}
 }
 
-// Each full pass starts every file where the last one left it: it reads
-// only what was written since, unless the file was replaced.
+// commitOutside commits img as file-reflink does without the daemon: a
+// reflinked copy of it becomes revision rev, and a reflinked copy with
+// data written at off, as a VM would, is renamed over it.
+func commitOutside(t *testing.T, img, rev string, off int64, data []byte) {
+	t.Helper()
+	btrfstest.Reflink(t, img, img+"-dirty")
+	btrfstest.WriteAt(t, img+"-dirty", off, data)
+	btrfstest.Reflink(t, img, rev)
+	if err := os.Rename(img+"-dirty", img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each full pass reads only what was written since the last job, even in
+// files put in place outside the daemon, which are other inodes.
 func TestFullPassReadsOnlyNewData(t *testing.T) {
 	h := newOptHarness(t)
 	const vid = "appvms/old/private"
 	img, rev := h.layOutTakenOver(vid, 16*mib)
+	rev2, rev3 := h.Path(vid+".img.2@2025-01-02T00:00:00Z"), h.Path(vid+".img.9@2025-01-09T00:00:00Z")
 	steps := []struct {
 		name   string
 		change func()
@@ -101,12 +118,18 @@ func TestFullPassReadsOnlyNewData(t *testing.T) {
 		{"first", func() {}, 16 * mib, 32 * mib, 16 * mib},
 		{"nothing new", func() {}, 0, 0, 0},
 		{"written in place", func() { rewriteKeepingMtime(t, img, 4*mib, noise(3, 3*mib)) }, 3 * mib, 3 * mib, 3 * mib},
-		{"image replaced", func() { replaceByCopy(t, img) }, 8 * mib, 32 * mib, 16 * mib},
+		{"image replaced by a copy", func() { replaceByCopy(t, img) }, 0, 0, 0},
+		{"committed the file-reflink way", func() { commitOutside(t, img, rev2, 6*mib, noise(4, 2*mib)) }, 2 * mib, 2 * mib, 2 * mib},
+		// Its job examined what the VM wrote, into another inode.
+		{"committed through the daemon", func() {
+			h.session(vid, func(dirty string) { btrfstest.WriteAt(t, dirty, mib, noise(5, mib)) })
+		}, 0, 0, 0},
+		{"committed the file-reflink way again", func() { commitOutside(t, img, rev3, 2*mib, noise(6, mib)) }, mib, mib, mib},
 		{"nothing new after that", func() {}, 0, 0, 0},
 	}
 	for _, step := range steps {
 		step.change()
-		want := sums(t, []string{img, rev})
+		want := sums(t, existing(t, img, rev, rev2, rev3))
 		res := h.fullPass(vid)
 		examined, hashed := res.Counters.Get(optimizer.CountCompressBytesExamined), res.Counters.Get(optimizer.CountDedupBytesHashed)
 		t.Logf("%s: examined %d, hashed %d", step.name, examined, hashed)
@@ -116,13 +139,77 @@ func TestFullPassReadsOnlyNewData(t *testing.T) {
 		if hashed > step.maxHashed {
 			t.Errorf("%s pass hashed %d bytes, want at most %d", step.name, hashed, step.maxHashed)
 		}
-		if got := sums(t, []string{img, rev}); !maps.Equal(got, want) {
+		if got := sums(t, existing(t, img, rev, rev2, rev3)); !maps.Equal(got, want) {
 			t.Fatalf("%s pass changed the volume's content", step.name)
 		}
 	}
 	if z := zstdBytes(measure(t, img)); z < 7*mib {
 		t.Errorf("only %d bytes of the image compressed", z)
 	}
+}
+
+// What a VM the daemon started wrote is examined by a full pass when it
+// was committed outside the daemon, though a pass recorded how far its
+// volume was examined while it ran, or after that commit.
+func TestOutsideCommitOfAStartedVMIsExamined(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		coldWhileRan bool // else after the commit
+	}{
+		{"pass while it ran", true},
+		{"pass after the commit", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := optHarness{pooltest.NewHarnessWith(t, optimizer.SchedulerConfig{IdleIO: true, ZstdLevel: 1,
+				Cold: optimizer.ColdPolicy{Level: 15}})}
+			const vid, other = "appvms/old/private", "appvms/other/private"
+			img, _ := h.layOutTakenOver(vid, 16*mib)
+			h.fullPass(vid)
+			h.session(other, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, prose(2, 4*mib)) })
+
+			h.Must(h.P.Volumes.Start(spec(vid)))
+			dirty := h.Path(vid + "-dirty.img")
+			btrfstest.WriteAt(t, dirty, 4*mib, prose(3, 4*mib))
+			btrfstest.Sync(t, dirty)
+			// A cold pass records, for every idle volume, how far it was
+			// examined.
+			if tc.coldWhileRan {
+				h.optimizeCold(other)
+			}
+			btrfstest.Reflink(t, img, h.Path(vid+".img.2@2025-01-02T00:00:00Z"))
+			if err := os.Rename(dirty, img); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.coldWhileRan {
+				h.optimizeCold(other)
+			}
+			want := btrfstest.Digest(t, img)
+
+			res := h.fullPass(vid)
+			// Written compressed, as the directory asks, it is hashed,
+			// not compressed again.
+			if hashed := res.Counters.Get(optimizer.CountDedupBytesHashed); hashed < 4*mib {
+				t.Errorf("the pass hashed %d bytes, want the 4 MiB the VM wrote", hashed)
+			}
+			if btrfstest.Digest(t, img) != want {
+				t.Fatal("the pass changed the image's content")
+			}
+		})
+	}
+}
+
+// existing keeps the paths that name a file.
+func existing(t *testing.T, paths ...string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // A full pass cut short resumes at the file it was working on.

@@ -218,8 +218,10 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 	}
 	done := s.recordOutcome(key, p, job, res, err)
 	if err != nil {
+		p.state.updateSoon(func(st *state) { unexamined(st, job.VID) })
 		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
+		p.examinedBelow(r.settled, job.VID, r.fullClean)
 		p.rested(job.VID, r.settled)
 		c := res.Counters
 		s.log.Info("optimized volume", "pool", p.Name, "vid", job.VID,

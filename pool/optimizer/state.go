@@ -32,6 +32,8 @@ type state struct {
 	Jobs    []Job             `json:"jobs"`
 	// Processed: vid -> file name -> the full pass's mark on that file.
 	Processed map[string]map[string]fileMark `json:"processed,omitempty"`
+	// Examined: vid -> how far jobs examined the volume (processed.go).
+	Examined map[string]examinedMark `json:"examined,omitempty"`
 	// Commits counts the commits that landed in the pool. The bytes its
 	// jobs saved are kept in UsageFile, which the driver reads.
 	Commits uint64 `json:"commits,omitempty"`
@@ -81,6 +83,9 @@ func openState(dir *fsroot.Root, log *slog.Logger) (*stateStore, error) {
 	if st.Processed == nil {
 		st.Processed = map[string]map[string]fileMark{}
 	}
+	if st.Examined == nil {
+		st.Examined = map[string]examinedMark{}
+	}
 	if st.Cold == nil {
 		st.Cold = map[string]coldMarks{}
 	}
@@ -121,7 +126,7 @@ func readState(dir *fsroot.Root) (state, error) {
 
 func emptyState() state {
 	return state{Version: stateVersion, Started: map[string]uint64{}, Jobs: []Job{},
-		Processed: map[string]map[string]fileMark{}, Cold: map[string]coldMarks{}}
+		Processed: map[string]map[string]fileMark{}, Examined: map[string]examinedMark{}, Cold: map[string]coldMarks{}}
 }
 
 // update changes the state with fn and writes it durably before
@@ -167,7 +172,7 @@ func (s *stateStore) read() state {
 
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
-		Processed: map[string]map[string]fileMark{}, Commits: st.Commits,
+		Processed: map[string]map[string]fileMark{}, Examined: maps.Clone(st.Examined), Commits: st.Commits,
 		Cold: maps.Clone(st.Cold), ColdWritten: slices.Clone(st.ColdWritten)}
 	for k, v := range st.Started {
 		c.Started[k] = v
