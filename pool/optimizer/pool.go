@@ -167,14 +167,13 @@ func (p *Pool) starting(vid string) {
 // are written with the next batch, and the start does not wait for the
 // state's fsync behind the optimizer's I/O.
 func (p *Pool) started(st volume.Started) {
-	gen, err := p.generationOf(st.Dirty)
+	gen, dirty, err := p.fileIDs(st.Dirty)
 	if err != nil {
 		// Only optimization is at stake, as above.
 		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
 	}
 	// An inode that cannot be read is 0, which no mark follows.
-	clean, _ := p.inodeOf(st.Clean)
-	dirty, _ := p.inodeOf(st.Dirty)
+	_, clean, _ := p.fileIDs(st.Clean)
 	p.state.updateSoon(func(s *state) {
 		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
@@ -200,7 +199,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
-	clean, _ := p.inodeOf(c.Clean) // 0, unread: no mark follows it
+	_, clean, _ := p.fileIDs(c.Clean) // 0, unread: no mark follows it
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
 	// Written before the commit's reply: the job alone will make the
 	// precache, so it must survive a crash.
@@ -396,26 +395,20 @@ func (p *Pool) jobEnded(saved int64, measure, last bool) {
 // files made with O_TMPFILE, which never have a name.
 func (p *Pool) tmpDir() *fsroot.Root { return p.stateDir }
 
-// generationOf reads the generation of a file of the pool, opened
-// beneath the pool directory: a dirty image planted as a symlink must not
-// lead the daemon outside the pool.
-func (p *Pool) generationOf(file volume.File) (uint64, error) {
+// fileIDs reads the generation and inode number of a file of the pool,
+// opened beneath the pool directory: a dirty image planted as a symlink
+// must not lead the daemon outside the pool.
+func (p *Pool) fileIDs(file volume.File) (gen, ino uint64, err error) {
 	f, err := p.Volumes.Open(file)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
-	return btrfs.Generation(f)
-}
-
-// inodeOf returns the inode number of one of the volumes' files.
-func (p *Pool) inodeOf(file volume.File) (uint64, error) {
-	f, err := p.Volumes.Open(file)
-	if err != nil {
-		return 0, err
+	if gen, err = btrfs.Generation(f); err != nil {
+		return 0, 0, err
 	}
-	defer f.Close()
-	return compress.InodeOf(f)
+	ino, err = compress.InodeOf(f)
+	return gen, ino, err
 }
 
 // openDir opens the pool directory, for the ioctls that take any file of
