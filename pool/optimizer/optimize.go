@@ -303,13 +303,18 @@ func chunks(target volume.File, exts []btrfs.Extent, since, until uint64) []work
 	return items
 }
 
-// markCompressible clears the NOCOMPRESS flag of the image and gives it
-// and its directory the zstd compression property (see
+// markCompressible clears the NOCOMPRESS flag of the image and gives it,
+// its precache and its directory the zstd compression property (see
 // compress.MarkCompressible), so that the guest's next writes (to a dirty
-// image made in that directory) are compressed as they are written.
+// image made in that directory, or from the precache) are compressed as
+// they are written. A precache the job makes inherits the directory's
+// property; one another driver made, as file-reflink leaves it, has none.
 // flags are the image's inode flags.
 func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
 	if err := compress.MarkCompressible(img, flags); err != nil {
+		return err
+	}
+	if err := markPrecacheCompressible(l); err != nil {
 		return err
 	}
 	dir, err := l.OpenDir()
@@ -318,6 +323,24 @@ func markCompressible(l *volume.Locked, img *os.File, flags uint32) error {
 	}
 	defer dir.Close()
 	return compress.SetZstdProperty(dir)
+}
+
+// markPrecacheCompressible does for the volume's precache, if it has one,
+// what compress.MarkCompressible does; a no-COW precache is left as it is.
+func markPrecacheCompressible(l *volume.Locked) error {
+	f, err := l.Open(l.Precache(), os.O_RDONLY)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags, err := btrfs.Flags(f)
+	if err != nil || flags&btrfs.FlagNoCOW != 0 {
+		return err
+	}
+	return compress.MarkCompressible(f, flags)
 }
 
 // notInNewestRevision keeps the extents the newest revision does not

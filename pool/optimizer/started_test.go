@@ -84,3 +84,25 @@ func TestStartRecordsItsGenerationWithoutWaiting(t *testing.T) {
 		}
 	}
 }
+
+// A precache file-reflink made before the daemon took the pool over has
+// no compression property; once a job went through the volume, a start
+// from it hands the VM a dirty image whose writes are compressed as they
+// are written, as from a precache the pool's jobs made.
+func TestStartFromATakenOverPrecacheCompressesWrites(t *testing.T) {
+	h := newOptHarness(t)
+	const vid = "appvms/old/private"
+	img, _ := h.layOutTakenOver(vid, 4*mib)
+	precache := h.Path(vid + "-precache.img")
+	btrfstest.Reflink(t, img, precache)
+	btrfstest.SetFlags(t, precache, btrfs.FlagNoCompress, btrfs.FlagCompress)
+	h.fullPass(vid)
+
+	h.Must(h.P.Volumes.Start(spec(vid)))
+	dirty := h.Path(vid + "-dirty.img")
+	btrfstest.WriteAt(t, dirty, 8*mib, btrfstest.Text("the VM's", 8*mib))
+	btrfstest.Sync(t, dirty)
+	if z := zstdBytes(measure(t, dirty)); z < 8*mib {
+		t.Errorf("%d bytes of the VM's 8 MiB written compressed", z)
+	}
+}
