@@ -106,12 +106,16 @@ func (p *Pool) examinedBelow(gen uint64, vid string, planned uint64) {
 // examinedStarted follows vid's examined mark to the dirty image a start
 // made (inode dirty) from the clean image (inode clean), or, reused,
 // left there by a start it followed before. Any other start leaves the
-// mark to a full job.
+// mark to a full job, and so does one before the job of the last commit
+// ran: the next commit makes that image, with what the VM wrote and its
+// job has not examined, a revision, which only a full job reads.
 func examinedStarted(s *state, st volume.Started, clean, dirty uint64) {
 	m, ok := s.Examined[st.VID]
 	switch {
 	case !ok:
 		return
+	case slices.ContainsFunc(s.Jobs, func(j Job) bool { return j.VID == st.VID && !j.Cold }):
+		m.Inode, m.Next = 0, 0
 	case m.Inode != 0 && m.Inode == clean && !st.Reused:
 		m.Next = dirty
 	case !st.Reused || m.Next != dirty:

@@ -334,3 +334,50 @@ func uncompressed(t *testing.T, path string) uint64 {
 	}
 	return n
 }
+
+// What no job examined is read by the next full pass, whatever the
+// daemon did with the volume in between: its examined mark, carried
+// forward by later jobs, must not pass over it.
+func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
+	const vid, n = "appvms/old/private", 4 * mib
+	writeNew := func(h optHarness) {
+		btrfstest.WriteAt(h.T, h.Path(vid+"-dirty.img"), 4*mib, noise(7, n))
+	}
+	for _, tc := range []struct {
+		name string
+		// run does it after a full pass, and returns what the next job
+		// read.
+		run func(h optHarness) int64
+	}{
+		{"restarted before its commit's job ran", func(h optHarness) int64 {
+			s := spec(vid)
+			h.Jobs.Pause("test")
+			h.Must(h.P.Volumes.Start(s))
+			writeNew(h)
+			h.Must(h.P.Volumes.Stop(s))
+			// Started again, the VM overwrites what it wrote: only the
+			// revision, which the commit's job does not read, keeps it.
+			h.Must(h.P.Volumes.Start(s))
+			btrfstest.WriteAt(h.T, h.Path(vid+"-dirty.img"), 4*mib, noise(8, n))
+			h.Must(h.P.Volumes.Stop(s))
+			h.Jobs.Resume("test")
+			h.Wait()
+			return read(h.fullPass(vid))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			h.layOutTakenOver(vid, 16*mib)
+			h.fullPass(vid)
+			if got := tc.run(h); got < n {
+				t.Errorf("the job read %d bytes, want the %d no job had examined", got, n)
+			}
+		})
+	}
+}
+
+// read is what a job read of the data it planned: hashed by the dedup
+// stage or examined by the compression stage.
+func read(res optimizer.Result) int64 {
+	return res.Counters.Get(optimizer.CountDedupBytesHashed) + res.Counters.Get(optimizer.CountCompressBytesExamined)
+}
