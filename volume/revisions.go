@@ -267,6 +267,7 @@ func (s *Store) Revert(spec Spec, id string) (State, error) {
 		}
 		failpoint.Hit("revert.after-precache-copy")
 		s.log.Info("reverted volume", "vid", spec.VID, "revision", rev.ID, "timestamp", rev.Timestamp)
+		s.hooks.Reverted(spec.VID)
 		st, err = s.state(p, spec)
 		return err
 	})

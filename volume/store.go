@@ -53,6 +53,9 @@ type Hooks struct {
 	Writing func(op, vid string) (done func())
 	// Removed is called when a volume's files are gone.
 	Removed func(vid string)
+	// Reverted is called when a revert has put a revision in place of
+	// the clean image.
+	Reverted func(vid string)
 }
 
 // Store manages the volumes of one pool directory.
@@ -91,6 +94,9 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 	}
 	if hooks.Removed == nil {
 		hooks.Removed = func(string) {}
+	}
+	if hooks.Reverted == nil {
+		hooks.Reverted = func(string) {}
 	}
 	if hooks.Writing == nil {
 		hooks.Writing = func(string, string) func() { return func() {} }

@@ -68,7 +68,8 @@ func OpenPool(sched *Scheduler, cfg PoolConfig) (*Pool, error) {
 	if sched != nil {
 		p.index.account = &sched.indexes
 	}
-	hooks := volume.Hooks{Starting: p.starting, Started: p.started, Committed: p.committed, Removed: p.removed, Writing: cfg.Writing}
+	hooks := volume.Hooks{Starting: p.starting, Started: p.started, Committed: p.committed, Removed: p.removed,
+		Reverted: p.reverted, Writing: cfg.Writing}
 	if p.Volumes, err = volume.Open(cfg.Dir.Name(), cfg.Log, hooks); err != nil {
 		return nil, err
 	}

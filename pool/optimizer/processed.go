@@ -39,9 +39,9 @@ type fileMark struct {
 // commit queues a job for what the VM wrote. Inode is the clean image the
 // mark is about, and Next the dirty image a start made from it, which
 // becomes the image the mark is about when the daemon commits it. Inode
-// is 0 once the volume's image came from elsewhere (a commit or revert
-// the daemon did not make from a start it saw), which only a full job
-// mends. Gen stays true either way: whatever was put in place since was
+// is 0 once the volume's image came from elsewhere (a revert, or a
+// commit the daemon did not make from a start it saw), which only a full
+// job mends. Gen stays true either way: whatever was put in place since was
 // written at Gen or later.
 type examinedMark struct {
 	Gen   uint64 `json:"gen"`
@@ -192,6 +192,18 @@ func (p *Pool) markProcessed(vid string, fw fileWork, files []fileWork) error {
 		p.log.Warn("cannot save how far the full pass got", "pool", p.Name, "vid", vid, "file", fw.name, "err", err)
 	}
 	return nil
+}
+
+// reverted is the volume store's revert hook. The image a revert puts in
+// place may be one no job went through: a commit's image, saved as a
+// revision by a revert before its job ran, which the job then missed.
+// Were the mark to follow it, becoming the image again, its jobs would
+// carry the mark past that data; so it is left to a full job. Written
+// at once: a crash must not let a later revert back bring it back.
+func (p *Pool) reverted(vid string) {
+	if err := p.state.update(func(s *state) { unexamined(s, vid) }); err != nil {
+		p.log.Warn("cannot save that a revert left the volume to a full pass", "pool", p.Name, "vid", vid, "err", err)
+	}
 }
 
 // removed forgets what the pool's state says of a removed volume: the

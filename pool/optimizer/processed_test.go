@@ -364,6 +364,19 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 			h.Wait()
 			return read(h.fullPass(vid))
 		}},
+		{"reverted before its commit's job ran, then back", func(h optHarness) int64 {
+			s := spec(vid)
+			h.Jobs.Pause("test")
+			h.Must(h.P.Volumes.Start(s))
+			writeNew(h)
+			h.Must(h.P.Volumes.Stop(s))
+			h.Must(h.P.Volumes.Revert(s, ""))
+			h.Jobs.Resume("test")
+			h.Wait()
+			h.Must(h.P.Volumes.Revert(s, ""))
+			h.session(vid, func(string) {})
+			return read(h.fullPass(vid))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newOptHarness(t)
