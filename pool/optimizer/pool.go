@@ -322,6 +322,11 @@ func (p *Pool) holdIfRunning(vid string) bool {
 			return nil
 		}
 		p.log.Info("dropped optimization of a running volume no commit will follow", "pool", p.Name, "vid", vid)
+		// What the job was to examine stays in the image, which the
+		// examined mark must not pass over should the image stay. Before
+		// the drop, so that no write of the state has one without the
+		// other.
+		p.state.updateSoon(func(s *state) { unexamined(s, vid) })
 		p.dropJob(vid)
 		return nil
 	})

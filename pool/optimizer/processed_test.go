@@ -377,6 +377,24 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 			h.session(vid, func(string) {})
 			return read(h.fullPass(vid))
 		}},
+		{"its commit's job dropped by a start outside the daemon", func(h optHarness) int64 {
+			s := spec(vid)
+			h.Jobs.Pause("test")
+			h.Must(h.P.Volumes.Start(s))
+			writeNew(h)
+			h.Must(h.P.Volumes.Stop(s))
+			// Started outside the daemon, the volume runs without a start
+			// the daemon recorded: no commit of it would release the job.
+			dirty := h.Path(vid + "-dirty.img")
+			btrfstest.Reflink(h.T, h.Path(vid+".img"), dirty)
+			h.Jobs.Resume("test")
+			h.Wait()
+			if err := os.Remove(dirty); err != nil {
+				h.T.Fatal(err)
+			}
+			h.session(vid, func(string) {})
+			return read(h.fullPass(vid))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newOptHarness(t)
