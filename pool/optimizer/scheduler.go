@@ -216,9 +216,13 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 		s.log.Info("optimization interrupted; resumes at next start", "pool", p.Name, "vid", job.VID)
 		return
 	}
+	if err != nil {
+		// Before the job leaves the state, so that no write of the
+		// state has the job gone and the mark still followed.
+		p.state.updateSoon(func(st *state) { unexamined(st, job.VID) })
+	}
 	done := s.recordOutcome(key, p, job, res, err)
 	if err != nil {
-		p.state.updateSoon(func(st *state) { unexamined(st, job.VID) })
 		s.log.Error("optimization failed", "pool", p.Name, "vid", job.VID, "err", err)
 	} else {
 		p.examinedBelow(r.settled, job.VID, r.fullClean)
