@@ -203,7 +203,8 @@ func (s *Store) commit(p Paths, spec Spec, from string) error {
 		s.log.Warn("could not prune revisions", "vid", spec.VID, "err", err)
 	}
 	failpoint.Hit("commit.after-prune")
-	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled()})
+	later := s.hooks.Committed(Committed{VID: spec.VID, Clean: p.file(CleanFile), Precache: !spec.SnapshotsDisabled(),
+		Imported: from == p.Import})
 	if later || spec.SnapshotsDisabled() {
 		return nil
 	}

@@ -29,6 +29,9 @@ type Committed struct {
 	// Precache is false when the volume keeps no precache (snapshots
 	// disabled), so nothing must make one later.
 	Precache bool
+	// Imported is set when the new image is an import's, which may share
+	// data, as old as any, with files outside the volume.
+	Imported bool
 }
 
 // Hooks let the pool follow what the store does. They run with the

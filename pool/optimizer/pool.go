@@ -206,7 +206,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 	// precache, so it must survive a crash.
 	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
 		s.Commits++
-		examinedCommitted(s, c.VID, clean)
+		examinedCommitted(s, c, clean)
 		if gen, ok := s.Started[c.VID]; ok {
 			job.Since = gen
 		} else {
@@ -217,7 +217,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 	if err != nil {
 		p.state.updateSoon(func(s *state) {
 			s.Commits++
-			unexamined(s, c.VID)
+			examinedCommitted(s, c, 0) // no job follows: as from an unseen start
 		})
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false

@@ -41,8 +41,9 @@ type fileMark struct {
 // becomes the image the mark is about when the daemon commits it. Inode
 // is 0 once the volume's image came from elsewhere (a revert, or a
 // commit the daemon did not make from a start it saw), which only a full
-// job mends. Gen stays true either way: whatever was put in place since was
-// written at Gen or later.
+// job mends. Gen stays true either way: whatever was put in place since
+// was written at Gen or later, or reflinked from the volume's files. An
+// import, which may reflink older data from anywhere, drops the mark.
 type examinedMark struct {
 	Gen   uint64 `json:"gen"`
 	Inode uint64 `json:"inode,omitempty"`
@@ -124,12 +125,20 @@ func examinedStarted(s *state, st volume.Started, clean, dirty uint64) {
 	s.Examined[st.VID] = m
 }
 
-// examinedCommitted makes the image a commit put in place (inode clean)
-// the one vid's examined mark is about, if a start the mark followed made
-// it; else it leaves the mark to a full job.
-func examinedCommitted(s *state, vid string, clean uint64) {
+// examinedCommitted makes the image commit c put in place (inode clean)
+// the one the volume's examined mark is about, if a start the mark
+// followed made it; else it leaves the mark to a full job. An import
+// drops the mark: its image may share extents written before the mark's
+// generation with files no job of the volume examined (an import by
+// reflink), which would take them for examined.
+func examinedCommitted(s *state, c volume.Committed, clean uint64) {
+	vid := c.VID
 	m, ok := s.Examined[vid]
 	if !ok {
+		return
+	}
+	if c.Imported {
+		delete(s.Examined, vid)
 		return
 	}
 	if m.Next == 0 || m.Next != clean {

@@ -3,6 +3,7 @@
 package optimizer_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -395,10 +396,25 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 			h.session(vid, func(string) {})
 			return read(h.fullPass(vid))
 		}},
+		{"imported from older data", func(h optHarness) int64 {
+			src := filepath.Join(filepath.Dir(h.Dir), "source.img")
+			if _, err := h.P.Volumes.ImportVolume(context.Background(), spec(vid), src); err != nil {
+				h.T.Fatal(err)
+			}
+			h.Wait()
+			recent := h.Jobs.Recent()
+			return read(recent[len(recent)-1].Result)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newOptHarness(t)
 			h.layOutTakenOver(vid, 16*mib)
+			// Written before the full pass, in no volume.
+			src := filepath.Join(filepath.Dir(h.Dir), "source.img")
+			if err := os.WriteFile(src, noise(9, n), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			btrfstest.Sync(t, src)
 			h.fullPass(vid)
 			if got := tc.run(h); got < n {
 				t.Errorf("the job read %d bytes, want the %d no job had examined", got, n)
