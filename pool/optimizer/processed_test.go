@@ -341,8 +341,14 @@ func uncompressed(t *testing.T, path string) uint64 {
 // forward by later jobs, must not pass over it.
 func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 	const vid, n = "appvms/old/private", 4 * mib
-	writeNew := func(h optHarness) {
+	// commitHeld commits new data with jobs paused: the commit's job
+	// waits until the test resumes them.
+	commitHeld := func(h optHarness) {
+		s := spec(vid)
+		h.Jobs.Pause("test")
+		h.Must(h.P.Volumes.Start(s))
 		btrfstest.WriteAt(h.T, h.Path(vid+"-dirty.img"), 4*mib, noise(7, n))
+		h.Must(h.P.Volumes.Stop(s))
 	}
 	for _, tc := range []struct {
 		name string
@@ -352,10 +358,7 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 	}{
 		{"restarted before its commit's job ran", func(h optHarness) int64 {
 			s := spec(vid)
-			h.Jobs.Pause("test")
-			h.Must(h.P.Volumes.Start(s))
-			writeNew(h)
-			h.Must(h.P.Volumes.Stop(s))
+			commitHeld(h)
 			// Started again, the VM overwrites what it wrote: only the
 			// revision, which the commit's job does not read, keeps it.
 			h.Must(h.P.Volumes.Start(s))
@@ -367,10 +370,7 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 		}},
 		{"reverted before its commit's job ran, then back", func(h optHarness) int64 {
 			s := spec(vid)
-			h.Jobs.Pause("test")
-			h.Must(h.P.Volumes.Start(s))
-			writeNew(h)
-			h.Must(h.P.Volumes.Stop(s))
+			commitHeld(h)
 			h.Must(h.P.Volumes.Revert(s, ""))
 			h.Jobs.Resume("test")
 			h.Wait()
@@ -379,11 +379,7 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 			return read(h.fullPass(vid))
 		}},
 		{"its commit's job dropped by a start outside the daemon", func(h optHarness) int64 {
-			s := spec(vid)
-			h.Jobs.Pause("test")
-			h.Must(h.P.Volumes.Start(s))
-			writeNew(h)
-			h.Must(h.P.Volumes.Stop(s))
+			commitHeld(h)
 			// Started outside the daemon, the volume runs without a start
 			// the daemon recorded: no commit of it would release the job.
 			dirty := h.Path(vid + "-dirty.img")
