@@ -91,6 +91,9 @@ type Harness struct {
 	P     *pool.Pool
 	d     *Daemon
 	cfg   optimizer.SchedulerConfig
+
+	mu     sync.Mutex
+	onDone func(optimizer.JobDone)
 }
 
 // NewHarness sets up a pool on a fresh 1 GiB btrfs and starts a Daemon
@@ -118,7 +121,7 @@ func NewHarnessWith(t *testing.T, cfg optimizer.SchedulerConfig) *Harness {
 func (h *Harness) Open() {
 	h.T.Helper()
 	cfg := h.cfg
-	h.d = Start(h.T, Options{Optimizer: &cfg, StateDir: h.State})
+	h.d = Start(h.T, Options{Optimizer: &cfg, StateDir: h.State, OnDone: h.done})
 	h.Pools, h.Jobs = h.d.Pools, h.d.Jobs
 	if pools := h.Pools.List(); len(pools) == 1 {
 		h.P = pools[0]
@@ -129,6 +132,23 @@ func (h *Harness) Open() {
 		h.T.Fatal(err)
 	}
 	h.P = p
+}
+
+// OnDone has the scheduler tell fn of each finished job, before the
+// job's worker goes on; nil tells no one. It may be set while jobs run.
+func (h *Harness) OnDone(fn func(optimizer.JobDone)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onDone = fn
+}
+
+func (h *Harness) done(d optimizer.JobDone) {
+	h.mu.Lock()
+	fn := h.onDone
+	h.mu.Unlock()
+	if fn != nil {
+		fn(d)
+	}
 }
 
 // Close stops the Daemon.
