@@ -20,13 +20,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
+	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
@@ -50,20 +50,15 @@ const (
 )
 
 func run(idleRuns, busyRuns int, size int64) error {
-	prefix := os.Getenv("BTRFS_VDO_RUN_PREFIX")
-	if prefix == "" {
-		prefix = "btrfs-vdo-"
-	}
-	work, err := os.MkdirTemp("/var/tmp", prefix+"bench-start-")
+	env, err := benchenv.New(false)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	mnt, unmount, err := mountBtrfs(work, 4*size+(1<<30))
+	defer env.Close()
+	mnt, err := env.MountBtrfs(context.Background(), "pool", 4*size+(1<<30))
 	if err != nil {
 		return err
 	}
-	defer unmount()
 	b, err := openStartBench(filepath.Join(mnt, "pool"), size)
 	if err != nil {
 		return err
@@ -259,25 +254,4 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func text(n int64) []byte {
 	line := []byte("2026-11-25 18:40:11 kernel: usb 1-2: new high-speed USB device number 7 using xhci_hcd\n")
 	return bytes.Repeat(line, int(n)/len(line)+1)[:n]
-}
-
-// mountBtrfs makes a sparse image of size bytes in dir, formats it and
-// mounts it on a loop device, which the unmount releases.
-func mountBtrfs(dir string, size int64) (string, func(), error) {
-	img, mnt := filepath.Join(dir, "fs.img"), filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		return "", nil, err
-	}
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		return "", nil, err
-	}
-	if err := os.Truncate(img, size); err != nil {
-		return "", nil, err
-	}
-	for _, args := range [][]string{{"mkfs.btrfs", "-q", img}, {"mount", "-o", "loop", img, mnt}} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			return "", nil, fmt.Errorf("%v: %v: %s", args, err, out)
-		}
-	}
-	return mnt, func() { _ = exec.Command("umount", mnt).Run() }, nil
 }
