@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
@@ -71,7 +70,7 @@ func run(vms int, size int64, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer b.Close()
 	one, err := b.stopTogether(b.specs[:1], 1)
 	if err != nil {
 		return err
@@ -107,36 +106,23 @@ func (r burst) print(what string, vms int) {
 
 // shutdownBench is a pool of VMs' private volumes, its optimizer running.
 type shutdownBench struct {
+	*benchenv.InProcess
 	dir   string
 	size  int64
-	sched *optimizer.Scheduler
 	clock inhibitClock
-	reg   *pool.Registry
-	p     *pool.Pool
 	specs []volume.Spec
-	stop  context.CancelFunc
 }
 
 // openShutdownBench makes the pool and its volumes, each committed with
 // its data and optimized once.
 func openShutdownBench(dir string, vms int, size int64, w io.Writer) (*shutdownBench, error) {
-	if _, err := pool.Setup(dir, true); err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(w, nil))
-	b := &shutdownBench{dir: dir, size: size, sched: optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)}
+	b := &shutdownBench{dir: dir, size: size}
 	var err error
-	if b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: b.clock.Writing}); err != nil {
+	if b.InProcess, err = benchenv.OpenInProcess(dir, slog.New(slog.NewTextHandler(w, nil)), b.clock.Writing); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.stop = cancel
-	go b.sched.Run(ctx)
-	if b.p, err = b.reg.Open("bench", dir); err == nil {
-		err = b.fill(vms)
-	}
-	if err != nil {
-		b.close()
+	if err := b.fill(vms); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return b, nil
@@ -145,29 +131,24 @@ func openShutdownBench(dir string, vms int, size int64, w io.Writer) (*shutdownB
 func (b *shutdownBench) fill(vms int) error {
 	for i := range vms {
 		s := volume.Spec{VID: fmt.Sprintf("appvms/vm%d/private", i), RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * b.size}
-		if _, err := b.p.Volumes.Create(s); err != nil {
+		if _, err := b.P.Volumes.Create(s); err != nil {
 			return err
 		}
 		b.specs = append(b.specs, s)
 		if err := b.session(s, 0, text(fmt.Sprint("vm", i), b.size)); err != nil {
 			return err
 		}
-		if _, err := b.p.Volumes.Stop(s); err != nil {
+		if _, err := b.P.Volumes.Stop(s); err != nil {
 			return err
 		}
 	}
-	return b.sched.Wait(context.Background())
-}
-
-func (b *shutdownBench) close() {
-	b.stop()
-	b.reg.Close()
+	return b.Sched.Wait(context.Background())
 }
 
 // session starts s and writes data at off into its dirty image, as its VM
 // does.
 func (b *shutdownBench) session(s volume.Spec, off int64, data []byte) error {
-	if _, err := b.p.Volumes.Start(s); err != nil {
+	if _, err := b.P.Volumes.Start(s); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(filepath.Join(b.dir, s.VID+"-dirty.img"), os.O_WRONLY, 0)
@@ -190,19 +171,19 @@ func (b *shutdownBench) stopTogether(specs []volume.Spec, round int) (burst, err
 			return burst{}, err
 		}
 	}
-	commits, inhibit := b.sched.Counters().Get(optimizer.CountJobCommits), b.clock.read()
+	commits, inhibit := b.Sched.Counters().Get(optimizer.CountJobCommits), b.clock.read()
 	began := time.Now()
 	for _, s := range specs {
-		if _, err := b.p.Volumes.Stop(s); err != nil {
+		if _, err := b.P.Volumes.Stop(s); err != nil {
 			return burst{}, err
 		}
 	}
 	stops := time.Since(began)
-	if err := b.sched.Wait(context.Background()); err != nil {
+	if err := b.Sched.Wait(context.Background()); err != nil {
 		return burst{}, err
 	}
 	return burst{took: time.Since(began), stops: stops,
-		commits: b.sched.Counters().Get(optimizer.CountJobCommits) - commits, inhibit: b.clock.read().since(inhibit)}, nil
+		commits: b.Sched.Counters().Get(optimizer.CountJobCommits) - commits, inhibit: b.clock.read().since(inhibit)}, nil
 }
 
 // text is n bytes of compressible text that differs per seed.

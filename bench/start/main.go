@@ -27,8 +27,6 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/bench/internal/benchenv"
-	"github.com/btrfs-vdo/btrfs-vdo/pool"
-	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -63,7 +61,7 @@ func run(idleRuns, busyRuns int, size int64) error {
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer b.Close()
 	fmt.Printf("start latency, %d MiB written per session; target with the job running: median <= %v, p99 <= %v\n",
 		size>>20, targetMedian, targetP99)
 	for _, c := range []struct {
@@ -80,13 +78,10 @@ func run(idleRuns, busyRuns int, size int64) error {
 
 // startBench is a pool with one volume, and the optimizer running.
 type startBench struct {
-	dir   string
-	sched *optimizer.Scheduler
-	reg   *pool.Registry
-	p     *pool.Pool
-	spec  volume.Spec
-	data  []byte
-	stop  context.CancelFunc
+	*benchenv.InProcess
+	dir  string
+	spec volume.Spec
+	data []byte
 	// locked is when the last start took the volume's lock: the store
 	// reports a start to the writing hook once it holds it.
 	locked time.Time
@@ -97,26 +92,14 @@ type startBench struct {
 }
 
 func openStartBench(dir string, size int64) (*startBench, error) {
-	if _, err := pool.Setup(dir, true); err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b := &startBench{dir: dir, data: text(size),
 		spec: volume.Spec{VID: "appvms/bench/private", RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 2 * size}}
-	b.sched = optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)
 	var err error
-	b.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: b.sched, Writing: b.writing})
-	if err != nil {
+	if b.InProcess, err = benchenv.OpenInProcess(dir, slog.New(slog.NewTextHandler(io.Discard, nil)), b.writing); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.stop = cancel
-	go b.sched.Run(ctx)
-	if b.p, err = b.reg.Open("bench", dir); err == nil {
-		_, err = b.p.Volumes.Create(b.spec)
-	}
-	if err != nil {
-		b.close()
+	if _, err := b.P.Volumes.Create(b.spec); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return b, nil
@@ -138,11 +121,6 @@ func (b *startBench) writing(op, _ string) func() {
 		}
 	}
 	return func() {}
-}
-
-func (b *startBench) close() {
-	b.stop()
-	b.reg.Close()
 }
 
 // series measures runs starts and prints their figures; with the job
@@ -177,7 +155,7 @@ func (b *startBench) series(name string, busy bool, runs int) error {
 			ms(quantile(took, 0.5)), targetMedian, verdict(quantile(took, 0.5) <= targetMedian),
 			ms(quantile(took, 0.99)), targetP99, verdict(quantile(took, 0.99) <= targetP99))
 	}
-	return b.sched.Wait(context.Background())
+	return b.Sched.Wait(context.Background())
 }
 
 func verdict(met bool) string {
@@ -192,27 +170,27 @@ func verdict(met bool) string {
 // as the start began.
 func (b *startBench) measure(busy bool) (took, wait time.Duration, running bool, err error) {
 	if !busy {
-		b.sched.Pause("bench")
-		defer b.sched.Resume("bench")
+		b.Sched.Pause("bench")
+		defer b.Sched.Resume("bench")
 	}
-	if _, err := b.p.Volumes.Start(b.spec); err != nil {
+	if _, err := b.P.Volumes.Start(b.spec); err != nil {
 		return 0, 0, false, err
 	}
 	if err := os.WriteFile(filepath.Join(b.dir, "appvms/bench/private-dirty.img"), b.data, 0o600); err != nil {
 		return 0, 0, false, err
 	}
-	if _, err := b.p.Volumes.Stop(b.spec); err != nil {
+	if _, err := b.P.Volumes.Stop(b.spec); err != nil {
 		return 0, 0, false, err
 	}
 	if busy {
 		running = b.jobUnderWay()
 	}
 	began := time.Now()
-	if _, err := b.p.Volumes.Start(b.spec); err != nil {
+	if _, err := b.P.Volumes.Start(b.spec); err != nil {
 		return 0, 0, false, err
 	}
 	took, wait = time.Since(began), b.locked.Sub(began)
-	_, err = b.p.Volumes.Stop(b.spec)
+	_, err = b.P.Volumes.Stop(b.spec)
 	return took, wait, running, err
 }
 
@@ -229,7 +207,7 @@ func (b *startBench) jobUnderWay() bool {
 
 // jobRunning reports whether a worker runs the volume's job.
 func (b *startBench) jobRunning() bool {
-	for _, st := range b.sched.Jobs() {
+	for _, st := range b.Sched.Jobs() {
 		if st.VID == b.spec.VID && st.State == api.JobRunning {
 			return true
 		}
