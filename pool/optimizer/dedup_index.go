@@ -90,9 +90,7 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 		p.index.users++
 		return p.index.f, nil
 	}
-	if err := p.attachIndexLocked(); err != nil {
-		return nil, err
-	}
+	p.attachIndexLocked()
 	size, err := p.indexSize()
 	switch {
 	case err != nil && p.index.f == nil:
@@ -207,14 +205,14 @@ func (p *Pool) flushIndex() error {
 
 // attachIndexLocked takes up a detached index again, unless its file
 // changed since (then it is dropped, for the caller to open anew).
-func (p *Pool) attachIndexLocked() error {
+func (p *Pool) attachIndexLocked() {
 	if p.index.f == nil || p.index.detached.IsZero() {
-		return nil
+		return
 	}
 	p.index.detached = time.Time{}
 	same, err := p.index.f.Attach(p.stateDir, indexName)
 	if err == nil && same {
-		return nil
+		return
 	}
 	if err != nil {
 		p.log.Warn("cannot take the dedup index up again; reading it anew", "pool", p.Name, "err", err)
@@ -222,7 +220,6 @@ func (p *Pool) attachIndexLocked() error {
 	size := p.index.f.Size()
 	p.index.f = nil
 	p.index.account.release(size)
-	return nil
 }
 
 // releaseIdleIndex lets go of the index's file between jobs, so that the
