@@ -10,10 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
+	"github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 	"github.com/btrfs-vdo/btrfs-vdo/volume"
 )
 
@@ -198,37 +198,19 @@ func (p *Pool) fileExtents(name volume.File, minGen uint64) ([]btrfs.Extent, err
 // inode: every volume's image, revisions and precache, in the pool's
 // subvolume. A running VM's image is not among them.
 type coldFileSet struct {
-	dir   *os.File
-	root  uint64 // the pool's subvolume
-	names map[uint64]volume.File
-	open  map[uint64]*os.File
-	p     *Pool
+	*resolver
+	open map[uint64]*os.File
+	p    *Pool
 }
 
 func (p *Pool) coldFiles() (*coldFileSet, error) {
-	dir, err := p.openDir()
-	if err != nil {
-		return nil, err
-	}
-	set := &coldFileSet{dir: dir, names: map[uint64]volume.File{}, open: map[uint64]*os.File{}, p: p}
-	if set.root, err = btrfs.SubvolumeID(dir); err != nil {
-		dir.Close()
-		return nil, err
-	}
-	err = p.Volumes.EachFile(func(f volume.File, info fs.FileInfo) error {
-		switch f.Kind() {
-		case volume.CleanFile, volume.RevisionFile, volume.PrecacheFile:
-			if st, ok := info.Sys().(*syscall.Stat_t); ok && info.Mode().IsRegular() {
-				set.names[st.Ino] = f
-			}
-		}
-		return nil
+	r, err := p.resolverOf(func(k volume.FileKind) bool {
+		return k == volume.CleanFile || k == volume.RevisionFile || k == volume.PrecacheFile
 	})
 	if err != nil {
-		set.close()
 		return nil, err
 	}
-	return set, nil
+	return &coldFileSet{resolver: r, open: map[uint64]*os.File{}, p: p}, nil
 }
 
 // file opens the pool's file with inode ino, read-only (which is enough
@@ -238,7 +220,7 @@ func (s *coldFileSet) file(ino uint64) (*os.File, bool, error) {
 	if f := s.open[ino]; f != nil {
 		return f, true, nil
 	}
-	name, ok := s.names[ino]
+	name, ok := s.resolver.file[ino]
 	if !ok {
 		return nil, false, nil
 	}
@@ -249,7 +231,7 @@ func (s *coldFileSet) file(ino uint64) (*os.File, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if info, err := f.Stat(); err != nil || info.Sys().(*syscall.Stat_t).Ino != ino {
+	if got, err := compress.InodeOf(f); err != nil || got != ino {
 		f.Close()
 		return nil, false, err
 	}
@@ -261,5 +243,5 @@ func (s *coldFileSet) close() {
 	for _, f := range s.open {
 		f.Close()
 	}
-	s.dir.Close()
+	s.resolver.close()
 }

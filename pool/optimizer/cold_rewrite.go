@@ -156,7 +156,7 @@ func (s *coldFileSet) refs(e btrfs.Extent) ([]extentRef, bool, error) {
 		if item.DiskBytenr != e.DiskBytenr || item.Offset != it.Offset {
 			return nil, false, nil
 		}
-		refs = append(refs, extentRef{refLoc: refLoc{name: s.names[it.Inode], offset: item.Offset,
+		refs = append(refs, extentRef{refLoc: refLoc{name: s.resolver.file[it.Inode], offset: item.Offset,
 			extentOffset: item.ExtentOffset, length: item.Length}, file: f})
 	}
 	return refs, len(refs) > 0, nil

@@ -39,6 +39,11 @@ type resolver struct {
 // change while their VM runs, and what they share with their clean image
 // is found through it.
 func (p *Pool) newResolver() (*resolver, error) {
+	return p.resolverOf(func(k volume.FileKind) bool { return k != volume.DirtyFile })
+}
+
+// resolverOf lists the pool's files of the kinds keep takes.
+func (p *Pool) resolverOf(keep func(volume.FileKind) bool) (*resolver, error) {
 	dir, err := p.openDir()
 	if err != nil {
 		return nil, err
@@ -52,7 +57,7 @@ func (p *Pool) newResolver() (*resolver, error) {
 		return fail(err)
 	}
 	err = p.Volumes.EachFile(func(f volume.File, info fs.FileInfo) error {
-		if f.Kind() != volume.DirtyFile {
+		if keep(f.Kind()) {
 			r.file[info.Sys().(*syscall.Stat_t).Ino] = f
 		}
 		return nil
