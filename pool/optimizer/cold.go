@@ -92,28 +92,10 @@ func (r *jobRun) recompressAll(ctx context.Context, cands []btrfs.Extent, progre
 // settleCold commits, counts what the pass freed and made, and records
 // how far it got: through, when it finished.
 func (r *jobRun) settleCold(finished bool, through uint64) error {
-	defer r.phases.done("settle")
-	end, _, err := r.p.commitAfter(time.Now())
-	if err != nil {
+	if err := r.settleWith(r.ledger.createdInUse); err != nil {
 		return err
 	}
-	r.res.Counters.add(CountJobCommits, 1)
-	dir, err := r.p.openDir()
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	made := map[uint64]uint64{}
-	for bytenr, n := range r.ledger.created {
-		if free, err := isFree(dir, bytenr); err != nil {
-			return err
-		} else if !free {
-			made[bytenr] = n
-		}
-	}
-	if err := r.ledger.settle(dir, made, &r.res); err != nil {
-		return err
-	}
+	end := r.settled
 	r.p.state.updateSoon(func(s *state) {
 		s.ColdWritten = addColdRange(s.ColdWritten, r.ledger.began, end-1)
 		if m, ok := s.Cold[r.job.VID]; ok && finished {
@@ -126,6 +108,19 @@ func (r *jobRun) settleCold(finished bool, through uint64) error {
 		r.p.examinedBelow(end, vid, 0)
 	}
 	return nil
+}
+
+// createdInUse is the extents the job made that are still referenced.
+func (l *ledger) createdInUse(dir *os.File) (map[uint64]uint64, error) {
+	made := map[uint64]uint64{}
+	for bytenr, n := range l.created {
+		if free, err := isFree(dir, bytenr); err != nil {
+			return nil, err
+		} else if !free {
+			made[bytenr] = n
+		}
+	}
+	return made, nil
 }
 
 // coldExtents lists the extents of the volume's image and revisions

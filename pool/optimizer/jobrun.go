@@ -147,6 +147,14 @@ func (r *jobRun) precache() error {
 // settle commits the filesystem and counts, from the ledger, what the
 // job freed and made. The next job's plan may take this commit.
 func (r *jobRun) settle(files []fileWork) error {
+	return r.settleWith(func(*os.File) (map[uint64]uint64, error) {
+		return r.p.madeExtents(r.job.VID, files, r.ledger.began)
+	})
+}
+
+// settleWith commits, so that reference counts are current, and settles
+// the ledger with what made finds the job made that is in use.
+func (r *jobRun) settleWith(made func(dir *os.File) (map[uint64]uint64, error)) error {
 	defer r.phases.done("settle")
 	gen, _, err := r.p.commitAfter(time.Now())
 	if err != nil {
@@ -159,11 +167,11 @@ func (r *jobRun) settle(files []fileWork) error {
 		return err
 	}
 	defer dir.Close()
-	made, err := r.p.madeExtents(r.job.VID, files, r.ledger.began)
+	inUse, err := made(dir)
 	if err != nil {
 		return err
 	}
-	return r.ledger.settle(dir, made, &r.res)
+	return r.ledger.settle(dir, inUse, &r.res)
 }
 
 // later is the later of a and b.
