@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -174,7 +175,7 @@ func (p *Pool) started(st volume.Started) {
 		p.log.Warn("cannot record start generation", "vid", st.VID, "err", err)
 	}
 	// An inode that cannot be read is 0, which no mark follows.
-	_, clean, _ := p.fileIDs(st.Clean)
+	clean, _ := p.inodeOf(st.Clean)
 	p.state.updateSoon(func(s *state) {
 		if !st.Reused && gen != 0 {
 			s.Started[st.VID] = gen
@@ -200,7 +201,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
-	_, clean, _ := p.fileIDs(c.Clean) // 0, unread: no mark follows it
+	clean, _ := p.inodeOf(c.Clean) // 0, unread: no mark follows it
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
 	// Written before the commit's reply: the job alone will make the
 	// precache, so it must survive a crash.
@@ -415,6 +416,20 @@ func (p *Pool) fileIDs(file volume.File) (gen, ino uint64, err error) {
 	}
 	ino, err = compress.InodeOf(f)
 	return gen, ino, err
+}
+
+// inodeOf reads the inode number of a file of the pool, looked up
+// beneath the pool directory without opening it: anything but a regular
+// file, such as a planted symlink, is refused.
+func (p *Pool) inodeOf(file volume.File) (uint64, error) {
+	info, err := p.Volumes.Stat(file)
+	if err != nil {
+		return 0, err
+	}
+	if !info.Mode().IsRegular() {
+		return 0, fmt.Errorf("inode of %s: not a regular file", p.Volumes.Path(file))
+	}
+	return info.Sys().(*syscall.Stat_t).Ino, nil
 }
 
 // openDir opens the pool directory, for the ioctls that take any file of

@@ -76,15 +76,11 @@ func (p *Pool) sinceFor(job Job, file volume.File, ino uint64) uint64 {
 func (p *Pool) examinedBelow(gen uint64, vid string, planned uint64) {
 	var clean uint64
 	err := p.Volumes.ReadLocked(vid, func(l *volume.Locked) error {
-		if running, err := l.Running(); err != nil || running {
+		running, err := l.Running()
+		if err != nil || running {
 			return errors.Join(err, errHeld)
 		}
-		f, err := l.Open(l.Clean(), os.O_RDONLY)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		clean, err = compress.InodeOf(f)
+		clean, err = p.inodeOf(l.Clean())
 		return err
 	})
 	if err != nil {
