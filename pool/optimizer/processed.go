@@ -56,11 +56,13 @@ type examinedMark struct {
 // or resize puts another inode under the name, and a revision of another
 // name on the inode, so neither is taken for done by its file mark.
 func (p *Pool) sinceFor(job Job, file volume.File, ino uint64) uint64 {
-	st := p.state.read()
-	since := max(job.Since, st.Examined[job.VID].Gen)
-	if m, ok := st.Processed[job.VID][file.Name()]; job.Full && ok && m.Inode == ino {
-		since = max(since, m.Generation)
-	}
+	since := job.Since
+	p.state.view(func(st *state) {
+		since = max(since, st.Examined[job.VID].Gen)
+		if m, ok := st.Processed[job.VID][file.Name()]; job.Full && ok && m.Inode == ino {
+			since = max(since, m.Generation)
+		}
+	})
 	return since
 }
 

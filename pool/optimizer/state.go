@@ -170,6 +170,15 @@ func (s *stateStore) read() state {
 	return s.st.clone()
 }
 
+// view runs fn on the state itself, under the store's lock, for reads
+// that need a few fields and not a copy of all of it: fn neither keeps
+// nor changes what it is given.
+func (s *stateStore) view(fn func(*state)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.st)
+}
+
 func (st state) clone() state {
 	c := state{Version: st.Version, Started: map[string]uint64{}, Jobs: append([]Job{}, st.Jobs...),
 		Processed: map[string]map[string]fileMark{}, Examined: maps.Clone(st.Examined), Commits: st.Commits,
