@@ -93,7 +93,7 @@ func (p *Pool) examinedBelow(gen uint64, vid string, planned uint64) {
 	}
 	p.state.updateSoon(func(s *state) {
 		m, ok := s.Examined[vid]
-		if slices.ContainsFunc(s.Jobs, func(j Job) bool { return j.VID == vid && !j.Cold }) {
+		if s.awaitsJob(vid) {
 			return
 		}
 		if planned == clean || (ok && m.Inode == clean) {
@@ -113,7 +113,7 @@ func examinedStarted(s *state, st volume.Started, clean, dirty uint64) {
 	switch {
 	case !ok:
 		return
-	case slices.ContainsFunc(s.Jobs, func(j Job) bool { return j.VID == st.VID && !j.Cold }):
+	case s.awaitsJob(st.VID):
 		m.Inode, m.Next = 0, 0
 	case m.Inode != 0 && m.Inode == clean && !st.Reused:
 		m.Next = dirty
@@ -121,6 +121,13 @@ func examinedStarted(s *state, st volume.Started, clean, dirty uint64) {
 		m.Inode, m.Next = 0, 0
 	}
 	s.Examined[st.VID] = m
+}
+
+// awaitsJob reports whether a job other than a cold pass is queued for
+// vid: what a commit put in place, or an optimize request asked for, is
+// not examined yet.
+func (s *state) awaitsJob(vid string) bool {
+	return slices.ContainsFunc(s.Jobs, func(j Job) bool { return j.VID == vid && !j.Cold })
 }
 
 // examinedCommitted makes the image commit c put in place (inode clean)
