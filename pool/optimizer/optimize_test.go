@@ -46,12 +46,20 @@ func spec(vid string) volume.Spec {
 	return volume.Spec{VID: vid, RW: true, SaveOnStop: true, RevisionsToKeep: 1, Size: 64 * mib}
 }
 
+// committed creates the volume vid with n bytes of text committed, and
+// waits for the commit's job.
+func (h optHarness) committed(vid string, n int) volume.Spec {
+	h.T.Helper()
+	s := spec(vid)
+	h.Must(h.P.Volumes.Create(s))
+	h.CommitText(s, n)
+	h.Wait()
+	return s
+}
+
 func TestCommitCompressesOnlyNewDataAndKeepsSharing(t *testing.T) {
 	h := newOptHarness(t)
-	s := spec("appvms/work/private")
-	h.Must(h.P.Volumes.Create(s))
-	h.CommitText(s, 32*mib)
-	h.Wait()
+	s := h.committed("appvms/work/private", 32*mib)
 
 	h.Must(h.P.Volumes.Start(s))
 	btrfstest.WriteAt(t, h.Path("appvms/work/private-dirty.img"), 8*mib, btrfstest.Text("second", 4*mib))

@@ -21,10 +21,7 @@ import (
 // revision, not from the reused start's generation, and optimizes it all.
 func TestReusedDirtyImageWithoutStartIsOptimizedWhole(t *testing.T) {
 	h := newOptHarness(t)
-	s := spec("appvms/work/private")
-	h.Must(h.P.Volumes.Create(s))
-	h.CommitText(s, 4*mib)
-	h.Wait()
+	s := h.committed("appvms/work/private", 4*mib)
 	img, dirty := h.Path(s.VID+".img"), h.Path(s.VID+"-dirty.img")
 	btrfstest.Reflink(t, img, dirty)
 	// Written uncompressed, as the pool's directory would not have it.
@@ -57,10 +54,7 @@ func TestReusedDirtyImageWithoutStartIsOptimizedWhole(t *testing.T) {
 // its start generation follows with the next batch of state changes.
 func TestStartRecordsItsGenerationWithoutWaiting(t *testing.T) {
 	h := newOptHarness(t)
-	s := spec("appvms/work/private")
-	h.Must(h.P.Volumes.Create(s))
-	h.CommitText(s, mib)
-	h.Wait()
+	s := h.committed("appvms/work/private", mib)
 	time.Sleep(500 * time.Millisecond) // what the job's end changed is written
 	before := optimizer.StateWrites(h.P.Optimizer)
 	h.Must(h.P.Volumes.Start(s))
