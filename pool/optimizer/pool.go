@@ -197,7 +197,7 @@ func (p *Pool) started(st volume.Started) {
 func (p *Pool) committed(c volume.Committed) bool {
 	p.commits.Add(1)
 	if p.sched == nil {
-		p.state.updateSoon(func(s *state) { s.Commits++ })
+		p.committedWithoutJob(c)
 		p.usage.refreshLater() // no job follows to measure the pool
 		return false
 	}
@@ -216,15 +216,23 @@ func (p *Pool) committed(c volume.Committed) bool {
 		delete(s.Started, c.VID)
 	})
 	if err != nil {
-		p.state.updateSoon(func(s *state) {
-			s.Commits++
-			examinedCommitted(s, c, 0) // no job follows: as from an unseen start
-		})
+		p.committedWithoutJob(c)
 		p.log.Warn("cannot queue optimization", "vid", c.VID, "err", err)
 		return false
 	}
 	p.log.Debug("queued optimization", "pool", p.Name, "vid", c.VID, "since", job.Since)
 	return true
+}
+
+// committedWithoutJob counts commit c, for which no job is queued (the
+// daemon runs no optimizer, or the job could not be saved): as after a
+// start the mark did not follow, what the VM wrote is left to a full
+// pass, and an import drops the mark.
+func (p *Pool) committedWithoutJob(c volume.Committed) {
+	p.state.updateSoon(func(s *state) {
+		s.Commits++
+		examinedCommitted(s, c, 0)
+	})
 }
 
 // putJob adds job, merging it into a pending job of the same volume, and
