@@ -250,8 +250,8 @@ type VolumeState struct {
 // precaches, and the revisions themselves, each file from where the last
 // full pass through it stopped; otherwise only what is new since the last
 // optimization is examined. Cold instead recompresses at the cold level
-// every compressed extent of the images and revisions not yet through a
-// cold pass, whatever its age; a volume with a job pending gets it after
+// every compressed extent (and uncompressed one files reference only in
+// part) of the images and revisions not yet through a cold pass, whatever its age; a volume with a job pending gets it after
 // that job. Full and Cold together are CodeBadRequest.
 type OptimizeArgs struct {
 	Target string `json:"target"`

@@ -26,11 +26,13 @@ directory), a VM's name, or POOL:VID; templates go first.
 
 Without --full only data not yet optimized is examined. --full remembers
 how far it got in each file: interrupted, it resumes at the file it was
-working on, and run again it reads only what was written into each file
-since; a file replaced since (a commit, a revert) is read whole.
+working on. Run again, it reads only data written since the volume's last
+job, even in files commits made without the daemon put in place; the first
+full pass over a volume reads it whole.
 
---cold recompresses now, at cold_zstd_level, every compressed extent of the
-volumes' images and revisions not yet through a cold pass, as the daemon
+--cold recompresses now, at cold_zstd_level, every compressed extent (and
+every uncompressed one files reference only in part) of the volumes' images
+and revisions not yet through a cold pass, as the daemon
 does in idle time once data is cold (see btrfs-vdo.toml(5)); nothing is
 unshared. A volume with a job pending gets its cold pass after that job,
 and this command waits for the job only.
