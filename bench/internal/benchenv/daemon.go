@@ -58,7 +58,19 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 		return nil, fmt.Errorf("create daemon log: %w", err)
 	}
 	defer logFile.Close()
-	d.cmd = exec.Command(filepath.Join(bin, "btrfs-vdod"), "--socket", d.socket, "--log-level", "debug")
+	// Its own configuration (the defaults) and state directory: neither
+	// the host's settings nor the pools earlier runs left in the host's
+	// state (a -keep run's pool, which a daemon would serve, cold pass
+	// included) reach the figures.
+	config := filepath.Join(e.dir, "run", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(config), 0o700); err != nil {
+		return nil, fmt.Errorf("make daemon directory: %w", err)
+	}
+	if err := os.WriteFile(config, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("write daemon configuration: %w", err)
+	}
+	d.cmd = exec.Command(filepath.Join(bin, "btrfs-vdod"), "--socket", d.socket, "--log-level", "debug",
+		"--config", config, "--state-dir", filepath.Join(e.dir, "run", "state"))
 	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
 	// Its own process group: a ^C reaches only the benchmark, which then
 	// stops the daemon in order.
