@@ -116,6 +116,7 @@ func stageRank(stage string) int {
 // waitIdle polls until no job is queued or running; held and paused jobs
 // wait for something else.
 func waitIdle(ctx context.Context) error {
+	delay := pollDelays()
 	for {
 		var res api.JobsResult
 		if err := call(api.OpJobs, api.JobsArgs{}, &res); err != nil {
@@ -133,7 +134,7 @@ func waitIdle(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return interrupted{busy}
-		case <-time.After(pollInterval):
+		case <-time.After(delay()):
 		}
 	}
 }

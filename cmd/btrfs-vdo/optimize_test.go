@@ -150,6 +150,21 @@ func TestTrackerProgress(t *testing.T) {
 	}
 }
 
+// A waiting command asks often for two seconds, so that it ends soon after
+// a short job, then every pollInterval.
+func TestPollDelays(t *testing.T) {
+	delay := pollDelays()
+	for i := range quickPolls + 3 {
+		want := quickPoll
+		if i >= quickPolls {
+			want = pollInterval
+		}
+		if got := delay(); got != want {
+			t.Fatalf("delay %d: %v, want %v", i, got, want)
+		}
+	}
+}
+
 // Ctrl-C stops only the waiting: the CLI says the jobs go on and how to
 // follow them, and the daemon finishes them.
 func TestOptimizeInterrupted(t *testing.T) {

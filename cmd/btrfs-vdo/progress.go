@@ -15,8 +15,30 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 )
 
-// pollInterval is how often a waiting command asks the daemon for progress.
+// pollInterval is how often a waiting command asks the daemon for
+// progress once the work has gone on for a while.
 const pollInterval = 500 * time.Millisecond
+
+// quickPoll is how often a waiting command asks during its first
+// quickPolls polls, two seconds. Most jobs a command waits for, a
+// commit's changes, take tens to hundreds of milliseconds: the command
+// returns within quickPoll of their end, while a long run costs the
+// daemon two requests a second.
+const (
+	quickPoll  = 20 * time.Millisecond
+	quickPolls = 100
+)
+
+// pollDelays returns the delays between a waiting command's polls.
+func pollDelays() func() time.Duration {
+	polls := 0
+	return func() time.Duration {
+		if polls++; polls <= quickPolls {
+			return quickPoll
+		}
+		return pollInterval
+	}
+}
 
 // lineInterval is how often progress is printed when stderr is no
 // terminal; tests shorten it.
@@ -93,6 +115,7 @@ func (t *tracker) results() ([]api.JobOutcome, []api.QueuedJob) {
 // wait polls the daemon until every tracked job is over or held, telling
 // show its progress.
 func (t *tracker) wait(ctx context.Context, show progress) error {
+	delay := pollDelays()
 	for {
 		var res api.JobsResult
 		if err := call(api.OpJobs, api.JobsArgs{}, &res); err != nil {
@@ -108,7 +131,7 @@ func (t *tracker) wait(ctx context.Context, show progress) error {
 		case <-ctx.Done():
 			show.stop()
 			return ctx.Err()
-		case <-time.After(pollInterval):
+		case <-time.After(delay()):
 		}
 	}
 }
