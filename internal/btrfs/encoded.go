@@ -55,6 +55,9 @@ func saves(frameLen, dataLen uint64) bool { return roundUp(frameLen) < roundUp(d
 
 func roundUp(n uint64) uint64 { return (n + sectorSize - 1) &^ (sectorSize - 1) }
 
+// StoredBytes is the disk space an extent of n bytes takes: whole sectors.
+func StoredBytes(n int) int { return int(roundUp(uint64(n))) }
+
 // sectorSize is the alignment encoded writes need; btrfs's sector size is
 // the page size, 4 KiB, on the machines this runs on.
 const sectorSize = 4096

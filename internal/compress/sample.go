@@ -15,10 +15,6 @@ import (
 // judge it: btrfs compresses in 128 KiB units, so one unit tells.
 const sampleBytes = 128 << 10
 
-// blockSize is the filesystem's sector: what data stored compressed takes
-// is rounded up to it.
-const blockSize = 4096
-
 // DefaultMinSaving is the share of its bytes compression must save for
 // data to be worth storing compressed. Rewriting data that does not
 // compress only moves it, and a compressed extent costs on every read,
@@ -52,6 +48,5 @@ func SampleShrinks(data []byte, minSaving float64) bool {
 // SavesEnough reports whether data of n bytes stored in stored bytes
 // (rounded up to whole sectors) saves minSaving of them.
 func SavesEnough(stored, n int, minSaving float64) bool {
-	sectors := (stored + blockSize - 1) / blockSize * blockSize
-	return float64(sectors) <= (1-minSaving)*float64(n)
+	return float64(btrfs.StoredBytes(stored)) <= (1-minSaving)*float64(n)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -106,6 +107,76 @@ func TestCopyEncoderWrite(t *testing.T) {
 			}
 			if logical != uint64(2*len(data)) || disk > logical*3/4 {
 				t.Fatalf("%d bytes stored in %d: want all of %d, in at most 3/4", logical, disk, 2*len(data))
+			}
+		})
+	}
+}
+
+// A 128 KiB unit is stored as two 64 KiB compressed extents when they take
+// no more sectors than one, so that a random read decompresses half as
+// much, and whole when its halves compress worse apart.
+func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
+	const unit, half = btrfs.MaxCompressedExtent, btrfs.MaxCompressedExtent / 2
+	rng := rand.New(rand.NewPCG(3, 1))
+	noise := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	// 30 KiB of noise then zeros: either half's frame takes 8 sectors,
+	// the whole unit's 16.
+	halfApart := func() []byte { return append(noise(30<<10), make([]byte, half-30<<10)...) }
+	// The second half repeats the first: the whole unit's frame takes about
+	// the sectors of one half's.
+	repeated := func() []byte { h := halfApart(); return append(h, h...) }
+	tests := []struct {
+		name    string
+		data    []byte
+		lengths []uint64 // of the unit's extents, in order
+	}{
+		{"halves apart cost no more", append(halfApart(), halfApart()...), []uint64{half, half}},
+		{"halves alike", repeated(), []uint64{unit}},
+		{"short unit", halfApart(), []uint64{half}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enc := newCopyEncoder(0, 0, 0, func(err error) { t.Fatal(err) })
+			c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.remove()
+			if err := enc.write(c.File, tt.data, copyBase); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(tt.data))
+			if _, err := c.ReadAt(got, copyBase); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tt.data) {
+				t.Fatal("the copy reads back other bytes")
+			}
+			exts, err := btrfs.Extents(c.File, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var lengths []uint64
+			for _, e := range exts {
+				if e.IsHole() {
+					continue
+				}
+				if e.Compression != btrfs.CompressZstd || e.ExtentOffset != 0 || e.RAMBytes != e.Length {
+					t.Errorf("extent %+v: want a whole zstd extent", e)
+				}
+				lengths = append(lengths, e.Length)
+			}
+			if !slices.Equal(lengths, tt.lengths) {
+				t.Fatalf("extents of %v bytes, want %v", lengths, tt.lengths)
 			}
 		})
 	}
