@@ -11,14 +11,15 @@
 //  3. btrfs-vdo: the corpus as built, then optimize --full.
 //
 // With the page cache dropped before each read, it reads each template
-// root sequentially (twice) and makes seeded random 4 KiB reads of two
-// template roots and of an AppVM private. Reads go through the page cache
-// of the image file, as the loop device Qubes attaches an image with does
-// (buffered, without direct I/O), one request at a time. It prints the
-// figures, each image's extent layout and the space each copy takes
-// against the corpus's ideal bound, with the targets: btrfs-vdo at least
-// as fast as the compress=zstd mount on every read, in at most 1.05 times
-// the ideal bound.
+// root sequentially and makes seeded random 4 KiB reads of two template
+// roots and of an AppVM private, three times each, and reports the median
+// and the spread. Reads go through the page cache of the image file, as
+// the loop device Qubes attaches an image with does (buffered, without
+// direct I/O), one request at a time. It prints the figures, each image's
+// extent layout and the space each copy takes against the corpus's ideal
+// bound, with the targets: btrfs-vdo at least as fast as the
+// compress=zstd mount on every read, in at most 1.05 times the ideal
+// bound.
 //
 // Run as root (needs btrfs-progs, e2fsprogs, util-linux and compsize):
 //

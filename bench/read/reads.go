@@ -21,7 +21,10 @@ import (
 const (
 	blockSize = 4096
 	seqChunk  = 1 << 20 // a sequential read's request size, as dd bs=1M
-	seqRuns   = 2       // sequential reads of each template root
+	// runs is how many times each read is made on each side; the report
+	// gives the median and the spread, since one run on a shared machine
+	// can be twice as slow as the next.
+	runs = 3
 )
 
 // The images read at random: the template root others are deduplicated
@@ -130,16 +133,18 @@ type reading struct {
 
 func (r reading) mibPerSec() float64 { return float64(r.bytes) / (1 << 20) / r.wall.Seconds() }
 func (r reading) iops() float64      { return float64(r.ops) / r.wall.Seconds() }
+func (r reading) diskMiB() float64   { return float64(r.disk) / (1 << 20) }
 
-// measureReads makes every read of plan on every side, each with a cold
-// page cache. The sides take turns at each read, so that a change in the
-// machine's load while the benchmark runs falls on all of them alike.
+// measureReads makes every read of plan on every side, runs times, each
+// with a cold page cache. The sides take turns at each read, so that a
+// change in the machine's load while the benchmark runs falls on all of
+// them alike.
 func measureReads(sides []*side, plan readPlan) error {
 	for _, s := range sides {
 		s.seq = make([][]reading, len(plan.roots))
-		s.random = make([]reading, len(plan.random))
+		s.random = make([][]reading, len(plan.random))
 	}
-	for run := range seqRuns {
+	for run := range runs {
 		for i, img := range plan.roots {
 			for _, s := range sides {
 				benchenv.Logf("%s: sequential read %d of %s", s.name, run+1, img.vid)
@@ -150,15 +155,15 @@ func measureReads(sides []*side, plan readPlan) error {
 				s.seq[i] = append(s.seq[i], r)
 			}
 		}
-	}
-	for i, img := range plan.random {
-		for _, s := range sides {
-			benchenv.Logf("%s: %d random 4 KiB reads of %s", s.name, len(plan.offsets[i]), img.vid)
-			r, err := s.timedRead(sides, func() (int64, int64, error) { return readAt(s.c.Path(img.rel), plan.offsets[i]) })
-			if err != nil {
-				return err
+		for i, img := range plan.random {
+			for _, s := range sides {
+				benchenv.Logf("%s: %d random 4 KiB reads %d of %s", s.name, len(plan.offsets[i]), run+1, img.vid)
+				r, err := s.timedRead(sides, func() (int64, int64, error) { return readAt(s.c.Path(img.rel), plan.offsets[i]) })
+				if err != nil {
+					return err
+				}
+				s.random[i] = append(s.random[i], r)
 			}
-			s.random[i] = r
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -76,27 +77,24 @@ func header(w io.Writer, cfg benchenv.Config, plan readPlan, sides []*side, idea
 }
 
 func readRows(t table, plan readPlan, sides []*side) {
-	t.row("sequential read, MiB/s (run 1 / run 2)")
+	t.row(fmt.Sprintf("sequential read, MiB/s (median of %d runs, lowest–highest)", runs))
 	for i, img := range plan.roots {
-		t.perSide(sides, "  "+img.vid, func(s *side) string {
-			return fmt.Sprintf("%.0f / %.0f", s.seq[i][0].mibPerSec(), s.seq[i][1].mibPerSec())
-		}, ">= compress=zstd", benchenv.Met(meanRate(sides[colVDO].seq[i]) >= meanRate(sides[colZstd].seq[i])))
+		t.perSide(sides, "  "+img.vid, func(s *side) string { return medianAndSpread(s.seq[i], reading.mibPerSec) },
+			">= compress=zstd", benchenv.Met(median(sides[colVDO].seq[i], reading.mibPerSec) >= median(sides[colZstd].seq[i], reading.mibPerSec)))
 	}
 	t.perSide(sides, "  range over the roots", func(s *side) string {
-		lo, hi := rateRange(s.seq)
+		lo, hi := spread(slices.Concat(s.seq...), reading.mibPerSec)
 		return fmt.Sprintf("%.0f–%.0f", lo, hi)
 	})
-	t.row("sequential read, MiB from disk (run 1 / run 2)")
+	t.row("sequential read, MiB from disk (median)")
 	for i, img := range plan.roots {
-		t.perSide(sides, "  "+img.vid, func(s *side) string {
-			return fmt.Sprintf("%.1f / %.1f", mib(s.seq[i][0].disk), mib(s.seq[i][1].disk))
-		})
+		t.perSide(sides, "  "+img.vid, func(s *side) string { return fmt.Sprintf("%.1f", median(s.seq[i], reading.diskMiB)) })
 	}
 	for i, img := range plan.random {
 		t.row(fmt.Sprintf("random 4 KiB reads, %s", img.vid))
-		t.perSide(sides, "  IOPS", func(s *side) string { return fmt.Sprintf("%.0f", s.random[i].iops()) },
-			">= compress=zstd", benchenv.Met(sides[colVDO].random[i].iops() >= sides[colZstd].random[i].iops()))
-		t.perSide(sides, "  read from disk", func(s *side) string { return benchenv.MiB(s.random[i].disk) })
+		t.perSide(sides, fmt.Sprintf("  IOPS (median of %d runs, lowest–highest)", runs), func(s *side) string { return medianAndSpread(s.random[i], reading.iops) },
+			">= compress=zstd", benchenv.Met(median(sides[colVDO].random[i], reading.iops) >= median(sides[colZstd].random[i], reading.iops)))
+		t.perSide(sides, "  read from disk (median)", func(s *side) string { return fmt.Sprintf("%.1f MiB", median(s.random[i], reading.diskMiB)) })
 	}
 }
 
@@ -148,7 +146,7 @@ func notes(w io.Writer, sides []*side) {
 	fmt.Fprintln(w, "Sequential MiB/s: the image's size (holes included) over the read's wall time. Disk read per 4 KiB")
 	fmt.Fprintln(w, "block read: averaged over the image's data blocks, 4 KiB for a block stored raw, the whole compressed")
 	fmt.Fprintln(w, "extent for one stored compressed; readahead aside. Data on disk: compsize over the pool, each extent once.")
-	fmt.Fprintln(w, "Figures of one run on one machine; other load on it shows in every column.")
+	fmt.Fprintln(w, "Figures of one benchmark on one machine; other load on it shows in every column.")
 }
 
 // savingLabel names the shares of the bySaving row.
@@ -160,28 +158,35 @@ func savingLabel() string {
 	return "    by their saving: " + strings.Join(bounds, " / ") + " / more %"
 }
 
-func meanRate(runs []reading) float64 {
-	var sum float64
-	for _, r := range runs {
-		sum += r.mibPerSec()
+// median is the median of f over runs.
+func median(runs []reading, f func(reading) float64) float64 {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
 	}
-	return sum / float64(max(1, len(runs)))
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
-func rateRange(seq [][]reading) (lo, hi float64) {
-	for i, runs := range seq {
-		for j, r := range runs {
-			v := r.mibPerSec()
-			if i == 0 && j == 0 || v < lo {
-				lo = v
-			}
-			hi = max(hi, v)
+// spread is the lowest and highest of f over runs.
+func spread(runs []reading, f func(reading) float64) (lo, hi float64) {
+	for i, r := range runs {
+		v := f(r)
+		if i == 0 || v < lo {
+			lo = v
 		}
+		hi = max(hi, v)
 	}
 	return lo, hi
 }
 
-func mib(n int64) float64 { return float64(n) / (1 << 20) }
+func medianAndSpread(runs []reading, f func(reading) float64) string {
+	lo, hi := spread(runs, f)
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", median(runs, f), lo, hi)
+}
 
 func share(part, whole int64) string {
 	if whole <= 0 {

@@ -29,7 +29,7 @@ type side struct {
 	usage    benchenv.Usage
 	layouts  []layout    // of the images read, in plan.images order
 	seq      [][]reading // by template root, by run
-	random   []reading   // by image read at random
+	random   [][]reading // by image read at random, by run
 }
 
 func newSides() []*side {
