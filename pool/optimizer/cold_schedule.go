@@ -66,7 +66,9 @@ func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Poo
 	// Nothing is rewritten by range defrag, whose level onLevel is told of.
 	// Work that waits for idle time compresses on one CPU, leaving the
 	// others to the VMs: the cold level costs about seven times level 3.
-	r := newJobRun(p, job, s.cfg.Cold.Level, s.encoderFor(s.cfg.Cold.Level, 1), func(error) {})
+	// Its copies keep the size of the extents they replace.
+	enc := s.encoderFor(encoderKey{level: s.cfg.Cold.Level, parallel: 1, wholeUnits: true})
+	r := newJobRun(p, job, s.cfg.Cold.Level, enc, func(error) {})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
 	res, err := r.executeCold(jobCtx, s.progress(jobCtx, run))

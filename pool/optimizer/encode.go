@@ -35,6 +35,11 @@ type copyEncoder struct {
 	// minSaving is the share of a unit's bytes its frame must save for
 	// the unit to be stored compressed (see DefaultMinCompressSaving).
 	minSaving float64
+	// wholeUnits stores every unit as one extent. The cold pass's copies
+	// each hold one extent's data, so they keep the size a job chose for
+	// it, and the cold level's encoder, several times slower than the
+	// jobs', compresses each unit once instead of twice.
+	wholeUnits bool
 	// arenas are the buffers frames are made in (*[]byte), reused from one
 	// write to the next, so that a job's copies make no garbage.
 	arenas sync.Pool
@@ -132,7 +137,7 @@ type storedUnit struct {
 // the full units split so; cutting further adds little.
 func (e *copyEncoder) encodeUnit(slot, scratch, u []byte) storedUnit {
 	whole := e.frame(slot[:0:len(slot)], u)
-	if whole == nil || len(u) != len(slot) || btrfs.StoredBytes(len(whole)) <= 2*blockSize {
+	if whole == nil || e.wholeUnits || len(u) != len(slot) || btrfs.StoredBytes(len(whole)) <= 2*blockSize {
 		return storedUnit{frames: [2][]byte{whole}}
 	}
 	half := len(u) / 2

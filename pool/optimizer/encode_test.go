@@ -114,7 +114,8 @@ func TestCopyEncoderWrite(t *testing.T) {
 
 // A 128 KiB unit is stored as two 64 KiB compressed extents when they take
 // no more sectors than one, so that a random read decompresses half as
-// much, and whole when its halves compress worse apart.
+// much, and whole when its halves compress worse apart or the encoder
+// keeps units whole.
 func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
 	const unit, half = btrfs.MaxCompressedExtent, btrfs.MaxCompressedExtent / 2
 	rng := rand.New(rand.NewPCG(3, 1))
@@ -132,17 +133,20 @@ func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
 	// the sectors of one half's.
 	repeated := func() []byte { h := halfApart(); return append(h, h...) }
 	tests := []struct {
-		name    string
-		data    []byte
-		lengths []uint64 // of the unit's extents, in order
+		name       string
+		data       []byte
+		wholeUnits bool
+		lengths    []uint64 // of the unit's extents, in order
 	}{
-		{"halves apart cost no more", append(halfApart(), halfApart()...), []uint64{half, half}},
-		{"halves alike", repeated(), []uint64{unit}},
-		{"short unit", halfApart(), []uint64{half}},
+		{"halves apart cost no more", append(halfApart(), halfApart()...), false, []uint64{half, half}},
+		{"halves alike", repeated(), false, []uint64{unit}},
+		{"short unit", halfApart(), false, []uint64{half}},
+		{"units kept whole", append(halfApart(), halfApart()...), true, []uint64{unit}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			enc := newCopyEncoder(0, 0, 0, func(err error) { t.Fatal(err) })
+			enc.wholeUnits = tt.wholeUnits
 			c, err := newCompressedCopy(openRoot(t, btrfstest.Mount(t, 0)), enc)
 			if err != nil {
 				t.Fatal(err)
@@ -210,15 +214,17 @@ func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	}
 }
 
-// Encoders are kept by level and CPUs: the cold pass's, on one CPU, is
-// not the jobs' at the same level, on all.
-func TestEncoderForKeepsOnePerLevelAndCPUs(t *testing.T) {
+// Encoders are kept by level, CPUs and unit handling: the cold pass's, on
+// one CPU, keeping units whole, is not the jobs' at the same level.
+func TestEncoderForKeepsOnePerKey(t *testing.T) {
 	s := NewScheduler(SchedulerConfig{}, logtest.Discard(), nil)
-	all, one := s.encoderFor(15, 0), s.encoderFor(15, 1)
-	if all == one || one.parallel != 1 || all.parallel != runtime.GOMAXPROCS(0) {
-		t.Fatalf("encoders on all CPUs and on one: same %v, CPUs %d and %d", all == one, all.parallel, one.parallel)
+	jobs, cold := encoderKey{level: 15}, encoderKey{level: 15, parallel: 1, wholeUnits: true}
+	all, one := s.encoderFor(jobs), s.encoderFor(cold)
+	if all == one || one.parallel != 1 || all.parallel != runtime.GOMAXPROCS(0) || all.wholeUnits || !one.wholeUnits {
+		t.Fatalf("jobs' and cold encoders: same %v, CPUs %d and %d, whole units %v and %v",
+			all == one, all.parallel, one.parallel, all.wholeUnits, one.wholeUnits)
 	}
-	if s.encoderFor(15, 1) != one || s.encoderFor(3, 0) == all {
-		t.Fatal("encoders not kept by level and CPUs")
+	if s.encoderFor(cold) != one || s.encoderFor(encoderKey{level: 3}) == all || s.encoderFor(encoderKey{level: 15, parallel: 1}) == one {
+		t.Fatal("encoders not kept by key")
 	}
 }

@@ -191,7 +191,7 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 	if !ok {
 		level = s.cfg.ZstdLevel
 	}
-	r := newJobRun(p, job, level, s.encoderFor(level, 0), func(err error) {
+	r := newJobRun(p, job, level, s.encoderFor(encoderKey{level: level}), func(err error) {
 		s.log.Info("kernel has no zstd levels in range defrag; using the mount's level", "err", err)
 	})
 	r.dedup = newDeduper(r)
@@ -327,22 +327,24 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 	return done
 }
 
-// encoderKey tells encoders apart: a zstd level, and the CPUs used at
-// once (0: all).
-type encoderKey struct{ level, parallel int }
+// encoderKey tells encoders apart: a zstd level, the CPUs used at once
+// (0: all), and whether units are kept whole (copyEncoder.wholeUnits).
+type encoderKey struct {
+	level, parallel int
+	wholeUnits      bool
+}
 
-// encoderFor returns the copies' encoder at level on parallel CPUs (0:
-// all), made on first use.
-func (s *Scheduler) encoderFor(level, parallel int) *copyEncoder {
+// encoderFor returns the copies' encoder for key, made on first use.
+func (s *Scheduler) encoderFor(key encoderKey) *copyEncoder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := encoderKey{level, parallel}
 	if enc := s.encoders[key]; enc != nil {
 		return enc
 	}
-	enc := newCopyEncoder(level, s.cfg.MinCompressSaving, parallel, func(err error) {
+	enc := newCopyEncoder(key.level, s.cfg.MinCompressSaving, key.parallel, func(err error) {
 		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
 	})
+	enc.wholeUnits = key.wholeUnits
 	if s.encoders == nil {
 		s.encoders = map[encoderKey]*copyEncoder{}
 	}
