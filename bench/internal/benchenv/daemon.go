@@ -27,7 +27,7 @@ const (
 
 // jobsPoll is how often the benchmark asks whether the optimizer is done:
 // fine enough not to blur a job of a tenth of a second (the CLI's --wait
-// polls every 500 ms).
+// polls every 20 ms at first).
 const jobsPoll = 5 * time.Millisecond
 
 // jobAppearWait bounds how long a commit's job may take to be queued.
