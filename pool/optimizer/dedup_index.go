@@ -113,8 +113,8 @@ func (p *Pool) dedupIndex() (*dedupindex.File, error) {
 }
 
 // releaseIndex gives back the index a job took. Its changed buckets are
-// written back when the pool's last queued job ends (Pool.jobEnded), or
-// as the index closes.
+// written back once the pool is idle (Pool.ReleaseIfIdle), or as the
+// index closes.
 func (p *Pool) releaseIndex() {
 	p.index.mu.Lock()
 	defer p.index.mu.Unlock()
@@ -197,9 +197,11 @@ func (p *Pool) flushIndex() error {
 	if p.index.f == nil {
 		return nil
 	}
+	began := time.Now()
 	if err := p.index.f.Flush(); err != nil {
 		return fmt.Errorf("flush dedup index of pool %s: %w", p.Name, err)
 	}
+	p.log.Debug("wrote the dedup index back", "pool", p.Name, "ms", time.Since(began).Milliseconds())
 	return nil
 }
 

@@ -118,12 +118,26 @@ func (p *Pool) Close() error {
 	return errors.Join(p.state.flush(), p.closeIndex(), p.usage.close(), p.Volumes.Close())
 }
 
-// ReleaseIfIdle, when no job of the pool is queued or running, closes its
-// dedup index and releases the descriptors its volumes and usage figures
-// hold, and reports whether it did. Each opens again when next used.
+// ReleaseIfIdle writes the pool's dedup index back when no job of the
+// pool runs or is to run (held ones aside); and when none is queued
+// either, lets go of the index's file and releases the descriptors its
+// volumes and usage figures hold, and reports whether it did. Each opens
+// again when next used. The daemon calls it every few seconds, so the
+// index is written back within seconds of the jobs' end rather than at
+// it: on a large index the write and its sync take a tenth of a second,
+// which each job that ended a burst paid before its outcome was known.
 func (p *Pool) ReleaseIfIdle() bool {
-	if p.sched != nil && !p.sched.whileIdle(p, p.closeIdleIndex) {
-		return false
+	if p.sched != nil {
+		// Written back before the scheduler's lock is taken, which commits
+		// wait for; a job starting meanwhile waits for the index instead.
+		if p.sched.idle(p) {
+			if err := p.flushIndex(); err != nil {
+				p.log.Warn("cannot write dedup index back", "pool", p.Name, "err", err)
+			}
+		}
+		if !p.sched.whileIdle(p, p.closeIdleIndex) {
+			return false
+		}
 	}
 	if err := errors.Join(p.Volumes.Release(), p.usage.release()); err != nil {
 		p.log.Warn("cannot release pool directory", "pool", p.Name, "err", err)
@@ -391,17 +405,14 @@ func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
 }
 
 // jobEnded takes in the disk space a job saved and, when last (no other
-// job of the pool is to end after it), writes the dedup index back and
-// measures the pool, unless measure is false (the daemon is stopping).
-// Jobs that are not last leave both to the one that is: after VMs
-// stopped together, the index is written and the pool measured once.
+// job of the pool is to end after it), measures the pool, unless measure
+// is false (the daemon is stopping). Jobs that are not last leave it to
+// the one that is: after VMs stopped together, the pool is measured once.
+// The dedup index is written back once the pool is idle (ReleaseIfIdle).
 func (p *Pool) jobEnded(saved int64, measure, last bool) {
 	if !last {
 		p.usage.addSaved(saved)
 		return
-	}
-	if err := p.flushIndex(); err != nil {
-		p.log.Warn("cannot write dedup index back", "pool", p.Name, "err", err)
 	}
 	p.usage.jobRan(saved, measure)
 }

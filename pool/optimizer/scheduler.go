@@ -61,9 +61,9 @@ type Scheduler struct {
 	// across jobs.
 	encoders map[encoderKey]*copyEncoder
 	indexes  indexAccount // of every pool's dedup index
-	// owed are the pools, by directory, whose last jobs left writing the
-	// index back and measuring the pool to a job that was to follow (see
-	// followed): a worker with nothing to run does it (catchUp).
+	// owed are the pools, by directory, whose last jobs left measuring
+	// the pool to a job that was to follow (see followed): a worker with
+	// nothing to run does it (catchUp).
 	owed map[string]bool
 }
 
@@ -250,9 +250,8 @@ func (s *Scheduler) account(run *runningJob, res Result) (held bool) {
 
 // followed reports whether another job of key's pool is to end after
 // key's: one queued and runnable, or running and not yet this far. Then
-// that job writes the pool's dedup index back and measures the pool for
-// both, so that the jobs of VMs stopped together pay for it once; else
-// key's does.
+// that job measures the pool for both, so that the jobs of VMs stopped
+// together pay for it once; else key's does.
 func (s *Scheduler) followed(key jobKey) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,8 +287,7 @@ func (s *Scheduler) activeLocked(dir string) bool {
 }
 
 // catchUp does what the last jobs of a pool left to one that did not run
-// after all (held by a start, or paused): it writes the pool's index back
-// and measures the pool.
+// after all (held by a start, or paused): it measures the pool.
 func (s *Scheduler) catchUp() {
 	var pools []*Pool
 	s.mu.Lock()
@@ -536,17 +534,28 @@ func (s *Scheduler) forget(p *Pool) {
 func (s *Scheduler) whileIdle(p *Pool, fn func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dir := p.Volumes.Dir()
-	for key := range s.running {
-		if key.dir == dir {
-			return false
-		}
-	}
-	for _, key := range s.queue {
-		if key.dir == dir {
-			return false
-		}
+	if s.busyLocked(p.Volumes.Dir()) {
+		return false
 	}
 	fn()
 	return true
+}
+
+// idle reports whether no job of p runs or is to run now: a job held by
+// its volume's start, or paused, does not count.
+func (s *Scheduler) idle(p *Pool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.activeLocked(p.Volumes.Dir())
+}
+
+// busyLocked reports whether a job of the pool at dir is queued or
+// running, held or not.
+func (s *Scheduler) busyLocked(dir string) bool {
+	for key := range s.running {
+		if key.dir == dir {
+			return true
+		}
+	}
+	return slices.ContainsFunc(s.queue, func(key jobKey) bool { return key.dir == dir })
 }
