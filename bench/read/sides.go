@@ -125,8 +125,8 @@ func (s *side) copyCorpus(ctx context.Context, e *benchenv.Env, built *corpus.Co
 	return benchenv.SyncFS(s.mount.Dir)
 }
 
-// optimize starts the daemon and runs optimize --full over the corpus of
-// each side that asks for it.
+// optimize starts the daemon, runs optimize --full over the corpus of
+// each side that asks for it, and stops the daemon.
 func optimize(ctx context.Context, e *benchenv.Env, bin string, sides []*side) error {
 	d, err := benchenv.StartDaemon(e, bin)
 	if err != nil {
@@ -150,7 +150,9 @@ func optimize(ctx context.Context, e *benchenv.Env, bin string, sides []*side) e
 			return err
 		}
 	}
-	return nil
+	// Stopped before the reads, so that writing the dedup index back,
+	// which it does within seconds of its jobs, is not among them.
+	return d.Stop()
 }
 
 // measureSpace takes the side's space figures and the layout of the

@@ -44,6 +44,7 @@ type Daemon struct {
 	socket string
 	log    string
 	client *client.Client
+	exited chan error // the daemon's exit, put back by whoever reads it
 }
 
 func StartDaemon(e *Env, bin string) (*Daemon, error) {
@@ -79,8 +80,9 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 		return nil, fmt.Errorf("start btrfs-vdod: %w", err)
 	}
 	exited := make(chan error, 1)
+	d.exited = exited
 	go func() { exited <- d.cmd.Wait() }()
-	e.onClose("stop btrfs-vdod", true, func() error { return d.stop(exited) })
+	e.onClose("stop btrfs-vdod", true, d.Stop)
 	deadline := time.Now().Add(daemonStartWait)
 	for time.Now().Before(deadline) {
 		if conn, err := net.Dial("unix", d.socket); err == nil {
@@ -97,11 +99,14 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 	return nil, fmt.Errorf("btrfs-vdod did not listen on %s within %v; log:\n%s", d.socket, daemonStartWait, d.Tail())
 }
 
-// stop sends SIGTERM, so requests in flight finish, and kills the daemon
-// if it does not exit in time.
-func (d *Daemon) stop(exited chan error) error {
+// Stop sends SIGTERM, so requests in flight finish and the daemon writes
+// back what it keeps in memory (a pool's dedup index, which it otherwise
+// writes within seconds of the last job), and kills the daemon if it does
+// not exit in time. A stopped daemon stays stopped.
+func (d *Daemon) Stop() error {
 	select {
-	case <-exited:
+	case err := <-d.exited:
+		d.exited <- err
 		return nil
 	default:
 	}
@@ -109,11 +114,12 @@ func (d *Daemon) stop(exited chan error) error {
 		return fmt.Errorf("stop btrfs-vdod: %w", err)
 	}
 	select {
-	case <-exited:
+	case err := <-d.exited:
+		d.exited <- err
 		return nil
 	case <-time.After(daemonStopWait):
 		_ = d.cmd.Process.Kill()
-		<-exited
+		d.exited <- <-d.exited
 		return fmt.Errorf("btrfs-vdod ignored SIGTERM for %v; killed it", daemonStopWait)
 	}
 }
