@@ -73,13 +73,13 @@ func operate(x *dedupindex.Index, ops uint64) {
 // flush times a flush of a full index, then of a few changes, and closes.
 func flush(f *dedupindex.File) error {
 	var err error
-	d := timed(func() { err = f.Flush() })
+	d := timed(func() { _, err = f.Flush() })
 	if err != nil {
 		return err
 	}
 	fmt.Printf("  flush, all dirty     %v\n", d.Round(time.Millisecond))
 	insertAll(f.Index, 3, 0, 1000)
-	d = timed(func() { err = f.Flush() })
+	d = timed(func() { _, err = f.Flush() })
 	if err != nil {
 		return err
 	}

@@ -198,10 +198,13 @@ func (p *Pool) flushIndex() error {
 		return nil
 	}
 	began := time.Now()
-	if err := p.index.f.Flush(); err != nil {
+	n, err := p.index.f.Flush()
+	if err != nil {
 		return fmt.Errorf("flush dedup index of pool %s: %w", p.Name, err)
 	}
-	p.log.Debug("wrote the dedup index back", "pool", p.Name, "ms", time.Since(began).Milliseconds())
+	if n > 0 { // the pool's idle visits find nothing to write most times
+		p.log.Debug("wrote the dedup index back", "pool", p.Name, "bytes", n, "ms", time.Since(began).Milliseconds())
+	}
 	return nil
 }
 

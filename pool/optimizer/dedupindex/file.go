@@ -253,36 +253,37 @@ func unsupported(err error) bool {
 }
 
 // Flush writes the buckets changed since the last flush in place and
-// syncs the file. A crash during a flush can tear the file; the next Open
-// then detects it and starts afresh.
-func (f *File) Flush() error {
+// syncs the file, and returns how many bytes it wrote. A crash during a
+// flush can tear the file; the next Open then detects it and starts
+// afresh.
+func (f *File) Flush() (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.flush()
 }
 
-func (f *File) flush() error {
+func (f *File) flush() (int64, error) {
 	if f.f == nil && f.left != nil {
-		return nil // written back as it was detached; only Attach changes it
+		return 0, nil // written back as it was detached; only Attach changes it
 	}
 	if f.f == nil {
-		return fmt.Errorf("flush dedup index %s: %w", f.path, os.ErrClosed)
+		return 0, fmt.Errorf("flush dedup index %s: %w", f.path, os.ErrClosed)
 	}
 	n, err := f.WriteDirty(f.f)
 	if err == nil && n > 0 {
 		err = f.f.Sync()
 	}
 	if err != nil {
-		return fmt.Errorf("flush dedup index %s: %w", f.path, err)
+		return n, fmt.Errorf("flush dedup index %s: %w", f.path, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Close flushes and closes the file. The index stays usable in memory.
 func (f *File) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err := f.flush()
+	_, err := f.flush()
 	if f.f != nil {
 		err = errors.Join(err, f.f.Close())
 		f.f = nil
@@ -301,7 +302,7 @@ func (f *File) Detach() error {
 	if f.f == nil {
 		return nil
 	}
-	if err := f.flush(); err != nil {
+	if _, err := f.flush(); err != nil {
 		return err
 	}
 	left, err := stateOf(f.f)

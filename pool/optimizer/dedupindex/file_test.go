@@ -54,8 +54,12 @@ func TestOpenFlushReopen(t *testing.T) {
 		f.Insert(spread(i), addr(i))
 	}
 	f.MarkUseful(0, addr(0))
-	if err := f.Flush(); err != nil {
-		t.Fatal(err)
+	if n, err := f.Flush(); err != nil || n == 0 {
+		t.Fatalf("Flush after inserts wrote %d bytes: %v", n, err)
+	}
+	// Nothing changed since: nothing to write, and no sync.
+	if n, err := f.Flush(); err != nil || n != 0 {
+		t.Fatalf("second Flush wrote %d bytes: %v", n, err)
 	}
 	f.Erase(spread(1), addr(1))
 	if err := f.Close(); err != nil {
@@ -64,7 +68,7 @@ func TestOpenFlushReopen(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Size() != encodedLen(fileSize) || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("file after Close: %v, %v", fi, err)
 	}
-	if err := f.Flush(); !errors.Is(err, os.ErrClosed) {
+	if _, err := f.Flush(); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Flush after Close = %v, want ErrClosed", err)
 	}
 
@@ -254,7 +258,7 @@ func TestFileIsOverwrittenInPlace(t *testing.T) {
 			for i := range 100000 {
 				f.Insert(spread(i), addr(i))
 			}
-			if err := f.Flush(); err != nil {
+			if _, err := f.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			for at := range extents() {
@@ -361,7 +365,7 @@ func TestDetachAttach(t *testing.T) {
 			if err := f.Detach(); err != nil {
 				t.Fatal(err)
 			}
-			if err := f.Flush(); err != nil {
+			if _, err := f.Flush(); err != nil {
 				t.Fatalf("flush of a detached index: %v", err)
 			}
 			tc.meddle(t, path)
