@@ -5,6 +5,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -14,6 +15,25 @@ import (
 // filesystem can then be unmounted once its VMs are stopped and its jobs
 // done; the next request opens what it needs again.
 const IdleRelease = 5 * time.Second
+
+// Serve runs, until stop is called, what serves the registry's pools
+// beside their requests: its housekeeping (Run, every IdleRelease) and
+// its optimizer's workers, if it has one. stop waits for both to end;
+// closing the registry is left to the caller.
+func (r *Registry) Serve() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	running.Add(1)
+	go func() { defer running.Done(); r.Run(ctx, IdleRelease) }()
+	if r.optimizer != nil {
+		running.Add(1)
+		go func() { defer running.Done(); r.optimizer.Run(ctx) }()
+	}
+	return func() {
+		cancel()
+		running.Wait()
+	}
+}
 
 // Run keeps the registry's housekeeping until ctx is done: it releases
 // idle pools' descriptors every period, and has the optimizer's totals

@@ -58,17 +58,9 @@ func Start(t testing.TB, o Options) *Daemon {
 	}
 	d.Pools = pools
 	pools.Restore()
-	ctx, cancel := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	running.Add(1)
-	go func() { defer running.Done(); pools.Run(ctx, pool.IdleRelease) }()
-	if d.Jobs != nil {
-		running.Add(1)
-		go func() { defer running.Done(); d.Jobs.Run(ctx) }()
-	}
+	serving := pools.Serve()
 	d.stop = sync.OnceFunc(func() {
-		cancel()
-		running.Wait()
+		serving()
 		if err := pools.Close(); err != nil {
 			t.Errorf("close the pools: %v", err)
 		}

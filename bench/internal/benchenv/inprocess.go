@@ -3,24 +3,22 @@
 package benchenv
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
 	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // InProcess is a pool named "bench" and its optimizer, run in the
-// benchmark's own process and wired as btrfs-vdod wires them, for
-// benchmarks that time what no request over the socket shows.
+// benchmark's own process and served as btrfs-vdod serves them
+// (pool.Registry.Serve), for benchmarks that time what no request over
+// the socket shows.
 type InProcess struct {
-	Sched   *optimizer.Scheduler
-	Reg     *pool.Registry
-	P       *pool.Pool
-	stop    context.CancelFunc
-	running sync.WaitGroup
+	Sched *optimizer.Scheduler
+	P     *pool.Pool
+	reg   *pool.Registry
+	stop  func()
 }
 
 // OpenInProcess sets up a pool at dir and opens it with its jobs at idle
@@ -32,25 +30,22 @@ func OpenInProcess(dir string, log *slog.Logger, writing func(op, vid string) (d
 	}
 	ip := &InProcess{Sched: optimizer.NewScheduler(optimizer.SchedulerConfig{IdleIO: true}, log, nil)}
 	var err error
-	if ip.Reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: ip.Sched, Writing: writing}); err != nil {
+	if ip.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: ip.Sched, Writing: writing}); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ip.stop = cancel
-	ip.running.Add(1)
-	go func() { defer ip.running.Done(); ip.Sched.Run(ctx) }()
-	if ip.P, err = ip.Reg.Open("bench", dir); err != nil {
+	ip.stop = ip.reg.Serve()
+	if ip.P, err = ip.reg.Open("bench", dir); err != nil {
 		ip.Close()
 		return nil, err
 	}
 	return ip, nil
 }
 
-// Close stops the jobs, waits for their workers and closes the pool.
+// Close stops the jobs and the housekeeping, waits for them and closes
+// the pool.
 func (ip *InProcess) Close() {
 	ip.stop()
-	ip.running.Wait()
-	if err := ip.Reg.Close(); err != nil {
+	if err := ip.reg.Close(); err != nil {
 		Logf("close the pool: %v", err)
 	}
 }
