@@ -182,9 +182,13 @@ func runEstimate(ctx context.Context, mnt string, c *corpus.Corpus, r *result) e
 	return err
 }
 
-// daemonPass runs work with cold caches and fills p with its phase, the
-// daemon's bytes read and peak RSS during it, and its counters' growth.
+// daemonPass runs work with cold caches, after what earlier jobs left to
+// the daemon's idle time, and fills p with its phase, the daemon's bytes
+// read and peak RSS during it, and its counters' growth.
 func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, work func() (benchenv.Phase, error)) error {
+	if err := d.Settle(ctx); err != nil {
+		return err
+	}
 	if err := dropCaches(mnt); err != nil {
 		return err
 	}

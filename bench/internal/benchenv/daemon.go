@@ -16,6 +16,7 @@ import (
 
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
+	"github.com/btrfs-vdo/btrfs-vdo/pool"
 )
 
 // daemonStartWait and daemonStopWait bound how long the daemon may take to
@@ -39,12 +40,13 @@ var errNotAvailable = errors.New("not available")
 // Daemon is a btrfs-vdod listening on a socket of its own, as
 // tests/harness.py runs it.
 type Daemon struct {
-	cmd    *exec.Cmd
-	bin    string // directory of btrfs-vdod and btrfs-vdo
-	socket string
-	log    string
-	client *client.Client
-	exited chan error // the daemon's exit, put back by whoever reads it
+	cmd     *exec.Cmd
+	bin     string // directory of btrfs-vdod and btrfs-vdo
+	socket  string
+	log     string
+	client  *client.Client
+	exited  chan struct{} // closed when the daemon has exited, with waitErr
+	waitErr error
 }
 
 func StartDaemon(e *Env, bin string) (*Daemon, error) {
@@ -79,9 +81,8 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start btrfs-vdod: %w", err)
 	}
-	exited := make(chan error, 1)
-	d.exited = exited
-	go func() { exited <- d.cmd.Wait() }()
+	d.exited = make(chan struct{})
+	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
 	e.onClose("stop btrfs-vdod", true, d.Stop)
 	deadline := time.Now().Add(daemonStartWait)
 	for time.Now().Before(deadline) {
@@ -90,9 +91,8 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 			return d, nil
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			return nil, fmt.Errorf("btrfs-vdod exited at start (%v); log %s:\n%s", err, d.log, d.Tail())
+		case <-d.exited:
+			return nil, fmt.Errorf("btrfs-vdod exited at start (%v); log %s:\n%s", d.waitErr, d.log, d.Tail())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -105,8 +105,7 @@ func StartDaemon(e *Env, bin string) (*Daemon, error) {
 // not exit in time. A stopped daemon stays stopped.
 func (d *Daemon) Stop() error {
 	select {
-	case err := <-d.exited:
-		d.exited <- err
+	case <-d.exited:
 		return nil
 	default:
 	}
@@ -114,13 +113,24 @@ func (d *Daemon) Stop() error {
 		return fmt.Errorf("stop btrfs-vdod: %w", err)
 	}
 	select {
-	case err := <-d.exited:
-		d.exited <- err
+	case <-d.exited:
 		return nil
 	case <-time.After(daemonStopWait):
 		_ = d.cmd.Process.Kill()
-		d.exited <- <-d.exited
+		<-d.exited
 		return fmt.Errorf("btrfs-vdod ignored SIGTERM for %v; killed it", daemonStopWait)
+	}
+}
+
+// Settle waits for the daemon's next look at its idle pools, which
+// writes back the dedup index their last jobs changed, so that a pass
+// timed next does not count that write.
+func (d *Daemon) Settle(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(pool.IdleRelease + time.Second):
+		return nil
 	}
 }
 
