@@ -28,7 +28,7 @@ Without --full only data not yet optimized is examined. --full remembers
 how far it got in each file: interrupted, it resumes at the file it was
 working on. Run again, it reads only data written since the volume's last
 job, even in files commits made without the daemon put in place; the first
-full pass over a volume reads it whole.
+full pass over a volume, and the first after an import, reads it whole.
 
 --cold recompresses now, at cold_zstd_level, every compressed extent (and
 every uncompressed one files reference only in part) of the volumes' images
