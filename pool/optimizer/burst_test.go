@@ -40,7 +40,9 @@ func (h burstHarness) waitMeasurements(n uint64) {
 // few seconds, the dedup index file holds what the index does.
 func (h burstHarness) checkWrittenBack() {
 	h.T.Helper()
-	h.P.Optimizer.ReleaseIfIdle() // a held job keeps the files open
+	// The daemon's idle visit, every few seconds; with a job held it
+	// writes the index back all the same but keeps the files open.
+	h.P.Optimizer.ReleaseIfIdle()
 	rec, _ := readUsageRecord(h.T, h.Dir)
 	if saved := h.Jobs.Counters().Get(optimizer.CountJobBytesSaved); rec.Saved != saved || saved <= 0 {
 		h.T.Errorf("usage file: saved %d, the jobs saved %d", rec.Saved, saved)

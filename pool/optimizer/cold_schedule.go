@@ -59,16 +59,20 @@ func (s *Scheduler) cancelColdLocked(dir string) {
 	}
 }
 
+// coldEncoder is the cold pass's encoder. Work that waits for idle time
+// compresses on one CPU, leaving the others to the VMs, and in whole
+// units: the cold level costs about seven times level 3, and trying
+// halves would cost it twice that.
+func (s *Scheduler) coldEncoder() *copyEncoder {
+	return s.encoderFor(encoderKey{level: s.cfg.Cold.Level, parallel: 1, wholeUnits: true})
+}
+
 // runCold runs a cold pass. Cut short by another job or a start, it is
 // dropped: the next idle moment judges the volume again.
 func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Pool, job Job) {
 	began := time.Now()
 	// Nothing is rewritten by range defrag, whose level onLevel is told of.
-	// Work that waits for idle time compresses on one CPU, leaving the
-	// others to the VMs: the cold level costs about seven times level 3.
-	// Its copies keep the size of the extents they replace.
-	enc := s.encoderFor(encoderKey{level: s.cfg.Cold.Level, parallel: 1, wholeUnits: true})
-	r := newJobRun(p, job, s.cfg.Cold.Level, enc, func(error) {})
+	r := newJobRun(p, job, s.cfg.Cold.Level, s.coldEncoder(), func(error) {})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
 	res, err := r.executeCold(jobCtx, s.progress(jobCtx, run))

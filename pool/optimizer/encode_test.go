@@ -4,6 +4,7 @@ package optimizer
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -117,7 +118,7 @@ func TestCopyEncoderWrite(t *testing.T) {
 // much, and whole when its halves compress worse apart or the encoder
 // keeps units whole.
 func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
-	const unit, half = btrfs.MaxCompressedExtent, btrfs.MaxCompressedExtent / 2
+	const half = btrfs.MaxCompressedExtent / 2
 	rng := rand.New(rand.NewPCG(3, 1))
 	noise := func(n int) []byte {
 		b := make([]byte, n)
@@ -132,16 +133,21 @@ func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
 	// The second half repeats the first: the whole unit's frame takes about
 	// the sectors of one half's.
 	repeated := func() []byte { h := halfApart(); return append(h, h...) }
+	// A half of noise stored plain and a half of zeros in one sector take
+	// the sectors of the whole unit's frame.
+	plainHalf := func() []byte { return append(noise(half), make([]byte, half)...) }
+	const zstd, plain = "zstd", "plain"
 	tests := []struct {
 		name       string
 		data       []byte
 		wholeUnits bool
-		lengths    []uint64 // of the unit's extents, in order
+		extents    []string // the unit's, in order: length and how stored
 	}{
-		{"halves apart cost no more", append(halfApart(), halfApart()...), false, []uint64{half, half}},
-		{"halves alike", repeated(), false, []uint64{unit}},
-		{"short unit", halfApart(), false, []uint64{half}},
-		{"units kept whole", append(halfApart(), halfApart()...), true, []uint64{unit}},
+		{"halves apart cost no more", append(halfApart(), halfApart()...), false, []string{"65536 zstd", "65536 zstd"}},
+		{"halves alike", repeated(), false, []string{"131072 zstd"}},
+		{"short unit", halfApart(), false, []string{"65536 zstd"}},
+		{"one half plain", plainHalf(), false, []string{"65536 plain", "65536 zstd"}},
+		{"units kept whole", append(halfApart(), halfApart()...), true, []string{"131072 zstd"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,18 +175,19 @@ func TestCopyEncoderSplitsUnitsWhenHalvesCostNoMore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var lengths []uint64
+			var stored []string
 			for _, e := range exts {
 				if e.IsHole() {
 					continue
 				}
-				if e.Compression != btrfs.CompressZstd || e.ExtentOffset != 0 || e.RAMBytes != e.Length {
-					t.Errorf("extent %+v: want a whole zstd extent", e)
+				if e.ExtentOffset != 0 || e.RAMBytes != e.Length {
+					t.Errorf("extent %+v: want a whole extent", e)
 				}
-				lengths = append(lengths, e.Length)
+				how := map[bool]string{true: zstd, false: plain}[e.Compression == btrfs.CompressZstd]
+				stored = append(stored, fmt.Sprintf("%d %s", e.Length, how))
 			}
-			if !slices.Equal(lengths, tt.lengths) {
-				t.Fatalf("extents of %v bytes, want %v", lengths, tt.lengths)
+			if !slices.Equal(stored, tt.extents) {
+				t.Fatalf("extents %q, want %q", stored, tt.extents)
 			}
 		})
 	}
@@ -217,14 +224,13 @@ func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 // Encoders are kept by level, CPUs and unit handling: the cold pass's, on
 // one CPU, keeping units whole, is not the jobs' at the same level.
 func TestEncoderForKeepsOnePerKey(t *testing.T) {
-	s := NewScheduler(SchedulerConfig{}, logtest.Discard(), nil)
-	jobs, cold := encoderKey{level: 15}, encoderKey{level: 15, parallel: 1, wholeUnits: true}
-	all, one := s.encoderFor(jobs), s.encoderFor(cold)
+	s := NewScheduler(SchedulerConfig{Cold: ColdPolicy{Level: 15}}, logtest.Discard(), nil)
+	all, one := s.encoderFor(encoderKey{level: 15}), s.coldEncoder()
 	if all == one || one.parallel != 1 || all.parallel != runtime.GOMAXPROCS(0) || all.wholeUnits || !one.wholeUnits {
 		t.Fatalf("jobs' and cold encoders: same %v, CPUs %d and %d, whole units %v and %v",
 			all == one, all.parallel, one.parallel, all.wholeUnits, one.wholeUnits)
 	}
-	if s.encoderFor(cold) != one || s.encoderFor(encoderKey{level: 3}) == all || s.encoderFor(encoderKey{level: 15, parallel: 1}) == one {
+	if s.coldEncoder() != one || s.encoderFor(encoderKey{level: 3}) == all || s.encoderFor(encoderKey{level: 15, parallel: 1}) == one {
 		t.Fatal("encoders not kept by key")
 	}
 }

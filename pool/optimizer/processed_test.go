@@ -58,7 +58,17 @@ func (h optHarness) fullPass(vid string) optimizer.Result {
 		h.T.Fatal(err)
 	}
 	h.Wait()
+	return h.lastDone(vid)
+}
+
+// lastDone returns the result of the last job that ended, which must be
+// a job of vid that did not fail.
+func (h optHarness) lastDone(vid string) optimizer.Result {
+	h.T.Helper()
 	recent := h.Jobs.Recent()
+	if len(recent) == 0 {
+		h.T.Fatalf("no job of %s ended", vid)
+	}
 	done := recent[len(recent)-1]
 	if done.VID != vid || done.Err != nil {
 		h.T.Fatalf("last job %+v, want %s done", done, vid)
@@ -336,8 +346,8 @@ func uncompressed(t *testing.T, path string) uint64 {
 	return n
 }
 
-// What no job examined is read by the next full pass, whatever the
-// daemon did with the volume in between: its examined mark, carried
+// What no job examined is read by the next job or full pass, whatever
+// the daemon did with the volume in between: its examined mark, carried
 // forward by later jobs, must not pass over it.
 func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 	const vid, n = "appvms/old/private", 4 * mib
@@ -398,8 +408,7 @@ func TestFullPassReadsWhatNoJobExamined(t *testing.T) {
 				h.T.Fatal(err)
 			}
 			h.Wait()
-			recent := h.Jobs.Recent()
-			return read(recent[len(recent)-1].Result)
+			return read(h.lastDone(vid))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
