@@ -56,7 +56,7 @@ func (s *Store) pruneRevisions(p Paths, keep int) error {
 // trash cannot take is deleted at once.
 func (s *Store) pruneRevisionsLater(p Paths, keep int) error {
 	return s.dropOldRevisions(p, keep, func(name string) error {
-		err := s.trash.put(name)
+		err := s.trash.put(p.vid(), name)
 		if err == nil {
 			return nil
 		}

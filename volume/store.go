@@ -105,7 +105,7 @@ func Open(dir string, log *slog.Logger, hooks Hooks) (*Store, error) {
 		hooks.Writing = func(string, string) func() { return func() {} }
 	}
 	s := &Store{files: files{root: root}, log: log, hooks: hooks}
-	s.trash = &trash{files: s.files, log: log}
+	s.trash = newTrash(s.files, log)
 	s.trash.emptySoon() // what a daemon that died left there
 	return s, nil
 }
@@ -119,10 +119,12 @@ func (s *Store) Close() error {
 	return s.files.root.Close()
 }
 
-// WaitPruned waits until the revisions commits pruned are deleted: until
-// then they still reference their extents, which would look shared with
-// something beyond the volume.
-func (s *Store) WaitPruned() { s.trash.wait() }
+// WaitPruned waits until the revisions commits pruned from vid are
+// deleted: until then they still reference its image's extents, which
+// would look shared with something beyond the volume. Other volumes'
+// revisions, deleted in the order they were pruned, are not waited for:
+// of VMs stopped together, the first job need not wait for them all.
+func (s *Store) WaitPruned(vid string) { s.trash.waitFor(vid) }
 
 // Release lets go of the pool directory's descriptor unless an operation
 // uses it, so that an idle store does not keep its filesystem busy; the

@@ -21,14 +21,22 @@ import (
 // must not wait for. Moving it here is one rename.
 var trashDir = path.Join(StateDir, "trash")
 
-// trash deletes what commits put in trashDir, one file at a time, in a
-// goroutine of its own.
+// trash deletes what commits put in trashDir, one file at a time and in
+// the order they were put there, in a goroutine of its own.
 type trash struct {
 	files files
 	log   *slog.Logger
 	seq   atomic.Uint64 // names the files put in the trash
 
 	mu sync.Mutex
+	// deleted is signalled, under mu, as each file is deleted and as an
+	// emptying ends.
+	deleted *sync.Cond
+	// owners are the volumes whose files this store put in the trash and
+	// has not yet deleted, by trash name; pending counts them by volume,
+	// so that a job waits for its own volume's revisions only.
+	owners  map[string]string
+	pending map[string]int
 	// queued: something was put in the trash that no emptying has been
 	// asked for yet; the operation asks once it has released its locks.
 	// Kept with idle under mu, so that wait sees one or the other.
@@ -38,9 +46,16 @@ type trash struct {
 	idle   chan struct{} // closed when the emptying under way ends; nil: none runs
 }
 
-// put moves name into the trash. A crash before the trash is emptied
-// leaves it there, where the next Open finds it.
-func (t *trash) put(name string) error {
+func newTrash(f files, log *slog.Logger) *trash {
+	t := &trash{files: f, log: log, owners: map[string]string{}, pending: map[string]int{}}
+	t.deleted = sync.NewCond(&t.mu)
+	return t
+}
+
+// put moves name, a file of volume vid, into the trash. A crash before
+// the trash is emptied leaves it there, where the next Open finds it.
+func (t *trash) put(vid, name string) error {
+	// Names sort in the order of their puts, the order empty follows.
 	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
 	to := path.Join(trashDir, id)
 	err := t.files.rename(name, to)
@@ -55,6 +70,8 @@ func (t *trash) put(name string) error {
 	if renamed(err) {
 		t.mu.Lock()
 		t.queued = true
+		t.owners[id] = vid
+		t.pending[vid]++
 		t.mu.Unlock()
 	}
 	return err
@@ -116,6 +133,7 @@ func (t *trash) lookAgain() bool {
 	}
 	close(t.idle)
 	t.idle = nil
+	t.deleted.Broadcast()
 	return false
 }
 
@@ -135,13 +153,36 @@ func (t *trash) empty() {
 		if err := t.files.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.log.Warn("cannot delete pruned revision", "file", t.files.abs(name), "err", err)
 		}
+		t.forget(e.Name())
 	}
 }
 
-// wait empties the trash and waits until it is empty.
-func (t *trash) wait() {
+// forget stops waiters counting the trash file id, deleted or not: one
+// that could not be deleted is retried by the next emptying, which no
+// job need wait for.
+func (t *trash) forget(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	vid, ok := t.owners[id]
+	if !ok {
+		return // left by an earlier daemon
+	}
+	delete(t.owners, id)
+	if t.pending[vid]--; t.pending[vid] == 0 {
+		delete(t.pending, vid)
+	}
+	t.deleted.Broadcast()
+}
+
+// waitFor empties the trash and waits until the files vid put in it are
+// deleted, or the emptying ended without them.
+func (t *trash) waitFor(vid string) {
 	t.emptyQueued()
-	t.waitClosing(false)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.pending[vid] > 0 && t.idle != nil {
+		t.deleted.Wait()
+	}
 }
 
 // close waits for the emptying under way, and starts none after it.

@@ -18,7 +18,7 @@ func TestTrashEmptiesWaitsAndClosesConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	tr := &trash{files: files{root: root}, log: logtest.Discard()}
+	tr := newTrash(files{root: root}, logtest.Discard())
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(2)
@@ -31,7 +31,7 @@ func TestTrashEmptiesWaitsAndClosesConcurrently(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 200 {
-				tr.wait()
+				tr.waitFor("appvms/work/private")
 			}
 		}()
 	}

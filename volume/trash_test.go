@@ -5,6 +5,7 @@ package volume_test
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/logtest"
@@ -54,4 +55,51 @@ func TestPrunedRevisionsAreDeletedAfterTheCommit(t *testing.T) {
 	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
 		t.Errorf("a file left in the trash outlived the store's open: %v", err)
 	}
+}
+
+// WaitPruned(vid) returns only once the revisions vid's commits pruned
+// are deleted, here after another volume's pruned first.
+func TestWaitPrunedWaitsForTheVolumesOwnRevisions(t *testing.T) {
+	h := newHarness(t)
+	specs := []volume.Spec{origin("appvms/mail/private", 1), origin("appvms/work/private", 1)}
+	for _, spec := range specs {
+		h.must(h.store.Create(spec))
+		h.must(h.store.Start(spec))
+		h.write(spec.VID+"-dirty.img", 0, pattern(1, mib))
+		h.must(h.store.Stop(spec))
+	}
+	work := specs[1]
+	pruned := h.inode(h.revisionFile(work.VID, h.must(h.store.Info(work)).Revisions[0]))
+	if pruned == 0 {
+		t.Fatal("no revision to prune")
+	}
+	for _, spec := range specs {
+		h.must(h.store.Start(spec))
+		h.write(spec.VID+"-dirty.img", mib, pattern(2, mib))
+		h.must(h.store.Stop(spec))
+	}
+	h.store.WaitPruned(work.VID)
+	trash := h.path(filepath.Join(volume.StateDir, "trash"))
+	left, err := os.ReadDir(trash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if h.inode(filepath.Join(volume.StateDir, "trash", e.Name())) == pruned {
+			t.Fatalf("%s's pruned revision is still in the trash after WaitPruned", work.VID)
+		}
+	}
+}
+
+// inode is the inode number of the pool's file name, 0 if there is none.
+func (h *harness) inode(name string) uint64 {
+	h.t.Helper()
+	info, err := os.Lstat(h.path(name))
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
 }

@@ -83,7 +83,7 @@ func (r *jobRun) execute(ctx context.Context, progress func(done, total uint64))
 // plan finds the work in each file the job covers and commits the
 // filesystem, whose generation then divides old extents from new.
 func (r *jobRun) plan() ([]fileWork, error) {
-	r.p.Volumes.WaitPruned()
+	r.p.Volumes.WaitPruned(r.job.VID)
 	files, err := r.p.planFiles(r.job)
 	if err != nil {
 		return nil, err
