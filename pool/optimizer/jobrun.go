@@ -145,8 +145,17 @@ func (r *jobRun) precache() error {
 }
 
 // settle commits the filesystem and counts, from the ledger, what the
-// job freed and made. The next job's plan may take this commit.
+// job freed and made. The next job's plan may take this commit. A job
+// that replaced and made nothing has nothing to count, and its plan's
+// commit already divides what the volume holds from what comes after:
+// it settles without a commit of its own, so that of VMs stopped together
+// with little to do, only the first pays for one.
 func (r *jobRun) settle(files []fileWork) error {
+	if r.ledger.untouched() {
+		r.settled = r.ledger.began
+		r.phases.done("settle")
+		return nil
+	}
 	return r.settleWith(func(*os.File) (map[uint64]uint64, error) {
 		return r.p.madeExtents(r.job.VID, files, r.ledger.began)
 	})
@@ -223,6 +232,11 @@ type ledger struct {
 
 func newLedger() *ledger {
 	return &ledger{replaced: map[uint64]uint64{}, created: map[uint64]uint64{}, deduped: map[uint64]uint64{}}
+}
+
+// untouched reports whether the job replaced and made no extent.
+func (l *ledger) untouched() bool {
+	return len(l.replaced) == 0 && len(l.created) == 0 && len(l.deduped) == 0
 }
 
 // plan records the extents the plan found in files.
