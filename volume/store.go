@@ -119,11 +119,13 @@ func (s *Store) Close() error {
 	return s.files.root.Close()
 }
 
-// WaitPruned waits until the revisions commits pruned from vid are
-// deleted: until then they still reference its image's extents, which
-// would look shared with something beyond the volume. Other volumes'
-// revisions, deleted in the order they were pruned, are not waited for:
-// of VMs stopped together, the first job need not wait for them all.
+// WaitPruned waits until the revisions commits pruned from vid, and
+// those an earlier daemon left to delete, are deleted: until then they
+// still reference its image's extents, which would look shared with
+// something beyond the volume. Revisions are deleted in the order they
+// were pruned, and those of other volumes pruned after vid's are not
+// waited for: of VMs stopped together, the first job need not wait for
+// them all.
 func (s *Store) WaitPruned(vid string) { s.trash.waitFor(vid) }
 
 // Release lets go of the pool directory's descriptor unless an operation

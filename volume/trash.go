@@ -21,33 +21,36 @@ import (
 // must not wait for. Moving it here is one rename.
 var trashDir = path.Join(StateDir, "trash")
 
-// trash deletes what commits put in trashDir, one file at a time and in
-// the order they were put there, in a goroutine of its own.
+// trash deletes what commits put in trashDir, one file at a time, in a
+// goroutine of its own.
 type trash struct {
 	files files
 	log   *slog.Logger
 	seq   atomic.Uint64 // names the files put in the trash
 
 	mu sync.Mutex
-	// deleted is signalled, under mu, as each file is deleted and as an
-	// emptying ends.
-	deleted *sync.Cond
-	// owners are the volumes whose files this store put in the trash and
-	// has not yet deleted, by trash name; pending counts them by volume,
-	// so that a job waits for its own volume's revisions only.
-	owners  map[string]string
-	pending map[string]int
 	// queued: something was put in the trash that no emptying has been
 	// asked for yet; the operation asks once it has released its locks.
-	// Kept with idle under mu, so that wait sees one or the other.
+	// Kept with idle under mu, so that waitFor sees one or the other.
 	queued bool
 	again  bool          // something was put in the trash since it looked
 	closed bool          // the store closed: the next Open empties the trash
 	idle   chan struct{} // closed when the emptying under way ends; nil: none runs
+	// deleted is signalled as files are deleted and as an emptying ends.
+	deleted *sync.Cond
+	// owners are the volumes of the files this store puts or has put in
+	// the trash and not yet deleted, by trash name; pending counts them
+	// by volume, so that a job waits for its own volume's revisions only.
+	owners  map[string]string
+	pending map[string]int
+	// leftovers: the trash may hold what an earlier daemon left, of
+	// volumes unknown, which every waiter waits for until an emptying has
+	// been through the trash.
+	leftovers bool
 }
 
 func newTrash(f files, log *slog.Logger) *trash {
-	t := &trash{files: f, log: log, owners: map[string]string{}, pending: map[string]int{}}
+	t := &trash{files: f, log: log, owners: map[string]string{}, pending: map[string]int{}, leftovers: true}
 	t.deleted = sync.NewCond(&t.mu)
 	return t
 }
@@ -55,25 +58,30 @@ func newTrash(f files, log *slog.Logger) *trash {
 // put moves name, a file of volume vid, into the trash. A crash before
 // the trash is emptied leaves it there, where the next Open finds it.
 func (t *trash) put(vid, name string) error {
-	// Names sort in the order of their puts, the order empty follows.
 	id := strconv.FormatInt(time.Now().UnixNano(), 10) + "-" + strconv.FormatUint(t.seq.Add(1), 10)
+	// Owned before it is there: an emptying may delete it as soon as it is.
+	t.mu.Lock()
+	t.owners[id] = vid
+	t.pending[vid]++
+	t.mu.Unlock()
 	to := path.Join(trashDir, id)
 	err := t.files.rename(name, to)
 	if errors.Is(err, fs.ErrNotExist) {
 		// No trash yet (the pool's first pruned revision), or no name:
 		// the rename tells which once the trash exists.
 		if err := t.makeDir(); err != nil {
+			t.forget(id)
 			return err
 		}
 		err = t.files.rename(name, to)
 	}
-	if renamed(err) {
-		t.mu.Lock()
-		t.queued = true
-		t.owners[id] = vid
-		t.pending[vid]++
-		t.mu.Unlock()
+	if !renamed(err) {
+		t.forget(id)
+		return err
 	}
+	t.mu.Lock()
+	t.queued = true
+	t.mu.Unlock()
 	return err
 }
 
@@ -137,9 +145,11 @@ func (t *trash) lookAgain() bool {
 	return false
 }
 
-// empty deletes every file in the trash. A failure is logged; the next
-// emptying tries again.
+// empty deletes every file in the trash, in the order the directory
+// lists them, which on btrfs is the order they were put there. A failure
+// is logged; the next emptying tries again.
 func (t *trash) empty() {
+	defer t.wentThrough()
 	entries, err := t.files.readDir(trashDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
@@ -155,6 +165,15 @@ func (t *trash) empty() {
 		}
 		t.forget(e.Name())
 	}
+}
+
+// wentThrough tells waiters that an emptying has been through the trash:
+// what an earlier daemon left is gone, or left for the next emptying.
+func (t *trash) wentThrough() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.leftovers = false
+	t.deleted.Broadcast()
 }
 
 // forget stops waiters counting the trash file id, deleted or not: one
@@ -174,23 +193,22 @@ func (t *trash) forget(id string) {
 	t.deleted.Broadcast()
 }
 
-// waitFor empties the trash and waits until the files vid put in it are
-// deleted, or the emptying ended without them.
+// waitFor empties the trash and waits until the files vid put in it, and
+// any an earlier daemon left, are deleted, or the emptying ended without
+// them. Files other volumes put there after vid's are not waited for.
 func (t *trash) waitFor(vid string) {
 	t.emptyQueued()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for t.pending[vid] > 0 && t.idle != nil {
+	for (t.pending[vid] > 0 || t.leftovers) && t.idle != nil {
 		t.deleted.Wait()
 	}
 }
 
 // close waits for the emptying under way, and starts none after it.
-func (t *trash) close() { t.waitClosing(true) }
-
-func (t *trash) waitClosing(closing bool) {
+func (t *trash) close() {
 	t.mu.Lock()
-	t.closed = t.closed || closing
+	t.closed = true
 	idle := t.idle
 	t.mu.Unlock()
 	if idle != nil {

@@ -57,9 +57,9 @@ func TestPrunedRevisionsAreDeletedAfterTheCommit(t *testing.T) {
 	}
 }
 
-// WaitPruned(vid) returns only once the revisions vid's commits pruned
-// are deleted, here after another volume's pruned first.
-func TestWaitPrunedWaitsForTheVolumesOwnRevisions(t *testing.T) {
+// WaitPruned(vid) returns only once the revision vid's commit pruned is
+// deleted, here with another volume's pruned just before it.
+func TestWaitPrunedWaitsForTheVolumesPrunedRevision(t *testing.T) {
 	h := newHarness(t)
 	specs := []volume.Spec{origin("appvms/mail/private", 1), origin("appvms/work/private", 1)}
 	for _, spec := range specs {
@@ -69,14 +69,18 @@ func TestWaitPrunedWaitsForTheVolumesOwnRevisions(t *testing.T) {
 		h.must(h.store.Stop(spec))
 	}
 	work := specs[1]
-	pruned := h.inode(h.revisionFile(work.VID, h.must(h.store.Info(work)).Revisions[0]))
-	if pruned == 0 {
-		t.Fatal("no revision to prune")
+	revs := h.must(h.store.Info(work)).Revisions
+	if len(revs) != 1 {
+		t.Fatalf("revisions after one commit: %+v, want one", revs)
 	}
+	pruned := h.inode(h.revisionFile(work.VID, revs[0]))
 	for _, spec := range specs {
 		h.must(h.store.Start(spec))
 		h.write(spec.VID+"-dirty.img", mib, pattern(2, mib))
 		h.must(h.store.Stop(spec))
+	}
+	if revs := h.must(h.store.Info(work)).Revisions; len(revs) != 1 || revs[0].ID != "2" {
+		t.Fatalf("revisions after two commits: %+v, want revision 2 only", revs)
 	}
 	h.store.WaitPruned(work.VID)
 	trash := h.path(filepath.Join(volume.StateDir, "trash"))
