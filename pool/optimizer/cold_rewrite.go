@@ -15,7 +15,8 @@ import (
 // recompress rewrites the cold extent e at the job's level through a
 // compressed copy deduplicated into all its references at once. The copy
 // holds only what the references cover, packed, so the rest of the extent
-// is freed too. It leaves e alone when anything but the set's files
+// is freed too, less the runs another extent holds, which move there
+// (runsElsewhere). It leaves e alone when anything but the set's files
 // references it, or when the copy would not take at least a block less.
 func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 	refs, ok, err := files.refs(e)
@@ -26,27 +27,45 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 		return err
 	}
 	spans := coveredSpans(refs)
-	last := spans[len(spans)-1]
-	size := last.at + last.hi - last.lo
+	size := spansSize(spans)
 	if e.Compression == btrfs.CompressNone && (size+blockSize > e.DiskNumBytes || size > maxColdPlainCopy) {
 		return nil // hardly anything unreferenced: a copy would not be smaller
 	}
 	r.res.Counters.add(CountColdBytesExamined, size)
-	var data []byte
+	data, err := readSpans(refs, spans, size)
+	if err != nil {
+		return err
+	}
+	runs, err := r.runsElsewhere(e, refs, spans, data)
+	if err != nil {
+		return err
+	}
+	own, ownSpans, ownData := refs, spans, data
+	if len(runs) > 0 {
+		if own = refsWithout(refs, runRanges(runs)); len(own) == 0 {
+			// Every block lies elsewhere too: moving the runs frees e.
+			if r.moveRuns(runs, refs) {
+				r.res.Counters.add(CountColdBytesSharedElsewhere, size)
+				r.ledger.replaced[e.DiskBytenr] = e.DiskNumBytes
+			}
+			return nil
+		}
+		ownSpans = coveredSpans(own)
+		ownData = repack(spans, data, ownSpans)
+	}
 	var copyExts []btrfs.Extent
 	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
 		fill: func(cp compressedCopy) (bool, error) {
-			if data, err = readSpans(refs, spans, size); err != nil {
-				return false, err
-			}
-			return true, cp.write(data, copyBase)
+			return true, cp.write(ownData, copyBase)
 		},
 		keep: func(cp compressedCopy) (bool, error) {
 			exts, smaller, err := takesLessThan(cp, e.DiskNumBytes)
 			copyExts = exts
-			return smaller, err
+			// The runs move only for a copy that replaces e: else e
+			// stays, and they with it.
+			return smaller && err == nil && r.moveRuns(runs, refs), err
 		},
-		ranges: spanRanges(refs, spans),
+		ranges: spanRanges(own, ownSpans),
 		dedupe: btrfs.Dedupe,
 		made:   func(compressedCopy) ([]btrfs.Extent, error) { return copyExts, nil },
 	})
@@ -54,11 +73,13 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 		return err
 	}
 	if rw.whole {
-		r.res.Counters.add(CountColdBytesRecompressed, size)
+		ownSize := spansSize(ownSpans)
+		r.res.Counters.add(CountColdBytesRecompressed, ownSize)
+		r.res.Counters.add(CountColdBytesSharedElsewhere, size-ownSize)
 		r.ledger.replaced[e.DiskBytenr] = e.DiskNumBytes
 	}
 	if r.dedup != nil {
-		r.dedup.indexCopy(copyExts, data)
+		r.dedup.indexCopy(copyExts, ownData)
 	}
 	return nil
 }
@@ -86,6 +107,12 @@ func coveredSpans(refs []extentRef) []coldSpan {
 		spans = append(spans, coldSpan{lo: lo, hi: hi, at: at})
 	}
 	return spans
+}
+
+// spansSize is the bytes spans take in the copy.
+func spansSize(spans []coldSpan) uint64 {
+	last := spans[len(spans)-1]
+	return last.at + last.hi - last.lo
 }
 
 // spanRanges are the ranges of the copy that replace each of refs.

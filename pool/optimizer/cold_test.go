@@ -5,6 +5,7 @@ package optimizer_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -229,4 +230,55 @@ func (h optHarness) optimizeCold(vid string) optimizer.JobDone {
 	}
 	h.T.Fatalf("no cold pass %d without error among %+v", id, h.Jobs.Recent())
 	return optimizer.JobDone{}
+}
+
+// Runs another volume's extents hold, too short for the dedup stage to
+// share (a quarter of each source extent), are moved there by the cold
+// pass, through every reference, and left out of the volume's own copy:
+// the pool shrinks, the volumes come to share them, and no file changes.
+func TestColdPassMovesRunsHeldElsewhere(t *testing.T) {
+	const unit, run = 128 << 10, 32 << 10
+	h := optHarness{pooltest.NewHarnessWith(t, optimizer.SchedulerConfig{IdleIO: true, ZstdLevel: 1,
+		Cold: optimizer.ColdPolicy{Level: 15}})}
+	source := prose(20, 8*unit)
+	h.session(coldTemplate, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, source) })
+	var mixed []byte
+	for i := range 8 {
+		mixed = append(mixed, source[i*unit:i*unit+run]...)
+		mixed = append(mixed, prose(uint64(21+i), unit-run)...)
+	}
+	h.session(coldAppVM, func(dirty string) { btrfstest.WriteAt(t, dirty, 0, mixed) })
+	img, src := h.Path(coldAppVM+".img"), h.Path(coldTemplate+".img")
+	before, sums, sharedBefore := h.poolDisk(), h.sumsByKind(), sharedBytes(t, img, src)
+	// The extents holding a run: each must be freed, not kept for the rest.
+	held := map[uint64]bool{}
+	for _, e := range btrfstest.Extents(t, img) {
+		for i := range uint64(8) {
+			held[e.DiskBytenr] = held[e.DiskBytenr] || (e.DiskBytenr != 0 && e.Offset <= i*unit && i*unit < e.Offset+e.Length)
+		}
+	}
+
+	pass := h.optimizeCold(coldAppVM)
+	moved := pass.Result.Counters.Get(optimizer.CountColdBytesSharedElsewhere)
+	after, sharedAfter := h.poolDisk(), sharedBytes(t, img, src)
+	t.Logf("pool data %d -> %d; moved %d bytes; the AppVM's image shares %d -> %d bytes with the template's",
+		before, after, moved, sharedBefore, sharedAfter)
+	if moved != 8*run {
+		t.Errorf("moved %d bytes to the template's extents, want the %d its runs hold", moved, 8*run)
+	}
+	if sharedAfter < sharedBefore+8*run {
+		t.Errorf("the AppVM's image shares %d bytes with the template's after the pass, %d before: want the runs more",
+			sharedAfter, sharedBefore)
+	}
+	if after >= before {
+		t.Errorf("pool data %d after the cold pass, %d before: want less", after, before)
+	}
+	for _, e := range btrfstest.Extents(t, img) {
+		if held[e.DiskBytenr] {
+			t.Fatalf("the AppVM's image still references the extent at %d, which held a run, after the pass", e.DiskBytenr)
+		}
+	}
+	if got := h.sumsByKind(); !maps.Equal(got, sums) {
+		t.Error("a file of the pool changed content under the cold pass")
+	}
 }

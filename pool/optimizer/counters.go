@@ -37,6 +37,7 @@ const (
 	CountColdBytesExamined
 	CountColdBytesRecompressed
 	CountColdBytesSkippedShared
+	CountColdBytesSharedElsewhere
 	numCounters
 )
 
@@ -62,6 +63,7 @@ var counterTable = [numCounters]struct{ name, doc string }{
 	CountColdBytesExamined:          {"cold_bytes_examined", "logical bytes of cold extents read to be rewritten at the cold level"},
 	CountColdBytesRecompressed:      {"cold_bytes_recompressed", "logical bytes of cold extents rewritten, every reference moved"},
 	CountColdBytesSkippedShared:     {"cold_bytes_skipped_shared", "logical bytes of cold extents left alone: referenced beyond the pool's committed files"},
+	CountColdBytesSharedElsewhere:   {"cold_bytes_shared_elsewhere", "logical bytes of replaced cold extents that now share another extent of the pool, left out of their copy"},
 }
 
 // Name is the counter's name, as the jobs op and docs/counters.md give it.

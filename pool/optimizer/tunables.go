@@ -45,6 +45,9 @@ const (
 	// extent a cold pass copies to free the rest, read into memory at once
 	// to be indexed.
 	maxColdPlainCopy = 8 << 20
+	// coldMinElsewhereRun is the fewest blocks of a run another extent
+	// holds that a cold pass moves there (shareElsewhere).
+	coldMinElsewhereRun = 1
 )
 
 // Dedup: memory and reads a pass spends to find matches.
