@@ -8,7 +8,9 @@
 //
 //  1. raw: the corpus as built, no compression;
 //  2. compress=zstd: the corpus written through a compress=zstd mount;
-//  3. btrfs-vdo: the corpus as built, then optimize --full.
+//  3. btrfs-vdo: the corpus as built, then optimize --full;
+//  4. the same, then optimize --cold: what the cold pass costs reads, for
+//     information.
 //
 // With the page cache dropped before each read, it reads each template
 // root sequentially and makes seeded random 4 KiB reads of two template

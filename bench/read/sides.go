@@ -23,9 +23,11 @@ type side struct {
 	fs       string // filesystem name
 	opts     string // mount options
 	optimize bool   // run optimize --full over it
+	cold     bool   // and then optimize --cold
 	mount    benchenv.LoopMount
 	c        *corpus.Corpus
 	pass     benchenv.Phase // optimize --full
+	coldPass benchenv.Phase // optimize --cold
 	usage    benchenv.Usage
 	layouts  []layout    // of the images read, in plan.images order
 	seq      [][]reading // by template root, by run
@@ -37,6 +39,7 @@ func newSides() []*side {
 		{name: "raw", fs: "raw"},
 		{name: "compress=zstd", fs: "zstd", opts: "compress=zstd"},
 		{name: "btrfs-vdo", fs: "vdo", optimize: true},
+		{name: "+ cold pass", fs: "cold", optimize: true, cold: true},
 	}
 }
 
@@ -125,8 +128,8 @@ func (s *side) copyCorpus(ctx context.Context, e *benchenv.Env, built *corpus.Co
 	return benchenv.SyncFS(s.mount.Dir)
 }
 
-// optimize starts the daemon, runs optimize --full over the corpus of
-// each side that asks for it, and stops the daemon.
+// optimize starts the daemon, runs optimize --full (and --cold) over the
+// corpus of each side that asks for it, and stops the daemon.
 func optimize(ctx context.Context, e *benchenv.Env, bin string, sides []*side) error {
 	d, err := benchenv.StartDaemon(e, bin)
 	if err != nil {
@@ -145,6 +148,15 @@ func optimize(ctx context.Context, e *benchenv.Env, bin string, sides []*side) e
 		}
 		if !s.pass.Ran {
 			return fmt.Errorf("%s: optimize --full: %s", s.name, s.pass.Note)
+		}
+		if s.cold {
+			benchenv.Logf("%s: optimize --cold %s", s.name, s.c.Dir)
+			if s.coldPass, err = d.OptimizeCold(ctx, s.c.Dir); err != nil {
+				return fmt.Errorf("%s: %w; daemon log ends:\n%s", s.name, err, d.Tail())
+			}
+			if !s.coldPass.Ran {
+				return fmt.Errorf("%s: optimize --cold: %s", s.name, s.coldPass.Note)
+			}
 		}
 		if err := benchenv.SyncFS(s.mount.Dir); err != nil {
 			return err

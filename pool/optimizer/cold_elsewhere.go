@@ -3,10 +3,6 @@
 package optimizer
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"slices"
 
 	"github.com/btrfs-vdo/btrfs-vdo/internal/btrfs"
@@ -125,14 +121,16 @@ func (d *deduper) runElsewhere(skip diskSpan, refs []extentRef, data []byte) (bl
 		}
 		srcs, same := d.res.resolve(addr, d.source), false
 		for _, src := range srcs {
-			n, err := d.sameBlocks(src, data)
+			// No image is being written here: the run's own references
+			// are kept apart by outside.
+			length, err := d.runLength(src, dedupDest{}, 0, data)
 			if err != nil {
 				return blockSource{}, 0, err
 			}
-			same = same || n > 0
+			same = same || length > 0
 			// A stale entry may lead to a range now moved into the very
 			// extent data is from: the run stops where that begins.
-			if n = outside(src, n, refs); n > 0 {
+			if n := outside(src, uint64(length), refs); n > 0 {
 				return src, n, nil
 			}
 		}
@@ -154,40 +152,6 @@ func outside(src blockSource, n uint64, refs []extentRef) uint64 {
 		n = max(ref.offset, src.offset) - src.offset
 	}
 	return n
-}
-
-// sameBlocks returns how many whole non-zero blocks from the start of
-// data equal src's, reading src in windows doubling from firstWindow, so
-// that a short run costs a short read.
-func (d *deduper) sameBlocks(src blockSource, data []byte) (uint64, error) {
-	f, err := d.source(src.file)
-	if err != nil || f == nil {
-		return 0, err
-	}
-	n := uint64(len(data)) &^ (blockSize - 1)
-	var same uint64
-	for window := uint64(firstWindow); same < n; window = min(2*window, maxWindow) {
-		end := min(same+window, n)
-		if uint64(cap(d.cmpBuf)) < end-same {
-			d.cmpBuf = make([]byte, maxWindow)
-		}
-		have := d.cmpBuf[:end-same]
-		got, err := f.ReadAt(have, int64(src.offset+same))
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, fmt.Errorf("read %s at %d: %w", d.p.Volumes.Path(src.file), src.offset+same, err)
-		}
-		for b := 0; b+blockSize <= got; b += blockSize {
-			blk := data[same : same+blockSize]
-			if !bytes.Equal(have[b:b+blockSize], blk) || isZero(blk) {
-				return same, nil
-			}
-			same += blockSize
-		}
-		if got < len(have) {
-			break // the source ends
-		}
-	}
-	return same, nil
 }
 
 // refsWithout cuts the ranges moved (sorted, apart) out of refs.
