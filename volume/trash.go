@@ -31,18 +31,17 @@ type trash struct {
 	mu sync.Mutex
 	// queued: something was put in the trash that no emptying has been
 	// asked for yet; the operation asks once it has released its locks.
-	// Kept with idle under mu, so that waitFor sees one or the other.
-	queued bool
-	again  bool          // something was put in the trash since it looked
-	closed bool          // the store closed: the next Open empties the trash
-	idle   chan struct{} // closed when the emptying under way ends; nil: none runs
+	// Kept with emptying under mu, so that waitFor sees one or the other.
+	queued   bool
+	again    bool // something was put in the trash since it looked
+	closed   bool // the store closed: the next Open empties the trash
+	emptying bool // an emptying runs
 	// deleted is signalled as files are deleted and as an emptying ends.
 	deleted *sync.Cond
 	// owners are the volumes of the files this store puts or has put in
-	// the trash and not yet deleted, by trash name; pending counts them
-	// by volume, so that a job waits for its own volume's revisions only.
-	owners  map[string]string
-	pending map[string]int
+	// the trash and not yet deleted, by trash name, so that a job waits
+	// for its own volume's revisions only.
+	owners map[string]string
 	// leftovers: the trash may hold what an earlier daemon left, of
 	// volumes unknown, which every waiter waits for until an emptying has
 	// been through the trash.
@@ -50,7 +49,7 @@ type trash struct {
 }
 
 func newTrash(f files, log *slog.Logger) *trash {
-	t := &trash{files: f, log: log, owners: map[string]string{}, pending: map[string]int{}, leftovers: true}
+	t := &trash{files: f, log: log, owners: map[string]string{}, leftovers: true}
 	t.deleted = sync.NewCond(&t.mu)
 	return t
 }
@@ -62,7 +61,6 @@ func (t *trash) put(vid, name string) error {
 	// Owned before it is there: an emptying may delete it as soon as it is.
 	t.mu.Lock()
 	t.owners[id] = vid
-	t.pending[vid]++
 	t.mu.Unlock()
 	to := path.Join(trashDir, id)
 	err := t.files.rename(name, to)
@@ -118,11 +116,11 @@ func (t *trash) emptySoonLocked() {
 	if t.closed {
 		return
 	}
-	if t.idle != nil {
+	if t.emptying {
 		t.again = true
 		return
 	}
-	t.idle = make(chan struct{})
+	t.emptying = true
 	go func() {
 		for t.empty(); t.lookAgain(); {
 			t.empty()
@@ -139,8 +137,7 @@ func (t *trash) lookAgain() bool {
 		t.again = false
 		return true
 	}
-	close(t.idle)
-	t.idle = nil
+	t.emptying = false
 	t.deleted.Broadcast()
 	return false
 }
@@ -182,15 +179,10 @@ func (t *trash) wentThrough() {
 func (t *trash) forget(id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	vid, ok := t.owners[id]
-	if !ok {
-		return // left by an earlier daemon
+	if _, ok := t.owners[id]; ok { // else left by an earlier daemon
+		delete(t.owners, id)
+		t.deleted.Broadcast()
 	}
-	delete(t.owners, id)
-	if t.pending[vid]--; t.pending[vid] == 0 {
-		delete(t.pending, vid)
-	}
-	t.deleted.Broadcast()
 }
 
 // waitFor empties the trash and waits until the files vid put in it, and
@@ -200,18 +192,27 @@ func (t *trash) waitFor(vid string) {
 	t.emptyQueued()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for (t.pending[vid] > 0 || t.leftovers) && t.idle != nil {
+	for (t.owns(vid) || t.leftovers) && t.emptying {
 		t.deleted.Wait()
 	}
+}
+
+// owns reports, under mu, whether vid has files in the trash.
+func (t *trash) owns(vid string) bool {
+	for _, owner := range t.owners {
+		if owner == vid {
+			return true
+		}
+	}
+	return false
 }
 
 // close waits for the emptying under way, and starts none after it.
 func (t *trash) close() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.closed = true
-	idle := t.idle
-	t.mu.Unlock()
-	if idle != nil {
-		<-idle
+	for t.emptying {
+		t.deleted.Wait()
 	}
 }

@@ -61,7 +61,7 @@ func TestTrashPutsEmptiesWaitsAndClosesConcurrently(t *testing.T) {
 	tr.emptySoon()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if tr.idle != nil {
+	if tr.emptying {
 		t.Error("the trash is emptied after the store closed")
 	}
 }
@@ -70,8 +70,8 @@ func TestTrashPutsEmptiesWaitsAndClosesConcurrently(t *testing.T) {
 // for what an earlier daemon left, and for nothing else.
 func TestTrashWaitForWaitsForItsVolumeAndLeftoversOnly(t *testing.T) {
 	tr, _ := openTrash(t)
-	tr.idle = make(chan struct{}) // an emptying under way, driven by hand
-	tr.owners["1-1"], tr.pending["appvms/b/private"] = "appvms/b/private", 1
+	tr.emptying = true // an emptying under way, driven by hand
+	tr.owners["1-1"] = "appvms/b/private"
 	waiting := func(vid string) <-chan struct{} {
 		done := make(chan struct{})
 		go func() {
@@ -104,7 +104,7 @@ func TestTrashWaitForWaitsForItsVolumeAndLeftoversOnly(t *testing.T) {
 	blocked("for b with its file still there", b)
 	tr.forget("1-1")
 	returns("for b once its file was deleted", b)
-	if len(tr.owners) != 0 || len(tr.pending) != 0 {
-		t.Errorf("owners %v, pending %v after the only file was deleted", tr.owners, tr.pending)
+	if len(tr.owners) != 0 {
+		t.Errorf("owners %v after the only file was deleted", tr.owners)
 	}
 }
