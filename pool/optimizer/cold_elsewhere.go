@@ -104,41 +104,23 @@ func (d *deduper) runElsewhere(skip diskSpan, refs []extentRef, data []byte) (bl
 	if len(data) < blockSize || isZero(data[:blockSize]) {
 		return blockSource{}, 0, nil
 	}
-	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], dedupindex.HashBlock(data[:blockSize]))
+	h := dedupindex.HashBlock(data[:blockSize])
+	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], h)
 	if len(d.addrBuf) == 0 {
 		return blockSource{}, 0, nil
 	}
-	if d.res == nil {
-		var err error
-		if d.res, err = d.p.newResolver(); err != nil {
-			return blockSource{}, 0, err
-		}
+	// An uncompressed block's address lies inside its extent.
+	inSkip := func(addr uint64) bool {
+		base, _ := dedupindex.SplitAddr(addr)
+		return skip.start <= base && base < skip.end
 	}
-	for _, addr := range d.addrBuf {
-		// An uncompressed block's address lies inside its extent.
-		if base, _ := dedupindex.SplitAddr(addr); skip.start <= base && base < skip.end {
-			continue
-		}
-		srcs, same := d.res.resolve(addr, d.source), false
-		for _, src := range srcs {
-			// No image is being written here: the run's own references
-			// are kept apart by outside.
-			length, err := d.runLength(src, dedupDest{}, 0, data)
-			if err != nil {
-				return blockSource{}, 0, err
-			}
-			same = same || length > 0
-			// A stale entry may lead to a range now moved into the very
-			// extent data is from: the run stops where that begins.
-			if n := outside(src, uint64(length), refs); n > 0 {
-				return src, n, nil
-			}
-		}
-		if len(srcs) > 0 && !same {
-			d.idx.Erase(dedupindex.HashBlock(data[:blockSize]), addr) // the data there changed since
-		}
-	}
-	return blockSource{}, 0, nil
+	// A stale entry may lead to a range now moved into the very extent
+	// data is from: the run stops where that begins. No image is being
+	// written here, so the run's own references are kept apart by that
+	// alone.
+	clip := func(src blockSource, n int) int { return int(outside(src, uint64(n), refs)) }
+	src, _, n, err := d.indexedRun(d.addrBuf, h, dedupDest{}, 0, data, inSkip, clip)
+	return src, uint64(n), err
 }
 
 // outside returns how many of the n bytes from src lie before any of

@@ -47,40 +47,59 @@ func (d *deduper) findRun(img dedupDest, h, off uint64, data []byte) (run, error
 		}
 	}
 	d.addrBuf = d.idx.Lookup(d.addrBuf[:0], h)
-	addrs := d.addrBuf
-	if len(addrs) == 0 {
+	if len(d.addrBuf) == 0 {
 		return run{}, nil
 	}
 	d.stats.add(CountDedupTries, 1)
+	// An address in the pass's own data is an entry gone stale: sharing
+	// it would pin an extent the pass may free.
+	src, addr, n, err := d.indexedRun(d.addrBuf, h, img, off, data, d.inPass, nil)
+	if err != nil || n == 0 {
+		if err == nil {
+			d.stats.add(CountDedupMisses, 1)
+		}
+		return run{}, err
+	}
+	d.stats.add(CountDedupHits, 1)
+	return run{src: src, offset: off, length: n, hash: h, addr: addr, fromIndex: true}, nil
+}
+
+// indexedRun returns the first run, from the start of data (the image's
+// bytes at off, hash h), that one of the index's addrs for h leads to,
+// verified byte for byte and cut by clip (nil: uncut), with its source
+// and address; length 0 when there is none. Addresses skip refuses are
+// passed over; one whose every source holds other bytes is erased.
+func (d *deduper) indexedRun(addrs []uint64, h uint64, img dedupDest, off uint64, data []byte,
+	skip func(addr uint64) bool, clip func(src blockSource, n int) int) (blockSource, uint64, int, error) {
 	if d.res == nil {
 		var err error
 		if d.res, err = d.p.newResolver(); err != nil {
-			return run{}, err
+			return blockSource{}, 0, 0, err
 		}
 	}
 	for _, addr := range addrs {
-		if d.inPass(addr) {
-			// The pass's own data, met through an entry gone stale:
-			// sharing it would pin an extent the pass may free.
+		if skip(addr) {
 			continue
 		}
-		srcs := d.res.resolve(addr, d.source)
+		srcs, same := d.res.resolve(addr, d.source), false
 		for _, src := range srcs {
 			n, err := d.runLength(src, img, off, data)
 			if err != nil {
-				return run{}, err
+				return blockSource{}, 0, 0, err
+			}
+			same = same || n > 0
+			if clip != nil {
+				n = clip(src, n)
 			}
 			if n > 0 {
-				d.stats.add(CountDedupHits, 1)
-				return run{src: src, offset: off, length: n, hash: h, addr: addr, fromIndex: true}, nil
+				return src, addr, n, nil
 			}
 		}
-		if len(srcs) > 0 {
+		if len(srcs) > 0 && !same {
 			d.idx.Erase(h, addr) // the data there changed since it was indexed
 		}
 	}
-	d.stats.add(CountDedupMisses, 1)
-	return run{}, nil
+	return blockSource{}, 0, 0, nil
 }
 
 // inPass reports whether addr lies in one of the extents the pass may
