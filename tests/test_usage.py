@@ -3,6 +3,7 @@
 what they saved and what compsize counts, answered from the daemon's file
 even while the daemon is down, and the saved bytes outlive a restart."""
 
+import calendar
 import glob
 import json
 import os
@@ -44,6 +45,18 @@ class UsageDetails(IntegrationCase):
         # for what btrfs writes back later (a few blocks at most).
         self.assertLessEqual(abs(got - want), max(want // 100, 256 << 10), f"{what}: {got}, compsize {want}")
 
+    def wait_measured(self):
+        """Wait for the pool measurement that follows the jobs, which the
+        daemon makes in the background a second or more after the last
+        one ends."""
+        jobs = json.loads(harness.run(os.path.join(harness.BIN, "btrfs-vdo"), "--socket",
+                                      self.daemon.socket, "jobs", "--json").stdout)
+        ended = max(calendar.timegm(time.strptime(j["finished"], "%Y-%m-%dT%H:%M:%SZ")) for j in jobs["recent"])
+        deadline = time.monotonic() + 30
+        while self.pool.usage_details.get("usage_time", 0) <= ended:
+            self.assertLess(time.monotonic(), deadline, f"no measurement after the jobs that ended at {ended}")
+            time.sleep(0.05)
+
     def commit_data(self):
         tpl = self.make_template()
         self.start(tpl)
@@ -62,6 +75,7 @@ class UsageDetails(IntegrationCase):
 
     def test_saved_and_compsize_figures(self):
         work = self.commit_data()
+        self.wait_measured()
         details = self.pool.usage_details
         print(f"\nqvm-pool info vdo (usage details):\n{admin_pool_usage_details(self.pool)}", file=sys.stderr)
         self.assertEqual(

@@ -25,7 +25,7 @@ func coldPass(ctx context.Context, mnt string, c *corpus.Corpus, d *benchenv.Dae
 	}
 	benchenv.Logf("btrfs-vdo side: optimize --cold %s", c.Dir)
 	cold := func() (benchenv.Phase, error) { return d.OptimizeCold(ctx, c.Dir) }
-	if err := daemonPass(ctx, mnt, d, &r.Cold, cold); err != nil {
+	if err := daemonPass(ctx, mnt, c.Dir, d, &r.Cold, cold); err != nil {
 		return err
 	}
 	r.Cold.After, err = benchenv.Point(ctx, mnt, c, nil)

@@ -130,6 +130,7 @@ func pathRows(t *table, u updatePath) {
 	each("  bytes changed", func(v volumeUpdate) string { return benchenv.MiB(v.Changed) })
 	each("  wall time of the job", func(v volumeUpdate) string { return benchenv.Secs(v.Pass.Job()) })
 	each("  bytes read from disk", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Read) })
+	each("    then, measuring the pool", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.MeasureRead) })
 	each("  CPU, daemon and CLI", func(v volumeUpdate) string { return benchenv.Secs(v.Pass.CPU) })
 	each("  bytes examined", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.examined()) })
 	each("    by the compress stage", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Examined) })
@@ -209,6 +210,8 @@ func footnotes(w io.Writer) {
 		"each commit queues a job), then again committed as file-reflink commits (reflink the image to a",
 		"revision, rename the dirty image over it) and followed by optimize --full of each updated volume.",
 		"Each volume's commit and job, or its optimize --full, is a pass of its own with caches dropped.",
+		"Then, measuring the pool: what the daemon read after the pass until the measurement of the whole",
+		"pool for qvm-pool info that follows the jobs, in the background, was written; not in the pass's reads.",
 		"Cold pass: optimize --cold over the pool between the two update rounds, caches dropped; its usage is",
 		"judged against the ideal bound after the update round through the daemon, the data the pass sees.",
 		"Examined: the larger of the daemon's compress_bytes_examined and dedup_bytes_hashed counters over",

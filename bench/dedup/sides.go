@@ -30,6 +30,9 @@ type pass struct {
 	DedupFreed, Hashed, Saved, Examined int64
 	// ColdExamined is the bytes the cold pass examined.
 	ColdExamined int64
+	// MeasureRead is what the daemon read after the pass, until the pool
+	// measurement that follows its jobs in the background was written.
+	MeasureRead int64
 }
 
 // Freed is the pool's data usage the pass gave back.
@@ -148,7 +151,7 @@ func vdoSide(ctx context.Context, mnt string, c *corpus.Corpus, target corpus.Vo
 		return r, err
 	}
 	benchenv.Logf("btrfs-vdo side: optimize --full %s", c.Dir)
-	if err := daemonPass(ctx, mnt, d, &r.First, func() (benchenv.Phase, error) { return d.OptimizeFull(ctx, c.Dir) }); err != nil {
+	if err := daemonPass(ctx, mnt, c.Dir, d, &r.First, func() (benchenv.Phase, error) { return d.OptimizeFull(ctx, c.Dir) }); err != nil {
 		return r, err
 	}
 	if r.First.After, err = benchenv.Point(ctx, mnt, c, nil); err != nil {
@@ -182,11 +185,16 @@ func runEstimate(ctx context.Context, mnt string, c *corpus.Corpus, r *result) e
 	return err
 }
 
-// daemonPass runs work with cold caches, after what earlier jobs left to
-// the daemon's idle time, and fills p with its phase, the daemon's bytes
-// read and peak RSS during it, and its counters' growth.
-func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, work func() (benchenv.Phase, error)) error {
+// daemonPass runs work on the pool at dir with cold caches, after what
+// earlier jobs left to the daemon's idle time, and fills p with its
+// phase, the daemon's bytes read and peak RSS during it, its counters'
+// growth, and what the pool measurement after it read.
+func daemonPass(ctx context.Context, mnt, dir string, d *benchenv.Daemon, p *pass, work func() (benchenv.Phase, error)) error {
 	if err := d.Settle(ctx); err != nil {
+		return err
+	}
+	measured, err := benchenv.UsageTime(dir)
+	if err != nil {
 		return err
 	}
 	if err := dropCaches(mnt); err != nil {
@@ -212,6 +220,14 @@ func daemonPass(ctx context.Context, mnt string, d *benchenv.Daemon, p *pass, wo
 		return err
 	}
 	p.Read = read1 - read0
+	if err := benchenv.WaitMeasured(ctx, dir, measured); err != nil {
+		return err
+	}
+	read2, err := benchenv.ReadBytes(pid)
+	if err != nil {
+		return err
+	}
+	p.MeasureRead = read2 - read1
 	if p.PeakRSS, err = benchenv.PeakRSS(pid); err != nil {
 		return err
 	}

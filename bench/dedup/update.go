@@ -101,7 +101,7 @@ func daemonUpdate(ctx context.Context, mnt string, c *corpus.Corpus, pool api.Po
 	for i := range r.Daemon {
 		benchenv.Logf("btrfs-vdo side: commit %s and its job", args[i].Volume.VID)
 		commit := func() (benchenv.Phase, error) { return d.CommitAndWait(ctx, args[i]) }
-		if err := daemonPass(ctx, mnt, d, &r.Daemon[i].Pass, commit); err != nil {
+		if err := daemonPass(ctx, mnt, c.Dir, d, &r.Daemon[i].Pass, commit); err != nil {
 			return err
 		}
 	}
@@ -139,7 +139,7 @@ func outsideUpdate(ctx context.Context, mnt string, c *corpus.Corpus, target cor
 		vid := r.Outside[i].Vol.VID
 		benchenv.Logf("btrfs-vdo side: optimize --full %s", vid)
 		optimize := func() (benchenv.Phase, error) { return d.OptimizeFullVolume(ctx, c, vid) }
-		if err := daemonPass(ctx, mnt, d, &r.Outside[i].Pass, optimize); err != nil {
+		if err := daemonPass(ctx, mnt, c.Dir, d, &r.Outside[i].Pass, optimize); err != nil {
 			return err
 		}
 	}

@@ -208,9 +208,10 @@ func (b *shutdownBench) stopTogether(specs []volume.Spec, round int) (burst, err
 
 // quiet lets what the last round left behind end before a round is
 // timed: the deletion of the revisions its commits pruned, and the pool
-// measurement's pause (one that took more than 0.1 s is repeated at most
-// once per 20 times its length: the 5 s cover 0.25 s, and here it takes
-// 13 to 103 ms), so that every round's last job measures the pool.
+// measurement that follows its jobs, a second after the last, and its
+// pause (one that took more than 0.1 s is repeated at most once per 20
+// times its length: the 5 s cover 0.2 s, and here it takes 13 to 103 ms),
+// so that no round's jobs share the disk with it.
 func (b *shutdownBench) quiet(specs []volume.Spec) {
 	for _, s := range specs {
 		b.P.Volumes.WaitPruned(s.VID)

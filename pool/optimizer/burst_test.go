@@ -23,18 +23,6 @@ func newBurstHarness(t *testing.T) burstHarness {
 	return h
 }
 
-func (h burstHarness) measurements() uint64 { return optimizer.UsageMeasurements(h.P.Optimizer) }
-
-// waitMeasurements waits until the pool has been measured n times.
-func (h burstHarness) waitMeasurements(n uint64) {
-	h.T.Helper()
-	for deadline := time.Now().Add(10 * time.Second); h.measurements() < n; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			h.T.Fatalf("the pool was measured %d times, want %d", h.measurements(), n)
-		}
-	}
-}
-
 // checkWrittenBack checks that the usage file counts what every job
 // saved and that, once the pool was found idle, as the daemon looks every
 // few seconds, the dedup index file holds what the index does.
@@ -52,8 +40,10 @@ func (h burstHarness) checkWrittenBack() {
 	}
 }
 
-// The jobs of volumes that stop together measure the pool once, at the
-// last job's end; jobs that run one at a time each do. Every job's outcome is recorded all the same.
+// The jobs of volumes that stop together have the pool measured once,
+// after the last job's end; jobs that run one at a time each do. A job
+// ends before the pool is measured, with its saved bytes written. Every
+// job's outcome is recorded all the same.
 func TestJobsStoppedTogetherMeasureThePoolOnce(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -76,10 +66,21 @@ func TestJobsStoppedTogetherMeasureThePoolOnce(t *testing.T) {
 				h.CommitText(s, 8*mib)
 				if !tt.together {
 					h.Wait()
+					h.waitMeasurements(h.measurements() + 1)
 				}
 			}
 			h.Jobs.Resume("test")
 			h.Wait()
+			if tt.together {
+				if got := h.measurements(); got != 1 {
+					t.Errorf("the pool was measured %d times before the jobs' end was known, want 1 (the open's)", got)
+				}
+				h.checkWrittenBack()
+				h.waitMeasurements(2)
+				// A second measurement would follow within the delay
+				// that gathers them.
+				time.Sleep(2 * optimizer.UsageDelay)
+			}
 			if got := h.measurements() - 1; got != tt.want {
 				t.Errorf("the jobs measured the pool %d times, want %d", got, tt.want)
 			}
@@ -146,6 +147,8 @@ func TestMeasuringLeftToAHeldJobIsDone(t *testing.T) {
 			btrfstest.WriteAt(t, filepath.Join(h.Dir, b.VID+"-dirty.img"), 0, btrfstest.Text("again", 4*mib))
 			h.Must(h.P.Volumes.Stop(b))
 			h.Wait()
+			h.waitMeasurements(3)
+			time.Sleep(2 * optimizer.UsageDelay)
 			if got := h.measurements(); got != 3 {
 				t.Errorf("measured %d times, want 3", got)
 			}

@@ -66,6 +66,9 @@ func openRoot(t testing.TB, dir string) *fsroot.Root {
 	return r
 }
 
+// UsageDelay is how long after a job's end the pool is measured.
+const UsageDelay = usageDelay
+
 // UsageMeasurements counts the measurements of p's usage figures since
 // it opened.
 func UsageMeasurements(p *Pool) uint64 { return p.usage.measurements.Load() }

@@ -405,10 +405,11 @@ func (p *Pool) updateJobsSoon(fn func([]Job) []Job) {
 }
 
 // jobEnded takes in the disk space a job saved and, when last (no other
-// job of the pool is to end after it), measures the pool, unless measure
-// is false (the daemon is stopping). Jobs that are not last leave it to
-// the one that is: after VMs stopped together, the pool is measured once.
-// The dedup index is written back once the pool is idle (ReleaseIfIdle).
+// job of the pool is to end after it), has the pool measured, unless
+// measure is false (the daemon is stopping). Jobs that are not last leave
+// it to the one that is: after VMs stopped together, the pool is measured
+// once. The dedup index is written back once the pool is idle
+// (ReleaseIfIdle).
 func (p *Pool) jobEnded(saved int64, measure, last bool) {
 	if !last {
 		p.usage.addSaved(saved)

@@ -199,9 +199,8 @@ func (s *Scheduler) runJob(ctx, jobCtx context.Context, run *runningJob, key job
 	res, err := r.execute(jobCtx, s.progress(jobCtx, run))
 
 	held := s.account(run, res)
-	// Measured unless the daemon is stopping, before the job leaves the
-	// list: whoever waits for it, or for the burst it ends, then reads
-	// figures that include it.
+	// Before the job leaves the list: whoever waits for it, or for the
+	// burst it ends, then reads a saved count that includes it.
 	p.jobEnded(res.Saved(), ctx.Err() == nil, !s.followed(key))
 
 	switch {

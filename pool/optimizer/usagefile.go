@@ -53,9 +53,10 @@ type UsageRecord struct {
 	Saved int64 `json:"saved"`
 }
 
-// usageKeeper keeps a pool's UsageFile current: after every job, or the
-// last of jobs queued together (Pool.jobEnded), at pool open, and, in the
-// background, after removals.
+// usageKeeper keeps a pool's UsageFile current: the saved bytes as each
+// job, or the last of jobs queued together (Pool.jobEnded), ends; the
+// measured figures in the background, soon after, at pool open and after
+// removals.
 type usageKeeper struct {
 	root   *fsroot.Root
 	log    *slog.Logger
@@ -118,20 +119,20 @@ func readUsageFile(root *fsroot.Root) (UsageRecord, error) {
 	return rec, nil
 }
 
-// jobRan adds a job's saved bytes and, when measure is set, measures the
-// pool again, before the job leaves the list: whoever waited for it then
-// reads figures that include it. On a pool costly to measure, a
-// measurement too soon after the last is left to refreshLater. Until the
-// pool is first measured, the file's Time is 0.
+// jobRan adds a job's saved bytes and writes them before the job leaves
+// the list: whoever waited for it then reads a count that includes it.
+// When measure is set, the pool is measured again in the background
+// (refreshLater): a measurement walks every file's extents, which is no
+// work on what the job changed, and at a burst's end one serves all.
+// Until the pool is first measured, the file's Time is 0.
 func (u *usageKeeper) jobRan(saved int64, measure bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.saved.Add(saved)
-	if measure && u.waitLocked(time.Now()) > 0 {
-		measure = false
+	u.updateLocked(false)
+	if measure {
 		u.refreshLater()
 	}
-	u.updateLocked(measure)
 }
 
 // addSaved adds the saved bytes of a job whose pool a later job measures
@@ -149,8 +150,10 @@ func (u *usageKeeper) waitLocked(now time.Time) time.Duration {
 	return u.measured.Add(usageShare * u.took).Sub(now)
 }
 
-// refreshLater measures the pool in the background, soon; requests made
-// while one waits are served by it.
+// refreshLater measures the pool in the background, after usageDelay and
+// at most once per usageShare times the last measurement's length once
+// that is over usageCheap; requests made while one waits are served by
+// it.
 func (u *usageKeeper) refreshLater() {
 	if !u.pending.CompareAndSwap(false, true) {
 		return

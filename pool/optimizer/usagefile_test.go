@@ -48,6 +48,18 @@ func waitUsageRewritten(t *testing.T, dir string, before os.FileInfo) optimizer.
 	}
 }
 
+func (h optHarness) measurements() uint64 { return optimizer.UsageMeasurements(h.P.Optimizer) }
+
+// waitMeasurements waits until the pool has been measured n times.
+func (h optHarness) waitMeasurements(n uint64) {
+	h.T.Helper()
+	for deadline := time.Now().Add(10 * time.Second); h.measurements() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			h.T.Fatalf("the pool was measured %d times, want %d", h.measurements(), n)
+		}
+	}
+}
+
 // poolFiles are the files the usage file accounts for.
 func poolFiles(t *testing.T, dir string) []string {
 	t.Helper()
@@ -72,6 +84,7 @@ func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
 	btrfstest.WriteAt(t, h.Path("appvms/work/private-dirty.img"), 0, btrfstest.Text("first", 32*mib))
 	h.Must(h.P.Volumes.Stop(s))
 	h.Wait()
+	h.waitMeasurements(h.measurements() + 1)
 
 	rec, info := readUsageRecord(t, h.Dir)
 	want := measure(t, poolFiles(t, h.Dir)...).Total

@@ -4,6 +4,7 @@ package benchenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/btrfs-vdo/btrfs-vdo/api"
 	"github.com/btrfs-vdo/btrfs-vdo/internal/client"
 	"github.com/btrfs-vdo/btrfs-vdo/pool"
+	"github.com/btrfs-vdo/btrfs-vdo/pool/optimizer"
 )
 
 // daemonStartWait and daemonStopWait bound how long the daemon may take to
@@ -226,6 +228,47 @@ func (d *Daemon) waitJobs(ctx context.Context, dir, vid string, since time.Time)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-time.After(jobsPoll):
+		}
+	}
+}
+
+// usageMeasuredWait bounds how long a pool measurement may take to follow
+// its jobs: a second after the last, later on a pool costly to measure.
+const usageMeasuredWait = time.Minute
+
+// UsageTime is when the daemon last measured the pool at dir, from its
+// usage file, or 0 if it never did.
+func UsageTime(dir string) (int64, error) {
+	data, err := os.ReadFile(filepath.Join(dir, optimizer.UsageFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var rec optimizer.UsageRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return 0, fmt.Errorf("read %s: %w", optimizer.UsageFile, err)
+	}
+	return rec.Time, nil
+}
+
+// WaitMeasured waits for the daemon to measure the pool at dir again
+// after the measurement made at before (UsageTime): the one that follows
+// a pass's jobs, in the background, when nothing else is left to measure.
+func WaitMeasured(ctx context.Context, dir string, before int64) error {
+	for deadline := time.Now().Add(usageMeasuredWait); ; {
+		t, err := UsageTime(dir)
+		if err != nil || t != before {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pool %s not measured within %s", dir, usageMeasuredWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(jobsPoll):
 		}
 	}
