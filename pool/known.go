@@ -107,11 +107,14 @@ func saveKnown(dir string, k knownState) error {
 	return root.WriteFileDurably(knownFile, data)
 }
 
-// identify returns the device and inode of dir, not following a symlink.
+// identify returns the device and inode of the directory at dir. A
+// symlink is followed, as file-reflink follows it: a pool directory moved
+// to another disk and linked from its old path is served through the
+// link, and one re-pointed is another directory.
 func identify(dir string) (dev, ino uint64, err error) {
 	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
-		return 0, 0, &fs.PathError{Op: "lstat", Path: dir, Err: err}
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, 0, &fs.PathError{Op: "stat", Path: dir, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return 0, 0, fmt.Errorf("pool directory %s is not a directory", dir)

@@ -117,17 +117,25 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 	return p, nil
 }
 
-// openLocked opens the pool at dir, which no open pool has.
+// openLocked opens the pool at dir, which no open pool has, unless an
+// open pool reaches the same directory by another path (a symlink): two
+// pools would each lock the volumes for itself alone.
 func (r *Registry) openLocked(name, dir string) (*Pool, error) {
-	if _, _, err := identify(dir); err != nil {
+	dev, ino, err := identify(dir)
+	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
+	}
+	for _, other := range r.pools {
+		if other.id.Dev == dev && other.id.Ino == ino {
+			return nil, fmt.Errorf("%w: %s is the directory of pool %s (%s)", ErrNested, dir, other.Name, other.id.Dir)
+		}
 	}
 	p, err := r.openPool(name, dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	// The directory opened, whatever stood at dir when identify looked.
-	dev, ino := p.dir.ID()
+	dev, ino = p.dir.ID()
 	p.id = knownPool{Name: name, Dir: dir, Dev: dev, Ino: ino}
 	r.pools[dir] = p
 	r.log.Info("opened pool", "pool", name, "dir", dir)
@@ -172,30 +180,52 @@ func (r *Registry) List() []*Pool {
 	return pools
 }
 
-// ErrNested means a pool directory would lie inside another pool's, or
-// contain one: each pool would take the other's files for its own.
+// ErrNested means a pool directory would lie inside another pool's,
+// contain one, or be one under another path: each pool would take the
+// other's files for its own.
 var ErrNested = errors.New("pools cannot nest")
 
 // CheckNesting refuses dir if it is inside an open pool's directory or a
 // directory some daemon served as a pool (see servedBefore: the registry
-// may not list it), or if it contains an open pool's directory. dir
-// itself may be a pool already.
+// may not list it), if it contains an open pool's directory, or if it is
+// one under another path. dir itself may be a pool already. Paths are
+// compared where their symlinks lead.
 func (r *Registry) CheckNesting(dir string) error {
+	real := resolved(dir)
 	for _, p := range r.List() {
 		other := p.Volumes.Dir()
-		switch {
-		case within(dir, other):
+		switch otherReal := resolved(other); {
+		case within(real, otherReal):
 			return fmt.Errorf("%w: %s is inside pool %s (%s)", ErrNested, dir, p.Name, other)
-		case within(other, dir):
+		case within(otherReal, real):
 			return fmt.Errorf("%w: %s contains pool %s (%s)", ErrNested, dir, p.Name, other)
+		case real == otherReal && dir != other:
+			return fmt.Errorf("%w: %s is the directory of pool %s (%s)", ErrNested, dir, p.Name, other)
 		}
 	}
-	for parent := filepath.Dir(dir); parent != filepath.Dir(parent); parent = filepath.Dir(parent) {
+	for parent := filepath.Dir(real); parent != filepath.Dir(parent); parent = filepath.Dir(parent) {
 		if servedBefore(parent) {
 			return fmt.Errorf("%w: %s is inside the pool directory %s", ErrNested, dir, parent)
 		}
 	}
 	return nil
+}
+
+// resolved is dir with the symlinks of its existing part resolved: where
+// a pool at dir lies, or will once dir is made.
+func resolved(dir string) string {
+	tail := ""
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, tail)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Join(dir, tail)
+		}
+		tail = filepath.Join(filepath.Base(dir), tail)
+		dir = parent
+	}
 }
 
 // within reports whether path lies strictly beneath dir.

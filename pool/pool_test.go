@@ -89,3 +89,62 @@ func TestRegistryOpensEachDirectoryOnce(t *testing.T) {
 		t.Fatalf("usage %d/%d: %v", used, size, err)
 	}
 }
+
+// A pool directory reached through a symlink is served where the link
+// leads, as file-reflink serves it; the same directory under its own
+// path, or a directory inside it reached through another link, is no
+// second pool.
+func TestPoolDirectoryBehindASymlink(t *testing.T) {
+	mnt := btrfstest.Mount(t, 256<<20)
+	real, link := filepath.Join(mnt, "disk", "qubes"), filepath.Join(mnt, "var-lib-qubes")
+	if err := os.Mkdir(filepath.Dir(real), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Setup(real, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	inside := filepath.Join(mnt, "inside")
+	if err := os.Symlink(filepath.Join(real, "appvms"), inside); err != nil {
+		t.Fatal(err)
+	}
+	reg := pooltest.Start(t, pooltest.Options{}).Pools
+	p, err := reg.Open("varlibqubes", link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Volumes.Create(volume.Spec{VID: "appvms/work/private", RW: true, SaveOnStop: true, Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "appvms", "work", "private.img")); err != nil {
+		t.Fatalf("the image is not where the link leads: %v", err)
+	}
+	if again, err := reg.Open("varlibqubes", link); err != nil || again != p {
+		t.Fatalf("second open through the link: %v, same pool %v", err, again == p)
+	}
+
+	for _, tt := range []struct {
+		name, dir string
+		refused   bool
+	}{
+		{"the pool's own path", link, false},
+		{"the directory the link leads to", real, true},
+		{"inside it, through another link", filepath.Join(inside, "pool"), true},
+		{"beside it", filepath.Join(mnt, "disk", "other"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := reg.CheckNesting(tt.dir)
+			if refused := errors.Is(err, pool.ErrNested); refused != tt.refused {
+				t.Fatalf("CheckNesting(%s) = %v, want refused %v", tt.dir, err, tt.refused)
+			}
+		})
+	}
+	if _, err := reg.Open("other", real); !errors.Is(err, pool.ErrNested) {
+		t.Fatalf("opened the linked directory as a second pool: %v", err)
+	}
+	if n := len(reg.List()); n != 1 {
+		t.Fatalf("%d pools served, want 1", n)
+	}
+}

@@ -60,6 +60,20 @@ class TakeOver(IntegrationCase):
         self.lay_out_file_reflink_pool()
 
     def test_existing_pool_is_driven_unchanged(self):
+        self.drive_taken_over_pool()
+
+    def test_pool_directory_behind_a_symlink(self):
+        """A pool directory moved to another disk and linked from its old
+        path, as file-reflink serves it."""
+        moved = self.dir_path + "-moved"
+        os.rename(self.dir_path, moved)
+        os.symlink(moved, self.dir_path)
+        self.drive_taken_over_pool()
+        self.assertTrue(os.path.islink(self.dir_path))
+        self.assertTrue(any(n.startswith("private.img.3@") for n in os.listdir(os.path.join(moved, "appvms", "work"))),
+                        "the commit's revision is not in the directory the link leads to")
+
+    def drive_taken_over_pool(self):
         tpl = fakes.FakeTemplateVM(self.app, "fedora", volume_config=fakes.TEMPLATE_VOLUMES, base_dir=self.qubes_dir)
         work = fakes.FakeVM(self.app, "work", template=tpl, volume_config=fakes.APPVM_VOLUMES, base_dir=self.qubes_dir)
         for vm in (tpl, work):
