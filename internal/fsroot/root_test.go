@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 	"golang.org/x/sys/unix"
+
+	"github.com/btrfs-vdo/btrfs-vdo/internal/fsroot"
 )
 
 // tree makes root/ with a file, a subdirectory and symlinks of every kind
