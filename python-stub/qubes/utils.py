@@ -34,15 +34,18 @@ def parse_bool(value):
 def get_entry_point_one(group, name):
     """Load the single entry point *name* of *group*.
 
-    KeyError when none is installed, TypeError when several distributions
-    claim the name (qubesd refuses to guess).
+    KeyError when none is installed. When several distributions claim the
+    name, qubesd means to raise TypeError, but the message it builds reads
+    ``module_name`` and ``attrs``, which importlib.metadata's EntryPoint
+    lacks: what escapes is that AttributeError, which qubesd's loading of
+    qubes.xml does not catch.
     """
     found = tuple(importlib.metadata.entry_points(group=group, name=name))
     if not found:
         raise KeyError(name)
     if len(found) > 1:
         targets = ", ".join(
-            "{}.{}".format(ep.module, ep.attr) for ep in found
+            "{}.{}".format(ep.module_name, ".".join(ep.attrs)) for ep in found
         )
         raise TypeError(
             "more than 1 implementation of {!r} found: {}".format(

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import unittest
 import unittest.mock
@@ -210,6 +211,23 @@ class TestPoolAndHelpers(unittest.TestCase):
     def test_entry_point_lookup(self):
         with self.assertRaises(KeyError):
             qubes.utils.get_entry_point_one("qubes.storage", "no-such-driver")
+
+    def test_entry_point_claimed_twice(self):
+        """Two installs of one driver name: qubesd's lookup fails with
+        AttributeError while building its TypeError's message."""
+        tmp = tempfile.mkdtemp(prefix="qubes-stub-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        for dist in ("first", "second"):
+            info = os.path.join(tmp, f"{dist}-1.0.dist-info")
+            os.makedirs(info)
+            with open(os.path.join(info, "METADATA"), "w") as fh:
+                fh.write(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+            with open(os.path.join(info, "entry_points.txt"), "w") as fh:
+                fh.write(f"[qubes.storage]\nstub-twice = {dist}:Pool\n")
+        sys.path.insert(0, tmp)
+        self.addCleanup(sys.path.remove, tmp)
+        with self.assertRaises(AttributeError):
+            qubes.utils.get_entry_point_one("qubes.storage", "stub-twice")
 
 
 class TestFileHelpers(unittest.TestCase):
