@@ -12,16 +12,16 @@ import (
 	"time"
 )
 
-// Listen creates the daemon's socket at path: mode 0600 in a directory of
-// mode 0700. A socket file left by a daemon that died is replaced; one that
-// still answers is not, so two daemons never share a path.
+// Listen creates the daemon's socket at path, mode 0600, in a directory
+// it makes with mode 0700 if missing. A directory that exists keeps its
+// mode: it may be shared, as /tmp is, and the daemon serves root peers
+// alone whatever the modes. A socket file left by a daemon that died is
+// replaced; one that still answers is not, so two daemons never share a
+// path.
 func Listen(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("chmod socket directory %s: %w", dir, err)
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -30,8 +30,8 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	// The file is created with the umask's mode; nobody can connect before
-	// the daemon serves, and the directory is 0700 already.
+	// The file is created with the umask's mode; nobody is served before
+	// the daemon serves, and then only root.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod socket %s: %w", path, err)

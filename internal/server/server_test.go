@@ -104,17 +104,47 @@ func exchange(t *testing.T, path string, raw []byte) api.Response {
 	return resp
 }
 
+// The socket is root's alone; its directory is made 0700, and one that
+// exists, such as a shared /tmp, keeps its mode.
 func TestListenSocketModes(t *testing.T) {
-	path := startServer(t, &Server{Version: "test"}, Listen)
-	for p, want := range map[string]os.FileMode{path: 0o600, filepath.Dir(path): 0o700} {
-		info, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := info.Mode().Perm(); got != want {
-			t.Errorf("%s mode %o, want %o", p, got, want)
-		}
+	tests := []struct {
+		name    string
+		dirMode os.FileMode // of the directory before Listen; 0 for none
+		want    os.FileMode
+	}{
+		{"directory made", 0, 0o700},
+		{"shared directory", 0o777 | os.ModeSticky, 0o777 | os.ModeSticky},
+		{"root's directory", 0o755, 0o755},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			if tt.dirMode != 0 {
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(dir, tt.dirMode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "s.sock")
+			ln, err := Listen(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			for p, want := range map[string]os.FileMode{path: 0o600, dir: tt.want} {
+				info, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := info.Mode() & (os.ModePerm | os.ModeSticky); got != want {
+					t.Errorf("%s mode %v, want %v", p, got, want)
+				}
+			}
+		})
+	}
+	path := startServer(t, &Server{Version: "test"}, Listen)
 	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another daemon") {
 		t.Fatalf("second Listen on a live socket: %v", err)
 	}
