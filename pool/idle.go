@@ -16,12 +16,12 @@ import (
 // done; the next request opens what it needs again.
 const IdleRelease = 5 * time.Second
 
-// Serve runs, until stop is called, what serves the registry's pools
-// beside their requests: its housekeeping (Run, every IdleRelease) and
-// its optimizer's workers, if it has one. stop waits for both to end;
-// closing the registry is left to the caller.
-func (r *Registry) Serve() (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
+// Serve runs, until ctx is done, what serves the registry's pools beside
+// their requests: its housekeeping (Run, every IdleRelease) and its
+// optimizer's workers, if it has one; jobs stop at their next chunk.
+// wait returns once both have ended; closing the registry is left to the
+// caller.
+func (r *Registry) Serve(ctx context.Context) (wait func()) {
 	var running sync.WaitGroup
 	running.Add(1)
 	go func() { defer running.Done(); r.Run(ctx, IdleRelease) }()
@@ -29,10 +29,7 @@ func (r *Registry) Serve() (stop func()) {
 		running.Add(1)
 		go func() { defer running.Done(); r.optimizer.Run(ctx) }()
 	}
-	return func() {
-		cancel()
-		running.Wait()
-	}
+	return running.Wait
 }
 
 // Run keeps the registry's housekeeping until ctx is done: it releases

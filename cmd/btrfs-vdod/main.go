@@ -91,16 +91,11 @@ func serve(cfg config.Config, log *slog.Logger) error {
 	// The bus stays until the requests in flight are done: the shutdown
 	// inhibitor matters most while the machine shuts down.
 	defer link.join(sched)()
-	go pools.Run(ctx, pool.IdleRelease)
-	jobsDone := make(chan struct{})
-	go func() {
-		sched.Run(ctx)
-		close(jobsDone)
-	}()
 	// Jobs stop at their next chunk and keep their place for the next start.
+	served := pools.Serve(ctx)
 	defer func() {
 		stop()
-		<-jobsDone
+		served()
 	}()
 	srv := &server.Server{Pools: server.PoolRegistry(pools), Log: log, Version: version.Version, AllowUID: 0,
 		StopTimeout: time.Duration(cfg.StopTimeout), Jobs: sched}

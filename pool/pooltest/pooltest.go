@@ -58,9 +58,11 @@ func Start(t testing.TB, o Options) *Daemon {
 	}
 	d.Pools = pools
 	pools.Restore()
-	serving := pools.Serve()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := pools.Serve(ctx)
 	d.stop = sync.OnceFunc(func() {
-		serving()
+		cancel()
+		served()
 		if err := pools.Close(); err != nil {
 			t.Errorf("close the pools: %v", err)
 		}

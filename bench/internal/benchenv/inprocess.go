@@ -3,6 +3,7 @@
 package benchenv
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -33,7 +34,9 @@ func OpenInProcess(dir string, log *slog.Logger, writing func(op, vid string) (d
 	if ip.reg, err = pool.NewRegistry(pool.Config{Log: log, Optimizer: ip.Sched, Writing: writing}); err != nil {
 		return nil, err
 	}
-	ip.stop = ip.reg.Serve()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := ip.reg.Serve(ctx)
+	ip.stop = func() { cancel(); served() }
 	if ip.P, err = ip.reg.Open("bench", dir); err != nil {
 		ip.Close()
 		return nil, err
