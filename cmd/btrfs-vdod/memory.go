@@ -14,7 +14,7 @@ import (
 const workingAllowance = 48 << 20
 
 // memoryLimit is the soft memory limit for open indexes of indexBytes in
-// all. The indexes are large, pointer-free live heap objects, so by
+// all (with a cold pass's encoder while one runs; see OnIndexSized). The indexes are large, pointer-free live heap objects, so by
 // default the garbage collector lets garbage grow to their size before it
 // collects (GOGC=100): a 32 MiB index made a 116 MiB peak. A limit of the
 // indexes plus a working allowance keeps the peak near what is needed.
@@ -38,7 +38,8 @@ func memoryReport(log *slog.Logger) func(indexBytes uint64) {
 }
 
 // memoryLimiter returns the index report that applies the limit with set
-// and logs it when it changes.
+// and logs it, at debug level since each cold pass moves it, when it
+// changes.
 func memoryLimiter(log *slog.Logger, set func(int64) int64) func(indexBytes uint64) {
 	var last int64
 	return func(indexBytes uint64) {
@@ -48,6 +49,6 @@ func memoryLimiter(log *slog.Logger, set func(int64) int64) func(indexBytes uint
 		}
 		last = limit
 		set(limit)
-		log.Info("memory limit", "bytes", limit, "indexes", indexBytes)
+		log.Debug("memory limit", "bytes", limit, "indexes_and_encoders", indexBytes)
 	}
 }

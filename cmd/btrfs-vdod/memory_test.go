@@ -35,7 +35,7 @@ func TestMemoryLimit(t *testing.T) {
 func TestMemoryLimiter(t *testing.T) {
 	var logs bytes.Buffer
 	var set []int64
-	report := memoryLimiter(slog.New(slog.NewTextHandler(&logs, nil)), func(n int64) int64 {
+	report := memoryLimiter(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), func(n int64) int64 {
 		set = append(set, n)
 		return 0
 	})
@@ -45,7 +45,7 @@ func TestMemoryLimiter(t *testing.T) {
 	if want := []int64{80 << 20, 112 << 20}; !slices.Equal(set, want) {
 		t.Errorf("limits set %v, want %v", set, want)
 	}
-	if n := strings.Count(logs.String(), "level=INFO msg=\"memory limit\""); n != 2 {
+	if n := strings.Count(logs.String(), "level=DEBUG msg=\"memory limit\""); n != 2 {
 		t.Errorf("logged %d times, want 2:\n%s", n, logs.String())
 	}
 }

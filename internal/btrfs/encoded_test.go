@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -127,5 +129,30 @@ func TestWrongFrameIsNotDeduplicated(t *testing.T) {
 	}
 	if checksum(t, plain) != want {
 		t.Fatal("the destination changed")
+	}
+}
+
+// ZstdEncoderBytes covers what an encoder at each level holds once it
+// has encoded an extent, without counting it more than half again.
+func TestZstdEncoderBytesCoversTheEncodersTables(t *testing.T) {
+	data := make([]byte, btrfs.MaxCompressedExtent)
+	for i := range data {
+		data[i] = byte(i * 7 % 251)
+	}
+	for _, level := range []int{1, 3, 5, 6, 9, 10, 15} {
+		t.Run(strconv.Itoa(level), func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			enc := btrfs.NewZstdEncoder(level, 1)
+			enc.Encode(nil, data)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(enc)
+			held, want := after.HeapAlloc-before.HeapAlloc, btrfs.ZstdEncoderBytes(level)
+			if held > want || want > held+held/2 {
+				t.Errorf("an encoder at level %d holds %d bytes; ZstdEncoderBytes says %d", level, held, want)
+			}
+		})
 	}
 }

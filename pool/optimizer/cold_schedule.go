@@ -59,20 +59,32 @@ func (s *Scheduler) cancelColdLocked(dir string) {
 	}
 }
 
-// coldEncoder is the cold pass's encoder. Work that waits for idle time
+// coldEncoder makes a cold pass's encoder. Work that waits for idle time
 // compresses on one CPU, leaving the others to the VMs, and in whole
 // units: the cold level costs about seven times level 3, and trying
 // halves would cost it twice that.
-func (s *Scheduler) coldEncoder() *copyEncoder {
-	return s.encoderFor(encoderKey{level: s.cfg.Cold.Level, parallel: 1, wholeUnits: true})
+//
+// The encoder is the run's alone, and the memory limit has room for it
+// until release is called, when the run ends: from level 10 up its tables
+// take 35 MiB. Kept past the run, they held the heap at the daemon's
+// memory limit, and every later job collected garbage all along (a
+// template update's job took four times as long after a cold pass);
+// uncounted during it, the pass collected some 150 times a second.
+func (s *Scheduler) coldEncoder() (enc *copyEncoder, release func()) {
+	release = s.indexes.hold(btrfs.ZstdEncoderBytes(s.cfg.Cold.Level))
+	enc = newCopyEncoder(s.cfg.Cold.Level, s.cfg.MinCompressSaving, 1, s.onPlain)
+	enc.wholeUnits = true
+	return enc, release
 }
 
 // runCold runs a cold pass. Cut short by another job or a start, it is
 // dropped: the next idle moment judges the volume again.
 func (s *Scheduler) runCold(ctx, jobCtx context.Context, run *runningJob, p *Pool, job Job) {
 	began := time.Now()
+	enc, release := s.coldEncoder()
+	defer release()
 	// Nothing is rewritten by range defrag, whose level onLevel is told of.
-	r := newJobRun(p, job, s.cfg.Cold.Level, s.coldEncoder(), func(error) {})
+	r := newJobRun(p, job, s.cfg.Cold.Level, enc, func(error) {})
 	r.dedup = newDeduper(r)
 	defer r.dedup.finish()
 	res, err := r.executeCold(jobCtx, s.progress(jobCtx, run))

@@ -28,7 +28,8 @@ type IndexSizes struct {
 }
 
 // indexAccount is the scheduler's side of its pools' indexes: the sizes
-// they are to have and the bytes the open ones hold.
+// they are to have and the bytes the open ones hold, with those of the
+// other large tables a run holds meanwhile (hold).
 type indexAccount struct {
 	mu     sync.Mutex
 	sizes  IndexSizes
@@ -65,6 +66,26 @@ func (a *indexAccount) release(n uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.open -= n
+}
+
+// hold counts n bytes of tables a run needs besides the indexes (a cold
+// pass's encoder), reported at once, and returns their release, reported
+// too: the memory limit comes down again once the run is over.
+func (a *indexAccount) hold(n uint64) (release func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.open += n
+	if a.report != nil {
+		a.report(a.open)
+	}
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.open -= n
+		if a.report != nil {
+			a.report(a.open)
+		}
+	}
 }
 
 // poolIndex is a pool's dedup index, opened by the first job that needs

@@ -221,16 +221,30 @@ func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	}
 }
 
-// Encoders are kept by level, CPUs and unit handling: the cold pass's, on
-// one CPU, keeping units whole, is not the jobs' at the same level.
-func TestEncoderForKeepsOnePerKey(t *testing.T) {
-	s := NewScheduler(SchedulerConfig{Cold: ColdPolicy{Level: 15}}, logtest.Discard(), nil)
-	all, one := s.encoderFor(encoderKey{level: 15}), s.coldEncoder()
-	if all == one || one.parallel != 1 || all.parallel != runtime.GOMAXPROCS(0) || all.wholeUnits || !one.wholeUnits {
-		t.Fatalf("jobs' and cold encoders: same %v, CPUs %d and %d, whole units %v and %v",
-			all == one, all.parallel, one.parallel, all.wholeUnits, one.wholeUnits)
+// The jobs' encoders are kept by level and CPUs. A cold pass makes its
+// own, on one CPU, keeping units whole, and the memory limit has room
+// for its tables until the run releases it.
+func TestColdEncoderIsTheRunsAndCounted(t *testing.T) {
+	var reported []uint64
+	s := NewScheduler(SchedulerConfig{Cold: ColdPolicy{Level: 15}, OnIndexSized: func(total uint64) {
+		reported = append(reported, total)
+	}}, logtest.Discard(), nil)
+	jobs := s.encoderFor(encoderKey{level: 15})
+	if s.encoderFor(encoderKey{level: 15}) != jobs || s.encoderFor(encoderKey{level: 3}) == jobs ||
+		s.encoderFor(encoderKey{level: 15, parallel: 1}) == jobs {
+		t.Fatal("the jobs' encoders are not kept by key")
 	}
-	if s.coldEncoder() != one || s.encoderFor(encoderKey{level: 3}) == all || s.encoderFor(encoderKey{level: 15, parallel: 1}) == one {
-		t.Fatal("encoders not kept by key")
+	cold, release := s.coldEncoder()
+	again, releaseAgain := s.coldEncoder()
+	if cold == jobs || cold == again || cold.parallel != 1 || !cold.wholeUnits ||
+		jobs.parallel != runtime.GOMAXPROCS(0) || jobs.wholeUnits {
+		t.Fatalf("jobs' and cold encoders: same %v, cold twice the same %v, CPUs %d and %d, whole units %v and %v",
+			cold == jobs, cold == again, jobs.parallel, cold.parallel, jobs.wholeUnits, cold.wholeUnits)
+	}
+	releaseAgain()
+	release()
+	tables := btrfs.ZstdEncoderBytes(15)
+	if want := []uint64{tables, 2 * tables, tables, 0}; !slices.Equal(reported, want) {
+		t.Fatalf("memory reported %v, want %v", reported, want)
 	}
 }

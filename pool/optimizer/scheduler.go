@@ -33,8 +33,9 @@ type SchedulerConfig struct {
 	Cold ColdPolicy
 	// OnIndexSized, which may be nil, is told the total bytes of the open
 	// dedup indexes each time one is about to open, counting it at the
-	// size it is to have: they are most of the daemon's memory. Calls
-	// come one at a time; it must not use the scheduler.
+	// size it is to have: they are most of the daemon's memory. A cold
+	// pass's encoder counts too while the pass runs (see coldEncoder).
+	// Calls come one at a time; it must not use the scheduler.
 	OnIndexSized func(total uint64)
 }
 
@@ -56,10 +57,11 @@ type Scheduler struct {
 	stats   Counters
 	recent  []JobDone
 	lastID  uint64 // the newest job id handed out
-	// encoders are the compressed copies' encoders, by zstd level and
-	// CPUs, kept
-	// across jobs.
-	encoders map[encoderKey]*copyEncoder
+	// encoders are the jobs' encoders of compressed copies, by zstd level
+	// and CPUs, kept across jobs (a cold pass makes its own; see
+	// coldEncoder).
+	encoders  map[encoderKey]*copyEncoder
+	plainOnce sync.Once // onPlain's log line
 	indexes  indexAccount // of every pool's dedup index
 	// owed are the pools, by directory, whose last jobs left measuring
 	// the pool to a job that was to follow (see followed): a worker with
@@ -325,12 +327,9 @@ func (s *Scheduler) recordOutcome(key jobKey, p *Pool, job Job, res Result, err 
 	return done
 }
 
-// encoderKey tells encoders apart: a zstd level, the CPUs used at once
-// (0: all), and whether units are kept whole (copyEncoder.wholeUnits).
-type encoderKey struct {
-	level, parallel int
-	wholeUnits      bool
-}
+// encoderKey tells encoders apart: a zstd level, and the CPUs used at
+// once (0: all).
+type encoderKey struct{ level, parallel int }
 
 // encoderFor returns the copies' encoder for key, made on first use.
 func (s *Scheduler) encoderFor(key encoderKey) *copyEncoder {
@@ -339,15 +338,19 @@ func (s *Scheduler) encoderFor(key encoderKey) *copyEncoder {
 	if enc := s.encoders[key]; enc != nil {
 		return enc
 	}
-	enc := newCopyEncoder(key.level, s.cfg.MinCompressSaving, key.parallel, func(err error) {
-		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
-	})
-	enc.wholeUnits = key.wholeUnits
+	enc := newCopyEncoder(key.level, s.cfg.MinCompressSaving, key.parallel, s.onPlain)
 	if s.encoders == nil {
 		s.encoders = map[encoderKey]*copyEncoder{}
 	}
 	s.encoders[key] = enc
 	return enc
+}
+
+// onPlain tells, once, that the kernel takes no encoded writes.
+func (s *Scheduler) onPlain(err error) {
+	s.plainOnce.Do(func() {
+		s.log.Info("kernel takes no encoded writes; compressed copies are left to btrfs to compress", "err", err)
+	})
 }
 
 // progress is a run's progress report: it records how far the run got
