@@ -135,6 +135,8 @@ func pathRows(t *table, u updatePath) {
 	each("  bytes examined", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.examined()) })
 	each("    by the compress stage", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Examined) })
 	each("    hashed by the dedup stage", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Hashed) })
+	each("  index lookups / same bytes", func(v volumeUpdate) string { return fmt.Sprintf("%d / %d", v.Pass.Lookups, v.Pass.Hits) })
+	each("  time in FIDEDUPERANGE", func(v volumeUpdate) string { return benchenv.Secs(time.Duration(v.Pass.DedupeMs) * time.Millisecond) })
 	each("  freed (daemon's count)", func(v volumeUpdate) string { return benchenv.MiB(v.Pass.Saved) })
 	each("  per MiB changed: bytes read", func(v volumeUpdate) string { return mibPerMiB(v.Pass.Read, v.Changed) },
 		fmt.Sprintf("<= %.1f MiB", targetReadPerChanged), readsMet(u))

@@ -28,6 +28,10 @@ type pass struct {
 	// hashed, what both stages freed, by its own accounting, and the
 	// bytes its jobs examined.
 	DedupFreed, Hashed, Saved, Examined int64
+	// Lookups and Hits count the dedup stage's index lookups that gave an
+	// address and those whose bytes matched; DedupeMs is its time in
+	// FIDEDUPERANGE.
+	Lookups, Hits, DedupeMs int64
 	// ColdExamined is the bytes the cold pass examined.
 	ColdExamined int64
 	// MeasureRead is what the daemon read after the pass, until the pool
@@ -239,5 +243,8 @@ func daemonPass(ctx context.Context, mnt, dir string, d *benchenv.Daemon, p *pas
 	p.Saved = c1.Counters["job_bytes_saved"] - c0.Counters["job_bytes_saved"]
 	p.Examined = c1.Counters["compress_bytes_examined"] - c0.Counters["compress_bytes_examined"]
 	p.ColdExamined = c1.Counters["cold_bytes_examined"] - c0.Counters["cold_bytes_examined"]
+	p.Lookups = c1.Counters["dedup_tries"] - c0.Counters["dedup_tries"]
+	p.Hits = c1.Counters["dedup_hits"] - c0.Counters["dedup_hits"]
+	p.DedupeMs = c1.Counters["dedup_ioctl_ms"] - c0.Counters["dedup_ioctl_ms"]
 	return nil
 }
