@@ -62,13 +62,17 @@ type usageKeeper struct {
 	log    *slog.Logger
 	idleIO bool // measure at idle I/O priority in the background
 
-	// mu serializes measuring and writing, and guards the fields below.
+	// measuring serializes measurements, which take no mu: a job that
+	// ends meanwhile writes its saved bytes without waiting. close waits
+	// for a measurement under way.
+	measuring sync.Mutex
+	// mu serializes writing the file and guards the fields below.
 	mu       sync.Mutex
-	saved    atomic.Int64 // also read without mu, which a measurement holds
+	saved    atomic.Int64 // also added to without mu (addSaved)
 	last     UsageRecord
 	closed   bool
 	measured time.Time     // when the last measurement began
-	took     time.Duration // how long it took
+	took     time.Duration // how long the one before it took, once done
 
 	pending      atomic.Bool   // a background refresh is on its way
 	unwritten    atomic.Bool   // saved has changed since the file was written
@@ -129,7 +133,7 @@ func (u *usageKeeper) jobRan(saved int64, measure bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.saved.Add(saved)
-	u.updateLocked(false)
+	u.writeLocked(u.last)
 	if measure {
 		u.refreshLater()
 	}
@@ -169,38 +173,55 @@ func (u *usageKeeper) refreshLater() {
 		}
 		time.Sleep(usageDelay)
 		u.mu.Lock()
-		defer u.mu.Unlock()
 		for wait := u.waitLocked(time.Now()); wait > 0 && !u.closed; wait = u.waitLocked(time.Now()) {
 			u.mu.Unlock()
 			time.Sleep(wait)
 			u.mu.Lock()
 		}
 		u.pending.Store(false) // a change from now on needs another measurement
-		u.updateLocked(true)
+		u.mu.Unlock()
+		u.measure()
 	}()
 }
 
-// updateLocked writes the file, with new figures when measure is set; a
-// failure costs only the figures' freshness and is logged.
-func (u *usageKeeper) updateLocked(measure bool) {
-	if u.closed {
+// measure measures the pool and writes the figures, unless the keeper
+// closed; a failure costs only the figures' freshness and is logged.
+func (u *usageKeeper) measure() {
+	u.measuring.Lock()
+	defer u.measuring.Unlock()
+	began := time.Now()
+	u.mu.Lock()
+	closed := u.closed
+	// A refresh asked for meanwhile counts its wait from this start.
+	u.measured = began
+	u.mu.Unlock()
+	if closed {
 		return
 	}
+	r, err := measurePool(u.root)
+	took := time.Since(began)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.took = took
+	// Counted once the figures are written, whatever becomes of them.
+	defer u.measurements.Add(1)
 	rec := u.last
-	if measure {
-		began := time.Now()
-		r, err := measurePool(u.root)
-		u.measured, u.took = began, time.Since(began)
-		// Counted once the figures are written, whatever becomes of them.
-		defer u.measurements.Add(1)
-		if err != nil {
-			u.log.Warn("cannot measure the pool", "dir", u.root.Name(), "err", err)
-		} else {
-			rec = UsageRecord{Time: began.Unix(), DiskUsage: r.Total.DiskBytes,
-				Uncompressed: r.Total.UncompressedBytes, Referenced: r.Total.ReferencedBytes}
-			u.log.Debug("measured the pool", "dir", u.root.Name(), "files", r.Files, "extents", r.Extents,
-				"ms", time.Since(began).Milliseconds())
-		}
+	if err != nil {
+		u.log.Warn("cannot measure the pool", "dir", u.root.Name(), "err", err)
+	} else {
+		rec = UsageRecord{Time: began.Unix(), DiskUsage: r.Total.DiskBytes,
+			Uncompressed: r.Total.UncompressedBytes, Referenced: r.Total.ReferencedBytes}
+		u.log.Debug("measured the pool", "dir", u.root.Name(), "files", r.Files, "extents", r.Extents,
+			"ms", took.Milliseconds())
+	}
+	u.writeLocked(rec)
+}
+
+// writeLocked writes the file: rec's figures with the saved bytes so far;
+// a failure is logged, and the saved bytes are written again next time.
+func (u *usageKeeper) writeLocked(rec UsageRecord) {
+	if u.closed {
+		return
 	}
 	u.unwritten.Store(false) // before saved is read: a later addSaved sets it again
 	rec.Version, rec.DirPath, rec.Saved = usageFileVersion, u.root.Name(), u.saved.Load()
@@ -219,13 +240,15 @@ func (u *usageKeeper) savedBytes() int64 { return u.saved.Load() }
 // idle; the next measurement or write opens it again.
 func (u *usageKeeper) release() error { return u.root.Release() }
 
-// close waits for a measurement under way, writes the saved bytes no
-// measurement has written yet, and stops any later measurement.
+// close waits for a measurement under way, writes the saved bytes not
+// written yet, and stops any later measurement.
 func (u *usageKeeper) close() error {
+	u.measuring.Lock()
+	defer u.measuring.Unlock()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.unwritten.Load() {
-		u.updateLocked(false)
+		u.writeLocked(u.last)
 	}
 	u.closed = true
 	return u.root.Close()

@@ -78,13 +78,14 @@ func poolFiles(t *testing.T, dir string) []string {
 // files and the bytes the jobs saved, which a restart keeps counting on.
 func TestUsageFileFollowsJobsAcrossRestarts(t *testing.T) {
 	h := newOptHarness(t)
+	h.waitMeasurements(1) // the pool open's: the next is the job's
 	s := spec("appvms/work/private")
 	h.Must(h.P.Volumes.Create(s))
 	h.Must(h.P.Volumes.Start(s))
 	btrfstest.WriteAt(t, h.Path("appvms/work/private-dirty.img"), 0, btrfstest.Text("first", 32*mib))
 	h.Must(h.P.Volumes.Stop(s))
 	h.Wait()
-	h.waitMeasurements(h.measurements() + 1)
+	h.waitMeasurements(2)
 
 	rec, info := readUsageRecord(t, h.Dir)
 	want := measure(t, poolFiles(t, h.Dir)...).Total
