@@ -119,14 +119,19 @@ func (r *Registry) Open(name, dir string) (*Pool, error) {
 
 // openLocked opens the pool at dir, which no open pool has, unless an
 // open pool reaches the same directory by another path (a symlink): two
-// pools would each lock the volumes for itself alone.
+// pools would each lock the volumes for itself alone. An open pool whose
+// path leads elsewhere now (moved, re-linked) does not count: current
+// closes it when it is next used.
 func (r *Registry) openLocked(name, dir string) (*Pool, error) {
 	dev, ino, err := identify(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pool %s: %w", dir, err)
 	}
 	for _, other := range r.pools {
-		if other.id.Dev == dev && other.id.Ino == ino {
+		if other.id.Dev != dev || other.id.Ino != ino {
+			continue
+		}
+		if d, i, err := identify(other.id.Dir); err == nil && d == dev && i == ino {
 			return nil, fmt.Errorf("%w: %s is the directory of pool %s (%s)", ErrNested, dir, other.Name, other.id.Dir)
 		}
 	}

@@ -147,4 +147,16 @@ func TestPoolDirectoryBehindASymlink(t *testing.T) {
 	if n := len(reg.List()); n != 1 {
 		t.Fatalf("%d pools served, want 1", n)
 	}
+
+	// Re-linked elsewhere, the link no longer holds the directory: it
+	// opens under its own path.
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(mnt, "disk"), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Open("other", real); err != nil {
+		t.Fatalf("the directory a link no longer leads to: %v", err)
+	}
 }
