@@ -14,10 +14,11 @@ import (
 const workingAllowance = 48 << 20
 
 // memoryLimit is the soft memory limit for open indexes of indexBytes in
-// all (with a cold pass's encoder while one runs; see OnIndexSized). The indexes are large, pointer-free live heap objects, so by
-// default the garbage collector lets garbage grow to their size before it
-// collects (GOGC=100): a 32 MiB index made a 116 MiB peak. A limit of the
-// indexes plus a working allowance keeps the peak near what is needed.
+// all, the zstd encoders' tables included (see OnIndexSized). The
+// indexes are large, pointer-free live heap objects, so by default the
+// garbage collector lets garbage grow to their size before it collects
+// (GOGC=100): a 32 MiB index made a 116 MiB peak. A limit of the indexes
+// plus a working allowance keeps the peak near what is needed.
 func memoryLimit(indexBytes uint64) int64 {
 	if indexBytes > math.MaxInt64-workingAllowance {
 		return math.MaxInt64

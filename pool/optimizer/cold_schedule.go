@@ -71,10 +71,9 @@ func (s *Scheduler) cancelColdLocked(dir string) {
 // template update's job took four times as long after a cold pass);
 // uncounted during it, the pass collected some 150 times a second.
 func (s *Scheduler) coldEncoder() (enc *copyEncoder, release func()) {
-	release = s.indexes.hold(btrfs.ZstdEncoderBytes(s.cfg.Cold.Level))
 	enc = newCopyEncoder(s.cfg.Cold.Level, s.cfg.MinCompressSaving, 1, s.onPlain)
 	enc.wholeUnits = true
-	return enc, release
+	return enc, s.indexes.hold(enc.tableBytes())
 }
 
 // runCold runs a cold pass. Cut short by another job or a start, it is

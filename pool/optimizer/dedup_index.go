@@ -29,7 +29,7 @@ type IndexSizes struct {
 
 // indexAccount is the scheduler's side of its pools' indexes: the sizes
 // they are to have and the bytes the open ones hold, with those of the
-// other large tables a run holds meanwhile (hold).
+// zstd encoders' tables (hold), which the memory limit follows too.
 type indexAccount struct {
 	mu     sync.Mutex
 	sizes  IndexSizes
@@ -54,37 +54,35 @@ func (a *indexAccount) reserve(n uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.open += n
-	if a.report != nil {
-		a.report(a.open)
-	}
+	a.reportLocked()
 }
 
-// release uncounts an index that closed or failed to open. It is not
-// reported: indexes close only as the registry does, and a limit left too
-// high after a failed open only makes collection lazier.
+// release uncounts an index that closed (idle, or with the registry) or
+// failed to open. It is not reported: a limit left too high only makes
+// collection lazier until the next report, and an index reopened idle
+// would otherwise be reported twice.
 func (a *indexAccount) release(n uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.open -= n
 }
 
-// hold counts n bytes of tables a run needs besides the indexes (a cold
-// pass's encoder), reported at once, and returns their release, reported
-// too: the memory limit comes down again once the run is over.
+// hold counts n bytes of encoder tables beside the indexes, reported at
+// once, and returns their release, reported too: a cold pass's encoder
+// goes with the pass, and the limit comes down with it (see coldEncoder).
 func (a *indexAccount) hold(n uint64) (release func()) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.open += n
-	if a.report != nil {
-		a.report(a.open)
-	}
+	a.reserve(n)
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		a.open -= n
-		if a.report != nil {
-			a.report(a.open)
-		}
+		a.reportLocked()
+	}
+}
+
+func (a *indexAccount) reportLocked() {
+	if a.report != nil {
+		a.report(a.open)
 	}
 }
 

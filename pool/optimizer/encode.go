@@ -31,6 +31,7 @@ type copyEncoder struct {
 	// property).
 	plain    atomic.Bool
 	onPlain  func(error)
+	level    int
 	parallel int
 	// minSaving is the share of a unit's bytes its frame must save for
 	// the unit to be stored compressed (see DefaultMinCompressSaving).
@@ -61,8 +62,14 @@ func newCopyEncoder(level int, minSaving float64, parallel int, onPlain func(err
 	if parallel == 0 {
 		parallel = runtime.GOMAXPROCS(0)
 	}
-	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, parallel: parallel,
-		minSaving: minSaving}
+	return &copyEncoder{enc: btrfs.NewZstdEncoder(level, parallel), onPlain: onPlain, level: level,
+		parallel: parallel, minSaving: minSaving}
+}
+
+// tableBytes is the memory the encoder holds once it has worked on every
+// CPU it may use.
+func (e *copyEncoder) tableBytes() uint64 {
+	return btrfs.ZstdEncoderBytes(e.level) * uint64(e.parallel)
 }
 
 // write stores data at off in f (sector-aligned), in order: each 128 KiB

@@ -221,9 +221,9 @@ func TestCopyEncoderReusesItsBuffers(t *testing.T) {
 	}
 }
 
-// The jobs' encoders are kept by level and CPUs. A cold pass makes its
-// own, on one CPU, keeping units whole, and the memory limit has room
-// for its tables until the run releases it.
+// The jobs' encoders are kept by level and CPUs, and the memory limit
+// has room for their tables. A cold pass makes its own, on one CPU,
+// keeping units whole, counted until the run releases it.
 func TestColdEncoderIsTheRunsAndCounted(t *testing.T) {
 	var reported []uint64
 	s := NewScheduler(SchedulerConfig{Cold: ColdPolicy{Level: 15}, OnIndexSized: func(total uint64) {
@@ -233,6 +233,11 @@ func TestColdEncoderIsTheRunsAndCounted(t *testing.T) {
 	if s.encoderFor(encoderKey{level: 15}) != jobs || s.encoderFor(encoderKey{level: 3}) == jobs ||
 		s.encoderFor(encoderKey{level: 15, parallel: 1}) == jobs {
 		t.Fatal("the jobs' encoders are not kept by key")
+	}
+	// The jobs' encoders are counted for good: 35 MiB a CPU at level 15.
+	jobsTables := reported[len(reported)-1]
+	if least := btrfs.ZstdEncoderBytes(15) * uint64(runtime.GOMAXPROCS(0)+1); jobsTables < least {
+		t.Fatalf("the jobs' encoders count %d bytes, at least %d expected", jobsTables, least)
 	}
 	cold, release := s.coldEncoder()
 	again, releaseAgain := s.coldEncoder()
@@ -244,7 +249,7 @@ func TestColdEncoderIsTheRunsAndCounted(t *testing.T) {
 	releaseAgain()
 	release()
 	tables := btrfs.ZstdEncoderBytes(15)
-	if want := []uint64{tables, 2 * tables, tables, 0}; !slices.Equal(reported, want) {
-		t.Fatalf("memory reported %v, want %v", reported, want)
+	if got, want := reported[3:], []uint64{jobsTables + tables, jobsTables + 2*tables, jobsTables + tables, jobsTables}; !slices.Equal(got, want) {
+		t.Fatalf("memory reported for the cold encoders %v, want %v", got, want)
 	}
 }

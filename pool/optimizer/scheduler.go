@@ -33,8 +33,9 @@ type SchedulerConfig struct {
 	Cold ColdPolicy
 	// OnIndexSized, which may be nil, is told the total bytes of the open
 	// dedup indexes each time one is about to open, counting it at the
-	// size it is to have: they are most of the daemon's memory. A cold
-	// pass's encoder counts too while the pass runs (see coldEncoder).
+	// size it is to have: they are most of the daemon's memory. The zstd
+	// encoders' tables count too: the jobs' for good, a cold pass's while
+	// it runs (see coldEncoder); reports come as any of these changes.
 	// Calls come one at a time; it must not use the scheduler.
 	OnIndexSized func(total uint64)
 }
@@ -58,11 +59,11 @@ type Scheduler struct {
 	recent  []JobDone
 	lastID  uint64 // the newest job id handed out
 	// encoders are the jobs' encoders of compressed copies, by zstd level
-	// and CPUs, kept across jobs (a cold pass makes its own; see
-	// coldEncoder).
+	// and CPUs, kept across jobs, their tables counted in indexes (a cold
+	// pass makes its own; see coldEncoder).
 	encoders  map[encoderKey]*copyEncoder
-	plainOnce sync.Once // onPlain's log line
-	indexes  indexAccount // of every pool's dedup index
+	plainOnce sync.Once    // onPlain's log line
+	indexes   indexAccount // of every pool's dedup index
 	// owed are the pools, by directory, whose last jobs left measuring
 	// the pool to a job that was to follow (see followed): a worker with
 	// nothing to run does it (catchUp).
@@ -339,6 +340,7 @@ func (s *Scheduler) encoderFor(key encoderKey) *copyEncoder {
 		return enc
 	}
 	enc := newCopyEncoder(key.level, s.cfg.MinCompressSaving, key.parallel, s.onPlain)
+	s.indexes.hold(enc.tableBytes()) // for good: the encoder is kept
 	if s.encoders == nil {
 		s.encoders = map[encoderKey]*copyEncoder{}
 	}
