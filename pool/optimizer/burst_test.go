@@ -56,6 +56,7 @@ func TestJobsStoppedTogetherMeasureThePoolOnce(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newBurstHarness(t)
+			written := optimizer.UsageWrites(h.P.Optimizer)
 			if tt.together {
 				h.Jobs.Pause("test")
 			}
@@ -81,6 +82,11 @@ func TestJobsStoppedTogetherMeasureThePoolOnce(t *testing.T) {
 			}
 			if got := h.measurements() - 1; got != tt.want {
 				t.Errorf("the jobs measured the pool %d times, want %d", got, tt.want)
+			}
+			// Each measurement writes the file, and so does the job that
+			// ends a burst, the others leaving their saved bytes to it.
+			if got := optimizer.UsageWrites(h.P.Optimizer) - written; got != 2*tt.want {
+				t.Errorf("the usage file was written %d times, want %d", got, 2*tt.want)
 			}
 			if n := h.Jobs.Counters().Get(optimizer.CountJobDone); n != int64(len(vids)) {
 				t.Errorf("%d jobs done, want %d", n, len(vids))

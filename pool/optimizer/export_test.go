@@ -73,6 +73,9 @@ const UsageDelay = usageDelay
 // it opened.
 func UsageMeasurements(p *Pool) uint64 { return p.usage.measurements.Load() }
 
+// UsageWrites counts the writes of p's usage file since it opened.
+func UsageWrites(p *Pool) uint64 { return p.usage.writes.Load() }
+
 // IndexCellsUsed returns how many cells p's dedup index holds in memory,
 // and in its file, as an index opened from a copy of it in dir holds.
 func IndexCellsUsed(t testing.TB, p *Pool, dir string) (inMemory, inFile uint64) {

@@ -77,6 +77,7 @@ type usageKeeper struct {
 	pending      atomic.Bool   // a background refresh is on its way
 	unwritten    atomic.Bool   // saved has changed since the file was written
 	measurements atomic.Uint64 // done and their figures written, for tests
+	writes       atomic.Uint64 // of the file, for tests
 }
 
 // openUsageKeeper reads back the saved bytes UsageFile counted so far. A
@@ -231,6 +232,7 @@ func (u *usageKeeper) writeLocked(rec UsageRecord) {
 		return
 	}
 	u.last = rec
+	u.writes.Add(1)
 }
 
 // savedBytes is the disk space the pool's jobs freed, net.
