@@ -196,19 +196,19 @@ var ErrNested = errors.New("pools cannot nest")
 // one under another path. dir itself may be a pool already. Paths are
 // compared where their symlinks lead.
 func (r *Registry) CheckNesting(dir string) error {
-	real := resolved(dir)
+	at := resolved(dir)
 	for _, p := range r.List() {
 		other := p.Volumes.Dir()
-		switch otherReal := resolved(other); {
-		case within(real, otherReal):
+		switch otherAt := resolved(other); {
+		case within(at, otherAt):
 			return fmt.Errorf("%w: %s is inside pool %s (%s)", ErrNested, dir, p.Name, other)
-		case within(otherReal, real):
+		case within(otherAt, at):
 			return fmt.Errorf("%w: %s contains pool %s (%s)", ErrNested, dir, p.Name, other)
-		case real == otherReal && dir != other:
+		case at == otherAt && dir != other:
 			return fmt.Errorf("%w: %s is the directory of pool %s (%s)", ErrNested, dir, p.Name, other)
 		}
 	}
-	for parent := filepath.Dir(real); parent != filepath.Dir(parent); parent = filepath.Dir(parent) {
+	for parent := filepath.Dir(at); parent != filepath.Dir(parent); parent = filepath.Dir(parent) {
 		if servedBefore(parent) {
 			return fmt.Errorf("%w: %s is inside the pool directory %s", ErrNested, dir, parent)
 		}
@@ -221,8 +221,8 @@ func (r *Registry) CheckNesting(dir string) error {
 func resolved(dir string) string {
 	tail := ""
 	for {
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(real, tail)
+		if target, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(target, tail)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {

@@ -198,7 +198,7 @@ func (m *measurer) onDisk(data []byte, ratio float64) uint64 {
 	frame := m.enc.Encode(make([]byte, 0, len(data)), data)
 	n := uint64(len(data))
 	if btrfs.Saves(frame, data) && float64(len(frame)) <= ratio*float64(n) {
-		return (uint64(len(frame)) + blockSize - 1) &^ (blockSize - 1)
+		return uint64(btrfs.StoredBytes(len(frame)))
 	}
 	return n
 }

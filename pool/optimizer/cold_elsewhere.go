@@ -39,7 +39,7 @@ func (r *jobRun) runsElsewhere(e btrfs.Extent, refs []extentRef, spans []coldSpa
 	self := diskSpan{e.DiskBytenr, e.DiskBytenr + e.DiskNumBytes}
 	var runs []elsewhereRun
 	for _, sp := range spans {
-		for x := alignUp(sp.lo); x+blockSize <= sp.hi; {
+		for x := sp.lo; x+blockSize <= sp.hi; { // references start on a block
 			at := sp.at + x - sp.lo
 			src, n, err := r.dedup.runElsewhere(self, refs, data[at:sp.at+sp.hi-sp.lo])
 			if err != nil {
@@ -180,5 +180,3 @@ func repack(from []coldSpan, data []byte, spans []coldSpan) []byte {
 	}
 	return out
 }
-
-func alignUp(n uint64) uint64 { return (n + blockSize - 1) &^ (blockSize - 1) }

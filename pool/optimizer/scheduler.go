@@ -63,7 +63,7 @@ type Scheduler struct {
 	// pass makes its own; see coldEncoder).
 	encoders  map[encoderKey]*copyEncoder
 	plainOnce sync.Once    // onPlain's log line
-	indexes   indexAccount // of every pool's dedup index
+	indexes   indexAccount // every pool's dedup index, and the encoders' tables
 	// owed are the pools, by directory, whose last jobs left measuring
 	// the pool to a job that was to follow (see followed): a worker with
 	// nothing to run does it (catchUp).
