@@ -41,8 +41,24 @@ func worthCompressing(f *os.File, pc btrfs.Extent, minSaving float64) (bool, err
 // data by minSaving of them, enough to pay for rewriting it.
 func SampleShrinks(data []byte, minSaving float64) bool {
 	n := min(len(data), sampleBytes)
-	out := sampler.EncodeAll(data[:n], make([]byte, 0, n))
-	return SavesEnough(len(out), n, minSaving)
+	return SavesEnough(len(sampleFrame(data[:n])), n, minSaving)
+}
+
+// SampleStored compresses the first sampleBytes of data, one unit as btrfs
+// stores it, and returns the sample's length n and the bytes it would
+// take on disk: its frame in whole sectors when that saves minSaving, else
+// n, as it would be stored plainly.
+func SampleStored(data []byte, minSaving float64) (n, stored int) {
+	n = min(len(data), sampleBytes)
+	frame := len(sampleFrame(data[:n]))
+	if SavesEnough(frame, n, minSaving) {
+		return n, btrfs.StoredBytes(frame)
+	}
+	return n, n
+}
+
+func sampleFrame(sample []byte) []byte {
+	return sampler.EncodeAll(sample, make([]byte, 0, len(sample)))
 }
 
 // SavesEnough reports whether data of n bytes stored in stored bytes

@@ -31,11 +31,12 @@ type extentPlan struct {
 	// so it must be rewritten (before that block is deduplicated) or the
 	// extent would stay pinned by the match.
 	forced bool
-	// compressible: an uncompressed extent whose sample zstd shrinks
-	// enough to pay for rewriting it (see worthRatio); judged on its first
-	// piece read. The pass rewrites it compressed, matches or not, so that
-	// the new data is read once for both stages.
-	compressible, judged bool
+	// sampled and sampledStored judge an uncompressed extent's
+	// compressibility: the bytes of its pieces longer than a block, and
+	// what they would take stored compressed, from a sample of each (see
+	// judge). A compressible extent is rewritten compressed, matches or
+	// not, so that the new data is read once for both stages.
+	sampled, sampledStored uint64
 	// hashes of the extent's blocks, indexed if it is kept (see remember).
 	hashes []indexEntry
 	// dests are the volume's files referencing the extent, all changed
@@ -45,6 +46,26 @@ type extentPlan struct {
 }
 
 type indexEntry struct{ hash, addr uint64 }
+
+// judge samples one piece of the extent's data for compression, weighing
+// the sample by the piece's length. Every piece is judged, not only the
+// first: an extent written back from a VM's page cache holds the data of
+// several guest files, and its first piece may be a single block (the
+// block after it overwritten since) or an already-compressed file's.
+func (pl *extentPlan) judge(enc *copyEncoder, data []byte) {
+	if len(data) <= blockSize {
+		return // a block is never stored smaller
+	}
+	n, stored := enc.sampleStored(data)
+	pl.sampled += uint64(len(data))
+	pl.sampledStored += uint64(stored) * uint64(len(data)) / uint64(n)
+}
+
+// compressible reports whether the extent's samples save enc's minimum
+// share: enough to pay for rewriting it.
+func (pl *extentPlan) compressible(enc *copyEncoder) bool {
+	return pl.sampled > 0 && enc.savesEnough(int(pl.sampledStored), int(pl.sampled))
+}
 
 // remember keeps the hash of the block at offset eo into the extent, to
 // index it if the extent is kept. A compressible extent is usually
@@ -328,11 +349,8 @@ func (d *deduper) scan(img dedupDest, i int) error {
 	if err != nil {
 		return err
 	}
-	if !pl.judged {
-		pl.judged = true
-		pl.compressible = !pl.compressed && len(data) > blockSize && d.enc.sampleShrinks(data)
-	}
 	if !pl.compressed {
+		pl.judge(d.enc, data)
 		d.stats.add(CountCompressBytesExamined, uint64(len(data)))
 	}
 	for b := 0; b < len(data); {
@@ -442,7 +460,8 @@ type pieceDests struct {
 // once its rest is rewritten (see rewrite). So the pool never grows.
 func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extentPlan) error {
 	pl.decided = true
-	if pl.saved == 0 && !pl.forced && !pl.compressible {
+	compressible := pl.compressible(d.enc)
+	if pl.saved == 0 && !pl.forced && !compressible {
 		return nil
 	}
 	dests, err := d.targets(l, img, ino, pl.dataExtent)
@@ -453,7 +472,7 @@ func (d *deduper) decide(l *volume.Locked, img dedupDest, ino uint64, pl *extent
 		return err
 	}
 	if dests == nil {
-		if pl.compressible {
+		if compressible {
 			for _, it := range pl.items {
 				d.stats.add(CountCompressBytesSkippedShared, it.Length)
 			}

@@ -40,7 +40,7 @@ func TestTargetsOfAnExtentGoneSincePlan(t *testing.T) {
 		if len(files) != 0 || !errors.Is(err, errExtentGone) {
 			t.Errorf("targets of a missing extent: %v, %v; want errExtentGone", files, err)
 		}
-		pl := &extentPlan{dataExtent: de, compressible: true}
+		pl := &extentPlan{dataExtent: de, sampled: 128 << 10, sampledStored: 4096} // compressible
 		if err := r.dedup.decide(l, dedupDest{f: f, file: l.Clean(), path: img}, ino, pl); err != nil || pl.dests != nil {
 			t.Errorf("decide on a missing extent: %v, dests %v", err, pl.dests)
 		}

@@ -4,6 +4,7 @@ package optimizer_test
 
 import (
 	"encoding/binary"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -488,4 +489,65 @@ func stateRoot(t *testing.T, dir string) *fsroot.Root {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// The dedup stage judges an extent's compressibility over all of it, not
+// by its first piece: a file-reflink volume's image (and its revision,
+// sharing it) whose extent starts with a single block, or with data that
+// does not compress, is compressed in that stage when the rest compresses;
+// an extent of noise is left as it is.
+func TestFullPassJudgesWholeExtents(t *testing.T) {
+	const n = 8 * mib
+	const vid = "appvms/mixed/private"
+	for _, tc := range []struct {
+		name string
+		data []byte
+		gap  bool // the second block overwritten: the extent's first item is one block
+		// compressed: the image's data ends up compressed (else left plain)
+		compressed bool
+	}{
+		{name: "first item one block", data: btrfstest.Text(vid, n), gap: true, compressed: true},
+		{name: "noise first, text after", data: slices.Concat(noise(3, mib), btrfstest.Text(vid, n-mib)), compressed: true},
+		{name: "noise", data: noise(4, n)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			img := h.Path(vid + ".img")
+			if err := os.MkdirAll(filepath.Dir(img), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(img, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			btrfstest.Sync(t, img)
+			if tc.gap {
+				btrfstest.WriteAt(t, img, 4096, noise(5, 4096))
+				btrfstest.Sync(t, img)
+			}
+			rev := h.Path(vid + ".img.1@2025-01-01T00:00:00Z")
+			btrfstest.Reflink(t, img, rev)
+			files := []string{img, rev}
+			want := sums(t, files)
+			res := h.fullPass(vid)
+			if got := sums(t, files); !maps.Equal(got, want) {
+				t.Fatal("the pass changed the files' content")
+			}
+			z := zstdBytes(measure(t, img))
+			if both := measure(t, files...); both.Total.UncompressedBytes > n+mib {
+				t.Errorf("image and revision no longer share their data: %+v", both.Total)
+			}
+			t.Logf("zstd %d bytes of %d; counters %+v", z, n, res.Counters)
+			if tc.compressed && z < n-2*mib {
+				t.Errorf("%d bytes of the image compressed; want its text, at least %d", z, n-2*mib)
+			}
+			// Compressed by the dedup stage, which read the data once for
+			// both stages, not left to the compression stage's second read.
+			if examined := res.Counters.Get(optimizer.CountCompressBytesExamined); tc.compressed && examined > n+mib {
+				t.Errorf("%d bytes examined for %d of data: the extent was judged twice", examined, n)
+			}
+			if !tc.compressed && z != 0 {
+				t.Errorf("%d bytes of noise compressed; want none", z)
+			}
+		})
+	}
 }

@@ -12,10 +12,11 @@ import "github.com/btrfs-vdo/btrfs-vdo/internal/compress"
 // or nothing.
 const DefaultMinCompressSaving = compress.DefaultMinSaving
 
-// sampleShrinks reports whether zstd shrinks the first 128 KiB of data
-// enough, by the encoder's minimum share, to pay for rewriting it.
-func (e *copyEncoder) sampleShrinks(data []byte) bool {
-	return compress.SampleShrinks(data, e.minSaving)
+// sampleStored compresses a sample of data, its first 128 KiB, and
+// returns the sample's length and the bytes it would take stored: see
+// compress.SampleStored.
+func (e *copyEncoder) sampleStored(data []byte) (n, stored int) {
+	return compress.SampleStored(data, e.minSaving)
 }
 
 // savesEnough reports whether data of n bytes stored in stored bytes

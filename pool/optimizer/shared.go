@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -57,7 +58,7 @@ func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 	}
 	var copyExts []btrfs.Extent
 	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
-		fill: func(cp compressedCopy) (bool, error) { return copyThrough(cp, refs, lo, hi) },
+		fill: func(cp compressedCopy) (bool, error) { return true, copyThrough(cp, refs, lo, hi) },
 		keep: func(cp compressedCopy) (bool, error) {
 			exts, smaller, err := takesLessThan(cp, pc.DiskNumBytes)
 			if smaller {
@@ -260,25 +261,27 @@ func (c compressedCopy) extents() ([]btrfs.Extent, error) {
 }
 
 // copyThrough writes bytes [lo, hi) of the disk extent, read through its
-// references, to the copy at copyBase. It reports false when the range
-// cannot be read whole from the references (they leave a gap).
-func copyThrough(c compressedCopy, refs []extentRef, lo, hi uint64) (bool, error) {
+// references, to the copy at copyBase. Bytes no reference covers (blocks
+// since overwritten in every file, as a VM's write leaves them) are not
+// copied: they go when the extent is freed, and the copy has a hole there.
+func copyThrough(c compressedCopy, refs []extentRef, lo, hi uint64) error {
 	buf := make([]byte, copyBuffer)
 	for pos := lo; pos < hi; {
 		r, ok := refCovering(refs, pos)
 		if !ok {
-			return false, nil
+			pos = nextReferenced(refs, pos)
+			continue
 		}
 		n := min(uint64(len(buf)), hi-pos, r.extentOffset+r.length-pos)
 		if _, err := r.file.ReadAt(buf[:n], int64(r.offset+pos-r.extentOffset)); err != nil {
-			return false, fmt.Errorf("read %s: %w", r.file.Name(), err)
+			return fmt.Errorf("read %s: %w", r.file.Name(), err)
 		}
 		if err := c.write(buf[:n], copyBase+pos-lo); err != nil {
-			return false, err
+			return err
 		}
 		pos += n
 	}
-	return true, nil
+	return nil
 }
 
 func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {
@@ -288,4 +291,16 @@ func refCovering(refs []extentRef, pos uint64) (extentRef, bool) {
 		}
 	}
 	return extentRef{}, false
+}
+
+// nextReferenced is the first byte after pos that a reference covers;
+// copyThrough's pos lies in a gap below the end of the last reference.
+func nextReferenced(refs []extentRef, pos uint64) uint64 {
+	next := uint64(math.MaxUint64)
+	for _, r := range refs {
+		if r.extentOffset > pos {
+			next = min(next, r.extentOffset)
+		}
+	}
+	return next
 }
