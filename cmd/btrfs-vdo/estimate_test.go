@@ -305,9 +305,9 @@ func TestEstimateMatchesOptimize(t *testing.T) {
 	// the estimate models more simply than the optimizer works: it
 	// compresses each 128 KiB unit on its own where the optimizer
 	// compresses an extent's remaining blocks together, judges
-	// compressibility per unit instead of on an extent's first piece, and
-	// counts revisions compressed at the pool's level where the kernel's
-	// range defrag compresses them.
+	// compressibility per unit instead of per extent, and counts
+	// revisions compressed at the pool's level where the kernel's range
+	// defrag compresses them.
 	tolerance := int64(r.Total.DedupedErrorBytes) + before/20
 	if diff := r.Total.SavingBytes - freed; diff > tolerance || -diff > tolerance {
 		t.Errorf("estimated saving %d, optimize freed %d: off by %d, more than %d", r.Total.SavingBytes, freed, diff, tolerance)

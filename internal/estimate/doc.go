@@ -76,12 +76,14 @@
 // intervals, adding the duplicates' variance to the compression's.
 //
 // What the intervals do not cover is the model: the optimizer compresses
-// an extent's remaining blocks together rather than unit by unit, judges
-// compressibility on an extent's first piece, compresses revisions by
-// the kernel's range defrag, and finds duplicates through an index of
-// limited size (index_size) that can miss some in a pool much larger
-// than it. Extents already compressed are counted as they are, and
-// their blocks are not matched (their checksums are of compressed bytes).
+// a taken-apart extent's remaining blocks a run of adjacent ones at a time
+// where this compresses a unit's remaining blocks together, judges
+// an extent's compressibility as a whole (a sample of each piece, weighed
+// by length), compresses revisions by the kernel's range defrag, and
+// finds duplicates through an index of limited size (index_size) that can
+// miss some in a pool much larger than it. Extents already compressed are
+// counted as they are, and their blocks are not matched (their checksums
+// are of compressed bytes).
 // The blocks read are checked against their stored checksums; a mismatch
 // (data changing under the estimate) is reported.
 package estimate
