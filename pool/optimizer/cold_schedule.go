@@ -40,10 +40,7 @@ func (s *Scheduler) queueCold() bool {
 		if !ok {
 			continue
 		}
-		if _, err := s.put(p, Job{VID: vid, Cold: true, Queued: now.UTC()}, false, nil); err != nil {
-			p.log.Warn("cannot queue cold pass", "pool", p.Name, "vid", vid, "err", err)
-			continue
-		}
+		s.put(p, Job{VID: vid, Cold: true, Queued: now.UTC()})
 		return true
 	}
 	return false
@@ -179,5 +176,5 @@ func (p *Pool) OptimizeCold(vid string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.sched.put(p, Job{VID: vid, Cold: true, Queued: time.Now().UTC()}, false, nil)
+	return p.sched.put(p, Job{VID: vid, Cold: true, Queued: time.Now().UTC()}), nil
 }

@@ -219,7 +219,7 @@ func (p *Pool) committed(c volume.Committed) bool {
 	job := Job{VID: c.VID, Precache: c.Precache, Queued: time.Now().UTC()}
 	// Written before the commit's reply: the job alone will make the
 	// precache, so it must survive a crash.
-	_, err := p.sched.put(p, job, true, func(s *state, job *Job) {
+	_, err := p.sched.putDurable(p, job, func(s *state, job *Job) {
 		s.Commits++
 		examinedCommitted(s, c, clean)
 		if gen, ok := s.Started[c.VID]; ok {
@@ -291,7 +291,7 @@ func (p *Pool) Optimize(vid string, full bool) (uint64, error) {
 	if err := p.optimizable(vid); err != nil {
 		return 0, err
 	}
-	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}, false, nil)
+	return p.sched.put(p, Job{VID: vid, Full: full, Queued: time.Now().UTC()}), nil
 }
 
 // optimizable refuses a volume whose job could only wait: one that runs

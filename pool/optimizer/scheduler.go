@@ -64,6 +64,7 @@ type Scheduler struct {
 	encoders  map[encoderKey]*copyEncoder
 	plainOnce sync.Once    // onPlain's log line
 	indexes   indexAccount // every pool's dedup index, and the encoders' tables
+	durable   durablePuts  // jobs being written by putDurable
 	// owed are the pools, by directory, whose last jobs left measuring
 	// the pool to a job that was to follow (see followed): a worker with
 	// nothing to run does it (catchUp).
@@ -401,39 +402,37 @@ func (s *Scheduler) enqueue(p *Pool, vid string) {
 }
 
 // put records job in p's state, merged into the volume's pending job
-// (see putJob), after prepare, if given, has set it up against the state,
-// and makes it runnable. It returns the id of the job that covers it. A
-// durable job is on disk before put returns; another is written with the
-// next batch (see updateSoon).
-func (s *Scheduler) put(p *Pool, job Job, durable bool, prepare func(*state, *Job)) (uint64, error) {
-	s.mu.Lock()
-	// Held across the state's update, so that no job starts or ends
-	// between the look at s.running and the merge.
-	_, running := s.running[jobKey{p.Volumes.Dir(), job.VID}]
-	s.lastID++
-	job.ID = s.lastID
+// (see putJob), and makes it runnable. It returns the id of the job that
+// covers it. The job is written with the next batch (see updateSoon): for
+// jobs a crash may lose at the cost of the work alone; putDurable writes
+// the others before it returns.
+func (s *Scheduler) put(p *Pool, job Job) uint64 {
 	var id uint64
-	change := func(st *state) {
-		if prepare != nil {
-			prepare(st, &job)
-		}
-		st.Jobs, id = putJob(st.Jobs, job, running)
-	}
-	var err error
-	if durable {
-		err = p.state.tryUpdate(change)
-	} else {
-		p.state.updateSoon(change)
-	}
+	s.mu.Lock()
+	p.state.updateSoon(s.jobChangeLocked(p, job, nil, &id))
 	if !job.Cold {
 		s.cancelColdLocked("")
 	}
 	s.mu.Unlock()
-	if err != nil {
-		return 0, err
-	}
 	s.enqueue(p, job.VID)
-	return id, nil
+	return id
+}
+
+// jobChangeLocked returns the change that records job in a pool's state,
+// merged into the volume's pending job, after prepare, if given, has set
+// it up against the state; the change sets id to the job that covers it.
+// s.mu must stay held until the change is made, so that no job starts or
+// ends between the look at s.running and the merge.
+func (s *Scheduler) jobChangeLocked(p *Pool, job Job, prepare func(*state, *Job), id *uint64) func(*state) {
+	_, running := s.running[jobKey{p.Volumes.Dir(), job.VID}]
+	s.lastID++
+	job.ID = s.lastID
+	return func(st *state) {
+		if prepare != nil {
+			prepare(st, &job)
+		}
+		st.Jobs, *id = putJob(st.Jobs, job, running)
+	}
 }
 
 // resume makes the jobs a pool left unfinished runnable, and hands out
