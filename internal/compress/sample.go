@@ -34,14 +34,8 @@ func worthCompressing(f *os.File, pc btrfs.Extent, minSaving float64) (bool, err
 	if _, err := f.ReadAt(buf, int64(off)); err != nil {
 		return false, fmt.Errorf("sample %s at %d: %w", f.Name(), off, err)
 	}
-	return SampleShrinks(buf, minSaving), nil
-}
-
-// SampleShrinks reports whether zstd shrinks the first sampleBytes of
-// data by minSaving of them, enough to pay for rewriting it.
-func SampleShrinks(data []byte, minSaving float64) bool {
-	n := min(len(data), sampleBytes)
-	return SavesEnough(len(sampleFrame(data[:n])), n, minSaving)
+	sampled, stored := SampleStored(buf, minSaving)
+	return stored < sampled, nil
 }
 
 // SampleStored compresses the first sampleBytes of data, one unit as btrfs
@@ -50,15 +44,11 @@ func SampleShrinks(data []byte, minSaving float64) bool {
 // n, as it would be stored plainly.
 func SampleStored(data []byte, minSaving float64) (n, stored int) {
 	n = min(len(data), sampleBytes)
-	frame := len(sampleFrame(data[:n]))
+	frame := len(sampler.EncodeAll(data[:n], make([]byte, 0, n)))
 	if SavesEnough(frame, n, minSaving) {
 		return n, btrfs.StoredBytes(frame)
 	}
 	return n, n
-}
-
-func sampleFrame(sample []byte) []byte {
-	return sampler.EncodeAll(sample, make([]byte, 0, len(sample)))
 }
 
 // SavesEnough reports whether data of n bytes stored in stored bytes

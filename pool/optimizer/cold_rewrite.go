@@ -55,9 +55,7 @@ func (r *jobRun) recompress(files *coldFileSet, e btrfs.Extent) error {
 	}
 	var copyExts []btrfs.Extent
 	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
-		fill: func(cp compressedCopy) (bool, error) {
-			return true, cp.write(ownData, copyBase)
-		},
+		fill: func(cp compressedCopy) error { return cp.write(ownData, copyBase) },
 		keep: func(cp compressedCopy) (bool, error) {
 			exts, smaller, err := takesLessThan(cp, e.DiskNumBytes)
 			copyExts = exts

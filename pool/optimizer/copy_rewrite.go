@@ -16,8 +16,8 @@ import (
 // then deduplicated into every reference to it, so that all of them move
 // to the copy together. Its hooks are what the stages do differently.
 type copyRewrite struct {
-	// fill writes the data to the copy; false: nothing to rewrite.
-	fill func(compressedCopy) (bool, error)
+	// fill writes the data to the copy.
+	fill func(compressedCopy) error
 	// keep reports whether the copy is worth deduplicating into place.
 	keep func(compressedCopy) (bool, error)
 	// ranges are the parts of the copy and the references each replaces.
@@ -46,8 +46,7 @@ type copyRewritten struct {
 }
 
 // rewriteCompressed carries out cr through a new compressed copy in dir:
-// it fills the copy and, unless there is nothing to rewrite or the copy is
-// not worth it, deduplicates each range into place and records the
+// it fills the copy and, unless the copy is not worth it, deduplicates each range into place and records the
 // copy's extents as made by the job. The copy is removed; what was
 // deduplicated from it stays.
 func (r *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewritten, error) {
@@ -57,7 +56,7 @@ func (r *jobRun) rewriteCompressed(dir *fsroot.Root, cr copyRewrite) (copyRewrit
 		return rw, err
 	}
 	defer cp.remove()
-	if ok, err := cr.fill(cp); err != nil || !ok {
+	if err := cr.fill(cp); err != nil {
 		return rw, err
 	}
 	if ok, err := cr.keep(cp); err != nil || !ok {

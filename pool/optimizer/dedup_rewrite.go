@@ -67,12 +67,12 @@ func (d *deduper) rewriteRests(img dedupDest, work []pieceDests, limit uint64) (
 	}
 	var listed []btrfs.Extent // by keep, when it judged the copy
 	rw, err := d.run.rewriteCompressed(d.tmpDir, copyRewrite{
-		fill: func(cp compressedCopy) (bool, error) {
+		fill: func(cp compressedCopy) error {
 			if err := d.writeStretches(cp, work, buf); err != nil {
-				return false, err
+				return err
 			}
 			failpoint.Hit("dedup.after-rewrite-copy")
-			return true, nil
+			return nil
 		},
 		keep: func(cp compressedCopy) (bool, error) {
 			if limit == 0 {

@@ -512,18 +512,11 @@ func TestFullPassJudgesWholeExtents(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newOptHarness(t)
-			img := h.Path(vid + ".img")
-			if err := os.MkdirAll(filepath.Dir(img), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(img, tc.data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			btrfstest.Sync(t, img)
+			var overwrites []span
 			if tc.gap {
-				btrfstest.WriteAt(t, img, 4096, noise(5, 4096))
-				btrfstest.Sync(t, img)
+				overwrites = append(overwrites, span{4096, 4096})
 			}
+			img := h.writeImage(vid, tc.data, overwrites...)
 			rev := h.Path(vid + ".img.1@2025-01-01T00:00:00Z")
 			btrfstest.Reflink(t, img, rev)
 			files := []string{img, rev}

@@ -58,7 +58,7 @@ func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 	}
 	var copyExts []btrfs.Extent
 	rw, err := r.rewriteCompressed(r.tmpDir, copyRewrite{
-		fill: func(cp compressedCopy) (bool, error) { return true, copyThrough(cp, refs, lo, hi) },
+		fill: func(cp compressedCopy) error { return copyThrough(cp, refs, lo, hi) },
 		keep: func(cp compressedCopy) (bool, error) {
 			exts, smaller, err := takesLessThan(cp, pc.DiskNumBytes)
 			if smaller {
@@ -78,7 +78,8 @@ func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 		return res, err
 	}
 	if rw.whole {
-		res.BytesCompressed += hi - lo // the extent's data, once however many files share it
+		// What the copy stores compressed, once however many files share it.
+		res.BytesCompressed += compressedBytes(rw.made)
 	}
 	delete(r.refs, pc.DiskBytenr)
 	r.ledger.replaced[pc.DiskBytenr] = pc.DiskNumBytes
@@ -113,8 +114,10 @@ func (r *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (lo
 }
 
 // takesLessThan lists the copy's extents and reports whether they take at
-// least a block less than diskBytes: otherwise the data does not compress,
-// and the original is kept.
+// least a block less than diskBytes, the original's: otherwise the copy
+// saves nothing worth the rewrite, and the original is kept. Blocks of the
+// original that no file references are saved too: the copy leaves them
+// out (see copyThrough).
 func takesLessThan(cp compressedCopy, diskBytes uint64) ([]btrfs.Extent, bool, error) {
 	exts, copyDisk, err := cp.diskBytes()
 	if err != nil {
