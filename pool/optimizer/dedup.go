@@ -170,18 +170,18 @@ func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataEx
 		}
 		return nil, err
 	}
-	own, err := d.run.volumeRefs(l)
+	items, err := d.run.volumeItems(l)
 	if err != nil {
 		return nil, err
 	}
-	locs := own[de.bytenr]
-	total, err := btrfs.ExtentRefCount(img.f, de.bytenr)
+	alone, err := items.holdAlone(img.f, de.bytenr)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errExtentGone
 	}
-	if err != nil || total != uint64(len(locs)) {
+	if err != nil || !alone {
 		return nil, err
 	}
+	locs := items.byExtent[de.bytenr]
 	ranges := map[refLoc]bool{}
 	for _, it := range de.items {
 		ranges[refLoc{offset: it.Offset, extentOffset: it.ExtentOffset, length: it.Length}] = true

@@ -108,7 +108,7 @@ func (d *deduper) replacePass(ctx context.Context, fw fileWork, progress func(do
 	job := d.run.job
 	defer func() {
 		d.plans, d.pieces, d.spans, d.local = nil, nil, nil, nil
-		d.run.refs = nil // the pass replaced extents they list
+		d.run.items = nil // the pass replaced extents they list
 		if d.res != nil {
 			d.res.close()
 			d.res = nil

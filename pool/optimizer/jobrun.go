@@ -28,10 +28,10 @@ type jobRun struct {
 	// rw rewrites the extents only their file references by a range
 	// defrag, recording them in the ledger.
 	rw *compress.Rewriter
-	// refs maps a disk extent to the volume's items that reference it,
+	// items are the volume's items by the disk extent they reference,
 	// read on the first shared extent a stage meets and kept current as
 	// extents are replaced, so each chunk costs what it rewrites.
-	refs   map[uint64][]refLoc
+	items  *volumeItems
 	ledger *ledger
 	res    Result
 	dedup  *deduper     // nil: compression only
@@ -191,15 +191,15 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// volumeRefs returns the volume's references by disk extent, read once.
-func (r *jobRun) volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
-	if r.refs == nil {
+// volumeItems returns the volume's items by disk extent, read once.
+func (r *jobRun) volumeItems(l *volume.Locked) (*volumeItems, error) {
+	if r.items == nil {
 		var err error
-		if r.refs, err = volumeRefs(l); err != nil {
+		if r.items, err = readVolumeItems(l); err != nil {
 			return nil, err
 		}
 	}
-	return r.refs, nil
+	return r.items, nil
 }
 
 // tally counts a job's logical bytes done out of those planned.

@@ -81,7 +81,7 @@ func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 		// What the copy stores compressed, once however many files share it.
 		res.BytesCompressed += compressedBytes(rw.made)
 	}
-	delete(r.refs, pc.DiskBytenr)
+	delete(r.items.byExtent, pc.DiskBytenr)
 	r.ledger.replaced[pc.DiskBytenr] = pc.DiskNumBytes
 	return res, nil
 }
@@ -92,25 +92,21 @@ func (r *jobRun) compressShared(l *volume.Locked, target *os.File, pc btrfs.Exte
 // cannot be stored smaller, and an extent not committed yet has
 // references unknown.
 func (r *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (locs []refLoc, beyond bool, err error) {
-	refs, err := r.volumeRefs(l)
+	items, err := r.volumeItems(l)
 	if err != nil {
 		return nil, false, err
 	}
 	if pc.DiskNumBytes <= 4096 {
 		return nil, false, nil // one block cannot be stored smaller
 	}
-	locs = refs[pc.DiskBytenr]
-	total, err := btrfs.ExtentRefCount(target, pc.DiskBytenr)
+	alone, err := items.holdAlone(target, pc.DiskBytenr)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil // not committed yet: its references are unknown
 	}
-	if err != nil {
-		return nil, false, err
+	if err != nil || !alone {
+		return nil, err == nil, err
 	}
-	if len(locs) == 0 || total != uint64(len(locs)) {
-		return nil, true, nil
-	}
-	return locs, false, nil
+	return items.byExtent[pc.DiskBytenr], false, nil
 }
 
 // takesLessThan lists the copy's extents and reports whether they take at
@@ -137,14 +133,22 @@ func refRanges(refs []extentRef, lo uint64) []copyRange {
 	return ranges
 }
 
-// volumeRefs maps every disk extent (written or preallocated) of the
-// volume's image, revisions and precache to the items referencing it.
-func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
+// volumeItems are the items of the volume's image, revisions and
+// precache by the disk extent (written or preallocated) they reference,
+// and who holds them: the files' inodes, in subvolume root.
+type volumeItems struct {
+	byExtent map[uint64][]refLoc
+	inodes   map[uint64]bool
+	root     uint64
+}
+
+// readVolumeItems lists the items of the volume's files.
+func readVolumeItems(l *volume.Locked) (*volumeItems, error) {
 	names, err := l.Revisions()
 	if err != nil {
 		return nil, err
 	}
-	refs := map[uint64][]refLoc{}
+	v := &volumeItems{byExtent: map[uint64][]refLoc{}, inodes: map[uint64]bool{}}
 	for _, name := range append(names, l.Clean(), l.Precache()) {
 		f, err := l.Open(name, os.O_RDONLY)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -153,18 +157,61 @@ func volumeRefs(l *volume.Locked) (map[uint64][]refLoc, error) {
 		if err != nil {
 			return nil, err
 		}
-		exts, err := btrfs.Extents(f, 0)
+		err = v.add(f, name)
 		f.Close()
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range exts {
-			if e.Type != btrfs.ExtentInline && !e.IsHole() {
-				refs[e.DiskBytenr] = append(refs[e.DiskBytenr], refLoc{name: name, offset: e.Offset, extentOffset: e.ExtentOffset, length: e.Length})
-			}
+	}
+	return v, nil
+}
+
+// add lists the items of f, the volume's file name.
+func (v *volumeItems) add(f *os.File, name volume.File) error {
+	ino, err := compress.InodeOf(f)
+	if err != nil {
+		return err
+	}
+	if v.root, err = btrfs.SubvolumeID(f); err != nil {
+		return err
+	}
+	v.inodes[ino] = true
+	exts, err := btrfs.Extents(f, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range exts {
+		if e.Type != btrfs.ExtentInline && !e.IsHole() {
+			v.byExtent[e.DiskBytenr] = append(v.byExtent[e.DiskBytenr], refLoc{name: name, offset: e.Offset, extentOffset: e.ExtentOffset, length: e.Length})
 		}
 	}
-	return refs, nil
+	return nil
+}
+
+// holdAlone reports whether the volume's items are every reference to the
+// disk extent at bytenr, through f, any file on the filesystem. Two looks,
+// as the cold pass takes them (coldFileSet.refs): the extent's reference
+// count, which misses what a snapshot holds (it shares its source's tree
+// leaves until either changes, and a shared leaf's items count once), and
+// LOGICAL_INO, which lists every item any subvolume or snapshot reaches
+// but not one in a tree it cannot walk (being relocated, say). An extent
+// not committed yet, or gone, fails with an error wrapping ENOENT.
+func (v *volumeItems) holdAlone(f *os.File, bytenr uint64) (bool, error) {
+	n := len(v.byExtent[bytenr])
+	total, err := btrfs.ExtentRefCount(f, bytenr)
+	if err != nil || n == 0 || total != uint64(n) {
+		return false, err
+	}
+	refs, err := btrfs.LogicalInodes(f, bytenr)
+	if err != nil || len(refs) != n {
+		return false, err
+	}
+	for _, ref := range refs {
+		if ref.Root != v.root || !v.inodes[ref.Inode] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // openRefs opens the files of locs for writing, each once.
