@@ -50,6 +50,11 @@ type Rewriter struct {
 	// replaced and created record the disk extents (bytenr -> disk bytes)
 	// the rewrites replaced and the ones they made, unless nil.
 	replaced, created map[uint64]uint64
+	// worth is the verdict on each disk extent met, by its address: an
+	// extent is judged once, so that the pieces of it the chunks of a
+	// file cut apart are all rewritten or none. A range defrag of some
+	// would leave the extent pinned by the others beside their copy.
+	worth map[uint64]bool
 }
 
 // NewRewriter returns a Rewriter that asks range defrag for zstd at level
@@ -58,17 +63,18 @@ type Rewriter struct {
 // extents (bytenr -> disk bytes) its rewrites replace are added to
 // replaced, the ones they make to created; either may be nil.
 func NewRewriter(level int, onLevel func(error), replaced, created map[uint64]uint64) *Rewriter {
-	return &Rewriter{level: level, onLevel: onLevel, replaced: replaced, created: created}
+	return &Rewriter{level: level, onLevel: onLevel, replaced: replaced, created: created, worth: map[uint64]bool{}}
 }
 
 // Rewrite rewrites f's uncompressed extents in r compressed, those whose
 // sample saves minSaving of its bytes: the ones only f references by a
 // range defrag, the shared ones by onShared.
 func (w *Rewriter) Rewrite(f *os.File, r Range, minSaving float64, onShared func(btrfs.Extent) (Result, error)) (Result, error) {
-	pieces, err := piecesIn(f, r)
+	pieces, items, err := piecesIn(f, r)
 	if err != nil || len(pieces) == 0 {
 		return Result{}, err
 	}
+	largest := largestItems(pieces, items)
 	ino, err := InodeOf(f)
 	if err != nil {
 		return Result{}, err
@@ -81,9 +87,13 @@ func (w *Rewriter) Rewrite(f *os.File, r Range, minSaving float64, onShared func
 		if err != nil {
 			return res, err
 		}
-		worth, err := worthCompressing(f, pc, minSaving)
-		if err != nil {
-			return res, err
+		worth, judged := w.worth[pc.DiskBytenr]
+		if !judged {
+			// Sampled where f holds most of it, whatever piece comes first.
+			if worth, err = worthCompressing(f, largest[pc.DiskBytenr], minSaving); err != nil {
+				return res, err
+			}
+			w.worth[pc.DiskBytenr] = worth
 		}
 		if !worth {
 			continue
@@ -111,10 +121,10 @@ func Compressible(e btrfs.Extent) bool {
 
 // piecesIn returns f's uncompressed regular extent items within r,
 // clipped to it.
-func piecesIn(f *os.File, r Range) ([]btrfs.Extent, error) {
+func piecesIn(f *os.File, r Range) (pieces, items []btrfs.Extent, err error) {
 	exts, err := btrfs.Extents(f, r.Since)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []btrfs.Extent
 	end := r.Offset + r.Length
@@ -127,7 +137,22 @@ func piecesIn(f *os.File, r Range) ([]btrfs.Extent, error) {
 		e.Offset, e.Length = lo, hi-lo
 		out = append(out, e)
 	}
-	return out, nil
+	return out, exts, nil
+}
+
+// largestItems maps the disk extent of each of pieces to the largest of
+// items referencing it.
+func largestItems(pieces, items []btrfs.Extent) map[uint64]btrfs.Extent {
+	largest := map[uint64]btrfs.Extent{}
+	for _, pc := range pieces {
+		largest[pc.DiskBytenr] = pc
+	}
+	for _, it := range items {
+		if l, ok := largest[it.DiskBytenr]; ok && it.Length > l.Length {
+			largest[it.DiskBytenr] = it
+		}
+	}
+	return largest
 }
 
 // ReferencedOnlyBy reports whether every reference to pc's disk extent,
@@ -195,7 +220,7 @@ func (w *Rewriter) defragExclusive(f *os.File, r Range, pieces []btrfs.Extent) (
 		if err := btrfs.WriteBack(f); err != nil {
 			return res, err
 		}
-		after, err := piecesIn(f, r)
+		after, _, err := piecesIn(f, r)
 		if err != nil {
 			return res, err
 		}

@@ -5,9 +5,11 @@ package optimizer_test
 import (
 	"bytes"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -225,5 +227,43 @@ func TestDedupKeepsCompressedExtentsItWouldGrow(t *testing.T) {
 		if btrfstest.Digest(t, f) != s {
 			t.Fatalf("%s changed", f)
 		}
+	}
+}
+
+// A revision's extent that only the revision references is rewritten
+// whole or not at all, however the compression stage's chunks cut it: a
+// range defrag of the part in one chunk, which compresses, beside the part
+// in the next, which does not, would leave the extent pinned by that part
+// next to the copy of the first.
+func TestFullPassRewritesExclusiveExtentsWhole(t *testing.T) {
+	const vid = "appvms/old/private"
+	const half = 512 << 10 // the compression stage's chunk
+	for _, tc := range []struct {
+		name string
+		data []byte // one extent, two chunks long
+	}{
+		{"text, then noise", slices.Concat(btrfstest.Text(vid, half), noise(7, half))},
+		{"noise, then text", slices.Concat(noise(7, half), btrfstest.Text(vid, half))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newOptHarness(t)
+			mnt := filepath.Dir(h.Dir)
+			rev := h.Path(vid + ".img.1@2025-01-01T00:00:00Z")
+			if err := os.Rename(h.writeImage(vid, tc.data), rev); err != nil {
+				t.Fatal(err)
+			}
+			h.writeImage(vid, noise(8, len(tc.data)))
+			want := sums(t, h.poolFiles())
+			before := h.dataUsed(mnt)
+			r := h.fullPass(vid)
+			after := h.dataUsed(mnt)
+			t.Logf("data used %d -> %d, saved %d; counters %+v", before, after, r.Saved(), r.Counters)
+			if after > before || r.Saved() < 0 {
+				t.Errorf("the pass grew the data used: %d -> %d bytes, saved %d", before, after, r.Saved())
+			}
+			if got := sums(t, h.poolFiles()); !maps.Equal(got, want) {
+				t.Fatal("the pass changed the files' content")
+			}
+		})
 	}
 }
