@@ -83,10 +83,6 @@ func (w *Rewriter) Rewrite(f *os.File, r Range, minSaving float64, onShared func
 	var exclusive []btrfs.Extent
 	for _, pc := range pieces {
 		res.BytesExamined += pc.Length
-		only, err := ReferencedOnlyBy(f, ino, pc)
-		if err != nil {
-			return res, err
-		}
 		worth, judged := w.worth[pc.DiskBytenr]
 		if !judged {
 			// Sampled where f holds most of it, whatever piece comes first.
@@ -97,6 +93,10 @@ func (w *Rewriter) Rewrite(f *os.File, r Range, minSaving float64, onShared func
 		}
 		if !worth {
 			continue
+		}
+		only, err := ReferencedOnlyBy(f, ino, pc)
+		if err != nil {
+			return res, err
 		}
 		if only {
 			exclusive = append(exclusive, pc)
@@ -161,19 +161,30 @@ func largestItems(pieces, items []btrfs.Extent) map[uint64]btrfs.Extent {
 // at extent boundaries. An extent not yet in a committed transaction has
 // no back references to ask about, and counts as not exclusive.
 func ReferencedOnlyBy(f *os.File, ino uint64, pc btrfs.Extent) (bool, error) {
-	refs, err := btrfs.LogicalInodes(f, pc.DiskBytenr)
+	refs, err := References(f, pc.DiskBytenr)
+	return OnlyItemsOf(refs, ino), err
+}
+
+// References lists every item referencing the disk extent at bytenr, in
+// any subvolume or snapshot (btrfs.LogicalInodes), through f, any file on
+// the filesystem: none for an extent not yet in a committed transaction.
+func References(f *os.File, bytenr uint64) ([]btrfs.InodeRef, error) {
+	refs, err := btrfs.LogicalInodes(f, bytenr)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
-	if err != nil {
-		return false, err
-	}
+	return refs, err
+}
+
+// OnlyItemsOf reports whether refs, not empty, are all items of one file,
+// inode ino of the subvolume the first is in.
+func OnlyItemsOf(refs []btrfs.InodeRef, ino uint64) bool {
 	for _, r := range refs {
 		if r.Inode != ino || r.Root != refs[0].Root {
-			return false, nil
+			return false
 		}
 	}
-	return len(refs) > 0, nil
+	return len(refs) > 0
 }
 
 // InodeOf returns f's inode number.

@@ -164,17 +164,18 @@ var errExtentGone = errors.New("data extent gone since the plan")
 // It returns none when anything else references de: de cannot be freed,
 // though its blocks are still good sources.
 func (d *deduper) targets(l *volume.Locked, img dedupDest, ino uint64, de dataExtent) ([]volume.File, error) {
-	if ok, err := compress.ReferencedOnlyBy(img.f, ino, de.items[0]); err != nil || ok {
-		if ok {
-			return []volume.File{l.Clean()}, nil
-		}
+	refs, err := compress.References(img.f, de.bytenr)
+	if err != nil {
 		return nil, err
+	}
+	if compress.OnlyItemsOf(refs, ino) {
+		return []volume.File{l.Clean()}, nil
 	}
 	items, err := d.run.volumeItems(l)
 	if err != nil {
 		return nil, err
 	}
-	alone, err := items.holdAlone(img.f, de.bytenr)
+	alone, err := items.holdAlone(img.f, de.bytenr, refs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errExtentGone
 	}

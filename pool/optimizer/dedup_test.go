@@ -516,7 +516,7 @@ func TestFullPassJudgesWholeExtents(t *testing.T) {
 			if tc.gap {
 				overwrites = append(overwrites, span{4096, 4096})
 			}
-			img := h.writeImage(vid, tc.data, overwrites...)
+			img := h.writeImage(vid, tc.data, 0, overwrites...)
 			rev := h.Path(vid + ".img.1@2025-01-01T00:00:00Z")
 			btrfstest.Reflink(t, img, rev)
 			files := []string{img, rev}

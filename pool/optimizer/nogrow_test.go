@@ -249,10 +249,10 @@ func TestFullPassRewritesExclusiveExtentsWhole(t *testing.T) {
 			h := newOptHarness(t)
 			mnt := filepath.Dir(h.Dir)
 			rev := h.Path(vid + ".img.1@2025-01-01T00:00:00Z")
-			if err := os.Rename(h.writeImage(vid, tc.data), rev); err != nil {
+			if err := os.Rename(h.writeImage(vid, tc.data, 0), rev); err != nil {
 				t.Fatal(err)
 			}
-			h.writeImage(vid, noise(8, len(tc.data)))
+			h.writeImage(vid, noise(8, len(tc.data)), 0)
 			want := sums(t, h.poolFiles())
 			before := h.dataUsed(mnt)
 			r := h.fullPass(vid)

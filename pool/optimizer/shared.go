@@ -99,7 +99,7 @@ func (r *jobRun) ownRefs(l *volume.Locked, target *os.File, pc btrfs.Extent) (lo
 	if pc.DiskNumBytes <= 4096 {
 		return nil, false, nil // one block cannot be stored smaller
 	}
-	alone, err := items.holdAlone(target, pc.DiskBytenr)
+	alone, err := items.holdAlone(target, pc.DiskBytenr, nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil // not committed yet: its references are unknown
 	}
@@ -195,16 +195,21 @@ func (v *volumeItems) add(f *os.File, name volume.File) error {
 // leaves until either changes, and a shared leaf's items count once), and
 // LOGICAL_INO, which lists every item any subvolume or snapshot reaches
 // but not one in a tree it cannot walk (being relocated, say). An extent
-// not committed yet, or gone, fails with an error wrapping ENOENT.
-func (v *volumeItems) holdAlone(f *os.File, bytenr uint64) (bool, error) {
+// not committed yet, or gone, fails with an error wrapping ENOENT. refs
+// are LOGICAL_INO's answer if the caller has it, else nil.
+func (v *volumeItems) holdAlone(f *os.File, bytenr uint64, refs []btrfs.InodeRef) (bool, error) {
 	n := len(v.byExtent[bytenr])
 	total, err := btrfs.ExtentRefCount(f, bytenr)
 	if err != nil || n == 0 || total != uint64(n) {
 		return false, err
 	}
-	refs, err := btrfs.LogicalInodes(f, bytenr)
-	if err != nil || len(refs) != n {
-		return false, err
+	if refs == nil {
+		if refs, err = btrfs.LogicalInodes(f, bytenr); err != nil {
+			return false, err
+		}
+	}
+	if len(refs) != n {
+		return false, nil
 	}
 	for _, ref := range refs {
 		if ref.Root != v.root || !v.inodes[ref.Inode] {

@@ -92,10 +92,7 @@ func TestFullPassCompressesWhatRevisionsShare(t *testing.T) {
 // since with noise. It returns the image and the revisions.
 func (h optHarness) layOutRevisionsSharing(vid string, n, extentBytes int, gaps ...span) (img string, revs []string) {
 	h.T.Helper()
-	img = h.writeImage(vid, btrfstest.Text(vid, n), gaps...)
-	if extentBytes > 0 {
-		writeInExtents(h.T, img, btrfstest.Text(vid, n), extentBytes)
-	}
+	img = h.writeImage(vid, btrfstest.Text(vid, n), extentBytes, gaps...)
 	for _, name := range []string{".img.1@2025-01-01T00:00:00Z", ".img.2@2025-01-02T00:00:00Z"} {
 		revs = append(revs, h.Path(vid+name))
 		btrfstest.Reflink(h.T, img, revs[len(revs)-1])
@@ -105,18 +102,19 @@ func (h optHarness) layOutRevisionsSharing(vid string, n, extentBytes int, gaps 
 }
 
 // writeImage writes vid's clean image, never seen by the daemon: data in
-// large uncompressed extents, then noise over each of overwrites, so that
-// those ranges of the data's extents are referenced by no file.
-func (h optHarness) writeImage(vid string, data []byte, overwrites ...span) string {
+// uncompressed extents, of extentBytes each if not 0, else as large as the
+// kernel makes them; then noise over each of overwrites, so that those
+// ranges of the data's extents are referenced by no file.
+func (h optHarness) writeImage(vid string, data []byte, extentBytes int, overwrites ...span) string {
 	h.T.Helper()
 	if err := os.MkdirAll(filepath.Dir(h.Path(vid)), 0o755); err != nil {
 		h.T.Fatal(err)
 	}
 	img := h.Path(vid + ".img")
-	if err := os.WriteFile(img, data, 0o644); err != nil {
-		h.T.Fatal(err)
+	if extentBytes == 0 {
+		extentBytes = len(data)
 	}
-	btrfstest.Sync(h.T, img)
+	writeInExtents(h.T, img, data, extentBytes)
 	for i, o := range overwrites {
 		btrfstest.WriteAt(h.T, img, int64(o.offset), noise(uint64(10+i), int(o.length)))
 	}
@@ -138,12 +136,18 @@ func snapshot(t *testing.T, src, dst string) {
 	}
 }
 
-// writeInExtents writes data over path in extents of size bytes: every
-// other piece first, then the rest, each half written back on its own so
-// that no two pieces' delayed allocations merge.
+// writeInExtents writes data to path, made anew, in extents of size
+// bytes: every other piece first, then the rest, each half written back on
+// its own so that no two pieces' delayed allocations merge.
 func writeInExtents(t *testing.T, path string, data []byte, size int) {
 	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, first := range []int{0, size} {
+		if first >= len(data) {
+			break
+		}
 		for off := first; off < len(data); off += 2 * size {
 			btrfstest.WriteAt(t, path, int64(off), data[off:min(off+size, len(data))])
 		}
